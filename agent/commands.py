@@ -1,0 +1,58 @@
+"""The one door to subprocesses. Nothing else in paas imports ``subprocess``.
+
+Commands are argument lists, never shell strings. Builders that decide the
+arguments are pure functions (``nginx_test_args`` ...), tested by equality;
+``run`` executes one.
+"""
+
+from __future__ import annotations
+
+import subprocess  # noqa: S404  (the one module allowed to)
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CommandResult", "nginx_reload_args", "nginx_test_args", "run"]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: tuple[str, ...]
+    returncode: int
+    output: str  # stdout and stderr, interleaved
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(args: list[str], *, timeout: float = 60) -> CommandResult:
+    """Run ``args`` (no shell), capturing output. A missing binary or a
+    timeout is a failed result, not an exception."""
+    if not args or not all(isinstance(a, str) for a in args):
+        raise TypeError("run() takes a non-empty list of strings")
+    try:
+        proc = subprocess.run(  # noqa: S603  (argument list, no shell)
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        return CommandResult(tuple(args), 127, f"{args[0]}: command not found")
+    except subprocess.TimeoutExpired:
+        return CommandResult(tuple(args), 124, f"{args[0]}: timed out after {timeout}s")
+    return CommandResult(tuple(args), proc.returncode, proc.stdout.decode("utf-8", "replace"))
+
+
+def _nginx_base(nginx_bin: str, main_conf: Path | None) -> list[str]:
+    return [nginx_bin] if main_conf is None else [nginx_bin, "-c", str(main_conf)]
+
+
+def nginx_test_args(nginx_bin: str, main_conf: Path | None) -> list[str]:
+    return [*_nginx_base(nginx_bin, main_conf), "-t", "-q"]
+
+
+def nginx_reload_args(nginx_bin: str, main_conf: Path | None) -> list[str]:
+    return [*_nginx_base(nginx_bin, main_conf), "-s", "reload"]

@@ -1,0 +1,221 @@
+"""The agent daemon: claims jobs, runs them in a small thread pool (one job per
+app at a time, up to ``PAAS_AGENT_WORKERS`` apps at once), keeps their leases
+alive, fails jobs whose agent died, and reconciles Docker and nginx with the
+database at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from agent.docker_engine import DockerEngine, EngineError
+from agent.nginx import CONTROL_SITE, NginxError, NginxSites, SiteSpec, render_control, render_site
+from agent.pipeline import Pipeline
+from agent.source import SourceCache
+from paas import queue
+from paas.db import make_engine, session_scope
+from paas.instance import instance_id
+from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
+from paas.settings import Settings
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("paas.agent")
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Engine | None = None,
+        docker: DockerEngine | None = None,
+        nginx: NginxSites | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db or make_engine(settings)
+        self.docker = docker or DockerEngine()
+        self.nginx = nginx or NginxSites(settings)
+        self.instance = instance_id(settings.data_dir)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.pipeline = Pipeline(
+            settings=settings, db=self.db, docker=self.docker, nginx=self.nginx,
+            source=SourceCache(settings.repos_dir), instance=self.instance,
+        )
+        self._running: dict[int, Future[None]] = {}
+        self._lock = threading.Lock()
+
+    # main loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("agent %s starting (instance %s)", self.owner, self.instance)
+        self.docker.ping()
+        self.reconcile()
+        beat = threading.Thread(target=self._heartbeat_loop, args=(stop,), daemon=True, name="heartbeat")
+        beat.start()
+        with ThreadPoolExecutor(max_workers=self.settings.agent_workers, thread_name_prefix="job") as pool:
+            while not stop.is_set():
+                try:
+                    self.tick(pool)
+                except Exception:  # noqa: BLE001  (keep serving; the next tick retries)
+                    log.exception("agent tick failed")
+                stop.wait(self.settings.poll_seconds)
+            log.info("agent stopping: waiting for %d running job(s)", len(self._running))
+        log.info("agent stopped")
+
+    def tick(self, pool: ThreadPoolExecutor) -> None:
+        self.recover()
+        with self._lock:
+            for job_id in [j for j, f in self._running.items() if f.done()]:
+                del self._running[job_id]
+            free = self.settings.agent_workers - len(self._running)
+        for _ in range(free):
+            with session_scope(self.db) as session:
+                job = queue.claim(
+                    session, owner=self.owner, lease_seconds=self.settings.job_lease_seconds
+                )
+                if job is not None:
+                    session.expunge(job)
+            if job is None:
+                return
+            assert job.id is not None
+            log.info("claimed job %s (%s %s)", job.id, job.kind, job.app_name)
+            with self._lock:
+                self._running[job.id] = pool.submit(self.execute, job)
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        interval = self.settings.job_lease_seconds / 3
+        while not stop.wait(interval):
+            with self._lock:
+                ids = list(self._running)
+            try:
+                with session_scope(self.db) as session:
+                    queue.heartbeat(session, owner=self.owner, job_ids=ids,
+                                    lease_seconds=self.settings.job_lease_seconds)
+            except Exception:  # noqa: BLE001
+                log.exception("heartbeat failed")
+
+    # one job ----------------------------------------------------------------------
+
+    def execute(self, job: Job) -> None:
+        assert job.id is not None
+        state, error, dep_id = JobState.failed, "", None
+        try:
+            if job.kind == queue.DEPLOY:
+                result = self.pipeline.deploy(job)
+                dep_id = result.deployment_id
+                state, error = (JobState.done, "") if result.ok else (JobState.failed, result.error)
+            elif job.kind == queue.DELETE:
+                self.delete_app(job)
+                state = JobState.done
+            else:
+                error = f"unknown job kind {job.kind!r}"
+        except Exception as exc:  # noqa: BLE001  (the job must end, whatever happened)
+            log.exception("job %s failed", job.id)
+            error = f"{type(exc).__name__}: {exc}"
+        with session_scope(self.db) as session:
+            if not queue.finish(session, job_id=job.id, owner=self.owner, state=state,
+                                error=error, deployment_id=dep_id):
+                log.warning("job %s: lease was lost before it finished", job.id)
+        log.info("job %s %s %s", job.id, state, error)
+
+    def delete_app(self, job: Job) -> None:
+        name = job.app_name
+        for c in self.docker.containers({"paas.instance": self.instance, "paas.app": name}):
+            self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
+        self.nginx.apply(name, None)
+        for image_id, tags, _labels in self.docker.images({"paas.instance": self.instance, "paas.app": name}):
+            for ref in tags or [image_id]:
+                self.docker.remove_image(ref)
+        self.docker.remove_volumes({"paas.instance": self.instance, "paas.app": name})
+        self.pipeline.source.forget(name)
+        shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
+        with session_scope(self.db) as session:
+            app = session.get(App, job.app_id) if job.app_id else None
+            if app is not None:
+                session.delete(app)
+        log.info("deleted app %s", name)
+
+    # recovery and reconcile -----------------------------------------------------------
+
+    def recover(self) -> None:
+        """Fail jobs whose agent died, and their half-made deployments."""
+        with session_scope(self.db) as session:
+            expired = queue.recover_expired(session)
+            for job in expired:
+                log.warning("job %s (%s %s): lease expired; failed", job.id, job.kind, job.app_name)
+                if job.deployment_id:
+                    dep = session.get(Deployment, job.deployment_id)
+                    if dep is not None and dep.status == DeploymentStatus.running:
+                        dep.status = DeploymentStatus.failed
+                        dep.error = f"{dep.step or 'deploy'}: {job.error}"
+                        dep.finished_at = utcnow()
+                        session.add(dep)
+            names = sorted({j.app_name for j in expired})
+        for name in names:
+            self.reconcile_app(name)
+
+    def reconcile(self) -> None:
+        """Make Docker and nginx match the database (run at start)."""
+        self.nginx.ensure_common()
+        try:
+            self.nginx.apply(CONTROL_SITE, render_control(self.settings))
+        except NginxError as exc:
+            log.error("cannot install the control plane's nginx site: %s", exc)
+        with session_scope(self.db) as session:
+            apps = {a.name for a in session.exec(select(App)).all()}
+        for c in self.docker.containers({"paas.instance": self.instance}):
+            if c.labels.get("paas.app") not in apps:
+                log.info("removing %s: its app no longer exists", c.name)
+                self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
+        for name in sorted(apps):
+            self.reconcile_app(name)
+
+    def reconcile_app(self, name: str) -> None:
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == name)).first()
+            if app is None or app.state != "active":
+                return
+            busy = session.exec(
+                select(Job.id).where(col(Job.app_id) == app.id, col(Job.state) == JobState.running)
+            ).first()
+            current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+        if busy is not None:
+            return  # a live job owns this app's containers right now
+        keep = str(current.id) if current else None
+        for c in self.docker.containers({"paas.instance": self.instance, "paas.app": name}):
+            if c.labels.get("paas.deployment") != keep:
+                log.info("removing leftover container %s", c.name)
+                self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
+        if current is None or not current.host_port:
+            return
+        for cname in current.containers:
+            info = self.docker.container(cname)
+            if info is None:
+                log.error("app %s: container %s of the live release v%s is missing",
+                          name, cname, current.version)
+            elif info.status != "running":
+                try:
+                    self.docker.start_existing(cname)
+                    log.info("restarted %s", cname)
+                except EngineError as exc:
+                    log.error("app %s: cannot restart %s: %s", name, cname, exc)
+        site = render_site(
+            SiteSpec(app=name, version=current.version,
+                     hostnames=(self.settings.app_hostname(name),),
+                     upstreams=(f"127.0.0.1:{current.host_port}",)),
+            self.settings,
+        )
+        try:
+            self.nginx.apply(name, site)
+        except NginxError as exc:
+            log.error("app %s: cannot restore its nginx site: %s", name, exc)

@@ -1,0 +1,357 @@
+"""The one door to the Docker engine. Nothing else in paas imports ``docker``.
+
+Every method maps one intent (build this, run that once, start this container)
+onto the Docker SDK and turns its exceptions into :class:`EngineError`, whose
+message is fit for a deployment log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+__all__ = ["ContainerInfo", "DockerEngine", "EngineError", "OneOffResult"]
+
+LineSink = Callable[[str], None]
+
+
+class EngineError(Exception):
+    """The engine refused or failed an operation."""
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    status: str  # created | running | exited | ...
+    labels: dict[str, str]
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class OneOffResult:
+    exit_code: int | None  # None: killed on timeout
+    timed_out: bool
+
+
+class DockerEngine:
+    def __init__(self, client: Any | None = None, *, timeout: int = 120) -> None:
+        try:
+            self._client = client or docker.from_env(timeout=timeout)
+        except DockerException as exc:
+            raise EngineError(f"cannot reach the Docker engine: {exc}") from exc
+
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except DockerException as exc:
+            raise EngineError(f"the Docker engine does not answer: {exc}") from exc
+
+    # images -----------------------------------------------------------------
+
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        labels: dict[str, str],
+        on_line: LineSink,
+        timeout: int,
+        network: str = "",
+        buildargs: dict[str, str] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> str:
+        """Build ``context`` (honouring its .dockerignore); returns the image id."""
+        started = time.monotonic()
+        image_id = ""
+        try:
+            stream = self._client.api.build(
+                path=str(context),
+                dockerfile=dockerfile,
+                tag=tag,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                timeout=timeout,
+                network_mode=network or None,
+                buildargs=buildargs or None,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                    raise EngineError(str(detail).strip())
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in str(text).splitlines():
+                    if line.strip():
+                        on_line(line.rstrip())
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = str(aux["ID"])
+                if time.monotonic() - started > timeout:
+                    raise EngineError(f"build took longer than {timeout}s")
+                if should_stop():
+                    raise EngineError("build cancelled")
+        except (APIError, DockerException) as exc:
+            raise EngineError(_explain(exc)) from exc
+        if not image_id:
+            image_id = self.image_id(tag) or ""
+        if not image_id:
+            raise EngineError("the engine reported no image for the build")
+        return image_id
+
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return str(self._client.images.get(ref).id)
+        except ImageNotFound:
+            return None
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+
+    def image_config(self, ref: str) -> dict[str, Any]:
+        try:
+            return dict(self._client.images.get(ref).attrs.get("Config") or {})
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+
+    def image_has_file(self, ref: str, path: str) -> bool:
+        """Whether the image holds a regular file at ``path`` (nothing is run)."""
+        container = None
+        try:
+            container = self._client.containers.create(ref, command=["true"], entrypoint=[])
+            stream, stat = container.get_archive(path)
+            for _ in stream:  # drain the archive so the connection is released
+                pass
+            go_mode_dir = 1 << 31  # the engine reports Go FileMode bits
+            return not stat.get("linkTarget") and not int(stat.get("mode", 0)) & go_mode_dir
+        except NotFound:
+            return False
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        finally:
+            if container is not None:
+                _quietly(lambda: container.remove(force=True))
+
+    def images(self, labels: dict[str, str]) -> list[tuple[str, list[str], dict[str, str]]]:
+        """(id, tags, labels) of every image carrying all ``labels``."""
+        try:
+            found = self._client.images.list(filters={"label": _label_filter(labels)})
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        return [(str(i.id), list(i.tags), dict(i.labels or {})) for i in found]
+
+    def remove_image(self, ref: str) -> bool:
+        """Remove an image; False if it is gone already or still in use."""
+        try:
+            self._client.images.remove(ref, noprune=False)
+            return True
+        except ImageNotFound:
+            return False
+        except APIError as exc:
+            if exc.status_code == 409:  # in use by a container
+                return False
+            raise EngineError(_explain(exc)) from exc
+
+    # containers ---------------------------------------------------------------
+
+    def run_once(
+        self,
+        *,
+        image: str,
+        command: list[str],
+        name: str,
+        env: dict[str, str],
+        labels: dict[str, str],
+        timeout: float,
+        on_line: LineSink,
+        volumes: dict[str, dict[str, str]] | None = None,
+    ) -> OneOffResult:
+        """Run ``command`` in a fresh container, stream its output, remove it."""
+        try:
+            self._ensure_volumes(volumes, labels)
+            container = self._client.containers.create(
+                image, command=command, name=name, environment=env, labels=labels, detach=True,
+                volumes=volumes or None,
+            )
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        try:
+            container.start()
+            reader = threading.Thread(
+                target=_pump_logs, args=(container, on_line), daemon=True, name=f"logs-{name}"
+            )
+            reader.start()
+            try:
+                result = container.wait(timeout=timeout)
+            except Exception:  # noqa: BLE001  (requests' timeout types vary by version)
+                _quietly(lambda: container.kill())
+                reader.join(timeout=5)
+                return OneOffResult(exit_code=None, timed_out=True)
+            reader.join(timeout=10)
+            return OneOffResult(exit_code=int(result.get("StatusCode", -1)), timed_out=False)
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        finally:
+            _quietly(lambda: container.remove(force=True))
+
+    def start(
+        self,
+        *,
+        image: str,
+        name: str,
+        command: list[str] | None,
+        env: dict[str, str],
+        labels: dict[str, str],
+        container_port: int,
+        host_ip: str,
+        host_port: int,
+        volumes: dict[str, dict[str, str]] | None = None,
+    ) -> str:
+        """Start a long-running container published on host_ip:host_port only."""
+        try:
+            self._ensure_volumes(volumes, labels)
+            container = self._client.containers.run(
+                image,
+                command=command,
+                name=name,
+                environment=env,
+                labels=labels,
+                detach=True,
+                ports={f"{container_port}/tcp": (host_ip, host_port)},
+                restart_policy={"Name": "unless-stopped"},
+                init=True,
+                volumes=volumes or None,
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            )
+        except DockerException as exc:
+            _quietly(lambda: self._client.containers.get(name).remove(force=True))
+            raise EngineError(_explain(exc)) from exc
+        return str(container.id)
+
+    def _ensure_volumes(self, volumes: dict[str, dict[str, str]] | None, labels: dict[str, str]) -> None:
+        keep = {k: v for k, v in labels.items() if k in ("paas.instance", "paas.app")}
+        for name in volumes or {}:
+            try:
+                self._client.volumes.get(name)
+            except NotFound:
+                self._client.volumes.create(name=name, labels=keep)
+
+    def remove_volumes(self, labels: dict[str, str]) -> list[str]:
+        """Remove every volume carrying all ``labels``; returns their names."""
+        removed = []
+        try:
+            for volume in self._client.volumes.list(filters={"label": _label_filter(labels)}):
+                volume.remove(force=True)
+                removed.append(str(volume.name))
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        return removed
+
+    def container(self, name: str) -> ContainerInfo | None:
+        try:
+            c = self._client.containers.get(name)
+        except NotFound:
+            return None
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        return _info(c)
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        try:
+            found = self._client.containers.list(all=True, filters={"label": _label_filter(labels)})
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        return [_info(c) for c in found]
+
+    def start_existing(self, name: str) -> None:
+        try:
+            self._client.containers.get(name).start()
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+
+    def logs_tail(self, name: str, lines: int = 30) -> list[str]:
+        try:
+            raw = self._client.containers.get(name).logs(tail=lines)
+        except DockerException:
+            return []
+        return raw.decode("utf-8", errors="replace").splitlines()
+
+    def stop_and_remove(self, name: str, *, timeout: int) -> None:
+        """SIGTERM, wait up to ``timeout`` seconds, SIGKILL, remove. Idempotent."""
+        try:
+            c = self._client.containers.get(name)
+        except NotFound:
+            return
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        try:
+            if c.status in ("running", "restarting", "paused"):
+                c.stop(timeout=timeout)
+            c.remove(force=True)
+        except NotFound:
+            return
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+
+    def published_ports(self) -> set[int]:
+        """Host ports published by any container on this engine."""
+        ports: set[int] = set()
+        try:
+            for c in self._client.containers.list(all=True):
+                bindings = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+                for entries in bindings.values():
+                    for entry in entries or []:
+                        if str(entry.get("HostPort", "")).isdigit():
+                            ports.add(int(entry["HostPort"]))
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        return ports
+
+
+def _info(c: Any) -> ContainerInfo:
+    state = c.attrs.get("State") or {}
+    return ContainerInfo(
+        name=str(c.name),
+        status=str(c.status),
+        labels=dict(c.labels or {}),
+        exit_code=state.get("ExitCode") if c.status == "exited" else None,
+    )
+
+
+def _pump_logs(container: Any, on_line: LineSink) -> None:
+    buffer = b""
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                on_line(line.decode("utf-8", errors="replace").rstrip())
+    except DockerException:
+        pass
+    if buffer.strip():
+        on_line(buffer.decode("utf-8", errors="replace").rstrip())
+
+
+def _label_filter(labels: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in labels.items()]
+
+
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
+
+
+def _quietly(action: Callable[[], object], *, ignore: Iterable[type[BaseException]] = (DockerException,)) -> None:
+    try:
+        action()
+    except tuple(ignore):
+        pass

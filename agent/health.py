@@ -1,0 +1,69 @@
+"""Health: is the new web container answering on its published port?
+
+HTTP GET on the app's health path (any status below 400 passes), else a TCP
+connect. Tries until ``retries`` attempts have failed, giving up early if
+the container has exited.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = ["HealthCheck", "check_once", "wait_healthy"]
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    host: str
+    port: int
+    path: str | None
+    interval: float
+    timeout: float
+    retries: int
+
+
+def check_once(check: HealthCheck) -> tuple[bool, str]:
+    if check.path:
+        url = f"http://{check.host}:{check.port}{check.path}"
+        try:
+            response = httpx.get(url, timeout=check.timeout, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            return False, f"GET {check.path}: {type(exc).__name__}"
+        ok = response.status_code < 400
+        return ok, f"GET {check.path}: {response.status_code}"
+    try:
+        with socket.create_connection((check.host, check.port), timeout=check.timeout):
+            return True, f"TCP {check.port}: connected"
+    except OSError as exc:
+        return False, f"TCP {check.port}: {exc.strerror or exc}"
+
+
+def wait_healthy(
+    check: HealthCheck,
+    *,
+    alive: Callable[[], str | None],
+    on_line: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once healthy; raise RuntimeError with the reason otherwise.
+
+    ``alive`` returns None while the container runs, else why it stopped.
+    """
+    last = ""
+    for attempt in range(1, check.retries + 1):
+        dead = alive()
+        if dead:
+            raise RuntimeError(f"the container stopped before it was healthy: {dead}")
+        ok, last = check_once(check)
+        if ok:
+            on_line(f"healthy after {attempt} attempt(s): {last}")
+            return
+        if attempt == 1 or attempt % 10 == 0:
+            on_line(f"waiting for health ({attempt}/{check.retries}): {last}")
+        sleep(check.interval)
+    raise RuntimeError(f"not healthy after {check.retries} attempts; last: {last}")

@@ -1,0 +1,165 @@
+"""nginx sites: render from templates/nginx, swap in atomically, validate with
+``nginx -t``, reload, and restore the previous file on any error.
+
+One file per app (``paas-app-<name>.conf``) in ``PAAS_NGINX_CONF_DIR``, plus
+``paas-0-common.conf`` for shared http-level definitions. Every switch holds
+one lock, so two apps deploying at once never validate each other's
+half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from agent import commands
+from paas.settings import Settings
+
+__all__ = ["NginxError", "NginxSites", "SiteSpec", "render_common", "render_control", "render_site"]
+
+Runner = Callable[..., commands.CommandResult]
+
+COMMON_FILE = "paas-0-common.conf"
+CONTROL_SITE = "0-control"  # the control plane's site file: paas-app-0-control.conf
+
+
+class NginxError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    app: str
+    version: int
+    hostnames: tuple[str, ...]
+    upstreams: tuple[str, ...]  # host:port of each web container
+
+
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("templates", "nginx"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701  (nginx config, not HTML; inputs are validated names)
+    )
+
+
+def listen_directive(settings: Settings, port: int) -> str:
+    return f"{settings.listen_address}:{port}" if settings.listen_address else str(port)
+
+
+def render_site(spec: SiteSpec, settings: Settings) -> str:
+    return _env().get_template("site.conf.j2").render(
+        app=spec.app,
+        version=spec.version,
+        upstream_name=f"paas_app_{spec.app.replace('-', '_')}",
+        upstreams=spec.upstreams,
+        hostnames=spec.hostnames,
+        listen=listen_directive(settings, settings.http_port),
+        acme_webroot=str(settings.data_dir / "acme"),
+        client_max_body_size="100m",
+        read_timeout=60,
+    )
+
+
+def render_common() -> str:
+    return _env().get_template("common.conf.j2").render()
+
+
+def render_control(settings: Settings) -> str:
+    """The control plane's own site: GitHub and browsers reach web through it."""
+    return _env().get_template("control.conf.j2").render(
+        hostname=settings.control_host,
+        listen=listen_directive(settings, settings.http_port),
+        upstream=f"{settings.web_host}:{settings.web_port}",
+        acme_webroot=str(settings.data_dir / "acme"),
+        client_max_body_size=f"{settings.webhook_max_bytes // (1024 * 1024) + 1}m",
+    )
+
+
+def site_filename(app: str) -> str:
+    return f"paas-app-{app}.conf"
+
+
+class NginxSites:
+    """Owns the paas files in the nginx config directory."""
+
+    _lock = threading.Lock()  # one switch at a time, across every pipeline thread
+
+    def __init__(self, settings: Settings, *, runner: Runner = commands.run) -> None:
+        self._settings = settings
+        self._run = runner
+        self._dir = settings.nginx_conf_dir
+
+    def path(self, app: str) -> Path:
+        return self._dir / site_filename(app)
+
+    def current(self, app: str) -> str | None:
+        try:
+            return self.path(app).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def ensure_common(self) -> None:
+        """Write the shared definitions if they differ (no reload needed
+        before the first site uses them)."""
+        with self._lock:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            wanted = render_common()
+            path = self._dir / COMMON_FILE
+            if not path.exists() or path.read_text(encoding="utf-8") != wanted:
+                _atomic_write(path, wanted)
+
+    def apply(self, app: str, content: str | None) -> None:
+        """Make the app's site ``content`` (None removes it), validate and
+        reload; on any failure put the previous file back and raise."""
+        with self._lock:
+            path = self.path(app)
+            previous = self.current(app)
+            if previous == content:
+                return
+            self._dir.mkdir(parents=True, exist_ok=True)
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                _atomic_write(path, content)
+            try:
+                self._check_and_reload()
+            except NginxError:
+                if previous is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    _atomic_write(path, previous)
+                raise
+
+    def _check_and_reload(self) -> None:
+        s = self._settings
+        test = self._run(commands.nginx_test_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
+        if not test.ok:
+            raise NginxError(f"nginx -t failed: {test.output.strip()}")
+        reload = self._run(commands.nginx_reload_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
+        if not reload.ok:
+            raise NginxError(
+                f"nginx reload failed (is nginx running?): {reload.output.strip()}"
+            )
+
+
+def _atomic_write(path: Path, content: str) -> None:
+    """Write to a hidden temp file nginx does not include, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

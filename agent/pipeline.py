@@ -1,0 +1,409 @@
+"""The deploy pipeline: fetch → build → release → start → health → switch → retire.
+
+Each step is timed, recorded on the deployment row and logged to the
+deployment's log file as it happens. A failure before ``switch`` undoes what
+the attempt created (containers, image) and leaves the live release serving,
+untouched. After ``switch`` the new release is live; a problem while retiring
+the old one is logged, not a failed deploy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, func
+from sqlmodel import col, select
+
+from agent.deploylog import DeployLog
+from agent.docker_engine import DockerEngine, EngineError
+from agent.health import HealthCheck, wait_healthy
+from agent.nginx import NginxError, NginxSites, SiteSpec, render_site
+from agent.plan import PRESTART_CANDIDATES, ReleasePlan, image_tag, labels_for, make_plan
+from agent.source import SourceCache, SourceError
+from paas.db import session_scope
+from paas.errors import DeployError, InvalidInput
+from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
+from paas.procfile import parse_procfile
+from paas.settings import Settings
+
+__all__ = ["DeployResult", "Pipeline"]
+
+log = logging.getLogger("paas.agent.pipeline")
+
+STEPS = ("fetch", "build", "release", "start", "health", "switch", "retire")
+
+
+@dataclass
+class DeployResult:
+    ok: bool
+    deployment_id: int
+    version: int
+    error: str = ""
+
+
+@dataclass
+class _Attempt:
+    """What this attempt created, so a failure can remove exactly that."""
+
+    image: str | None = None
+    containers: list[str] = field(default_factory=list)
+    switched: bool = False
+
+
+class Pipeline:
+    _port_lock = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Engine,
+        docker: DockerEngine,
+        nginx: NginxSites,
+        source: SourceCache,
+        instance: str,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.docker = docker
+        self.nginx = nginx
+        self.source = source
+        self.instance = instance
+
+    # the deploy ------------------------------------------------------------------
+
+    def deploy(self, job: Job) -> DeployResult:
+        dep_id, version, app = self._new_deployment(job)
+        attempt = _Attempt()
+        build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
+        with DeployLog(self.settings.logs_dir / app.name / f"v{version}.log") as dlog:
+            dlog.line(f"deploying {app.name} v{version} ({job.payload.get('trigger', '')} "
+                      f"{job.payload.get('ref', '')} {job.payload.get('commit', '')[:12]})".replace(" )", ")"))
+            try:
+                self._run_steps(job, app, dep_id, version, build_dir, attempt, dlog)
+            except Exception as exc:  # noqa: BLE001  (a bug must still fail cleanly)
+                if not isinstance(exc, DeployError):
+                    log.exception("unexpected error deploying %s v%s", app.name, version)
+                    exc = DeployError(self._get(dep_id).step or "fetch", f"internal error: {exc!r}")
+                dlog.line(f"!!! deploy failed at {exc.step}: {exc.reason}")
+                self._undo(attempt, dlog)
+                self._finish(dep_id, DeploymentStatus.failed, error=str(exc))
+                dlog.line(f"v{version} failed; the previous release keeps serving")
+                return DeployResult(False, dep_id, version, str(exc))
+            finally:
+                shutil.rmtree(build_dir, ignore_errors=True)
+            self._finish(dep_id, DeploymentStatus.succeeded)
+            dlog.line(f"v{version} is live")
+        return DeployResult(True, dep_id, version)
+
+    def _run_steps(
+        self, job: Job, app: App, dep_id: int, version: int, build_dir: Path,
+        attempt: _Attempt, dlog: DeployLog,
+    ) -> None:
+        s = self.settings
+        with self._step(dep_id, "fetch", dlog):
+            info = self.source.fetch(
+                app=app.name, url=app.repo_url, ref=str(job.payload.get("ref") or app.branch),
+                commit=str(job.payload.get("commit") or ""), on_line=dlog.line,
+            )
+            self.source.export(app=app.name, url=app.repo_url, commit=info.sha, dest=build_dir)
+            self._update(dep_id, commit=info.sha, commit_message=info.message[:2000])
+        context = build_dir / app.source_dir if app.source_dir else build_dir
+        tag = image_tag(app.name, version)
+        with self._step(dep_id, "build", dlog):
+            procfile = self._procfile(context)
+            if not (context / app.dockerfile).is_file():
+                raise InvalidInput(
+                    f"no {app.dockerfile} in {app.source_dir or 'the repository root'} "
+                    f"at {info.sha[:12]}"
+                )
+            labels = labels_for(instance=self.instance, app=app.name, deployment_id=dep_id, version=version)
+            attempt.image = tag
+            self.docker.build(
+                context=context, dockerfile=app.dockerfile, tag=tag, labels=labels,
+                on_line=dlog.line, timeout=s.build_timeout, network=s.build_network,
+            )
+            self._update(dep_id, image=tag)
+            config = self.docker.image_config(tag)
+            prestart = None if "release" in procfile else self._find_prestart(tag, config)
+            plan = make_plan(
+                app=app, deployment=self._get(dep_id), instance=self.instance, procfile=procfile,
+                exposed=config.get("ExposedPorts"), prestart_path=prestart, host_port=0,
+            )
+
+        with self._step(dep_id, "release", dlog):
+            self._release(plan, attempt, dlog)
+
+        with self._step(dep_id, "start", dlog):
+            plan = self._start(plan, attempt, dlog)
+            self._update(dep_id, host_port=plan.host_port, container_port=plan.container_port,
+                         containers=[plan.container_name])
+
+        with self._step(dep_id, "health", dlog):
+            self._health(app, plan, dlog)
+
+        with self._step(dep_id, "switch", dlog):
+            site = render_site(
+                SiteSpec(app=app.name, version=version,
+                         hostnames=(s.app_hostname(app.name),), upstreams=(plan.upstream,)),
+                s,
+            )
+            self.nginx.apply(app.name, site)
+            attempt.switched = True
+            previous = self._make_current(app.name, dep_id)
+            dlog.line(f"nginx now routes {s.app_hostname(app.name)} to {plan.upstream}")
+
+        # Live from here on: trouble while retiring is logged, not a failure.
+        with self._step(dep_id, "retire", dlog, fatal=False):
+            self._retire(app.name, dep_id, previous, dlog)
+
+    # steps ---------------------------------------------------------------------
+
+    def _procfile(self, context: Path) -> dict[str, str]:
+        path = context / "Procfile"
+        if not path.is_file():
+            return {}
+        try:
+            return parse_procfile(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("Procfile is not UTF-8 text") from exc
+
+    def _find_prestart(self, tag: str, config: dict[str, object]) -> str | None:
+        workdir = str(config.get("WorkingDir") or "/")
+        for candidate in PRESTART_CANDIDATES:
+            path = candidate if candidate.startswith("/") else f"{workdir.rstrip('/')}/{candidate}"
+            if self.docker.image_has_file(tag, path):
+                return path
+        return None
+
+    def _release(self, plan: ReleasePlan, attempt: _Attempt, dlog: DeployLog) -> None:
+        if plan.release_command is None:
+            dlog.line("no release command (Procfile release: or prestart.sh); skipped")
+            return
+        dlog.line(f"running {' '.join(plan.release_command)} in a one-off container")
+        attempt.containers.append(plan.release_container_name)
+        result = self.docker.run_once(
+            image=plan.image, command=plan.release_command, name=plan.release_container_name,
+            env=plan.env, labels={**plan.labels, "paas.process": "release"}, volumes=plan.volumes,
+            timeout=self.settings.release_timeout, on_line=lambda line: dlog.line(f"  | {line}"),
+        )
+        attempt.containers.remove(plan.release_container_name)  # run_once removed it
+        if result.timed_out:
+            raise RuntimeError(f"release command timed out after {self.settings.release_timeout}s")
+        if result.exit_code != 0:
+            raise RuntimeError(f"release command exited with status {result.exit_code}")
+
+    def _start(self, plan: ReleasePlan, attempt: _Attempt, dlog: DeployLog) -> ReleasePlan:
+        last_error = ""
+        for _ in range(5):  # a port can be taken between our check and Docker's bind
+            with self._port_lock:
+                port = self._free_port()
+                candidate = _with_port(plan, port)
+                attempt.containers.append(candidate.container_name)
+                try:
+                    self.docker.start(
+                        image=candidate.image, name=candidate.container_name,
+                        command=candidate.command, env=candidate.env, labels=candidate.web_labels,
+                        container_port=candidate.container_port, host_ip=candidate.host_ip,
+                        host_port=port, volumes=candidate.volumes,
+                    )
+                except EngineError as exc:
+                    attempt.containers.remove(candidate.container_name)
+                    last_error = str(exc)
+                    if "port is already allocated" in last_error or "address already in use" in last_error:
+                        continue
+                    raise
+            dlog.line(f"started {candidate.container_name} on {candidate.upstream} "
+                      f"(PORT={candidate.container_port})")
+            return candidate
+        raise RuntimeError(f"could not bind a free port: {last_error}")
+
+    def _free_port(self) -> int:
+        s = self.settings
+        used = self.docker.published_ports()
+        ports = list(range(s.port_range_start, s.port_range_end + 1))
+        random.shuffle(ports)
+        for port in ports[:500]:
+            if port in used:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError(f"no free port in {s.port_range_start}-{s.port_range_end}")
+
+    def _health(self, app: App, plan: ReleasePlan, dlog: DeployLog) -> None:
+        check = HealthCheck(
+            host=plan.host_ip, port=plan.host_port, path=app.health_path,
+            interval=app.health_interval, timeout=app.health_timeout, retries=app.health_retries,
+        )
+
+        def alive() -> str | None:
+            info = self.docker.container(plan.container_name)
+            if info is None:
+                return "the container is gone"
+            if info.status in ("exited", "dead"):
+                return f"exited with status {info.exit_code}"
+            return None
+
+        try:
+            wait_healthy(check, alive=alive, on_line=dlog.line)
+        except RuntimeError:
+            tail = self.docker.logs_tail(plan.container_name, 30)
+            if tail:
+                dlog.line("last lines of the container's output:")
+                for line in tail:
+                    dlog.line(f"  | {line}")
+            raise
+
+    def _retire(self, app: str, dep_id: int, previous: int | None, dlog: DeployLog) -> None:
+        old = [
+            c for c in self.docker.containers({"paas.instance": self.instance, "paas.app": app})
+            if c.labels.get("paas.deployment") != str(dep_id)
+        ]
+        if old:
+            dlog.line(f"draining {self.settings.drain_seconds:g}s before stopping "
+                      + ", ".join(c.name for c in old))
+            time.sleep(self.settings.drain_seconds)
+            for c in old:
+                self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
+                dlog.line(f"stopped {c.name}")
+        self.prune_images(app, dlog=dlog)
+
+    def prune_images(self, app: str, *, dlog: DeployLog | None = None) -> None:
+        """Keep the images of the last N successful releases; remove the rest."""
+        with session_scope(self.db) as session:
+            app_row = session.exec(select(App).where(App.name == app)).one()
+            keep = {
+                str(d_id) for d_id in session.exec(
+                    select(Deployment.id)
+                    .where(Deployment.app_id == app_row.id,
+                           Deployment.status == DeploymentStatus.succeeded)
+                    .order_by(col(Deployment.version).desc())
+                    .limit(self.settings.keep_releases)
+                ).all()
+            }
+            if app_row.current_deployment_id:
+                keep.add(str(app_row.current_deployment_id))
+        for image_id, tags, labels in self.docker.images({"paas.instance": self.instance, "paas.app": app}):
+            if labels.get("paas.deployment") in keep:
+                continue
+            for ref in tags or [image_id]:
+                if self.docker.remove_image(ref) and dlog:
+                    dlog.line(f"removed old image {ref}")
+
+    def _undo(self, attempt: _Attempt, dlog: DeployLog) -> None:
+        if attempt.switched:
+            return
+        for name in attempt.containers:
+            try:
+                self.docker.stop_and_remove(name, timeout=0)
+                dlog.line(f"removed {name}")
+            except EngineError as exc:
+                dlog.line(f"could not remove {name}: {exc}")
+        if attempt.image:
+            try:
+                if self.docker.remove_image(attempt.image):
+                    dlog.line(f"removed image {attempt.image}")
+            except EngineError as exc:
+                dlog.line(f"could not remove image {attempt.image}: {exc}")
+
+    # bookkeeping -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _step(self, dep_id: int, name: str, dlog: DeployLog, *, fatal: bool = True) -> Iterator[None]:
+        self._update(dep_id, step=name)
+        dlog.line(f"==> {name}")
+        started = time.monotonic()
+        try:
+            yield
+        except DeployError:
+            self._record_timing(dep_id, name, time.monotonic() - started)
+            raise
+        except (EngineError, SourceError, NginxError, InvalidInput, RuntimeError, OSError) as exc:
+            elapsed = time.monotonic() - started
+            self._record_timing(dep_id, name, elapsed)
+            if not fatal:
+                dlog.line(f"<== {name} had a problem after {elapsed:.2f}s: {exc}")
+                return
+            dlog.line(f"<== {name} failed after {elapsed:.2f}s")
+            raise DeployError(name, str(exc) or type(exc).__name__) from exc
+        elapsed = time.monotonic() - started
+        self._record_timing(dep_id, name, elapsed)
+        dlog.line(f"<== {name} ok in {elapsed:.2f}s")
+
+    def _new_deployment(self, job: Job) -> tuple[int, int, App]:
+        with session_scope(self.db) as session:
+            app = session.get(App, job.app_id) if job.app_id else None
+            if app is None:
+                raise DeployError("fetch", f"app {job.app_name!r} no longer exists")
+            latest = session.exec(
+                select(func.max(Deployment.version)).where(Deployment.app_id == app.id)
+            ).one()
+            dep = Deployment(
+                app_id=app.id, version=(latest or 0) + 1, ref=str(job.payload.get("ref", "")),
+                commit=str(job.payload.get("commit", "")),
+                commit_message=str(job.payload.get("message", ""))[:2000],
+                trigger=str(job.payload.get("trigger", "")), created_by=str(job.payload.get("actor", "")),
+                job_id=job.id,
+            )
+            session.add(dep)
+            session.flush()
+            row = session.get(Job, job.id)
+            if row is not None:
+                row.deployment_id = dep.id
+                session.add(row)
+            assert dep.id is not None
+            session.expunge(app)
+            return dep.id, dep.version, app
+
+    def _get(self, dep_id: int) -> Deployment:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, dep_id)
+            assert dep is not None
+            session.expunge(dep)
+            return dep
+
+    def _update(self, dep_id: int, **values: object) -> None:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, dep_id)
+            if dep is None:
+                return
+            for key, value in values.items():
+                setattr(dep, key, value)
+            session.add(dep)
+
+    def _record_timing(self, dep_id: int, step: str, seconds: float) -> None:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, dep_id)
+            if dep is not None:
+                dep.timings = {**dep.timings, step: round(seconds, 3)}
+                session.add(dep)
+
+    def _finish(self, dep_id: int, status: DeploymentStatus, *, error: str = "") -> None:
+        self._update(dep_id, status=status, error=error, finished_at=utcnow())
+
+    def _make_current(self, app_name: str, dep_id: int) -> int | None:
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).one()
+            previous = app.current_deployment_id
+            app.current_deployment_id = dep_id
+            session.add(app)
+            return previous
+
+
+def _with_port(plan: ReleasePlan, port: int) -> ReleasePlan:
+    from dataclasses import replace
+
+    return replace(plan, host_port=port)

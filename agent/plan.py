@@ -1,0 +1,109 @@
+"""Decide, then do: the pure half of a deploy.
+
+``make_plan`` turns an app, a deployment and what the build revealed (the
+Procfile, the image's EXPOSE, the free host port) into a :class:`ReleasePlan`:
+every name, label, command and port the executor will use. No I/O here; the
+tests compare plans with equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from paas.models import App, Deployment
+
+__all__ = ["ReleasePlan", "container_port", "image_tag", "labels_for", "make_plan", "release_command"]
+
+DEFAULT_PORT = 8000
+PRESTART_CANDIDATES = ("prestart.sh", "/app/prestart.sh")
+
+
+def data_volume(app: str) -> str:
+    return f"paas-{app}-data"
+
+
+def image_tag(app: str, version: int) -> str:
+    return f"paas/{app}:v{version}"
+
+
+def labels_for(*, instance: str, app: str, deployment_id: int, version: int) -> dict[str, str]:
+    return {
+        "paas.instance": instance,
+        "paas.app": app,
+        "paas.deployment": str(deployment_id),
+        "paas.version": str(version),
+    }
+
+
+def container_port(app_port: int | None, exposed: dict[str, object] | None) -> int:
+    """The app's setting, else the image's first exposed TCP port, else 8000."""
+    if app_port:
+        return app_port
+    tcp = sorted(int(p.split("/")[0]) for p in (exposed or {}) if p.endswith("/tcp"))
+    return tcp[0] if tcp else DEFAULT_PORT
+
+
+def release_command(procfile: dict[str, str], prestart_path: str | None) -> list[str] | None:
+    """Procfile ``release:`` wins; else the image's prestart.sh; else none."""
+    if "release" in procfile:
+        return ["/bin/sh", "-c", procfile["release"]]
+    if prestart_path:
+        return ["sh", prestart_path]
+    return None
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    app: str
+    version: int
+    image: str
+    container_name: str
+    release_container_name: str
+    labels: dict[str, str]
+    web_labels: dict[str, str]
+    command: list[str] | None  # None: the image's CMD
+    release_command: list[str] | None
+    container_port: int
+    host_ip: str
+    host_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.host_ip}:{self.host_port}"
+
+
+def make_plan(
+    *,
+    app: App,
+    deployment: Deployment,
+    instance: str,
+    procfile: dict[str, str],
+    exposed: dict[str, object] | None,
+    prestart_path: str | None,
+    host_port: int,
+    env: dict[str, str] | None = None,
+) -> ReleasePlan:
+    assert deployment.id is not None
+    labels = labels_for(
+        instance=instance, app=app.name, deployment_id=deployment.id, version=deployment.version
+    )
+    port = container_port(app.port, exposed)
+    web = procfile.get("web")
+    return ReleasePlan(
+        app=app.name,
+        version=deployment.version,
+        image=image_tag(app.name, deployment.version),
+        container_name=f"paas-{app.name}-web-v{deployment.version}",
+        release_container_name=f"paas-{app.name}-release-v{deployment.version}",
+        labels=labels,
+        web_labels={**labels, "paas.process": "web"},
+        command=["/bin/sh", "-c", web] if web else None,
+        release_command=release_command(procfile, prestart_path),
+        container_port=port,
+        host_ip="127.0.0.1",
+        host_port=host_port,
+        env={**(env or {}), "PORT": str(port)},
+        volumes={data_volume(app.name): {"bind": app.data_path, "mode": "rw"}} if app.data_path else {},
+    )

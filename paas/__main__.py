@@ -1,0 +1,3 @@
+from paas.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""Database models: the intent and history side of paas.
+
+Docker holds what runs; these rows hold what should run and what happened.
+Times are aware UTC datetimes (``utcnow()``); sqlmodel stores them as UTC on
+SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "ApiToken",
+    "App",
+    "Deployment",
+    "DeploymentStatus",
+    "Event",
+    "Job",
+    "JobState",
+    "WebhookDelivery",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class App(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=40, unique=True, index=True)
+    repo_url: str = Field(max_length=2000)
+    branch: str = Field(default="main", max_length=255)
+    source_dir: str = Field(default="", max_length=500)  # build context inside the repo
+    dockerfile: str = Field(default="Dockerfile", max_length=500)  # relative to source_dir
+    port: int | None = None  # the port the app listens on ($PORT); None: EXPOSE, else 8000
+    health_path: str | None = Field(default=None, max_length=500)  # None: TCP connect
+    health_interval: float = 1.0
+    health_timeout: float = 5.0
+    health_retries: int = 60
+    data_path: str | None = Field(default=None, max_length=500)  # mount a persistent volume here
+    webhook_secret: str = Field(max_length=200)
+    state: str = Field(default="active", max_length=20)  # active | deleting
+    current_deployment_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeploymentStatus(enum.StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Deployment(SQLModel, table=True):
+    """One build-and-release attempt: version vN of an app."""
+
+    __table_args__ = (UniqueConstraint("app_id", "version", name="uq_deployment_app_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    app_id: int = Field(foreign_key="app.id", index=True, ondelete="CASCADE")
+    version: int
+    commit: str = Field(default="", max_length=64)
+    commit_message: str = Field(default="", max_length=2000)
+    ref: str = Field(default="", max_length=255)
+    trigger: str = Field(default="", max_length=100)  # push | manual
+    created_by: str = Field(default="", max_length=200)
+    status: str = Field(default=DeploymentStatus.running, max_length=20)
+    step: str = Field(default="", max_length=20)  # the step running or that failed
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    image: str = Field(default="", max_length=300)
+    container_port: int | None = None
+    host_port: int | None = None
+    containers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    job_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class JobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    superseded = "superseded"
+
+
+class Job(SQLModel, table=True):
+    """The durable queue. At most one running job per app (a partial unique
+    index says so to the database itself, so two claimers cannot both win)."""
+
+    __table_args__ = (
+        Index(
+            "uq_job_one_running_per_app",
+            "app_id",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+        Index("ix_job_state_created", "state", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)  # deploy | delete
+    app_id: int | None = Field(default=None, foreign_key="app.id", ondelete="SET NULL")
+    app_name: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=JobState.queued, max_length=20)
+    attempts: int = 0
+    lease_owner: str = Field(default="", max_length=100)
+    lease_expires_at: datetime | None = None
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    deployment_id: int | None = None
+    superseded_by: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One accepted GitHub delivery, kept to drop redeliveries."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(max_length=100, unique=True, index=True)
+    app_id: int | None = Field(default=None, foreign_key="app.id", ondelete="SET NULL")
+    event: str = Field(max_length=50)
+    outcome: str = Field(default="", max_length=300)
+    job_id: int | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the API and CLI, stored as its SHA-256 hash only."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)  # shown in listings so a token can be recognised
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+
+
+class Event(SQLModel, table=True):
+    """The audit trail: who did what to which app. Never a secret value."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=100)
+    app_name: str = Field(default="", max_length=40, index=True)
+    detail: str = Field(default="", max_length=2000)

@@ -1,0 +1,34 @@
+"""Procfile parsing (pure): ``type: command`` lines.
+
+Blank lines and ``#`` comments are skipped, CRLF line ends accepted, and the
+command keeps any colons after the first. A malformed line raises
+:class:`InvalidInput` naming its line number.
+"""
+
+from __future__ import annotations
+
+import re
+
+from paas.errors import InvalidInput
+
+__all__ = ["parse_procfile"]
+
+_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*?)\s*$")
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    processes: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            raise InvalidInput(f"Procfile line {number}: expected 'type: command', got {line!r}")
+        name, command = match.group(1).lower(), match.group(2)
+        if not command:
+            raise InvalidInput(f"Procfile line {number}: process type {name!r} has no command")
+        if name in processes:
+            raise InvalidInput(f"Procfile line {number}: process type {name!r} is defined twice")
+        processes[name] = command
+    return processes

@@ -1,0 +1,164 @@
+"""The durable job queue, in the database.
+
+- ``enqueue`` adds a job; a new deploy job for an app supersedes that app's
+  deploy jobs still queued, so a burst of pushes deploys only the newest.
+- ``claim`` takes the oldest queued job whose app has no running job, and
+  leases it to one owner. A partial unique index allows at most one running
+  job per app, so two claimers can never both win, on SQLite or PostgreSQL.
+- ``heartbeat`` extends the leases an owner holds; ``finish`` ends a job.
+- ``recover_expired`` fails the jobs whose lease ran out (their agent died),
+  so nothing stays "running" forever.
+
+Every function takes a session and leaves committing to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from paas.models import App, Job, JobState, utcnow
+
+__all__ = ["claim", "enqueue", "finish", "heartbeat", "recover_expired"]
+
+DEPLOY = "deploy"
+DELETE = "delete"
+
+
+def enqueue(
+    session: Session, *, kind: str, app: App, payload: dict[str, Any] | None = None
+) -> Job:
+    job = Job(kind=kind, app_id=app.id, app_name=app.name, payload=dict(payload or {}))
+    session.add(job)
+    session.flush()
+    if kind == DEPLOY:
+        session.execute(
+            update(Job)
+            .where(
+                col(Job.app_id) == app.id,
+                col(Job.kind) == DEPLOY,
+                col(Job.state) == JobState.queued,
+                col(Job.id) != job.id,
+            )
+            .values(
+                state=JobState.superseded,
+                superseded_by=job.id,
+                finished_at=utcnow(),
+                error=f"superseded by job {job.id}",
+            )
+        )
+    return job
+
+
+def claim(
+    session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None
+) -> Job | None:
+    """Lease the oldest runnable job to ``owner``, or return None."""
+    now = now or utcnow()
+    busy_apps = select(Job.app_id).where(
+        col(Job.state) == JobState.running, col(Job.app_id).is_not(None)
+    )
+    candidates = session.exec(
+        select(Job)
+        .where(
+            col(Job.state) == JobState.queued,
+            or_(col(Job.app_id).is_(None), col(Job.app_id).not_in(busy_apps)),
+        )
+        .order_by(col(Job.id))
+        .limit(20)
+    ).all()
+    for job in candidates:
+        try:
+            with session.begin_nested():
+                result = session.execute(
+                    update(Job)
+                    .where(col(Job.id) == job.id, col(Job.state) == JobState.queued)
+                    .values(
+                        state=JobState.running,
+                        lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        attempts=Job.attempts + 1,
+                        started_at=now,
+                    )
+                )
+        except IntegrityError:
+            continue  # another claimer took a job of this app first
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            session.refresh(job)
+            return job
+    return None
+
+
+def heartbeat(
+    session: Session,
+    *,
+    owner: str,
+    job_ids: Iterable[int],
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> int:
+    """Extend the leases ``owner`` holds; returns how many were extended."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    now = now or utcnow()
+    result = session.execute(
+        update(Job)
+        .where(
+            col(Job.id).in_(ids),
+            col(Job.lease_owner) == owner,
+            col(Job.state) == JobState.running,
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(
+    session: Session,
+    *,
+    job_id: int,
+    owner: str,
+    state: JobState,
+    error: str = "",
+    deployment_id: int | None = None,
+) -> bool:
+    """End a job this owner holds. False if the lease was lost meanwhile."""
+    values: dict[str, Any] = {"state": state, "error": error, "finished_at": utcnow()}
+    if deployment_id is not None:
+        values["deployment_id"] = deployment_id
+    result = session.execute(
+        update(Job)
+        .where(
+            col(Job.id) == job_id,
+            col(Job.lease_owner) == owner,
+            col(Job.state) == JobState.running,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def recover_expired(session: Session, *, now: datetime | None = None) -> list[Job]:
+    """Fail every running job whose lease has expired, and return them."""
+    now = now or utcnow()
+    expired = session.exec(
+        select(Job).where(
+            col(Job.state) == JobState.running, col(Job.lease_expires_at) < now
+        )
+    ).all()
+    for job in expired:
+        job.state = JobState.failed
+        job.finished_at = now
+        job.error = (
+            f"the agent ({job.lease_owner}) stopped while running this job; "
+            "its lease expired, so it was failed"
+        )
+        session.add(job)
+    session.flush()
+    return list(expired)

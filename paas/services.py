@@ -1,0 +1,262 @@
+"""The service functions every door calls: API routes, CLI commands, the UI.
+
+Each takes a session (and the acting identity), changes rows, records an
+audit event and returns models; callers commit. Nothing here touches Docker,
+nginx or a subprocess: the agent does that, from the jobs enqueued here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from paas import queue
+from paas.errors import Conflict, InvalidInput, NotFound
+from paas.github import decide_push
+from paas.models import ApiToken, App, Deployment, Event, Job, WebhookDelivery, utcnow
+from paas.schemas import AppCreate, AppPublic, AppUpdate, DeploymentPublic, JobPublic
+from paas.settings import Settings
+
+__all__ = [
+    "WebhookOutcome",
+    "app_public",
+    "authenticate_token",
+    "create_app",
+    "create_token",
+    "deployment_public",
+    "get_app",
+    "handle_github_event",
+    "list_apps",
+    "list_releases",
+    "record_event",
+    "request_delete",
+    "request_deploy",
+    "update_app",
+]
+
+TOKEN_PREFIX = "paas_"
+
+
+# audit ------------------------------------------------------------------------
+
+
+def record_event(
+    session: Session, *, actor: str, action: str, app_name: str = "", detail: str = ""
+) -> None:
+    session.add(Event(actor=actor, action=action, app_name=app_name, detail=detail[:2000]))
+
+
+# tokens -----------------------------------------------------------------------
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, *, name: str) -> str:
+    """Create an API token and return it; only its hash is stored."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("token name must be 1-100 characters")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=_hash_token(token), prefix=token[:12]))
+    record_event(session, actor="admin", action="token.create", detail=f"token {name!r}")
+    return token
+
+
+def authenticate_token(session: Session, token: str) -> ApiToken | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == _hash_token(token))).first()
+    if row is not None:
+        row.last_used_at = utcnow()
+        session.add(row)
+    return row
+
+
+# apps -------------------------------------------------------------------------
+
+
+def get_app(session: Session, name: str) -> App:
+    app = session.exec(select(App).where(App.name == name)).first()
+    if app is None:
+        raise NotFound(f"no app named {name!r}")
+    return app
+
+
+def list_apps(session: Session) -> list[App]:
+    return list(session.exec(select(App).order_by(col(App.name))).all())
+
+
+def create_app(session: Session, *, spec: AppCreate, actor: str) -> App:
+    if session.exec(select(App).where(App.name == spec.name)).first() is not None:
+        raise Conflict(f"an app named {spec.name!r} already exists")
+    app = App(**spec.model_dump(), webhook_secret=secrets.token_hex(32))
+    session.add(app)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"an app named {spec.name!r} already exists") from None
+    record_event(
+        session, actor=actor, action="app.create", app_name=app.name,
+        detail=f"repo {spec.repo_url} branch {spec.branch}",
+    )
+    return app
+
+
+def update_app(session: Session, *, name: str, changes: AppUpdate, actor: str) -> App:
+    """Change settings; they apply from the next deploy."""
+    app = get_app(session, name)
+    given = changes.model_dump(exclude_unset=True)
+    for key, value in given.items():
+        setattr(app, key, value)
+    session.add(app)
+    if given:
+        record_event(session, actor=actor, action="app.update", app_name=name,
+                     detail="changed " + ", ".join(sorted(given)))
+    return app
+
+
+def request_delete(session: Session, *, name: str, actor: str) -> Job:
+    """Mark the app for deletion; the agent removes its containers, site and images."""
+    app = get_app(session, name)
+    if app.state == "deleting":
+        raise Conflict(f"app {name!r} is already being deleted")
+    app.state = "deleting"
+    session.add(app)
+    job = queue.enqueue(session, kind=queue.DELETE, app=app)
+    record_event(session, actor=actor, action="app.delete", app_name=name)
+    return job
+
+
+def request_deploy(
+    session: Session,
+    *,
+    app: App,
+    actor: str,
+    trigger: str,
+    ref: str | None = None,
+    commit: str = "",
+    message: str = "",
+) -> Job:
+    if app.state != "active":
+        raise Conflict(f"app {app.name!r} is being deleted")
+    payload: dict[str, Any] = {
+        "ref": ref or f"refs/heads/{app.branch}",
+        "commit": commit,
+        "message": message,
+        "trigger": trigger,
+        "actor": actor,
+    }
+    job = queue.enqueue(session, kind=queue.DEPLOY, app=app, payload=payload)
+    record_event(
+        session, actor=actor, action="deploy.request", app_name=app.name,
+        detail=f"{trigger} {payload['ref']} {commit[:12]}".strip(),
+    )
+    return job
+
+
+def list_releases(session: Session, *, app: App, limit: int = 100) -> list[Deployment]:
+    return list(
+        session.exec(
+            select(Deployment)
+            .where(Deployment.app_id == app.id)
+            .order_by(col(Deployment.version).desc())
+            .limit(limit)
+        ).all()
+    )
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+# shaping answers ----------------------------------------------------------------
+
+
+def app_public(session: Session, *, app: App, settings: Settings) -> AppPublic:
+    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    return AppPublic.model_validate(app).model_copy(
+        update={
+            "url": f"http://{settings.app_hostname(app.name)}",
+            "webhook_url": webhook_url(settings, app),
+            "current_version": current.version if current else None,
+            "current_commit": current.commit if current else None,
+        }
+    )
+
+
+def webhook_url(settings: Settings, app: App) -> str:
+    return f"{settings.base_url}/hooks/github/{app.name}"
+
+
+def deployment_public(dep: Deployment) -> DeploymentPublic:
+    duration = (dep.finished_at - dep.created_at).total_seconds() if dep.finished_at else None
+    return DeploymentPublic.model_validate(dep).model_copy(update={"duration": duration})
+
+
+def job_public(session: Session, job: Job) -> JobPublic:
+    version = None
+    if job.deployment_id:
+        dep = session.get(Deployment, job.deployment_id)
+        version = dep.version if dep else None
+    return JobPublic.model_validate(job).model_copy(update={"version": version})
+
+
+# GitHub -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    status_code: int
+    body: dict[str, Any]
+
+
+def handle_github_event(
+    session: Session, *, app: App, event: str, delivery_id: str, payload: Any
+) -> WebhookOutcome:
+    """Act on a verified GitHub delivery: ping, push, or anything else.
+
+    Raises ValueError for a push whose payload is malformed (the caller
+    answers 400); a redelivery of an accepted delivery id changes nothing.
+    """
+    if delivery_id:
+        seen = session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id)
+        ).first()
+        if seen is not None:
+            return WebhookOutcome(200, {"duplicate": True, "job_id": seen.job_id,
+                                        "detail": "delivery already received"})
+
+    job_id: int | None = None
+    if event == "ping":
+        outcome = WebhookOutcome(200, {"ok": True, "detail": "pong"})
+    elif event == "push":
+        decision = decide_push(payload, branch=app.branch)
+        if decision.deploy:
+            job = request_deploy(
+                session, app=app, actor=f"github:{decision.pusher}" if decision.pusher else "github",
+                trigger="push", ref=decision.ref, commit=decision.commit, message=decision.message,
+            )
+            job_id = job.id
+            outcome = WebhookOutcome(202, {"queued": True, "job_id": job.id,
+                                           "commit": decision.commit, "detail": decision.reason})
+        else:
+            outcome = WebhookOutcome(200, {"queued": False, "detail": decision.reason})
+    else:
+        outcome = WebhookOutcome(200, {"queued": False, "detail": f"ignored: {event!r} event"})
+
+    if delivery_id:
+        session.add(WebhookDelivery(
+            delivery_id=delivery_id[:100], app_id=app.id, event=event[:50],
+            outcome=str(outcome.body.get("detail", ""))[:300], job_id=job_id,
+        ))
+    return outcome

@@ -1,0 +1,138 @@
+"""Settings: environment variables prefixed ``PAAS_`` (or a ``.env`` file).
+
+Built by :func:`load_settings`, never at import time, so tests and daemons each
+build their own. A missing or invalid variable raises :class:`SettingsError`
+whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from paas.errors import SettingsError
+
+__all__ = ["Settings", "load_settings"]
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """Every path, port and binary paas uses. Defaults suit a Debian server."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PAAS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # where state lives
+    data_dir: Path = Path("/var/lib/paas")
+    database_url: str = ""  # empty: SQLite file in data_dir
+
+    # names and addresses
+    domain: str = "localhost"  # apps are served as <app>.<domain>
+    public_url: str = ""  # how GitHub reaches the control plane; empty: http://<host>
+    host: str = ""  # the control plane's own hostname; empty: paas.<domain>
+
+    # the web process (control plane) listens here, behind nginx
+    web_host: str = "127.0.0.1"
+    web_port: Port = 8000
+    web_user: str = ""  # when started as root, `paas up` runs web as this user
+    webhook_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    # nginx
+    nginx_bin: str = "nginx"
+    nginx_conf_dir: Path = Path("/etc/nginx/conf.d")  # Debian's nginx includes *.conf here
+    nginx_main_conf: Path | None = None  # None: the binary's compiled-in default
+    http_port: Port = 80
+    https_port: Port = 443
+    listen_address: str = ""  # empty: every address; tests use 127.0.0.1
+
+    # the agent
+    agent_workers: int = Field(default=2, ge=1, le=32)  # apps built in parallel
+    job_lease_seconds: int = Field(default=30, ge=5)
+    poll_seconds: float = Field(default=0.5, gt=0)
+    keep_releases: int = Field(default=10, ge=1)
+    drain_seconds: float = Field(default=5.0, ge=0)
+    stop_timeout: int = Field(default=10, ge=0)
+    release_timeout: int = Field(default=600, ge=1)
+    build_timeout: int = Field(default=1800, ge=1)
+    build_network: str = ""  # docker network for RUN steps; empty: engine default
+    port_range_start: Port = 20000
+    port_range_end: Port = 29999
+
+    @field_validator("domain")
+    @classmethod
+    def _check_domain(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is not a valid DNS name")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if self.port_range_end <= self.port_range_start:
+            raise ValueError("PAAS_PORT_RANGE_END must be above PAAS_PORT_RANGE_START")
+        return self
+
+    # derived values -------------------------------------------------------
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'paas.db'}"
+
+    @property
+    def control_host(self) -> str:
+        return self.host or f"paas.{self.domain}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.control_host}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.data_dir / "builds"
+
+    def app_hostname(self, app: str) -> str:
+        return f"{app}.{self.domain}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and ``.env``), failing fast.
+
+    The error names the ``PAAS_`` variable that is missing or invalid.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) if err["loc"] else ""
+            name = f"PAAS_{field.upper()}" if field else "PAAS settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

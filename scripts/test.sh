@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, starts it, runs everything.
+#
+#   scripts/test.sh [pytest args...]
+#
+# Needs root on Debian 12 (apt-get, dockerd). Installs docker.io, nginx, git
+# and debootstrap if missing, starts dockerd in the background if no engine
+# answers, builds the local python:3.11-slim image once (cached), creates
+# .venv with paas and its test extras, then runs pytest: unit tests and the
+# integration suite against the real Docker engine, nginx and git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# 1. system packages ----------------------------------------------------------------
+need=()
+for pkg in docker.io nginx git debootstrap ca-certificates python3-venv; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    log "installing ${need[*]}"
+    # Do not let package scripts start services (a system nginx on port 80):
+    # the tests run their own, on loopback ports only.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ -n "$created_policy" ] && rm -f "$policy"
+fi
+
+# 2. a Docker engine ------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    mkdir -p /var/log
+    nohup dockerd >/var/log/paas-test-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { tail -n 30 /var/log/paas-test-dockerd.log >&2; exit 1; }
+fi
+
+# 3. the base image user Dockerfiles name -----------------------------------------------
+log "base image"
+scripts/base-image.sh python:3.11-slim
+
+# 4. the Python environment ---------------------------------------------------------------
+log "python environment"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# 5. the tests ----------------------------------------------------------------------------
+log "tests"
+exec .venv/bin/python -m pytest "$@"

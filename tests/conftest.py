@@ -1,0 +1,53 @@
+"""Fixtures shared by every test: fresh settings and a fresh, migrated
+database per test (never a shared live one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from paas import services
+from paas.db import make_engine, migrate, session_scope
+from paas.settings import Settings, load_settings
+from web.app import create_app
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        domain="apps.test",
+        public_url="http://paas.apps.test",
+        nginx_conf_dir=tmp_path / "nginx",
+        webhook_max_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    migrate(settings)
+    eng = make_engine(settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def token(engine: Engine) -> str:
+    with session_scope(engine) as session:
+        return services.create_token(session, name="tests")
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=engine)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,354 @@
+"""Real parts for integration tests: nginx on a loopback port, `paas up` as
+a subprocess, a bare git repository standing in for GitHub, GitHub's push
+payload shape, and a client that sends requests through nginx without pause.
+
+Every address used is on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from paas.github import sign
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+# nginx ------------------------------------------------------------------------------
+
+
+class Nginx:
+    """An nginx of our own: its main config includes the paas conf dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.conf_dir = root / "conf.d"
+        self.main_conf = root / "nginx.conf"
+        self.port = free_port()
+
+    def start(self) -> None:
+        for sub in ("conf.d", "logs", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root / "tmp", 0o777)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        self.main_conf.write_text(
+            f"""{user}worker_processes 1;
+pid {self.root}/nginx.pid;
+error_log {self.root}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {self.root}/logs/access.log;
+    client_body_temp_path {self.root}/tmp/body;
+    proxy_temp_path {self.root}/tmp/proxy;
+    fastcgi_temp_path {self.root}/tmp/fastcgi;
+    uwsgi_temp_path {self.root}/tmp/uwsgi;
+    scgi_temp_path {self.root}/tmp/scgi;
+    include {self.conf_dir}/*.conf;
+    server {{
+        listen {LOOPBACK}:{self.port} default_server;
+        return 404;
+    }}
+}}
+""",
+            encoding="utf-8",
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        subprocess.run([nginx, "-c", str(self.main_conf)], check=True, capture_output=True)
+        _wait_for(lambda: _port_open(self.port), what=f"nginx on {self.port}", timeout=10)
+
+    def stop(self) -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        subprocess.run([nginx, "-c", str(self.main_conf), "-s", "quit"], capture_output=True)
+
+    def error_log(self) -> str:
+        path = self.root / "logs" / "error.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+# paas up ----------------------------------------------------------------------------
+
+
+class Stack:
+    """`paas up` (web + agent) behind our nginx, driven like a user would."""
+
+    domain = "apps.test"
+
+    def __init__(self, root: Path, nginx: Nginx, **overrides: str) -> None:
+        self.root = root
+        self.nginx = nginx
+        self.web_port = free_port()
+        base = 30000 + (os.getpid() % 200) * 100
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PAAS_")},
+            "PAAS_DATA_DIR": str(root / "data"),
+            "PAAS_DOMAIN": self.domain,
+            "PAAS_PUBLIC_URL": f"http://paas.{self.domain}:{nginx.port}",
+            "PAAS_WEB_PORT": str(self.web_port),
+            "PAAS_HTTP_PORT": str(nginx.port),
+            "PAAS_LISTEN_ADDRESS": LOOPBACK,
+            "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
+            "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),
+            "PAAS_DRAIN_SECONDS": "1",
+            "PAAS_STOP_TIMEOUT": "5",
+            "PAAS_POLL_SECONDS": "0.2",
+            "PAAS_JOB_LEASE_SECONDS": "15",
+            "PAAS_PORT_RANGE_START": str(base),
+            "PAAS_PORT_RANGE_END": str(base + 99),
+            "PAAS_LOG_LEVEL": "INFO",
+            **overrides,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
+        self.log_path = root / "paas-up.log"
+
+    def paas(self, *args: str, check: bool = True, token: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if token and self.token:
+            env["PAAS_URL"] = f"http://{LOOPBACK}:{self.web_port}"
+            env["PAAS_TOKEN"] = self.token
+        env["HOME"] = str(self.root / "home")
+        proc = subprocess.run(
+            [sys.executable, "-m", "paas", *args], env=env, cwd=self.root,
+            capture_output=True, text=True, timeout=300,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"paas {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "paas", "up"], env=self.env, cwd=self.root,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        _wait_for(self._control_plane_ready, what="paas up behind nginx", timeout=60,
+                  alive=lambda: self.proc is not None and self.proc.poll() is None,
+                  log=self.log_path)
+        if not self.token:
+            self.token = self.paas("admin", "create-token", "e2e", token=False).stdout.strip()
+
+    def _control_plane_ready(self) -> bool:
+        try:
+            r = httpx.get(f"http://{LOOPBACK}:{self.nginx.port}/readyz",
+                          headers={"Host": f"paas.{self.domain}"}, timeout=2)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(
+            method, f"http://{LOOPBACK}:{self.web_port}/api/v1{path}",
+            headers={"Authorization": f"Bearer {self.token}"}, timeout=30, **kwargs,
+        )
+
+    def webhook(self, app: str, secret: str, payload: dict[str, Any], *, event: str = "push",
+                delivery: str | None = None) -> httpx.Response:
+        """Deliver a webhook the way GitHub does: through nginx, to the control host."""
+        body = json.dumps(payload).encode()
+        return httpx.post(
+            f"http://{LOOPBACK}:{self.nginx.port}/hooks/github/{app}",
+            content=body,
+            headers={
+                "Host": f"paas.{self.domain}",
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/e2e",
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery or os.urandom(16).hex(),
+                "X-GitHub-Hook-ID": "1",
+                "X-Hub-Signature-256": sign(secret, body),
+            },
+            timeout=10,
+        )
+
+    def get_app(self, app: str, path: str = "/") -> httpx.Response:
+        return httpx.get(f"http://{LOOPBACK}:{self.nginx.port}{path}",
+                         headers={"Host": f"{app}.{self.domain}"}, timeout=10)
+
+    def wait_release(self, app: str, version: int, *, timeout: float = 600) -> dict[str, Any]:
+        """Wait until release vN has finished; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"paas up died; log:\n{self.log_path.read_text()[-4000:]}")
+            rows = self.api("GET", f"/apps/{app}/releases").json()
+            for row in rows:
+                if row["version"] == version and row["status"] != "running":
+                    return dict(row)
+            time.sleep(0.25)
+        raise AssertionError(f"{app} v{version} did not finish in {timeout}s")
+
+    def release_log(self, app: str, version: int) -> str:
+        return self.api("GET", f"/apps/{app}/releases/{version}/log").text
+
+
+# git -----------------------------------------------------------------------------------
+
+
+class GitRemote:
+    """A bare repository (the "GitHub" side) and a work tree that pushes to it."""
+
+    def __init__(self, root: Path, branch: str = "main") -> None:
+        self.bare = root / "remote.git"
+        self.work = root / "work"
+        self.branch = branch
+        self._git("init", "--bare", "-b", branch, str(self.bare), cwd=root)
+        self._git("init", "-b", branch, str(self.work), cwd=root)
+        self._git("config", "user.name", "Ada Lovelace")
+        self._git("config", "user.email", "ada@example.com")
+        self._git("remote", "add", "origin", str(self.bare))
+        self.head = "0" * 40
+
+    def _git(self, *args: str, cwd: Path | None = None) -> str:
+        proc = subprocess.run(["git", *args], cwd=cwd or self.work, capture_output=True, text=True,
+                              check=True)
+        return proc.stdout.strip()
+
+    def commit(self, files: dict[str, str], message: str, *, branch: str | None = None) -> dict[str, Any]:
+        """Commit ``files``, push, and return GitHub's push payload for it."""
+        branch = branch or self.branch
+        for rel, content in files.items():
+            path = self.work / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+            if rel.endswith(".sh"):
+                path.chmod(0o755)
+        self._git("add", "-A")
+        self._git("commit", "-q", "-m", message)
+        sha = self._git("rev-parse", "HEAD")
+        self._git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+        before, self.head = self.head, sha
+        return push_payload(repo_url=str(self.bare), ref=f"refs/heads/{branch}", before=before,
+                            after=sha, message=message, files=list(files))
+
+
+def push_payload(*, repo_url: str, ref: str, before: str, after: str, message: str,
+                 files: list[str] | None = None) -> dict[str, Any]:
+    """A push event payload with the shape (and the fields) GitHub sends."""
+    owner = {"name": "octo", "email": "octo@example.com", "login": "octo", "id": 1,
+             "node_id": "MDQ6VXNlcjE=", "type": "User", "site_admin": False}
+    author = {"name": "Ada Lovelace", "email": "ada@example.com", "username": "ada"}
+    commit = {
+        "id": after, "tree_id": "f" * 40, "distinct": True, "message": message,
+        "timestamp": "2026-11-22T12:00:00+00:00",
+        "url": f"https://github.com/octo/app/commit/{after}",
+        "author": author, "committer": author,
+        "added": [], "removed": [], "modified": files or [],
+    }
+    deleted = after == "0" * 40
+    return {
+        "ref": ref, "before": before, "after": after,
+        "created": before == "0" * 40, "deleted": deleted, "forced": False, "base_ref": None,
+        "compare": f"https://github.com/octo/app/compare/{before[:12]}...{after[:12]}",
+        "commits": [] if deleted else [commit],
+        "head_commit": None if deleted else commit,
+        "repository": {
+            "id": 123, "node_id": "R_kgDO", "name": "app", "full_name": "octo/app",
+            "private": True, "owner": owner, "html_url": "https://github.com/octo/app",
+            "clone_url": repo_url, "ssh_url": "git@github.com:octo/app.git",
+            "default_branch": "main", "master_branch": "main",
+        },
+        "pusher": {"name": "ada", "email": "ada@example.com"},
+        "sender": owner,
+    }
+
+
+# load -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    total: int = 0
+    failures: list[str] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+class LoadClient:
+    """Sends GET requests through nginx one after another, without pause, each
+    on a fresh connection, and records every failure (connection error or
+    non-2xx). Bounded: stops by itself after ``max_seconds``."""
+
+    def __init__(self, port: int, host: str, *, max_seconds: float = 1800) -> None:
+        self.port, self.host, self.max_seconds = port, host, max_seconds
+        self.report = LoadReport()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="load")
+
+    def __enter__(self) -> LoadClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self.report.total += 1
+            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10)
+            try:
+                conn.request("GET", "/", headers={"Host": self.host, "Connection": "close"})
+                response = conn.getresponse()
+                body = response.read()
+                if not 200 <= response.status < 300:
+                    self.report.failures.append(f"HTTP {response.status}: {body[:200]!r}")
+                else:
+                    version = json.loads(body).get("version", "?")
+                    self.report.versions[version] = self.report.versions.get(version, 0) + 1
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                self.report.failures.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                conn.close()
+
+
+# helpers -----------------------------------------------------------------------------------
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_for(predicate: Any, *, what: str, timeout: float, alive: Any = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if alive is not None and not alive():
+            tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+            raise AssertionError(f"{what}: the process died\n{tail}")
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"{what}: not ready after {timeout}s\n{tail}")

@@ -1,0 +1,61 @@
+"""The control plane's FastAPI application, built by ``create_app(settings)``.
+
+It never touches the Docker socket and never runs a subprocess: it records
+intent in the database and the agent acts on it.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+
+from paas.db import current_revision, head_revision, make_engine
+from paas.errors import PaasError
+from paas.settings import Settings
+from web import api, hooks
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    app = FastAPI(
+        title="paas",
+        version="0.1.0",
+        description="A self-hosted mini-PaaS. Authenticate with `Authorization: Bearer <token>`.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings)
+
+    @app.exception_handler(PaasError)
+    async def _paas_error(_request: Request, exc: PaasError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.get("/healthz", summary="The web process is up", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="The database is reachable and migrated",
+        tags=["health"],
+        responses={503: {"description": "Not ready, with the reason"}},
+    )
+    def readyz() -> JSONResponse:
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            current = current_revision(app.state.engine)
+        except Exception as exc:  # noqa: BLE001  (any DB failure means not ready)
+            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, 503)
+        head = head_revision(settings)
+        if current != head:
+            return JSONResponse(
+                {"status": "unavailable", "detail": f"database at {current}, code expects {head}"},
+                503,
+            )
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(hooks.router, tags=["webhooks"])
+    app.include_router(api.router, tags=["api"])
+    return app

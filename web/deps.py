@@ -1,0 +1,59 @@
+"""FastAPI dependencies: settings, a database session per request, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from paas import services
+from paas.models import ApiToken
+from paas.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from `paas admin create-token`")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    engine: Engine = request.app.state.engine
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_token(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    token = services.authenticate_token(session, credentials.credentials) if credentials else None
+    if token is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid API token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    session.commit()  # keep last_used_at even if the route later fails
+    return token
+
+
+CurrentToken = Annotated[ApiToken, Depends(current_token)]
+
+
+def actor(token: ApiToken) -> str:
+    return f"token:{token.name}"

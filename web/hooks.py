@@ -1,0 +1,95 @@
+"""POST /hooks/github/{app}: the one unauthenticated route that changes state,
+so it is authenticated by the app's own HMAC secret instead.
+
+Order matters: size, then app, then signature, then JSON. A rejected request
+changes nothing; an accepted push is only enqueued (the agent builds).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from paas import services
+from paas.errors import NotFound
+from paas.github import verify_signature
+from web.deps import SessionDep, SettingsDep
+
+router = APIRouter()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reply(status_code: int, detail: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status_code)
+
+
+@router.post(
+    "/hooks/github/{app_name}",
+    summary="GitHub webhook (push and ping), signed with X-Hub-Signature-256",
+    responses={
+        200: {"description": "Ping answered, delivery ignored (with the reason) or a duplicate"},
+        202: {"description": "Push accepted: a deploy job was queued"},
+        400: {"description": "Body is not valid JSON or not a push payload"},
+        401: {"description": "Missing or wrong signature"},
+        404: {"description": "No such app"},
+        413: {"description": "Body over the size limit"},
+    },
+)
+async def github_webhook(
+    app_name: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    x_github_event: Annotated[str, Header()] = "",
+    x_github_delivery: Annotated[str, Header()] = "",
+    x_hub_signature_256: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    try:
+        body = await _read_body(request, settings.webhook_max_bytes)
+    except _TooLarge:
+        return _reply(413, f"body is over the {settings.webhook_max_bytes}-byte limit")
+    try:
+        app = services.get_app(session, app_name)
+    except NotFound as exc:
+        return _reply(404, str(exc))
+    if not verify_signature(app.webhook_secret, body, x_hub_signature_256):
+        return _reply(401, "missing or wrong X-Hub-Signature-256")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _reply(400, "body is not valid JSON (set the webhook content type to application/json)")
+    if not x_github_event:
+        return _reply(400, "missing X-GitHub-Event header")
+    try:
+        outcome = services.handle_github_event(
+            session, app=app, event=x_github_event, delivery_id=x_github_delivery, payload=payload
+        )
+        session.commit()
+    except ValueError as exc:
+        session.rollback()
+        return _reply(400, f"malformed {x_github_event} payload: {exc}")
+    except IntegrityError:
+        session.rollback()  # the same delivery id raced in twice; the first one won
+        return _reply(200, "delivery already received", duplicate=True)
+    return JSONResponse(outcome.body, status_code=outcome.status_code)
