@@ -28,7 +28,7 @@ class CommandResult:
 def run(args: list[str], *, timeout: float = 60) -> CommandResult:
     """Run ``args`` (no shell), capturing output. A missing binary or a
     timeout is a failed result, not an exception."""
-    if not args or not all(isinstance(a, str) for a in args):
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         raise TypeError("run() takes a non-empty list of strings")
     try:
         proc = subprocess.run(  # noqa: S603  (argument list, no shell)

@@ -43,7 +43,8 @@ def main() -> None:
     try:
         app()
     except PaasError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        message = " ".join(str(exc).split())  # one line, whatever the width
+        typer.echo(f"error: {message}", err=True)
         sys.exit(1)
 
 
@@ -200,11 +201,14 @@ def apps_create(
     dockerfile: Annotated[str, typer.Option(help="Dockerfile path inside the build context.")] = "Dockerfile",
     port: Annotated[int | None, typer.Option(help="Port the app listens on ($PORT).")] = None,
     health_path: Annotated[str | None, typer.Option(help="HTTP path for health checks (default: TCP).")] = None,
+    data_path: Annotated[
+        str | None, typer.Option(help="Mount a persistent volume here, shared by releases.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an app; prints its webhook URL and secret for GitHub."""
     body = {"name": name, "repo_url": repo, "branch": branch, "source_dir": source_dir,
-            "dockerfile": dockerfile, "port": port, "health_path": health_path}
+            "dockerfile": dockerfile, "port": port, "health_path": health_path, "data_path": data_path}
     created = _client().request("POST", "/apps", json=body)
     if as_json:
         _print_json(created)

@@ -88,6 +88,7 @@ def _error_text(response: httpx.Response) -> str:
         parts = []
         for err in detail:
             loc = ".".join(str(p) for p in err.get("loc", []) if p not in ("body", "query", "path"))
-            parts.append(f"{loc}: {err.get('msg', '')}" if loc else str(err.get("msg", "")))
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
         return "invalid input: " + "; ".join(parts)
     return str(detail or f"HTTP {response.status_code}")

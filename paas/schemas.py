@@ -65,10 +65,10 @@ def check_branch(value: str) -> str:
 
 
 def check_relative_path(value: str) -> str:
-    value = value.strip().strip("/") if value.strip() not in ("", ".") else ""
-    if not value:
+    value = value.strip()
+    if value in ("", ".", "./"):
         return ""
-    path = PurePosixPath(value)
+    path = PurePosixPath(value.rstrip("/"))
     if path.is_absolute() or ".." in path.parts or "\0" in value:
         raise ValueError("must be a relative path inside the repository, without '..'")
     return str(path)

@@ -48,3 +48,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[St
     paas.start()
     yield paas
     paas.stop()
+    paas.remove_everything()

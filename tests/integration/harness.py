@@ -164,6 +164,26 @@ class Stack:
                 self.proc.kill()
                 self.proc.wait()
 
+    def remove_everything(self) -> None:
+        """Remove every container, image and volume this installation made."""
+        import docker
+
+        path = self.root / "data" / "instance-id"
+        if not path.exists():
+            return
+        label = f"paas.instance={path.read_text().strip()}"
+        client = docker.from_env()
+        for c in client.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+        for image in client.images.list(filters={"label": label}):
+            for tag in image.tags or [image.id]:
+                try:
+                    client.images.remove(tag, force=True)
+                except docker.errors.APIError:
+                    pass
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(
             method, f"http://{LOOPBACK}:{self.web_port}/api/v1{path}",

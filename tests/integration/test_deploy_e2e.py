@@ -83,12 +83,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> GitRemote:
 def created(stack: Stack, repo: GitRemote) -> dict[str, Any]:
     result = stack.paas(
         "apps", "create", APP, "--repo", str(repo.bare), "--branch", "main",
-        "--health-path", "/healthz", "--json",
+        "--health-path", "/healthz", "--data-path", "/data", "--json",
     )
     data = json.loads(result.stdout)
     assert data["name"] == APP
     assert data["webhook_url"].endswith(f"/hooks/github/{APP}")
-    # The tests' health checks give up sooner than the default minute.
     return data
 
 

@@ -1,0 +1,113 @@
+"""The REST API with a real app factory and a fresh database per test."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from paas.models import ApiToken, Event, Job
+
+REPO = "https://github.com/octo/shop.git"
+
+
+def test_every_api_route_needs_a_token(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, methods in schema["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        concrete = path.replace("{name}", "shop").replace("{version}", "1").replace("{job_id}", "1")
+        for method in methods:
+            for headers in ({}, {"Authorization": "Bearer paas_wrong"}, {"Authorization": "Basic x"}):
+                r = client.request(method.upper(), concrete, headers=headers, json={})
+                assert r.status_code == 401, (method, path, headers, r.status_code)
+
+
+def test_health_and_readiness_need_no_token(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_tokens_are_stored_hashed(engine: Engine, token: str) -> None:
+    with Session(engine) as s:
+        row = s.exec(select(ApiToken)).one()
+    assert token not in (row.token_hash, row.prefix) and len(row.token_hash) == 64
+
+
+def test_create_list_info(client: TestClient, auth: dict[str, str]) -> None:
+    r = client.post("/api/v1/apps", json={"name": "shop", "repo_url": REPO}, headers=auth)
+    assert r.status_code == 201
+    created = r.json()
+    assert created["webhook_url"] == "http://paas.apps.test/hooks/github/shop"
+    assert len(created["webhook_secret"]) == 64
+    assert created["url"] == "http://shop.apps.test"
+    info = client.get("/api/v1/apps/shop", headers=auth).json()
+    assert "webhook_secret" not in info and info["branch"] == "main"
+    assert [a["name"] for a in client.get("/api/v1/apps", headers=auth).json()] == ["shop"]
+    assert created["webhook_secret"] not in client.get("/api/v1/apps", headers=auth).text
+
+
+def test_bad_input_is_422_naming_the_field_and_changes_nothing(
+    client: TestClient, auth: dict[str, str], engine: Engine
+) -> None:
+    cases = [
+        ({"name": "Shop", "repo_url": REPO}, "name"),
+        ({"name": "a--b", "repo_url": REPO}, "name"),
+        ({"name": "shop", "repo_url": "--upload-pack=evil"}, "repo_url"),
+        ({"name": "shop", "repo_url": "ext::sh -c evil"}, "repo_url"),
+        ({"name": "shop", "repo_url": REPO, "branch": "-x"}, "branch"),
+        ({"name": "shop", "repo_url": REPO, "source_dir": "../etc"}, "source_dir"),
+        ({"name": "shop", "repo_url": REPO, "dockerfile": "/etc/passwd"}, "dockerfile"),
+        ({"name": "shop", "repo_url": REPO, "health_path": "healthz"}, "health_path"),
+        ({"name": "shop", "repo_url": REPO, "data_path": "relative"}, "data_path"),
+        ({"name": "shop", "repo_url": REPO, "port": 0}, "port"),
+        ({"name": "shop", "repo_url": REPO, "surprise": 1}, "surprise"),
+    ]
+    for body, field in cases:
+        r = client.post("/api/v1/apps", json=body, headers=auth)
+        assert r.status_code == 422, body
+        assert field in str(r.json()["detail"]), (body, r.json())
+    assert client.get("/api/v1/apps", headers=auth).json() == []
+
+
+def test_duplicate_name_is_409(client: TestClient, auth: dict[str, str]) -> None:
+    body = {"name": "shop", "repo_url": REPO}
+    assert client.post("/api/v1/apps", json=body, headers=auth).status_code == 201
+    r = client.post("/api/v1/apps", json=body, headers=auth)
+    assert r.status_code == 409 and "already exists" in r.json()["detail"]
+
+
+def test_unknown_app_is_404(client: TestClient, auth: dict[str, str]) -> None:
+    for method, path in [("GET", "/api/v1/apps/nope"), ("DELETE", "/api/v1/apps/nope"),
+                         ("POST", "/api/v1/apps/nope/deploy"), ("GET", "/api/v1/apps/nope/releases"),
+                         ("PATCH", "/api/v1/apps/nope"), ("GET", "/api/v1/jobs/999")]:
+        r = client.request(method, path, headers=auth, json={})
+        assert r.status_code == 404, (method, path)
+
+
+def test_deploy_update_and_delete_enqueue_jobs_and_audit(
+    client: TestClient, auth: dict[str, str], engine: Engine
+) -> None:
+    client.post("/api/v1/apps", json={"name": "shop", "repo_url": REPO}, headers=auth)
+    job = client.post("/api/v1/apps/shop/deploy", json={}, headers=auth)
+    assert job.status_code == 202 and job.json()["state"] == "queued"
+    assert client.get(f"/api/v1/jobs/{job.json()['id']}", headers=auth).json()["kind"] == "deploy"
+    r = client.patch("/api/v1/apps/shop", json={"health_path": "/up", "branch": "prod"}, headers=auth)
+    assert r.status_code == 200 and (r.json()["health_path"], r.json()["branch"]) == ("/up", "prod")
+    assert client.patch("/api/v1/apps/shop", json={"branch": "a..b"}, headers=auth).status_code == 422
+    assert client.get("/api/v1/apps/shop/releases", headers=auth).json() == []
+    gone = client.delete("/api/v1/apps/shop", headers=auth)
+    assert gone.status_code == 202 and gone.json()["kind"] == "delete"
+    assert client.delete("/api/v1/apps/shop", headers=auth).status_code == 409
+    assert client.post("/api/v1/apps/shop/deploy", json={}, headers=auth).status_code == 409
+    with Session(engine) as s:
+        kinds = [j.kind for j in s.exec(select(Job).order_by(Job.id)).all()]
+        actions = [e.action for e in s.exec(select(Event).order_by(Event.id)).all()]
+    assert kinds == ["deploy", "delete"]
+    assert actions == ["token.create", "app.create", "deploy.request", "app.update", "app.delete"]
+
+
+def test_openapi_documents_errors(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "401" in paths["/api/v1/apps"]["get"]["responses"]
+    assert {"401", "404", "413", "400", "202"} <= set(paths["/hooks/github/{app_name}"]["post"]["responses"])

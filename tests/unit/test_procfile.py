@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from paas.errors import InvalidInput
+from paas.procfile import parse_procfile
+
+
+def test_parses_types_comments_blank_lines_crlf_and_colons() -> None:
+    text = (
+        "# processes\r\n"
+        "\r\n"
+        "web: gunicorn app:app --bind 0.0.0.0:$PORT\r\n"
+        "worker:python -m worker\r\n"
+        "  release :  alembic upgrade head  \r\n"
+    )
+    assert parse_procfile(text) == {
+        "web": "gunicorn app:app --bind 0.0.0.0:$PORT",
+        "worker": "python -m worker",
+        "release": "alembic upgrade head",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("web gunicorn app", 1),
+        ("web: ok\nbad line here", 2),
+        ("web:", 1),
+        ("web: a\nweb: b", 2),
+        ("we b: x", 1),
+    ],
+)
+def test_malformed_lines_are_named(text: str, line: int) -> None:
+    with pytest.raises(InvalidInput, match=f"line {line}"):
+        parse_procfile(text)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from paas.errors import SettingsError
+from paas.settings import load_settings
+
+
+def test_defaults_suit_a_debian_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("PAAS_"):
+            monkeypatch.delenv(name)
+    s = load_settings(_env_file=None)
+    assert s.nginx_conf_dir == Path("/etc/nginx/conf.d")
+    assert (s.http_port, s.https_port, s.web_port) == (80, 443, 8000)
+    assert s.db_url == "sqlite:////var/lib/paas/paas.db"
+    assert s.app_hostname("shop") == "shop.localhost"
+
+
+def test_settings_come_from_paas_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PAAS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PAAS_DOMAIN", "Example.COM.")
+    monkeypatch.setenv("PAAS_HTTP_PORT", "8080")
+    monkeypatch.setenv("PAAS_DATABASE_URL", "postgresql+psycopg://u@db/paas")
+    s = load_settings(_env_file=None)
+    assert s.domain == "example.com"
+    assert s.http_port == 8080
+    assert s.db_url == "postgresql+psycopg://u@db/paas"
+    assert s.base_url == "http://paas.example.com"
+
+
+def test_settings_read_a_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("PAAS_DOMAIN", raising=False)
+    env = tmp_path / ".env"
+    env.write_text("PAAS_DOMAIN=from-dotenv.test\n")
+    assert load_settings(_env_file=env).domain == "from-dotenv.test"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PAAS_HTTP_PORT", "eighty"),
+        ("PAAS_WEB_PORT", "70000"),
+        ("PAAS_DOMAIN", "not a domain"),
+        ("PAAS_PUBLIC_URL", "ftp://x"),
+        ("PAAS_AGENT_WORKERS", "0"),
+    ],
+)
+def test_an_invalid_variable_is_named_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert variable in str(info.value)
+
+
+def test_an_inverted_port_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAAS_PORT_RANGE_START", "30000")
+    monkeypatch.setenv("PAAS_PORT_RANGE_END", "20000")
+    with pytest.raises(SettingsError, match="PAAS_PORT_RANGE_END"):
+        load_settings(_env_file=None)

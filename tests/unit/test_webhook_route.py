@@ -1,0 +1,148 @@
+"""POST /hooks/github/{app}: every answer, and nothing enqueued when rejected."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from paas.github import sign
+from paas.models import Job, WebhookDelivery
+from tests.integration.harness import push_payload
+
+SHA = "b" * 40
+
+
+@pytest.fixture
+def secret(client: TestClient, auth: dict[str, str]) -> str:
+    r = client.post("/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/shop.git"},
+                    headers=auth)
+    assert r.status_code == 201, r.text
+    return str(r.json()["webhook_secret"])
+
+
+def deliver(client: TestClient, secret: str, payload: Any, *, event: str = "push",
+            delivery: str = "d-1", signature: str | None = None, raw: bytes | None = None,
+            app: str = "shop") -> Any:
+    body = raw if raw is not None else json.dumps(payload).encode()
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
+               "Content-Type": "application/json",
+               "X-Hub-Signature-256": signature if signature is not None else sign(secret, body)}
+    return client.post(f"/hooks/github/{app}", content=body, headers=headers)
+
+
+def jobs(engine: Engine) -> list[Job]:
+    with Session(engine) as s:
+        return list(s.exec(select(Job)).all())
+
+
+def main_push(after: str = SHA) -> dict[str, Any]:
+    return push_payload(repo_url="/r", ref="refs/heads/main", before="0" * 40, after=after, message="go")
+
+
+def test_push_to_the_branch_enqueues_a_deploy(client: TestClient, secret: str, engine: Engine) -> None:
+    r = deliver(client, secret, main_push())
+    assert r.status_code == 202
+    assert r.json()["queued"] is True and r.json()["commit"] == SHA
+    [job] = jobs(engine)
+    assert (job.kind, job.app_name, job.state) == ("deploy", "shop", "queued")
+    assert job.payload["commit"] == SHA and job.payload["trigger"] == "push"
+
+
+def test_ping_is_answered(client: TestClient, secret: str, engine: Engine) -> None:
+    r = deliver(client, secret, {"zen": "Design for failure.", "hook_id": 1}, event="ping")
+    assert (r.status_code, r.json()["detail"]) == (200, "pong")
+    assert jobs(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("ref", "after", "why"),
+    [("refs/heads/dev", SHA, "branch 'dev'"), ("refs/tags/v1", SHA, "is a tag"),
+     ("refs/heads/main", "0" * 40, "was deleted")],
+)
+def test_other_refs_get_a_2xx_that_says_why(client: TestClient, secret: str, engine: Engine,
+                                            ref: str, after: str, why: str) -> None:
+    payload = push_payload(repo_url="/r", ref=ref, before=SHA, after=after, message="m")
+    r = deliver(client, secret, payload)
+    assert r.status_code == 200 and why in r.json()["detail"] and r.json()["queued"] is False
+    assert jobs(engine) == []
+
+
+def test_other_events_are_ignored(client: TestClient, secret: str, engine: Engine) -> None:
+    r = deliver(client, secret, {"action": "opened"}, event="issues")
+    assert r.status_code == 200 and "ignored" in r.json()["detail"]
+    assert jobs(engine) == []
+
+
+def test_a_redelivery_is_deduplicated(client: TestClient, secret: str, engine: Engine) -> None:
+    first = deliver(client, secret, main_push(), delivery="same")
+    again = deliver(client, secret, main_push(), delivery="same")
+    assert first.status_code == 202
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["job_id"] == first.json()["job_id"]
+    assert len(jobs(engine)) == 1
+
+
+@pytest.mark.parametrize(
+    ("signature", "status"),
+    [("", 401), ("sha256=" + "0" * 64, 401), ("sha1=abc", 401)],
+)
+def test_bad_signatures_are_rejected(client: TestClient, secret: str, engine: Engine,
+                                     signature: str, status: int) -> None:
+    r = deliver(client, secret, main_push(), signature=signature)
+    assert r.status_code == status
+    assert jobs(engine) == []
+
+
+def test_a_signature_made_with_another_secret_is_rejected(client: TestClient, secret: str,
+                                                          engine: Engine) -> None:
+    body = json.dumps(main_push()).encode()
+    r = deliver(client, secret, None, raw=body, signature=sign("not-the-secret", body))
+    assert r.status_code == 401
+    assert jobs(engine) == []
+
+
+def test_missing_signature_header_is_rejected(client: TestClient, secret: str, engine: Engine) -> None:
+    body = json.dumps(main_push()).encode()
+    r = client.post("/hooks/github/shop", content=body, headers={"X-GitHub-Event": "push"})
+    assert r.status_code == 401
+    assert jobs(engine) == []
+
+
+def test_malformed_json_is_400(client: TestClient, secret: str, engine: Engine) -> None:
+    r = deliver(client, secret, None, raw=b"{not json")
+    assert r.status_code == 400 and "JSON" in r.json()["detail"]
+    r = deliver(client, secret, {"ref": "refs/heads/main"})  # valid JSON, not a push payload
+    assert r.status_code == 400
+    assert jobs(engine) == []
+
+
+def test_unknown_app_is_404(client: TestClient, secret: str, engine: Engine) -> None:
+    r = deliver(client, secret, main_push(), app="nope")
+    assert r.status_code == 404
+    assert jobs(engine) == []
+
+
+def test_bodies_over_the_limit_are_413(client: TestClient, secret: str, engine: Engine) -> None:
+    big = main_push()
+    big["padding"] = "x" * (70 * 1024)  # the test settings allow 64 KiB
+    r = deliver(client, secret, big)
+    assert r.status_code == 413
+    # chunked, without a Content-Length, is counted as it streams
+    body = json.dumps(big).encode()
+    r = client.post("/hooks/github/shop", content=iter([body[:40000], body[40000:]]),
+                    headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(secret, body)})
+    assert r.status_code == 413
+    assert jobs(engine) == []
+    with Session(engine) as s:
+        assert s.exec(select(WebhookDelivery)).all() == []
+
+
+def test_no_secret_in_the_answer(client: TestClient, secret: str) -> None:
+    for r in (deliver(client, secret, main_push(), delivery="x1"),
+              deliver(client, secret, main_push(), signature="sha256=00", delivery="x2")):
+        assert secret not in r.text
