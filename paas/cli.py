@@ -73,6 +73,7 @@ def migrate() -> None:
     from paas.instance import instance_id
 
     settings = load_settings()
+    os.umask(0o007)  # the web user's group shares the database
     run_migrations(settings)
     instance_id(settings.data_dir)
     typer.echo("database is up to date")
@@ -161,13 +162,23 @@ def up() -> None:
 
 
 @admin_app.command("create-token")
-def create_token(name: Annotated[str, typer.Argument(help="A name to recognise the token by.")]) -> None:
+def create_token(
+    name: Annotated[str, typer.Argument(help="A name to recognise the token by.")],
+    if_none: Annotated[
+        bool, typer.Option("--if-none", help="Only if no token exists yet (for install scripts).")
+    ] = False,
+) -> None:
     """Create an API token and print it alone on stdout."""
+    from sqlmodel import select
+
     from paas import services
     from paas.db import make_engine, session_scope
+    from paas.models import ApiToken
 
     settings = _prepare()
     with session_scope(make_engine(settings)) as session:
+        if if_none and session.exec(select(ApiToken)).first() is not None:
+            return
         token = services.create_token(session, name=name)
     typer.echo(token)
 

@@ -8,6 +8,7 @@ transaction tries to upgrade. PostgreSQL is used as configured by URL.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -26,11 +27,21 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.db_url
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _create_shared_file(Path(url.removeprefix("sqlite:///")))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_shared_file(path: Path) -> None:
+    """Create the SQLite file group-writable: the web process runs as another
+    user in the data directory's group. (SQLite would create it 0644 minus the
+    umask; its -wal and -shm files copy the database file's mode.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o660))
+        os.chmod(path, 0o660)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Install paas on a Debian 12 server, as root, from this checkout:
+#
+#   sudo PAAS_DOMAIN=example.com deploy/install.sh
+#
+# Installs docker.io, nginx, git and Python's venv; puts paas in a virtual
+# environment; writes /etc/paas/paas.env (once, with generated secrets); makes
+# the data directory; starts dockerd and nginx if they are not running; runs
+# web and agent as systemd services when systemd is PID 1, otherwise starts
+# `paas up` in the background; prints the control-plane URL and, the first
+# time, an API token. Running it again changes nothing.
+#
+# Any PAAS_* variable set when it first runs is written to paas.env. Where
+# things go can be changed for tests: PAAS_PREFIX (/opt/paas), PAAS_ETC_DIR
+# (/etc/paas), PAAS_RUN_DIR (/run/paas), PAAS_LOG_FILE (/var/log/paas.log).
+set -euo pipefail
+
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+PREFIX="${PAAS_PREFIX:-/opt/paas}"
+ETC="${PAAS_ETC_DIR:-/etc/paas}"
+RUN_DIR="${PAAS_RUN_DIR:-/run/paas}"
+LOG_FILE="${PAAS_LOG_FILE:-/var/log/paas.log}"
+ENV_FILE="$ETC/paas.env"
+VENV="$PREFIX/venv"
+PAAS="$VENV/bin/paas"
+WEB_USER="${PAAS_WEB_USER-paas}"
+# Debian's own Python: readable by every user, so the unprivileged web process
+# can import its standard library (a Python under /root could not).
+PYTHON="${PAAS_PYTHON:-/usr/bin/python3}"
+
+say() { printf '%s\n' "paas-install: $*"; }
+die() { printf '%s\n' "paas-install: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and services)"
+[ -r /etc/debian_version ] || die "this installer supports Debian 12 (and Ubuntu); see the README for others"
+
+systemd_is_init() { [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; }
+
+# 1. packages -------------------------------------------------------------------------
+need=()
+for pkg in docker.io nginx git python3 python3-venv ca-certificates; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    say "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# 2. the web process's own unprivileged user (it never gets the Docker socket) ------------
+if [ -n "$WEB_USER" ] && ! id -u "$WEB_USER" >/dev/null 2>&1; then
+    say "creating system user $WEB_USER"
+    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$WEB_USER"
+fi
+
+# 3. settings, written once -----------------------------------------------------------------
+if [ ! -f "$ENV_FILE" ]; then
+    say "writing $ENV_FILE"
+    mkdir -p "$ETC"
+    chmod 0750 "$ETC"
+    domain="${PAAS_DOMAIN:-}"
+    if [ -z "$domain" ]; then
+        ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
+        # <ip>.sslip.io resolves to <ip>: apps work before a real domain is set.
+        if [ -n "$ip" ]; then domain="${ip}.sslip.io"; else domain="localhost"; fi
+    fi
+    umask 077
+    {
+        echo "# paas settings (see the README's settings table). Written by install.sh."
+        echo "PAAS_DOMAIN=$domain"
+        echo "PAAS_DATA_DIR=${PAAS_DATA_DIR:-/var/lib/paas}"
+        echo "PAAS_WEB_USER=$WEB_USER"
+        echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        # every other PAAS_* setting given to this first run
+        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE)=' | sort || true
+    } >"$ENV_FILE"
+    umask 022
+    [ -n "$WEB_USER" ] && chgrp "$WEB_USER" "$ETC" "$ENV_FILE" && chmod 0640 "$ENV_FILE"
+fi
+set -a
+# shellcheck disable=SC1090
+. "$ENV_FILE"
+set +a
+DATA_DIR="${PAAS_DATA_DIR:-/var/lib/paas}"
+
+# 4. the data directory, shared by root (agent) and the web user's group ---------------------
+mkdir -p "$DATA_DIR"
+if [ -n "$WEB_USER" ]; then
+    chgrp "$WEB_USER" "$DATA_DIR"
+    chmod 2770 "$DATA_DIR"
+else
+    chmod 0700 "$DATA_DIR"
+fi
+
+# 5. paas itself, in its own virtual environment (reinstalled only when the source changes) --
+stamp="$PREFIX/installed-from"
+source_id="$(cd "$SRC" && find paas agent web templates migrations pyproject.toml -type f \
+    ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+if [ ! -x "$PAAS" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$source_id" ]; then
+    say "installing paas into $VENV"
+    mkdir -p "$PREFIX"
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$SRC"
+    echo "$source_id" >"$stamp"
+fi
+chmod 0755 "$PREFIX" "$VENV"
+
+# 6. dockerd and nginx ------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+    say "starting dockerd"
+    if systemd_is_init; then
+        systemctl enable --now docker >/dev/null
+    else
+        nohup dockerd >/var/log/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || die "dockerd did not start (see /var/log/dockerd.log)"
+fi
+nginx_bin="${PAAS_NGINX_BIN:-nginx}"
+nginx_args=()
+[ -n "${PAAS_NGINX_MAIN_CONF:-}" ] && nginx_args=(-c "$PAAS_NGINX_MAIN_CONF")
+if ! "$nginx_bin" "${nginx_args[@]}" -s reload >/dev/null 2>&1; then
+    say "starting nginx"
+    if systemd_is_init && [ -z "${PAAS_NGINX_MAIN_CONF:-}" ]; then
+        systemctl enable --now nginx >/dev/null
+    else
+        "$nginx_bin" "${nginx_args[@]}"
+    fi
+fi
+
+# 7. the database -------------------------------------------------------------------------------
+"$PAAS" migrate >/dev/null
+
+# 8. the services -------------------------------------------------------------------------------
+write_if_changed() {  # path, content: write only when different; true if written
+    if [ ! -f "$1" ] || [ "$(cat "$1")" != "$2" ]; then printf '%s\n' "$2" >"$1"; return 0; fi
+    return 1
+}
+if systemd_is_init; then
+    changed=""
+    web_unit="[Unit]
+Description=paas web (control plane)
+After=network.target
+
+[Service]
+EnvironmentFile=$ENV_FILE
+User=${WEB_USER:-root}
+Group=${WEB_USER:-root}
+UMask=0007
+ExecStart=$PAAS web
+Restart=always
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths=$DATA_DIR
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target"
+    agent_unit="[Unit]
+Description=paas agent (deploys)
+After=network.target docker.service nginx.service
+Wants=docker.service nginx.service
+
+[Service]
+EnvironmentFile=$ENV_FILE
+UMask=0007
+ExecStart=$PAAS agent
+Restart=always
+KillMode=mixed
+TimeoutStopSec=900
+
+[Install]
+WantedBy=multi-user.target"
+    write_if_changed /etc/systemd/system/paas-web.service "$web_unit" && changed=1
+    write_if_changed /etc/systemd/system/paas-agent.service "$agent_unit" && changed=1
+    if [ -n "$changed" ]; then
+        systemctl daemon-reload
+        systemctl enable paas-web paas-agent >/dev/null 2>&1
+        systemctl restart paas-agent paas-web
+    else
+        systemctl start paas-agent paas-web
+    fi
+else
+    mkdir -p "$RUN_DIR"
+    pidfile="$RUN_DIR/paas-up.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        say "paas up is already running (pid $(cat "$pidfile"))"
+    else
+        say "no systemd: starting paas up in the background (log: $LOG_FILE)"
+        nohup "$PAAS" up >>"$LOG_FILE" 2>&1 </dev/null &
+        echo $! >"$pidfile"
+    fi
+fi
+
+# 9. wait until the control plane answers, then say how to use it -----------------------------
+web_port="${PAAS_WEB_PORT:-8000}"
+"$VENV/bin/python" - "$web_port" <<'PY' || die "the control plane did not become ready (see $LOG_FILE or journalctl -u paas-web)"
+import sys, time, httpx
+url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
+for _ in range(120):
+    try:
+        if httpx.get(url, timeout=2).status_code == 200:
+            sys.exit(0)
+    except httpx.HTTPError:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+PY
+
+url="${PAAS_PUBLIC_URL:-http://paas.${PAAS_DOMAIN}}"
+say "paas is running. Control plane: $url"
+token="$("$PAAS" admin create-token admin --if-none)"
+if [ -n "$token" ]; then
+    say "API token (shown once; keep it safe):"
+    echo "$token"
+    say "on your machine: paas login $url --token <the token above>"
+else
+    say "an API token was printed by the first install; make another with: $PAAS admin create-token NAME"
+fi
