@@ -48,8 +48,12 @@ class Agent:
         self.instance = instance_id(settings.data_dir)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pipeline = Pipeline(
-            settings=settings, db=self.db, docker=self.docker, nginx=self.nginx,
-            source=SourceCache(settings.repos_dir), instance=self.instance,
+            settings=settings,
+            db=self.db,
+            docker=self.docker,
+            nginx=self.nginx,
+            source=SourceCache(settings.repos_dir),
+            instance=self.instance,
         )
         self._running: dict[int, Future[None]] = {}
         self._lock = threading.Lock()
@@ -80,9 +84,7 @@ class Agent:
             free = self.settings.agent_workers - len(self._running)
         for _ in range(free):
             with session_scope(self.db) as session:
-                job = queue.claim(
-                    session, owner=self.owner, lease_seconds=self.settings.job_lease_seconds
-                )
+                job = queue.claim(session, owner=self.owner, lease_seconds=self.settings.job_lease_seconds)
                 if job is not None:
                     session.expunge(job)
             if job is None:
@@ -99,8 +101,9 @@ class Agent:
                 ids = list(self._running)
             try:
                 with session_scope(self.db) as session:
-                    queue.heartbeat(session, owner=self.owner, job_ids=ids,
-                                    lease_seconds=self.settings.job_lease_seconds)
+                    queue.heartbeat(
+                        session, owner=self.owner, job_ids=ids, lease_seconds=self.settings.job_lease_seconds
+                    )
             except Exception:  # noqa: BLE001
                 log.exception("heartbeat failed")
 
@@ -123,8 +126,9 @@ class Agent:
             log.exception("job %s failed", job.id)
             error = f"{type(exc).__name__}: {exc}"
         with session_scope(self.db) as session:
-            if not queue.finish(session, job_id=job.id, owner=self.owner, state=state,
-                                error=error, deployment_id=dep_id):
+            if not queue.finish(
+                session, job_id=job.id, owner=self.owner, state=state, error=error, deployment_id=dep_id
+            ):
                 log.warning("job %s: lease was lost before it finished", job.id)
         log.info("job %s %s %s", job.id, state, error)
 
@@ -188,7 +192,9 @@ class Agent:
             busy = session.exec(
                 select(Job.id).where(col(Job.app_id) == app.id, col(Job.state) == JobState.running)
             ).first()
-            current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+            current = (
+                session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+            )
         if busy is not None:
             return  # a live job owns this app's containers right now
         keep = str(current.id) if current else None
@@ -201,8 +207,9 @@ class Agent:
         for cname in current.containers:
             info = self.docker.container(cname)
             if info is None:
-                log.error("app %s: container %s of the live release v%s is missing",
-                          name, cname, current.version)
+                log.error(
+                    "app %s: container %s of the live release v%s is missing", name, cname, current.version
+                )
             elif info.status != "running":
                 try:
                     self.docker.start_existing(cname)
@@ -210,9 +217,12 @@ class Agent:
                 except EngineError as exc:
                     log.error("app %s: cannot restart %s: %s", name, cname, exc)
         site = render_site(
-            SiteSpec(app=name, version=current.version,
-                     hostnames=(self.settings.app_hostname(name),),
-                     upstreams=(f"127.0.0.1:{current.host_port}",)),
+            SiteSpec(
+                app=name,
+                version=current.version,
+                hostnames=(self.settings.app_hostname(name),),
+                upstreams=(f"127.0.0.1:{current.host_port}",),
+            ),
             self.settings,
         )
         try:

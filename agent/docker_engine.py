@@ -178,7 +178,12 @@ class DockerEngine:
         try:
             self._ensure_volumes(volumes, labels)
             container = self._client.containers.create(
-                image, command=command, name=name, environment=env, labels=labels, detach=True,
+                image,
+                command=command,
+                name=name,
+                environment=env,
+                labels=labels,
+                detach=True,
                 volumes=volumes or None,
             )
         except DockerException as exc:
@@ -350,7 +355,9 @@ def _explain(exc: BaseException) -> str:
     return str(exc)
 
 
-def _quietly(action: Callable[[], object], *, ignore: Iterable[type[BaseException]] = (DockerException,)) -> None:
+def _quietly(
+    action: Callable[[], object], *, ignore: Iterable[type[BaseException]] = (DockerException,)
+) -> None:
     try:
         action()
     except tuple(ignore):

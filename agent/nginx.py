@@ -55,16 +55,20 @@ def listen_directive(settings: Settings, port: int) -> str:
 
 
 def render_site(spec: SiteSpec, settings: Settings) -> str:
-    return _env().get_template("site.conf.j2").render(
-        app=spec.app,
-        version=spec.version,
-        upstream_name=f"paas_app_{spec.app.replace('-', '_')}",
-        upstreams=spec.upstreams,
-        hostnames=spec.hostnames,
-        listen=listen_directive(settings, settings.http_port),
-        acme_webroot=str(settings.data_dir / "acme"),
-        client_max_body_size="100m",
-        read_timeout=60,
+    return (
+        _env()
+        .get_template("site.conf.j2")
+        .render(
+            app=spec.app,
+            version=spec.version,
+            upstream_name=f"paas_app_{spec.app.replace('-', '_')}",
+            upstreams=spec.upstreams,
+            hostnames=spec.hostnames,
+            listen=listen_directive(settings, settings.http_port),
+            acme_webroot=str(settings.data_dir / "acme"),
+            client_max_body_size="100m",
+            read_timeout=60,
+        )
     )
 
 
@@ -74,12 +78,16 @@ def render_common() -> str:
 
 def render_control(settings: Settings) -> str:
     """The control plane's own site: GitHub and browsers reach web through it."""
-    return _env().get_template("control.conf.j2").render(
-        hostname=settings.control_host,
-        listen=listen_directive(settings, settings.http_port),
-        upstream=f"{settings.web_host}:{settings.web_port}",
-        acme_webroot=str(settings.data_dir / "acme"),
-        client_max_body_size=f"{settings.webhook_max_bytes // (1024 * 1024) + 1}m",
+    return (
+        _env()
+        .get_template("control.conf.j2")
+        .render(
+            hostname=settings.control_host,
+            listen=listen_directive(settings, settings.http_port),
+            upstream=f"{settings.web_host}:{settings.web_port}",
+            acme_webroot=str(settings.data_dir / "acme"),
+            client_max_body_size=f"{settings.webhook_max_bytes // (1024 * 1024) + 1}m",
+        )
     )
 
 
@@ -145,9 +153,7 @@ class NginxSites:
             raise NginxError(f"nginx -t failed: {test.output.strip()}")
         reload = self._run(commands.nginx_reload_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
         if not reload.ok:
-            raise NginxError(
-                f"nginx reload failed (is nginx running?): {reload.output.strip()}"
-            )
+            raise NginxError(f"nginx reload failed (is nginx running?): {reload.output.strip()}")
 
 
 def _atomic_write(path: Path, content: str) -> None:

@@ -86,8 +86,10 @@ class Pipeline:
         attempt = _Attempt()
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
         with DeployLog(self.settings.logs_dir / app.name / f"v{version}.log") as dlog:
-            dlog.line(f"deploying {app.name} v{version} ({job.payload.get('trigger', '')} "
-                      f"{job.payload.get('ref', '')} {job.payload.get('commit', '')[:12]})".replace(" )", ")"))
+            dlog.line(
+                f"deploying {app.name} v{version} ({job.payload.get('trigger', '')} "
+                f"{job.payload.get('ref', '')} {job.payload.get('commit', '')[:12]})".replace(" )", ")")
+            )
             try:
                 self._run_steps(job, app, dep_id, version, build_dir, attempt, dlog)
             except Exception as exc:  # noqa: BLE001  (a bug must still fail cleanly)
@@ -106,14 +108,23 @@ class Pipeline:
         return DeployResult(True, dep_id, version)
 
     def _run_steps(
-        self, job: Job, app: App, dep_id: int, version: int, build_dir: Path,
-        attempt: _Attempt, dlog: DeployLog,
+        self,
+        job: Job,
+        app: App,
+        dep_id: int,
+        version: int,
+        build_dir: Path,
+        attempt: _Attempt,
+        dlog: DeployLog,
     ) -> None:
         s = self.settings
         with self._step(dep_id, "fetch", dlog):
             info = self.source.fetch(
-                app=app.name, url=app.repo_url, ref=str(job.payload.get("ref") or app.branch),
-                commit=str(job.payload.get("commit") or ""), on_line=dlog.line,
+                app=app.name,
+                url=app.repo_url,
+                ref=str(job.payload.get("ref") or app.branch),
+                commit=str(job.payload.get("commit") or ""),
+                on_line=dlog.line,
             )
             self.source.export(app=app.name, url=app.repo_url, commit=info.sha, dest=build_dir)
             self._update(dep_id, commit=info.sha, commit_message=info.message[:2000])
@@ -123,21 +134,30 @@ class Pipeline:
             procfile = self._procfile(context)
             if not (context / app.dockerfile).is_file():
                 raise InvalidInput(
-                    f"no {app.dockerfile} in {app.source_dir or 'the repository root'} "
-                    f"at {info.sha[:12]}"
+                    f"no {app.dockerfile} in {app.source_dir or 'the repository root'} at {info.sha[:12]}"
                 )
             labels = labels_for(instance=self.instance, app=app.name, deployment_id=dep_id, version=version)
             attempt.image = tag
             self.docker.build(
-                context=context, dockerfile=app.dockerfile, tag=tag, labels=labels,
-                on_line=dlog.line, timeout=s.build_timeout, network=s.build_network,
+                context=context,
+                dockerfile=app.dockerfile,
+                tag=tag,
+                labels=labels,
+                on_line=dlog.line,
+                timeout=s.build_timeout,
+                network=s.build_network,
             )
             self._update(dep_id, image=tag)
             config = self.docker.image_config(tag)
             prestart = None if "release" in procfile else self._find_prestart(tag, config)
             plan = make_plan(
-                app=app, deployment=self._get(dep_id), instance=self.instance, procfile=procfile,
-                exposed=config.get("ExposedPorts"), prestart_path=prestart, host_port=0,
+                app=app,
+                deployment=self._get(dep_id),
+                instance=self.instance,
+                procfile=procfile,
+                exposed=config.get("ExposedPorts"),
+                prestart_path=prestart,
+                host_port=0,
             )
 
         with self._step(dep_id, "release", dlog):
@@ -145,16 +165,24 @@ class Pipeline:
 
         with self._step(dep_id, "start", dlog):
             plan = self._start(plan, attempt, dlog)
-            self._update(dep_id, host_port=plan.host_port, container_port=plan.container_port,
-                         containers=[plan.container_name])
+            self._update(
+                dep_id,
+                host_port=plan.host_port,
+                container_port=plan.container_port,
+                containers=[plan.container_name],
+            )
 
         with self._step(dep_id, "health", dlog):
             self._health(app, plan, dlog)
 
         with self._step(dep_id, "switch", dlog):
             site = render_site(
-                SiteSpec(app=app.name, version=version,
-                         hostnames=(s.app_hostname(app.name),), upstreams=(plan.upstream,)),
+                SiteSpec(
+                    app=app.name,
+                    version=version,
+                    hostnames=(s.app_hostname(app.name),),
+                    upstreams=(plan.upstream,),
+                ),
                 s,
             )
             self.nginx.apply(app.name, site)
@@ -192,9 +220,14 @@ class Pipeline:
         dlog.line(f"running {' '.join(plan.release_command)} in a one-off container")
         attempt.containers.append(plan.release_container_name)
         result = self.docker.run_once(
-            image=plan.image, command=plan.release_command, name=plan.release_container_name,
-            env=plan.env, labels={**plan.labels, "paas.process": "release"}, volumes=plan.volumes,
-            timeout=self.settings.release_timeout, on_line=lambda line: dlog.line(f"  | {line}"),
+            image=plan.image,
+            command=plan.release_command,
+            name=plan.release_container_name,
+            env=plan.env,
+            labels={**plan.labels, "paas.process": "release"},
+            volumes=plan.volumes,
+            timeout=self.settings.release_timeout,
+            on_line=lambda line: dlog.line(f"  | {line}"),
         )
         attempt.containers.remove(plan.release_container_name)  # run_once removed it
         if result.timed_out:
@@ -211,10 +244,15 @@ class Pipeline:
                 attempt.containers.append(candidate.container_name)
                 try:
                     self.docker.start(
-                        image=candidate.image, name=candidate.container_name,
-                        command=candidate.command, env=candidate.env, labels=candidate.web_labels,
-                        container_port=candidate.container_port, host_ip=candidate.host_ip,
-                        host_port=port, volumes=candidate.volumes,
+                        image=candidate.image,
+                        name=candidate.container_name,
+                        command=candidate.command,
+                        env=candidate.env,
+                        labels=candidate.web_labels,
+                        container_port=candidate.container_port,
+                        host_ip=candidate.host_ip,
+                        host_port=port,
+                        volumes=candidate.volumes,
                     )
                 except EngineError as exc:
                     attempt.containers.remove(candidate.container_name)
@@ -222,8 +260,10 @@ class Pipeline:
                     if "port is already allocated" in last_error or "address already in use" in last_error:
                         continue
                     raise
-            dlog.line(f"started {candidate.container_name} on {candidate.upstream} "
-                      f"(PORT={candidate.container_port})")
+            dlog.line(
+                f"started {candidate.container_name} on {candidate.upstream} "
+                f"(PORT={candidate.container_port})"
+            )
             return candidate
         raise RuntimeError(f"could not bind a free port: {last_error}")
 
@@ -245,8 +285,12 @@ class Pipeline:
 
     def _health(self, app: App, plan: ReleasePlan, dlog: DeployLog) -> None:
         check = HealthCheck(
-            host=plan.host_ip, port=plan.host_port, path=app.health_path,
-            interval=app.health_interval, timeout=app.health_timeout, retries=app.health_retries,
+            host=plan.host_ip,
+            port=plan.host_port,
+            path=app.health_path,
+            interval=app.health_interval,
+            timeout=app.health_timeout,
+            retries=app.health_retries,
         )
 
         def alive() -> str | None:
@@ -269,12 +313,14 @@ class Pipeline:
 
     def _retire(self, app: str, dep_id: int, previous: int | None, dlog: DeployLog) -> None:
         old = [
-            c for c in self.docker.containers({"paas.instance": self.instance, "paas.app": app})
+            c
+            for c in self.docker.containers({"paas.instance": self.instance, "paas.app": app})
             if c.labels.get("paas.deployment") != str(dep_id)
         ]
         if old:
-            dlog.line(f"draining {self.settings.drain_seconds:g}s before stopping "
-                      + ", ".join(c.name for c in old))
+            dlog.line(
+                f"draining {self.settings.drain_seconds:g}s before stopping " + ", ".join(c.name for c in old)
+            )
             time.sleep(self.settings.drain_seconds)
             for c in old:
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
@@ -286,10 +332,10 @@ class Pipeline:
         with session_scope(self.db) as session:
             app_row = session.exec(select(App).where(App.name == app)).one()
             keep = {
-                str(d_id) for d_id in session.exec(
+                str(d_id)
+                for d_id in session.exec(
                     select(Deployment.id)
-                    .where(Deployment.app_id == app_row.id,
-                           Deployment.status == DeploymentStatus.succeeded)
+                    .where(Deployment.app_id == app_row.id, Deployment.status == DeploymentStatus.succeeded)
                     .order_by(col(Deployment.version).desc())
                     .limit(self.settings.keep_releases)
                 ).all()
@@ -346,16 +392,19 @@ class Pipeline:
     def _new_deployment(self, job: Job) -> tuple[int, int, App]:
         with session_scope(self.db) as session:
             app = session.get(App, job.app_id) if job.app_id else None
-            if app is None:
+            if app is None or app.id is None:
                 raise DeployError("fetch", f"app {job.app_name!r} no longer exists")
             latest = session.exec(
                 select(func.max(Deployment.version)).where(Deployment.app_id == app.id)
             ).one()
             dep = Deployment(
-                app_id=app.id, version=(latest or 0) + 1, ref=str(job.payload.get("ref", "")),
+                app_id=app.id,
+                version=(latest or 0) + 1,
+                ref=str(job.payload.get("ref", "")),
                 commit=str(job.payload.get("commit", "")),
                 commit_message=str(job.payload.get("message", ""))[:2000],
-                trigger=str(job.payload.get("trigger", "")), created_by=str(job.payload.get("actor", "")),
+                trigger=str(job.payload.get("trigger", "")),
+                created_by=str(job.payload.get("actor", "")),
                 job_id=job.id,
             )
             session.add(dep)

@@ -52,7 +52,9 @@ class SourceCache:
             repo.create_remote("origin", url)
         return repo
 
-    def fetch(self, *, app: str, url: str, ref: str, commit: str, on_line: Callable[[str], None]) -> CommitInfo:
+    def fetch(
+        self, *, app: str, url: str, ref: str, commit: str, on_line: Callable[[str], None]
+    ) -> CommitInfo:
         """Fetch ``ref`` from ``url``; return ``commit`` (or the ref's head)."""
         repo = self._repo(app, url)
         if not ref.startswith("refs/"):
@@ -60,7 +62,9 @@ class SourceCache:
         local = "refs/remotes/origin/" + ref.removeprefix("refs/heads/")
         on_line(f"git fetch {url} {ref}")
         try:
-            repo.git.fetch("--no-tags", "--force", "origin", f"+{ref}:{local}", kill_after_timeout=GIT_TIMEOUT)
+            repo.git.fetch(
+                "--no-tags", "--force", "origin", f"+{ref}:{local}", kill_after_timeout=GIT_TIMEOUT
+            )
         except GitCommandError as exc:
             raise SourceError(f"cannot fetch {ref} from {url}: {_stderr(exc)}") from exc
         target = commit or local

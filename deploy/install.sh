@@ -100,7 +100,7 @@ if [ ! -x "$PAAS" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$source_id" ]; then
     say "installing paas into $VENV"
     mkdir -p "$PREFIX"
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$SRC"
+    "$VENV/bin/python" -m pip install -qq --disable-pip-version-check "$SRC"
     echo "$source_id" >"$stamp"
 fi
 chmod 0755 "$PREFIX" "$VENV"

@@ -26,8 +26,11 @@ from paas.client import ApiClient, ClientError, save_login
 from paas.errors import PaasError
 from paas.settings import Settings, load_settings
 
-app = typer.Typer(help="paas: push to GitHub, get a zero-downtime release.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="paas: push to GitHub, get a zero-downtime release.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 apps_app = typer.Typer(help="Create, list, inspect and delete apps.", no_args_is_help=True)
 admin_app = typer.Typer(help="Server-side administration (run on the server).", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
@@ -86,8 +89,14 @@ def run_web(settings: Settings) -> None:
 
     _drop_privileges(settings.web_user)
     _setup_logging()
-    uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port,
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1", log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.web_host,
+        port=settings.web_port,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        log_level="info",
+    )
 
 
 def run_agent(settings: Settings) -> None:
@@ -144,8 +153,10 @@ def up() -> None:
     }
     for child in children.values():
         child.start()
-    typer.echo(f"paas is up: control plane on http://{settings.web_host}:{settings.web_port}, "
-               f"apps at http://<app>.{settings.domain}:{settings.http_port}")
+    typer.echo(
+        f"paas is up: control plane on http://{settings.web_host}:{settings.web_port}, "
+        f"apps at http://<app>.{settings.domain}:{settings.http_port}"
+    )
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -211,15 +222,25 @@ def apps_create(
     source_dir: Annotated[str, typer.Option(help="Build context inside the repository.")] = "",
     dockerfile: Annotated[str, typer.Option(help="Dockerfile path inside the build context.")] = "Dockerfile",
     port: Annotated[int | None, typer.Option(help="Port the app listens on ($PORT).")] = None,
-    health_path: Annotated[str | None, typer.Option(help="HTTP path for health checks (default: TCP).")] = None,
+    health_path: Annotated[
+        str | None, typer.Option(help="HTTP path for health checks (default: TCP).")
+    ] = None,
     data_path: Annotated[
         str | None, typer.Option(help="Mount a persistent volume here, shared by releases.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an app; prints its webhook URL and secret for GitHub."""
-    body = {"name": name, "repo_url": repo, "branch": branch, "source_dir": source_dir,
-            "dockerfile": dockerfile, "port": port, "health_path": health_path, "data_path": data_path}
+    body = {
+        "name": name,
+        "repo_url": repo,
+        "branch": branch,
+        "source_dir": source_dir,
+        "dockerfile": dockerfile,
+        "port": port,
+        "health_path": health_path,
+        "data_path": data_path,
+    }
     created = _client().request("POST", "/apps", json=body)
     if as_json:
         _print_json(created)
@@ -243,7 +264,9 @@ def apps_list(as_json: JsonOpt = False) -> None:
     table = Table("name", "state", "version", "commit", "branch", "url")
     for a in apps:
         version = f"v{a['current_version']}" if a["current_version"] else "-"
-        table.add_row(a["name"], a["state"], version, (a["current_commit"] or "-")[:12], a["branch"], a["url"])
+        table.add_row(
+            a["name"], a["state"], version, (a["current_commit"] or "-")[:12], a["branch"], a["url"]
+        )
     out.print(table)
 
 
@@ -254,8 +277,21 @@ def apps_info(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(info)
         return
-    for key in ("name", "state", "url", "repo_url", "branch", "source_dir", "dockerfile",
-                "port", "health_path", "current_version", "current_commit", "webhook_url", "created_at"):
+    for key in (
+        "name",
+        "state",
+        "url",
+        "repo_url",
+        "branch",
+        "source_dir",
+        "dockerfile",
+        "port",
+        "health_path",
+        "current_version",
+        "current_commit",
+        "webhook_url",
+        "created_at",
+    ):
         out.print(f"{key:16} {info.get(key) if info.get(key) not in (None, '') else '-'}", markup=False)
 
 
@@ -300,7 +336,9 @@ def deploy(
         _fail(f"deploy {job['state']}: {job['error']}")
 
 
-def _wait_for_job(client: ApiClient, job_id: int, on_change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def _wait_for_job(
+    client: ApiClient, job_id: int, on_change: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
     last = ""
     while True:
         job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
@@ -322,9 +360,16 @@ def releases(name: str, as_json: JsonOpt = False) -> None:
     table = Table("version", "status", "commit", "message", "trigger", "by", "created", "duration")
     for r in rows:
         duration = f"{r['duration']:.1f}s" if r["duration"] is not None else "-"
-        table.add_row(f"v{r['version']}", r["status"], r["commit"][:12],
-                      (r["commit_message"].splitlines() or [""])[0][:50], r["trigger"],
-                      r["created_by"], str(r["created_at"])[:19], duration)
+        table.add_row(
+            f"v{r['version']}",
+            r["status"],
+            r["commit"][:12],
+            (r["commit_message"].splitlines() or [""])[0][:50],
+            r["trigger"],
+            r["created_by"],
+            str(r["created_at"])[:19],
+            duration,
+        )
     out.print(table)
 
 

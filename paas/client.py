@@ -55,8 +55,10 @@ class ApiClient:
     def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
         self._url = url
         self._http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {token}"},
-            timeout=30, transport=transport,
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            transport=transport,
         )
 
     @classmethod

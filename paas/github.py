@@ -58,9 +58,7 @@ def decide_push(payload: Any, *, branch: str) -> PushDecision:
         return PushDecision(False, f"ignored: {ref} is not a branch", ref=ref)
     pushed = ref.removeprefix("refs/heads/")
     if pushed != branch:
-        return PushDecision(
-            False, f"ignored: push to branch {pushed!r}, app deploys {branch!r}", ref=ref
-        )
+        return PushDecision(False, f"ignored: push to branch {pushed!r}, app deploys {branch!r}", ref=ref)
     if payload.get("deleted") is True or after == ZERO_SHA:
         return PushDecision(False, f"ignored: branch {pushed!r} was deleted", ref=ref)
     if len(after) != 40 or any(c not in "0123456789abcdef" for c in after):

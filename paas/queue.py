@@ -30,9 +30,7 @@ DEPLOY = "deploy"
 DELETE = "delete"
 
 
-def enqueue(
-    session: Session, *, kind: str, app: App, payload: dict[str, Any] | None = None
-) -> Job:
+def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | None = None) -> Job:
     job = Job(kind=kind, app_id=app.id, app_name=app.name, payload=dict(payload or {}))
     session.add(job)
     session.flush()
@@ -55,14 +53,10 @@ def enqueue(
     return job
 
 
-def claim(
-    session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None
-) -> Job | None:
+def claim(session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None) -> Job | None:
     """Lease the oldest runnable job to ``owner``, or return None."""
     now = now or utcnow()
-    busy_apps = select(Job.app_id).where(
-        col(Job.state) == JobState.running, col(Job.app_id).is_not(None)
-    )
+    busy_apps = select(Job.app_id).where(col(Job.state) == JobState.running, col(Job.app_id).is_not(None))
     candidates = session.exec(
         select(Job)
         .where(
@@ -148,9 +142,7 @@ def recover_expired(session: Session, *, now: datetime | None = None) -> list[Jo
     """Fail every running job whose lease has expired, and return them."""
     now = now or utcnow()
     expired = session.exec(
-        select(Job).where(
-            col(Job.state) == JobState.running, col(Job.lease_expires_at) < now
-        )
+        select(Job).where(col(Job.state) == JobState.running, col(Job.lease_expires_at) < now)
     ).all()
     for job in expired:
         job.state = JobState.failed

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "AppCreate",
@@ -46,9 +47,7 @@ def check_repo_url(value: str) -> str:
         return value
     if _SCP_LIKE.match(value) or value.startswith("/"):
         return value
-    raise ValueError(
-        "must be an https://, ssh:// or git@host:path URL, or an absolute local path"
-    )
+    raise ValueError("must be an https://, ssh:// or git@host:path URL, or an absolute local path")
 
 
 def check_branch(value: str) -> str:
@@ -74,94 +73,75 @@ def check_relative_path(value: str) -> str:
     return str(path)
 
 
+def check_dockerfile(value: str) -> str:
+    checked = check_relative_path(value)
+    if not checked:
+        raise ValueError("is required")
+    return checked
+
+
+def check_health_path(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith("/") or any(ch.isspace() for ch in value):
+        raise ValueError("must be a URL path starting with '/'")
+    return value
+
+
+def check_data_path(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts or str(path) == "/":
+        raise ValueError("must be an absolute path inside the container, such as /data")
+    return str(path)
+
+
+AppName = Annotated[str, AfterValidator(check_app_name)]
+RepoUrl = Annotated[str, AfterValidator(check_repo_url)]
+Branch = Annotated[str, AfterValidator(check_branch)]
+SourceDir = Annotated[str, AfterValidator(check_relative_path)]
+DockerfilePath = Annotated[str, AfterValidator(check_dockerfile)]
+HealthPath = Annotated[str | None, AfterValidator(check_health_path)]
+DataPath = Annotated[str | None, AfterValidator(check_data_path)]
+ContainerPort = Annotated[int, Field(ge=1, le=65535)]
+Interval = Annotated[float, Field(gt=0, le=60)]
+Timeout = Annotated[float, Field(gt=0, le=120)]
+Retries = Annotated[int, Field(ge=1, le=1000)]
+
+
 class AppCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    repo_url: str
-    branch: str = "main"
-    source_dir: str = ""
-    dockerfile: str = "Dockerfile"
-    port: int | None = Field(default=None, ge=1, le=65535)
-    health_path: str | None = None
-    health_interval: float = Field(default=1.0, gt=0, le=60)
-    health_timeout: float = Field(default=5.0, gt=0, le=120)
-    health_retries: int = Field(default=60, ge=1, le=1000)
-    data_path: str | None = None
-
-    @field_validator("data_path")
-    @classmethod
-    def _data_path(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        path = PurePosixPath(value)
-        if not path.is_absolute() or ".." in path.parts or str(path) == "/":
-            raise ValueError("must be an absolute path inside the container, such as /data")
-        return str(path)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return check_app_name(value)
-
-    @field_validator("repo_url")
-    @classmethod
-    def _repo_url(cls, value: str) -> str:
-        return check_repo_url(value)
-
-    @field_validator("branch")
-    @classmethod
-    def _branch(cls, value: str) -> str:
-        return check_branch(value)
-
-    @field_validator("source_dir")
-    @classmethod
-    def _source_dir(cls, value: str) -> str:
-        return check_relative_path(value)
-
-    @field_validator("dockerfile")
-    @classmethod
-    def _dockerfile(cls, value: str) -> str:
-        checked = check_relative_path(value)
-        if not checked:
-            raise ValueError("is required")
-        return checked
-
-    @field_validator("health_path")
-    @classmethod
-    def _health_path(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith("/") or any(ch.isspace() for ch in value):
-            raise ValueError("must be a URL path starting with '/'")
-        return value
+    name: AppName
+    repo_url: RepoUrl
+    branch: Branch = "main"
+    source_dir: SourceDir = ""
+    dockerfile: DockerfilePath = "Dockerfile"
+    port: ContainerPort | None = None
+    health_path: HealthPath = None
+    health_interval: Interval = 1.0
+    health_timeout: Timeout = 5.0
+    health_retries: Retries = 60
+    data_path: DataPath = None
 
 
 class AppUpdate(BaseModel):
-    """Change an app's settings; omitted fields stay as they are."""
+    """Change an app's settings; omitted fields stay as they are. An empty
+    health_path or data_path switches that feature off."""
 
     model_config = ConfigDict(extra="forbid")
 
-    repo_url: str | None = None
-    branch: str | None = None
-    source_dir: str | None = None
-    dockerfile: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    health_path: str | None = None
-    health_interval: float | None = Field(default=None, gt=0, le=60)
-    health_timeout: float | None = Field(default=None, gt=0, le=120)
-    health_retries: int | None = Field(default=None, ge=1, le=1000)
-    data_path: str | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> AppUpdate:
-        # Reuse AppCreate's validators on the fields that were given.
-        given = self.model_dump(exclude_unset=True)
-        probe = {"name": "probe", "repo_url": "/probe", **given}
-        checked = AppCreate.model_validate(probe)
-        for key in given:
-            object.__setattr__(self, key, getattr(checked, key))
-        return self
+    repo_url: RepoUrl | None = None
+    branch: Branch | None = None
+    source_dir: SourceDir | None = None
+    dockerfile: DockerfilePath | None = None
+    port: ContainerPort | None = None
+    health_path: HealthPath = None
+    health_interval: Interval | None = None
+    health_timeout: Timeout | None = None
+    health_retries: Retries | None = None
+    data_path: DataPath = None
 
 
 class AppPublic(BaseModel):

@@ -39,15 +39,13 @@ __all__ = [
     "update_app",
 ]
 
-TOKEN_PREFIX = "paas_"
+TOKEN_PREFIX = "paas_"  # noqa: S105  (a prefix, not a secret)
 
 
 # audit ------------------------------------------------------------------------
 
 
-def record_event(
-    session: Session, *, actor: str, action: str, app_name: str = "", detail: str = ""
-) -> None:
+def record_event(session: Session, *, actor: str, action: str, app_name: str = "", detail: str = "") -> None:
     session.add(Event(actor=actor, action=action, app_name=app_name, detail=detail[:2000]))
 
 
@@ -103,7 +101,10 @@ def create_app(session: Session, *, spec: AppCreate, actor: str) -> App:
     except IntegrityError:
         raise Conflict(f"an app named {spec.name!r} already exists") from None
     record_event(
-        session, actor=actor, action="app.create", app_name=app.name,
+        session,
+        actor=actor,
+        action="app.create",
+        app_name=app.name,
         detail=f"repo {spec.repo_url} branch {spec.branch}",
     )
     return app
@@ -117,8 +118,13 @@ def update_app(session: Session, *, name: str, changes: AppUpdate, actor: str) -
         setattr(app, key, value)
     session.add(app)
     if given:
-        record_event(session, actor=actor, action="app.update", app_name=name,
-                     detail="changed " + ", ".join(sorted(given)))
+        record_event(
+            session,
+            actor=actor,
+            action="app.update",
+            app_name=name,
+            detail="changed " + ", ".join(sorted(given)),
+        )
     return app
 
 
@@ -155,7 +161,10 @@ def request_deploy(
     }
     job = queue.enqueue(session, kind=queue.DEPLOY, app=app, payload=payload)
     record_event(
-        session, actor=actor, action="deploy.request", app_name=app.name,
+        session,
+        actor=actor,
+        action="deploy.request",
+        app_name=app.name,
         detail=f"{trigger} {payload['ref']} {commit[:12]}".strip(),
     )
     return job
@@ -229,12 +238,11 @@ def handle_github_event(
     answers 400); a redelivery of an accepted delivery id changes nothing.
     """
     if delivery_id:
-        seen = session.exec(
-            select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id)
-        ).first()
+        seen = session.exec(select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id)).first()
         if seen is not None:
-            return WebhookOutcome(200, {"duplicate": True, "job_id": seen.job_id,
-                                        "detail": "delivery already received"})
+            return WebhookOutcome(
+                200, {"duplicate": True, "job_id": seen.job_id, "detail": "delivery already received"}
+            )
 
     job_id: int | None = None
     if event == "ping":
@@ -243,20 +251,31 @@ def handle_github_event(
         decision = decide_push(payload, branch=app.branch)
         if decision.deploy:
             job = request_deploy(
-                session, app=app, actor=f"github:{decision.pusher}" if decision.pusher else "github",
-                trigger="push", ref=decision.ref, commit=decision.commit, message=decision.message,
+                session,
+                app=app,
+                actor=f"github:{decision.pusher}" if decision.pusher else "github",
+                trigger="push",
+                ref=decision.ref,
+                commit=decision.commit,
+                message=decision.message,
             )
             job_id = job.id
-            outcome = WebhookOutcome(202, {"queued": True, "job_id": job.id,
-                                           "commit": decision.commit, "detail": decision.reason})
+            outcome = WebhookOutcome(
+                202, {"queued": True, "job_id": job.id, "commit": decision.commit, "detail": decision.reason}
+            )
         else:
             outcome = WebhookOutcome(200, {"queued": False, "detail": decision.reason})
     else:
         outcome = WebhookOutcome(200, {"queued": False, "detail": f"ignored: {event!r} event"})
 
     if delivery_id:
-        session.add(WebhookDelivery(
-            delivery_id=delivery_id[:100], app_id=app.id, event=event[:50],
-            outcome=str(outcome.body.get("detail", ""))[:300], job_id=job_id,
-        ))
+        session.add(
+            WebhookDelivery(
+                delivery_id=delivery_id[:100],
+                app_id=app.id,
+                event=event[:50],
+                outcome=str(outcome.body.get("detail", ""))[:300],
+                job_id=job_id,
+            )
+        )
     return outcome

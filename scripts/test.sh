@@ -50,7 +50,7 @@ log "python environment"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -qq --disable-pip-version-check -e '.[test]'
 
 # 5. the tests ----------------------------------------------------------------------------
 log "tests"

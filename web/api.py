@@ -36,8 +36,7 @@ def list_apps(session: SessionDep, settings: SettingsDep, _token: CurrentToken) 
     response_model=AppCreated,
     status_code=status.HTTP_201_CREATED,
     summary="Create an app",
-    description="Returns the webhook URL and secret to paste into GitHub. "
-    "The secret is shown only here.",
+    description="Returns the webhook URL and secret to paste into GitHub. The secret is shown only here.",
     responses={409: {"description": "The name is taken"}, 422: {"description": "Invalid field"}},
 )
 def create_app(

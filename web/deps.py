@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from paas import services
+from paas.db import session_scope
 from paas.models import ApiToken
 from paas.settings import Settings
 
@@ -24,13 +25,8 @@ def get_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     engine: Engine = request.app.state.engine
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(engine) as session:
+        yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

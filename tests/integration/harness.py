@@ -7,6 +7,7 @@ Every address used is on 127.0.0.0/8.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -127,8 +128,12 @@ class Stack:
             env["PAAS_TOKEN"] = self.token
         env["HOME"] = str(self.root / "home")
         proc = subprocess.run(
-            [sys.executable, "-m", "paas", *args], env=env, cwd=self.root,
-            capture_output=True, text=True, timeout=300,
+            [sys.executable, "-m", "paas", *args],
+            env=env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"paas {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
@@ -138,19 +143,30 @@ class Stack:
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paas", "up"], env=self.env, cwd=self.root,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "paas", "up"],
+            env=self.env,
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        _wait_for(self._control_plane_ready, what="paas up behind nginx", timeout=60,
-                  alive=lambda: self.proc is not None and self.proc.poll() is None,
-                  log=self.log_path)
+        _wait_for(
+            self._control_plane_ready,
+            what="paas up behind nginx",
+            timeout=60,
+            alive=lambda: self.proc is not None and self.proc.poll() is None,
+            log=self.log_path,
+        )
         if not self.token:
             self.token = self.paas("admin", "create-token", "e2e", token=False).stdout.strip()
 
     def _control_plane_ready(self) -> bool:
         try:
-            r = httpx.get(f"http://{LOOPBACK}:{self.nginx.port}/readyz",
-                          headers={"Host": f"paas.{self.domain}"}, timeout=2)
+            r = httpx.get(
+                f"http://{LOOPBACK}:{self.nginx.port}/readyz",
+                headers={"Host": f"paas.{self.domain}"},
+                timeout=2,
+            )
         except httpx.HTTPError:
             return False
         return r.status_code == 200
@@ -177,21 +193,29 @@ class Stack:
             c.remove(force=True)
         for image in client.images.list(filters={"label": label}):
             for tag in image.tags or [image.id]:
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag, force=True)
-                except docker.errors.APIError:
-                    pass
         for volume in client.volumes.list(filters={"label": label}):
             volume.remove(force=True)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(
-            method, f"http://{LOOPBACK}:{self.web_port}/api/v1{path}",
-            headers={"Authorization": f"Bearer {self.token}"}, timeout=30, **kwargs,
+            method,
+            f"http://{LOOPBACK}:{self.web_port}/api/v1{path}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+            **kwargs,
         )
 
-    def webhook(self, app: str, secret: str, payload: dict[str, Any], *, event: str = "push",
-                delivery: str | None = None) -> httpx.Response:
+    def webhook(
+        self,
+        app: str,
+        secret: str,
+        payload: dict[str, Any],
+        *,
+        event: str = "push",
+        delivery: str | None = None,
+    ) -> httpx.Response:
         """Deliver a webhook the way GitHub does: through nginx, to the control host."""
         body = json.dumps(payload).encode()
         return httpx.post(
@@ -210,8 +234,9 @@ class Stack:
         )
 
     def get_app(self, app: str, path: str = "/") -> httpx.Response:
-        return httpx.get(f"http://{LOOPBACK}:{self.nginx.port}{path}",
-                         headers={"Host": f"{app}.{self.domain}"}, timeout=10)
+        return httpx.get(
+            f"http://{LOOPBACK}:{self.nginx.port}{path}", headers={"Host": f"{app}.{self.domain}"}, timeout=10
+        )
 
     def wait_release(self, app: str, version: int, *, timeout: float = 600) -> dict[str, Any]:
         """Wait until release vN has finished; return it."""
@@ -248,8 +273,9 @@ class GitRemote:
         self.head = "0" * 40
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
-        proc = subprocess.run(["git", *args], cwd=cwd or self.work, capture_output=True, text=True,
-                              check=True)
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd or self.work, capture_output=True, text=True, check=True
+        )
         return proc.stdout.strip()
 
     def commit(self, files: dict[str, str], message: str, *, branch: str | None = None) -> dict[str, Any]:
@@ -266,35 +292,67 @@ class GitRemote:
         sha = self._git("rev-parse", "HEAD")
         self._git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
         before, self.head = self.head, sha
-        return push_payload(repo_url=str(self.bare), ref=f"refs/heads/{branch}", before=before,
-                            after=sha, message=message, files=list(files))
+        return push_payload(
+            repo_url=str(self.bare),
+            ref=f"refs/heads/{branch}",
+            before=before,
+            after=sha,
+            message=message,
+            files=list(files),
+        )
 
 
-def push_payload(*, repo_url: str, ref: str, before: str, after: str, message: str,
-                 files: list[str] | None = None) -> dict[str, Any]:
+def push_payload(
+    *, repo_url: str, ref: str, before: str, after: str, message: str, files: list[str] | None = None
+) -> dict[str, Any]:
     """A push event payload with the shape (and the fields) GitHub sends."""
-    owner = {"name": "octo", "email": "octo@example.com", "login": "octo", "id": 1,
-             "node_id": "MDQ6VXNlcjE=", "type": "User", "site_admin": False}
+    owner = {
+        "name": "octo",
+        "email": "octo@example.com",
+        "login": "octo",
+        "id": 1,
+        "node_id": "MDQ6VXNlcjE=",
+        "type": "User",
+        "site_admin": False,
+    }
     author = {"name": "Ada Lovelace", "email": "ada@example.com", "username": "ada"}
     commit = {
-        "id": after, "tree_id": "f" * 40, "distinct": True, "message": message,
+        "id": after,
+        "tree_id": "f" * 40,
+        "distinct": True,
+        "message": message,
         "timestamp": "2026-11-22T12:00:00+00:00",
         "url": f"https://github.com/octo/app/commit/{after}",
-        "author": author, "committer": author,
-        "added": [], "removed": [], "modified": files or [],
+        "author": author,
+        "committer": author,
+        "added": [],
+        "removed": [],
+        "modified": files or [],
     }
     deleted = after == "0" * 40
     return {
-        "ref": ref, "before": before, "after": after,
-        "created": before == "0" * 40, "deleted": deleted, "forced": False, "base_ref": None,
+        "ref": ref,
+        "before": before,
+        "after": after,
+        "created": before == "0" * 40,
+        "deleted": deleted,
+        "forced": False,
+        "base_ref": None,
         "compare": f"https://github.com/octo/app/compare/{before[:12]}...{after[:12]}",
         "commits": [] if deleted else [commit],
         "head_commit": None if deleted else commit,
         "repository": {
-            "id": 123, "node_id": "R_kgDO", "name": "app", "full_name": "octo/app",
-            "private": True, "owner": owner, "html_url": "https://github.com/octo/app",
-            "clone_url": repo_url, "ssh_url": "git@github.com:octo/app.git",
-            "default_branch": "main", "master_branch": "main",
+            "id": 123,
+            "node_id": "R_kgDO",
+            "name": "app",
+            "full_name": "octo/app",
+            "private": True,
+            "owner": owner,
+            "html_url": "https://github.com/octo/app",
+            "clone_url": repo_url,
+            "ssh_url": "git@github.com:octo/app.git",
+            "default_branch": "main",
+            "master_branch": "main",
         },
         "pusher": {"name": "ada", "email": "ada@example.com"},
         "sender": owner,
@@ -361,7 +419,9 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _wait_for(predicate: Any, *, what: str, timeout: float, alive: Any = None, log: Path | None = None) -> None:
+def _wait_for(
+    predicate: Any, *, what: str, timeout: float, alive: Any = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -82,8 +82,18 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> GitRemote:
 @pytest.fixture(scope="module")
 def created(stack: Stack, repo: GitRemote) -> dict[str, Any]:
     result = stack.paas(
-        "apps", "create", APP, "--repo", str(repo.bare), "--branch", "main",
-        "--health-path", "/healthz", "--data-path", "/data", "--json",
+        "apps",
+        "create",
+        APP,
+        "--repo",
+        str(repo.bare),
+        "--branch",
+        "main",
+        "--health-path",
+        "/healthz",
+        "--data-path",
+        "/data",
+        "--json",
     )
     data = json.loads(result.stdout)
     assert data["name"] == APP
@@ -91,8 +101,9 @@ def created(stack: Stack, repo: GitRemote) -> dict[str, Any]:
     return data
 
 
-def deploy_and_time(stack: Stack, repo: GitRemote, secret: str, version: int,
-                    files: dict[str, str]) -> dict[str, Any]:
+def deploy_and_time(
+    stack: Stack, repo: GitRemote, secret: str, version: int, files: dict[str, str]
+) -> dict[str, Any]:
     """Commit, push, send the webhook; return the release and webhook→live time."""
     payload = repo.commit(files, f"release {version}")
     sent = time.monotonic()
@@ -124,8 +135,16 @@ def test_push_deploys_and_switches_with_zero_failed_requests(
     assert served["version"] == "v1"
     assert served["mark"] == "prestart ran for v1"  # the release phase ran, once, before start
     log = stack.release_log(APP, 1)
-    for step in ("==> fetch", "==> build", "==> release", "==> start", "==> health",
-                 "==> switch", "==> retire", "prestart: wrote the mark for v1"):
+    for step in (
+        "==> fetch",
+        "==> build",
+        "==> release",
+        "==> start",
+        "==> health",
+        "==> switch",
+        "==> retire",
+        "prestart: wrote the mark for v1",
+    ):
         assert step in log
     assert first["release"]["commit"] == first["commit"]
 
@@ -187,22 +206,24 @@ def test_failed_deploys_leave_the_live_release_serving(
     import docker
 
     client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": [f"paas.app={APP}",
-                                                                    f"paas.version={version}"]})
+    assert not client.containers.list(
+        all=True, filters={"label": [f"paas.app={APP}", f"paas.version={version}"]}
+    )
     assert not client.images.list(filters={"label": [f"paas.app={APP}", f"paas.version={version}"]})
     if step == "health":
         stack.api("PATCH", f"/apps/{APP}", json={"health_retries": 60, "health_interval": 1.0})
 
 
 def _write_report(stack: Stack, results: list[dict[str, Any]], total: int, failed: int) -> None:
-    lines = [f"end-to-end deploys of {APP}: {total} requests through nginx during 5 deploys, "
-             f"{failed} failed"]
+    lines = [f"end-to-end deploys of {APP}: {total} requests through nginx during 5 deploys, {failed} failed"]
     for r in results:
         rel = r["release"]
         steps = " ".join(f"{k}={v:.2f}s" for k, v in rel["timings"].items())
         live = f"{r['live_s']:.2f}s" if r["live_s"] is not None else "never"
-        lines.append(f"v{rel['version']}: webhook answered in {r['accepted_s'] * 1000:.0f}ms, "
-                     f"live after {live}; {steps}")
+        lines.append(
+            f"v{rel['version']}: webhook answered in {r['accepted_s'] * 1000:.0f}ms, "
+            f"live after {live}; {steps}"
+        )
     text = "\n".join(lines)
     out = Path(os.environ.get("PAAS_TEST_REPORTS", "test-reports"))
     out.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,9 @@ def scratch() -> Iterator[Path]:
 
 
 def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["bash", str(REPO / "deploy" / "install.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     log = Path(env["PAAS_LOG_FILE"])
     if result.returncode != 0 and log.exists():
         result.stderr += "\n--- paas.log ---\n" + log.read_text(errors="replace")[-5000:]
@@ -76,12 +77,18 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
     try:
         web_port = free_port()
         env = {
-            "PATH": os.environ["PATH"], "HOME": str(scratch),
-            "PAAS_PREFIX": str(scratch / "opt"), "PAAS_ETC_DIR": str(scratch / "etc"),
-            "PAAS_RUN_DIR": str(scratch / "run"), "PAAS_LOG_FILE": str(scratch / "paas.log"),
-            "PAAS_DATA_DIR": str(scratch / "data"), "PAAS_DOMAIN": "apps.test",
-            "PAAS_WEB_PORT": str(web_port), "PAAS_HTTP_PORT": str(nginx.port),
-            "PAAS_LISTEN_ADDRESS": LOOPBACK, "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
+            "PATH": os.environ["PATH"],
+            "HOME": str(scratch),
+            "PAAS_PREFIX": str(scratch / "opt"),
+            "PAAS_ETC_DIR": str(scratch / "etc"),
+            "PAAS_RUN_DIR": str(scratch / "run"),
+            "PAAS_LOG_FILE": str(scratch / "paas.log"),
+            "PAAS_DATA_DIR": str(scratch / "data"),
+            "PAAS_DOMAIN": "apps.test",
+            "PAAS_WEB_PORT": str(web_port),
+            "PAAS_HTTP_PORT": str(nginx.port),
+            "PAAS_LISTEN_ADDRESS": LOOPBACK,
+            "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
             "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),
             "PAAS_PUBLIC_URL": f"http://paas.apps.test:{nginx.port}",
         }
@@ -93,8 +100,10 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
         assert f"Control plane: http://paas.apps.test:{nginx.port}" in first.stdout
 
         # the control plane answers through nginx, with the printed token
-        r = httpx.get(f"http://{LOOPBACK}:{nginx.port}/api/v1/apps",
-                      headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"})
+        r = httpx.get(
+            f"http://{LOOPBACK}:{nginx.port}/api/v1/apps",
+            headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
+        )
         assert (r.status_code, r.json()) == (200, [])
 
         env_file = scratch / "etc" / "paas.env"
@@ -105,13 +114,16 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
 
         # web runs as the unprivileged user, the agent as root
         pid = int((scratch / "run" / "paas-up.pid").read_text())
-        workers = [c for c in _children(pid)
-                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]  # not the resource tracker
+        workers = [
+            c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]  # not the resource tracker
         uids = sorted(_uid(child) for child in workers)
         assert uids == [0, pwd.getpwnam("paas").pw_uid], uids
 
-        before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in
-                  (env_file, scratch / "opt" / "installed-from", scratch / "run" / "paas-up.pid")}
+        before = {
+            p: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in (env_file, scratch / "opt" / "installed-from", scratch / "run" / "paas-up.pid")
+        }
         second = _install(env)
         assert second.returncode == 0, second.stdout + second.stderr
         assert not any(line.startswith("paas_") for line in second.stdout.splitlines())

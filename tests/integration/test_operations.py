@@ -47,7 +47,7 @@ def files(version: str, *, build_seconds: int = 0) -> dict[str, str]:
     slow = f"RUN sleep {build_seconds}\n" if build_seconds else ""
     return {
         "Dockerfile": f"FROM python:3.11-slim\nWORKDIR /app\nCOPY . .\n{slow}"
-                      'CMD ["python3", "-u", "server.py"]\n',
+        'CMD ["python3", "-u", "server.py"]\n',
         "server.py": SERVER.format(version=version),
     }
 
@@ -110,8 +110,9 @@ def test_two_apps_build_in_parallel(stack: Stack, tmp_path_factory: Any) -> None
     spans = []
     for name in apps:
         [release] = stack.api("GET", f"/apps/{name}/releases").json()
-        spans.append((datetime.fromisoformat(release["created_at"]),
-                      datetime.fromisoformat(release["finished_at"])))
+        spans.append(
+            (datetime.fromisoformat(release["created_at"]), datetime.fromisoformat(release["finished_at"]))
+        )
         assert stack.get_app(name).json() == {"version": "p1"}
     (a_start, a_end), (b_start, b_end) = spans
     assert a_start < b_end and b_start < a_end, f"the builds did not overlap: {spans}"
@@ -143,9 +144,7 @@ def test_an_agent_killed_mid_deploy_is_recovered(stack: Stack, tmp_path_factory:
     assert stack.get_app(name).json() == {"version": "v3"}
 
 
-def test_deleting_an_app_removes_its_parts_and_spares_the_others(
-    stack: Stack, tmp_path_factory: Any
-) -> None:
+def test_deleting_an_app_removes_its_parts_and_spares_the_others(stack: Stack, tmp_path_factory: Any) -> None:
     doomed, kept = f"gone{TAG}", f"kept{TAG}"
     for name in (doomed, kept):
         repo = GitRemote(tmp_path_factory.mktemp(name))

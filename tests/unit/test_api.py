@@ -78,9 +78,14 @@ def test_duplicate_name_is_409(client: TestClient, auth: dict[str, str]) -> None
 
 
 def test_unknown_app_is_404(client: TestClient, auth: dict[str, str]) -> None:
-    for method, path in [("GET", "/api/v1/apps/nope"), ("DELETE", "/api/v1/apps/nope"),
-                         ("POST", "/api/v1/apps/nope/deploy"), ("GET", "/api/v1/apps/nope/releases"),
-                         ("PATCH", "/api/v1/apps/nope"), ("GET", "/api/v1/jobs/999")]:
+    for method, path in [
+        ("GET", "/api/v1/apps/nope"),
+        ("DELETE", "/api/v1/apps/nope"),
+        ("POST", "/api/v1/apps/nope/deploy"),
+        ("GET", "/api/v1/apps/nope/releases"),
+        ("PATCH", "/api/v1/apps/nope"),
+        ("GET", "/api/v1/jobs/999"),
+    ]:
         r = client.request(method, path, headers=auth, json={})
         assert r.status_code == 404, (method, path)
 

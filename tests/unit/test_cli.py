@@ -24,8 +24,9 @@ runner = CliRunner()
 @pytest.fixture
 def server(settings: Settings, engine: Engine) -> Iterator[str]:
     port = free_port()
-    config = uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port,
-                            log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -112,13 +113,16 @@ def test_expected_errors_are_one_line_without_a_trace(
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
-def test_wrong_token_and_server_down(server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     env: dict[str, str]) -> None:
+def test_wrong_token_and_server_down(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], env: dict[str, str]
+) -> None:
     from paas.cli import main
 
-    for bad_env, message in [({**env, "PAAS_TOKEN": "paas_wrong"}, "refused the token"),
-                             ({**env, "PAAS_URL": f"http://127.0.0.1:{free_port()}"}, "cannot connect"),
-                             ({}, "not logged in")]:
+    for bad_env, message in [
+        ({**env, "PAAS_TOKEN": "paas_wrong"}, "refused the token"),
+        ({**env, "PAAS_URL": f"http://127.0.0.1:{free_port()}"}, "cannot connect"),
+        ({}, "not logged in"),
+    ]:
         with pytest.raises(SystemExit):
             _invoke_main(main, ("apps", "list"), bad_env)
         err = capsys.readouterr().err

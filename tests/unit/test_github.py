@@ -31,8 +31,9 @@ def test_verify_accepts_the_right_signature_only() -> None:
 
 
 def test_push_to_the_tracked_branch_deploys_its_commit() -> None:
-    payload = push_payload(repo_url="/r", ref="refs/heads/main", before="0" * 40, after=SHA,
-                           message="Fix the thing\n\nlong text")
+    payload = push_payload(
+        repo_url="/r", ref="refs/heads/main", before="0" * 40, after=SHA, message="Fix the thing\n\nlong text"
+    )
     decision = decide_push(payload, branch="main")
     assert decision.deploy
     assert (decision.commit, decision.ref, decision.pusher) == (SHA, "refs/heads/main", "ada")
@@ -58,8 +59,14 @@ def test_other_pushes_are_ignored_with_a_reason(ref: str, after: str, deleted: b
 
 @pytest.mark.parametrize(
     "payload",
-    [[], "push", {}, {"ref": "refs/heads/main"}, {"ref": 3, "after": SHA},
-     {"ref": "refs/heads/main", "after": "not-a-sha"}],
+    [
+        [],
+        "push",
+        {},
+        {"ref": "refs/heads/main"},
+        {"ref": 3, "after": SHA},
+        {"ref": "refs/heads/main", "after": "not-a-sha"},
+    ],
 )
 def test_malformed_push_payloads_raise(payload: object) -> None:
     with pytest.raises(ValueError):

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from agent import commands
-from agent.nginx import CONTROL_SITE, NginxError, NginxSites, SiteSpec, render_common, render_control, render_site
+from agent.nginx import (
+    CONTROL_SITE,
+    NginxError,
+    NginxSites,
+    SiteSpec,
+    render_common,
+    render_control,
+    render_site,
+)
 from paas.settings import Settings, load_settings
 from tests.integration.harness import Nginx
 
@@ -25,11 +33,17 @@ def _settings(**kw: object) -> Settings:
 CASES = {
     "site-default.conf": lambda: render_site(
         SiteSpec(app="shop", version=3, hostnames=("shop.example.com",), upstreams=("127.0.0.1:20001",)),
-        _settings()),
+        _settings(),
+    ),
     "site-loopback.conf": lambda: render_site(
-        SiteSpec(app="my-app", version=12, hostnames=("my-app.example.com", "www.shop.test"),
-                 upstreams=("127.0.0.1:20001", "127.0.0.1:20002")),
-        _settings(listen_address="127.0.0.1", http_port=8080)),
+        SiteSpec(
+            app="my-app",
+            version=12,
+            hostnames=("my-app.example.com", "www.shop.test"),
+            upstreams=("127.0.0.1:20001", "127.0.0.1:20002"),
+        ),
+        _settings(listen_address="127.0.0.1", http_port=8080),
+    ),
     "control.conf": lambda: render_control(_settings(web_port=8000)),
     "common.conf": render_common,
 }
@@ -54,8 +68,13 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
 
 def _sites(nginx: Nginx, tmp_path: Path) -> NginxSites:
     settings = load_settings(
-        _env_file=None, data_dir=tmp_path / "data", domain="apps.test", nginx_conf_dir=nginx.conf_dir,
-        nginx_main_conf=nginx.main_conf, listen_address="127.0.0.1", http_port=nginx.port,
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        domain="apps.test",
+        nginx_conf_dir=nginx.conf_dir,
+        nginx_main_conf=nginx.main_conf,
+        listen_address="127.0.0.1",
+        http_port=nginx.port,
     )
     return NginxSites(settings)
 
@@ -74,8 +93,10 @@ def test_every_golden_config_passes_nginx_t(nginx: Nginx, tmp_path: Path) -> Non
 def test_a_failed_check_restores_the_previous_site(nginx: Nginx, tmp_path: Path) -> None:
     sites = _sites(nginx, tmp_path)
     sites.ensure_common()
-    good = render_site(SiteSpec(app="shop", version=1, hostnames=("shop.apps.test",),
-                                upstreams=("127.0.0.1:20001",)), sites._settings)
+    good = render_site(
+        SiteSpec(app="shop", version=1, hostnames=("shop.apps.test",), upstreams=("127.0.0.1:20001",)),
+        sites._settings,
+    )
     sites.apply("shop", good)
     broken = good.replace("127.0.0.1:20001", "127.0.0.1:99999")
     with pytest.raises(NginxError, match="nginx -t failed"):
@@ -92,10 +113,18 @@ def test_a_failed_check_restores_the_previous_site(nginx: Nginx, tmp_path: Path)
 def test_reload_failure_is_reported_and_restored(tmp_path: Path) -> None:
     conf_dir = tmp_path / "conf.d"
     main = tmp_path / "nginx.conf"
-    main.write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/e.log; events {{}} "
-                    f"http {{ include {conf_dir}/*.conf; }}\n")
-    settings = load_settings(_env_file=None, data_dir=tmp_path / "d", nginx_conf_dir=conf_dir,
-                             nginx_main_conf=main, listen_address="127.0.0.1", http_port=1)
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/e.log; events {{}} "
+        f"http {{ include {conf_dir}/*.conf; }}\n"
+    )
+    settings = load_settings(
+        _env_file=None,
+        data_dir=tmp_path / "d",
+        nginx_conf_dir=conf_dir,
+        nginx_main_conf=main,
+        listen_address="127.0.0.1",
+        http_port=1,
+    )
     sites = NginxSites(settings)  # nginx is not running: the reload must fail
     sites.ensure_common()
     with pytest.raises(NginxError, match="reload failed"):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from paas.models import App, Deployment
-from agent.plan import ReleasePlan, container_port, make_plan, release_command
 from agent import commands
+from agent.plan import ReleasePlan, container_port, make_plan, release_command
+from paas.models import App, Deployment
 
 
 def _app(**kw: object) -> App:
@@ -11,26 +11,43 @@ def _app(**kw: object) -> App:
 
 def test_plan_for_a_dockerfile_app_with_prestart() -> None:
     plan = make_plan(
-        app=_app(), deployment=Deployment(id=7, app_id=1, version=3), instance="inst",
-        procfile={}, exposed={"5000/tcp": {}}, prestart_path="/app/prestart.sh", host_port=20001,
+        app=_app(),
+        deployment=Deployment(id=7, app_id=1, version=3),
+        instance="inst",
+        procfile={},
+        exposed={"5000/tcp": {}},
+        prestart_path="/app/prestart.sh",
+        host_port=20001,
     )
     labels = {"paas.instance": "inst", "paas.app": "shop", "paas.deployment": "7", "paas.version": "3"}
     assert plan == ReleasePlan(
-        app="shop", version=3, image="paas/shop:v3",
-        container_name="paas-shop-web-v3", release_container_name="paas-shop-release-v3",
-        labels=labels, web_labels={**labels, "paas.process": "web"},
-        command=None, release_command=["sh", "/app/prestart.sh"],
-        container_port=5000, host_ip="127.0.0.1", host_port=20001,
-        env={"PORT": "5000"}, volumes={},
+        app="shop",
+        version=3,
+        image="paas/shop:v3",
+        container_name="paas-shop-web-v3",
+        release_container_name="paas-shop-release-v3",
+        labels=labels,
+        web_labels={**labels, "paas.process": "web"},
+        command=None,
+        release_command=["sh", "/app/prestart.sh"],
+        container_port=5000,
+        host_ip="127.0.0.1",
+        host_port=20001,
+        env={"PORT": "5000"},
+        volumes={},
     )
     assert plan.upstream == "127.0.0.1:20001"
 
 
 def test_procfile_web_and_release_win_and_data_path_mounts_a_volume() -> None:
     plan = make_plan(
-        app=_app(port=8080, data_path="/data"), deployment=Deployment(id=1, app_id=1, version=1),
-        instance="i", procfile={"web": "uvicorn m:app --port $PORT", "release": "alembic upgrade head"},
-        exposed=None, prestart_path=None, host_port=20002,
+        app=_app(port=8080, data_path="/data"),
+        deployment=Deployment(id=1, app_id=1, version=1),
+        instance="i",
+        procfile={"web": "uvicorn m:app --port $PORT", "release": "alembic upgrade head"},
+        exposed=None,
+        prestart_path=None,
+        host_port=20002,
     )
     assert plan.command == ["/bin/sh", "-c", "uvicorn m:app --port $PORT"]
     assert plan.release_command == ["/bin/sh", "-c", "alembic upgrade head"]
@@ -52,7 +69,11 @@ def test_release_command_prefers_procfile() -> None:
 def test_nginx_commands_are_argument_lists() -> None:
     assert commands.nginx_test_args("nginx", None) == ["nginx", "-t", "-q"]
     assert commands.nginx_reload_args("/usr/sbin/nginx", __import__("pathlib").Path("/t/n.conf")) == [
-        "/usr/sbin/nginx", "-c", "/t/n.conf", "-s", "reload",
+        "/usr/sbin/nginx",
+        "-c",
+        "/t/n.conf",
+        "-s",
+        "reload",
     ]
 
 

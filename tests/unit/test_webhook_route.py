@@ -19,19 +19,31 @@ SHA = "b" * 40
 
 @pytest.fixture
 def secret(client: TestClient, auth: dict[str, str]) -> str:
-    r = client.post("/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/shop.git"},
-                    headers=auth)
+    r = client.post(
+        "/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/shop.git"}, headers=auth
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["webhook_secret"])
 
 
-def deliver(client: TestClient, secret: str, payload: Any, *, event: str = "push",
-            delivery: str = "d-1", signature: str | None = None, raw: bytes | None = None,
-            app: str = "shop") -> Any:
+def deliver(
+    client: TestClient,
+    secret: str,
+    payload: Any,
+    *,
+    event: str = "push",
+    delivery: str = "d-1",
+    signature: str | None = None,
+    raw: bytes | None = None,
+    app: str = "shop",
+) -> Any:
     body = raw if raw is not None else json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-               "Content-Type": "application/json",
-               "X-Hub-Signature-256": signature if signature is not None else sign(secret, body)}
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": signature if signature is not None else sign(secret, body),
+    }
     return client.post(f"/hooks/github/{app}", content=body, headers=headers)
 
 
@@ -61,11 +73,15 @@ def test_ping_is_answered(client: TestClient, secret: str, engine: Engine) -> No
 
 @pytest.mark.parametrize(
     ("ref", "after", "why"),
-    [("refs/heads/dev", SHA, "branch 'dev'"), ("refs/tags/v1", SHA, "is a tag"),
-     ("refs/heads/main", "0" * 40, "was deleted")],
+    [
+        ("refs/heads/dev", SHA, "branch 'dev'"),
+        ("refs/tags/v1", SHA, "is a tag"),
+        ("refs/heads/main", "0" * 40, "was deleted"),
+    ],
 )
-def test_other_refs_get_a_2xx_that_says_why(client: TestClient, secret: str, engine: Engine,
-                                            ref: str, after: str, why: str) -> None:
+def test_other_refs_get_a_2xx_that_says_why(
+    client: TestClient, secret: str, engine: Engine, ref: str, after: str, why: str
+) -> None:
     payload = push_payload(repo_url="/r", ref=ref, before=SHA, after=after, message="m")
     r = deliver(client, secret, payload)
     assert r.status_code == 200 and why in r.json()["detail"] and r.json()["queued"] is False
@@ -91,15 +107,17 @@ def test_a_redelivery_is_deduplicated(client: TestClient, secret: str, engine: E
     ("signature", "status"),
     [("", 401), ("sha256=" + "0" * 64, 401), ("sha1=abc", 401)],
 )
-def test_bad_signatures_are_rejected(client: TestClient, secret: str, engine: Engine,
-                                     signature: str, status: int) -> None:
+def test_bad_signatures_are_rejected(
+    client: TestClient, secret: str, engine: Engine, signature: str, status: int
+) -> None:
     r = deliver(client, secret, main_push(), signature=signature)
     assert r.status_code == status
     assert jobs(engine) == []
 
 
-def test_a_signature_made_with_another_secret_is_rejected(client: TestClient, secret: str,
-                                                          engine: Engine) -> None:
+def test_a_signature_made_with_another_secret_is_rejected(
+    client: TestClient, secret: str, engine: Engine
+) -> None:
     body = json.dumps(main_push()).encode()
     r = deliver(client, secret, None, raw=body, signature=sign("not-the-secret", body))
     assert r.status_code == 401
@@ -134,8 +152,11 @@ def test_bodies_over_the_limit_are_413(client: TestClient, secret: str, engine: 
     assert r.status_code == 413
     # chunked, without a Content-Length, is counted as it streams
     body = json.dumps(big).encode()
-    r = client.post("/hooks/github/shop", content=iter([body[:40000], body[40000:]]),
-                    headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(secret, body)})
+    r = client.post(
+        "/hooks/github/shop",
+        content=iter([body[:40000], body[40000:]]),
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(secret, body)},
+    )
     assert r.status_code == 413
     assert jobs(engine) == []
     with Session(engine) as s:
@@ -143,6 +164,8 @@ def test_bodies_over_the_limit_are_413(client: TestClient, secret: str, engine: 
 
 
 def test_no_secret_in_the_answer(client: TestClient, secret: str) -> None:
-    for r in (deliver(client, secret, main_push(), delivery="x1"),
-              deliver(client, secret, main_push(), signature="sha256=00", delivery="x2")):
+    for r in (
+        deliver(client, secret, main_push(), delivery="x1"),
+        deliver(client, secret, main_push(), signature="sha256=00", delivery="x2"),
+    ):
         assert secret not in r.text
