@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -56,6 +57,7 @@ class Agent:
             instance=self.instance,
         )
         self._running: dict[int, Future[None]] = {}
+        self._last_recover = float("-inf")
         self._lock = threading.Lock()
 
     # main loop ---------------------------------------------------------------------
@@ -77,7 +79,10 @@ class Agent:
         log.info("agent stopped")
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
-        self.recover()
+        now = time.monotonic()
+        if now - self._last_recover >= self.settings.job_lease_seconds / 3:
+            self._last_recover = now
+            self.recover()
         with self._lock:
             for job_id in [j for j, f in self._running.items() if f.done()]:
                 del self._running[job_id]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agent import commands
@@ -61,6 +63,7 @@ def render_site(spec: SiteSpec, settings: Settings) -> str:
         .render(
             app=spec.app,
             version=spec.version,
+            release_marker=release_marker(spec),
             upstream_name=f"paas_app_{spec.app.replace('-', '_')}",
             upstreams=spec.upstreams,
             hostnames=spec.hostnames,
@@ -70,6 +73,10 @@ def render_site(spec: SiteSpec, settings: Settings) -> str:
             read_timeout=60,
         )
     )
+
+
+def release_marker(spec: SiteSpec) -> str:
+    return f"{spec.app} v{spec.version}"
 
 
 def render_common() -> str:
@@ -145,6 +152,32 @@ class NginxSites:
                 else:
                     _atomic_write(path, previous)
                 raise
+
+    def verify(self, spec: SiteSpec, *, timeout: float = 10) -> None:
+        """Wait until nginx answers for ``spec`` with its release marker.
+
+        A reload only signals nginx; this confirms the new site is what it
+        serves. Raises NginxError if it never is (say, nginx does not include
+        the conf dir)."""
+        s = self._settings
+        host = s.listen_address or "127.0.0.1"
+        url = f"http://{host}:{s.http_port}/.well-known/paas-release"
+        expected = release_marker(spec)
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(url, headers={"Host": spec.hostnames[0]}, timeout=2)
+                seen = f"HTTP {response.status_code} {response.text.strip()[:80]!r}"
+                if response.status_code == 200 and response.text.strip() == expected:
+                    return
+            except httpx.HTTPError as exc:
+                seen = type(exc).__name__
+            time.sleep(0.05)
+        raise NginxError(
+            f"nginx reloaded but does not serve {expected!r} for {spec.hostnames[0]} (got {seen}); "
+            f"does nginx include {self._dir}/*.conf?"
+        )
 
     def _check_and_reload(self) -> None:
         s = self._settings

@@ -40,6 +40,8 @@ __all__ = ["DeployResult", "Pipeline"]
 log = logging.getLogger("paas.agent.pipeline")
 
 STEPS = ("fetch", "build", "release", "start", "health", "switch", "retire")
+# what a step may fail with, for reasons of the app or the machine (not a bug)
+EXPECTED = (EngineError, SourceError, NginxError, InvalidInput, RuntimeError, OSError)
 
 
 @dataclass
@@ -176,16 +178,19 @@ class Pipeline:
             self._health(app, plan, dlog)
 
         with self._step(dep_id, "switch", dlog):
-            site = render_site(
-                SiteSpec(
-                    app=app.name,
-                    version=version,
-                    hostnames=(s.app_hostname(app.name),),
-                    upstreams=(plan.upstream,),
-                ),
-                s,
+            spec = SiteSpec(
+                app=app.name,
+                version=version,
+                hostnames=(s.app_hostname(app.name),),
+                upstreams=(plan.upstream,),
             )
-            self.nginx.apply(app.name, site)
+            before = self.nginx.current(app.name)
+            self.nginx.apply(app.name, render_site(spec, s))
+            try:
+                self.nginx.verify(spec)  # a reload only signals nginx: wait until it serves us
+            except NginxError:
+                self.nginx.apply(app.name, before)  # put the previous site back
+                raise
             attempt.switched = True
             previous = self._make_current(app.name, dep_id)
             dlog.line(f"nginx now routes {s.app_hostname(app.name)} to {plan.upstream}")
@@ -377,12 +382,15 @@ class Pipeline:
         except DeployError:
             self._record_timing(dep_id, name, time.monotonic() - started)
             raise
-        except (EngineError, SourceError, NginxError, InvalidInput, RuntimeError, OSError) as exc:
+        except Exception as exc:
             elapsed = time.monotonic() - started
             self._record_timing(dep_id, name, elapsed)
-            if not fatal:
+            if not fatal:  # after the switch: the new release is live whatever happens here
+                log.exception("%s step of deployment %s", name, dep_id)
                 dlog.line(f"<== {name} had a problem after {elapsed:.2f}s: {exc}")
                 return
+            if not isinstance(exc, EXPECTED):
+                raise  # a bug: deploy() fails the release as an internal error
             dlog.line(f"<== {name} failed after {elapsed:.2f}s")
             raise DeployError(name, str(exc) or type(exc).__name__) from exc
         elapsed = time.monotonic() - started

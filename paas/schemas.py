@@ -44,6 +44,12 @@ def check_repo_url(value: str) -> str:
     if value.startswith("-") or any(ch in value for ch in "\n\r\t\0 "):
         raise ValueError("is not a git URL")
     if value.startswith(("https://", "http://", "ssh://", "git://", "file://")):
+        authority = value.split("://", 1)[1].split("/", 1)[0]
+        if ":" in authority.split("@", 1)[0] and "@" in authority:
+            raise ValueError(
+                "must not contain a password or token (it would be stored and shown); "
+                "use an ssh URL with a deploy key for private repositories"
+            )
         return value
     if _SCP_LIKE.match(value) or value.startswith("/"):
         return value

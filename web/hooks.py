@@ -11,13 +11,17 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from paas import services
-from paas.errors import NotFound
+from paas.db import session_scope
+from paas.errors import Conflict, NotFound
 from paas.github import verify_signature
-from web.deps import SessionDep, SettingsDep
+from web.deps import SettingsDep
 
 router = APIRouter()
 
@@ -53,13 +57,13 @@ def _reply(status_code: int, detail: str, **extra: object) -> JSONResponse:
         400: {"description": "Body is not valid JSON or not a push payload"},
         401: {"description": "Missing or wrong signature"},
         404: {"description": "No such app"},
+        409: {"description": "The app is being deleted"},
         413: {"description": "Body over the size limit"},
     },
 )
 async def github_webhook(
     app_name: str,
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     x_github_event: Annotated[str, Header()] = "",
     x_github_delivery: Annotated[str, Header()] = "",
@@ -69,27 +73,53 @@ async def github_webhook(
         body = await _read_body(request, settings.webhook_max_bytes)
     except _TooLarge:
         return _reply(413, f"body is over the {settings.webhook_max_bytes}-byte limit")
+    # Database work may wait for SQLite's write lock: keep it off the event loop.
+    return await run_in_threadpool(
+        _process,
+        request.app.state.engine,
+        app_name=app_name,
+        body=body,
+        event=x_github_event,
+        delivery=x_github_delivery,
+        signature=x_hub_signature_256,
+    )
+
+
+def _process(
+    engine: Engine, *, app_name: str, body: bytes, event: str, delivery: str, signature: str | None
+) -> JSONResponse:
+    try:
+        with session_scope(engine) as session:
+            return _decide(
+                session, app_name=app_name, body=body, event=event, delivery=delivery, signature=signature
+            )
+    except IntegrityError:  # the same delivery id raced in twice; the first one won
+        return _reply(200, "delivery already received", duplicate=True)
+
+
+def _decide(
+    session: Session, *, app_name: str, body: bytes, event: str, delivery: str, signature: str | None
+) -> JSONResponse:
+    """Check in order: app, signature, JSON, event. Rejections write nothing."""
     try:
         app = services.get_app(session, app_name)
     except NotFound as exc:
         return _reply(404, str(exc))
-    if not verify_signature(app.webhook_secret, body, x_hub_signature_256):
+    if not verify_signature(app.webhook_secret, body, signature):
         return _reply(401, "missing or wrong X-Hub-Signature-256")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return _reply(400, "body is not valid JSON (set the webhook content type to application/json)")
-    if not x_github_event:
+    if not event:
         return _reply(400, "missing X-GitHub-Event header")
     try:
-        outcome = services.handle_github_event(
-            session, app=app, event=x_github_event, delivery_id=x_github_delivery, payload=payload
-        )
-        session.commit()
+        with session.begin_nested():  # a failure below undoes whatever it had written
+            outcome = services.handle_github_event(
+                session, app=app, event=event, delivery_id=delivery, payload=payload
+            )
     except ValueError as exc:
-        session.rollback()
-        return _reply(400, f"malformed {x_github_event} payload: {exc}")
-    except IntegrityError:
-        session.rollback()  # the same delivery id raced in twice; the first one won
-        return _reply(200, "delivery already received", duplicate=True)
+        return _reply(400, f"malformed {event} payload: {exc}")
+    except Conflict as exc:
+        return _reply(409, str(exc))
     return JSONResponse(outcome.body, status_code=outcome.status_code)

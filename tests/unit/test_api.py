@@ -55,6 +55,7 @@ def test_bad_input_is_422_naming_the_field_and_changes_nothing(
         ({"name": "a--b", "repo_url": REPO}, "name"),
         ({"name": "shop", "repo_url": "--upload-pack=evil"}, "repo_url"),
         ({"name": "shop", "repo_url": "ext::sh -c evil"}, "repo_url"),
+        ({"name": "shop", "repo_url": "https://bot:ghp_secret@github.com/o/r.git"}, "repo_url"),
         ({"name": "shop", "repo_url": REPO, "branch": "-x"}, "branch"),
         ({"name": "shop", "repo_url": REPO, "source_dir": "../etc"}, "source_dir"),
         ({"name": "shop", "repo_url": REPO, "dockerfile": "/etc/passwd"}, "dockerfile"),

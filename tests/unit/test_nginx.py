@@ -130,3 +130,33 @@ def test_reload_failure_is_reported_and_restored(tmp_path: Path) -> None:
     with pytest.raises(NginxError, match="reload failed"):
         sites.apply(CONTROL_SITE, render_control(settings))
     assert sites.current(CONTROL_SITE) is None
+
+
+@pytest.mark.integration
+def test_verify_waits_for_nginx_to_serve_the_new_release(nginx: Nginx, tmp_path: Path) -> None:
+    sites = _sites(nginx, tmp_path)
+    sites.ensure_common()
+    spec = SiteSpec(app="shop", version=4, hostnames=("shop.apps.test",), upstreams=("127.0.0.1:9",))
+    sites.apply("shop", render_site(spec, sites._settings))
+    sites.verify(spec)  # answered by nginx itself, whatever the upstream
+    newer = SiteSpec(app="shop", version=5, hostnames=spec.hostnames, upstreams=spec.upstreams)
+    with pytest.raises(NginxError, match="does not serve 'shop v5'"):
+        sites.verify(newer, timeout=0.5)  # v5 was never applied
+
+
+@pytest.mark.integration
+def test_verify_fails_when_nginx_does_not_include_the_conf_dir(nginx: Nginx, tmp_path: Path) -> None:
+    settings = load_settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        domain="apps.test",
+        nginx_conf_dir=tmp_path / "elsewhere",
+        nginx_main_conf=nginx.main_conf,
+        listen_address="127.0.0.1",
+        http_port=nginx.port,
+    )
+    sites = NginxSites(settings)
+    spec = SiteSpec(app="shop", version=1, hostnames=("shop.apps.test",), upstreams=("127.0.0.1:9",))
+    sites.apply("shop", render_site(spec, settings))  # valid, reloaded, but never included
+    with pytest.raises(NginxError, match="does nginx include"):
+        sites.verify(spec, timeout=0.5)

@@ -169,3 +169,14 @@ def test_no_secret_in_the_answer(client: TestClient, secret: str) -> None:
         deliver(client, secret, main_push(), signature="sha256=00", delivery="x2"),
     ):
         assert secret not in r.text
+
+
+def test_a_push_to_an_app_being_deleted_is_409(
+    client: TestClient, secret: str, engine: Engine, auth: dict[str, str]
+) -> None:
+    assert client.delete("/api/v1/apps/shop", headers=auth).status_code == 202
+    r = deliver(client, secret, main_push(), delivery="late")
+    assert r.status_code == 409 and "being deleted" in r.json()["detail"]
+    assert [j.kind for j in jobs(engine)] == ["delete"]
+    with Session(engine) as s:
+        assert s.exec(select(WebhookDelivery)).all() == []
