@@ -271,7 +271,9 @@ class DockerEngine:
 
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         try:
-            found = self._client.containers.list(all=True, filters={"label": _label_filter(labels)})
+            found = self._client.containers.list(
+                all=True, filters={"label": _label_filter(labels)}, ignore_removed=True
+            )
         except DockerException as exc:
             raise EngineError(_explain(exc)) from exc
         return [_info(c) for c in found]
@@ -310,7 +312,8 @@ class DockerEngine:
         """Host ports published by any container on this engine."""
         ports: set[int] = set()
         try:
-            for c in self._client.containers.list(all=True):
+            # ignore_removed: another pipeline may remove a one-off container mid-listing
+            for c in self._client.containers.list(all=True, ignore_removed=True):
                 bindings = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
                 for entries in bindings.values():
                     for entry in entries or []:

@@ -452,11 +452,17 @@ class Pipeline:
         self._update(dep_id, status=status, error=error, finished_at=utcnow())
 
     def _make_current(self, app_name: str, dep_id: int) -> int | None:
+        """The release is live: make it the app's current one and mark it
+        succeeded, in one transaction (retire then counts it among the kept)."""
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == app_name)).one()
             previous = app.current_deployment_id
             app.current_deployment_id = dep_id
             session.add(app)
+            dep = session.get(Deployment, dep_id)
+            if dep is not None:
+                dep.status = DeploymentStatus.succeeded
+                session.add(dep)
             return previous
 
 

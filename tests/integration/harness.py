@@ -239,14 +239,14 @@ class Stack:
         )
 
     def wait_release(self, app: str, version: int, *, timeout: float = 600) -> dict[str, Any]:
-        """Wait until release vN has finished; return it."""
+        """Wait until release vN has finished, retire included; return it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"paas up died; log:\n{self.log_path.read_text()[-4000:]}")
             rows = self.api("GET", f"/apps/{app}/releases").json()
             for row in rows:
-                if row["version"] == version and row["status"] != "running":
+                if row["version"] == version and row["finished_at"] is not None:
                     return dict(row)
             time.sleep(0.25)
         raise AssertionError(f"{app} v{version} did not finish in {timeout}s")

@@ -47,7 +47,12 @@ def root():
     if os.path.exists("/data/mark"):
         with open("/data/mark") as handle:
             mark = handle.read().strip()
-    return {{"version": VERSION, "mark": mark, "container": socket.gethostname()}}
+    return {{
+        "version": VERSION,
+        "mark": mark,
+        "container": socket.gethostname(),
+        "notes_in_image": os.path.exists("NOTES.md"),
+    }}
 
 
 @app.get("/healthz")
@@ -134,6 +139,7 @@ def test_push_deploys_and_switches_with_zero_failed_requests(
     served = stack.get_app(APP).json()
     assert served["version"] == "v1"
     assert served["mark"] == "prestart ran for v1"  # the release phase ran, once, before start
+    assert served["notes_in_image"] is False  # .dockerignore was honoured
     log = stack.release_log(APP, 1)
     for step in (
         "==> fetch",

@@ -106,7 +106,8 @@ def test_two_apps_build_in_parallel(stack: Stack, tmp_path_factory: Any) -> None
     for name in apps:
         repo = GitRemote(tmp_path_factory.mktemp(name))
         jobs.append(push(stack, name, create(stack, name, repo), repo, "p1", build_seconds=4))
-    assert [wait_job(stack, j)["state"] for j in jobs] == ["done", "done"]
+    finished = [wait_job(stack, j) for j in jobs]
+    assert [j["state"] for j in finished] == ["done", "done"], [j["error"] for j in finished]
     spans = []
     for name in apps:
         [release] = stack.api("GET", f"/apps/{name}/releases").json()
