@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from agent.docker_engine import DockerEngine, EngineError
-from agent.nginx import CONTROL_SITE, NginxError, NginxSites, SiteSpec, render_control, render_site
+from agent.nginx import CONTROL_SITE, NginxError, NginxSites, app_site, render_control, render_site
 from agent.pipeline import Pipeline
+from agent.plan import owned
 from agent.source import SourceCache
 from paas import queue
 from paas.db import make_engine, session_scope
@@ -139,13 +140,13 @@ class Agent:
 
     def delete_app(self, job: Job) -> None:
         name = job.app_name
-        for c in self.docker.containers({"paas.instance": self.instance, "paas.app": name}):
+        for c in self.docker.containers(owned(self.instance, name)):
             self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
         self.nginx.apply(name, None)
-        for image_id, tags, _labels in self.docker.images({"paas.instance": self.instance, "paas.app": name}):
+        for image_id, tags, _labels in self.docker.images(owned(self.instance, name)):
             for ref in tags or [image_id]:
                 self.docker.remove_image(ref)
-        self.docker.remove_volumes({"paas.instance": self.instance, "paas.app": name})
+        self.docker.remove_volumes(owned(self.instance, name))
         self.pipeline.source.forget(name)
         shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
         with session_scope(self.db) as session:
@@ -182,7 +183,7 @@ class Agent:
             log.error("cannot install the control plane's nginx site: %s", exc)
         with session_scope(self.db) as session:
             apps = {a.name for a in session.exec(select(App)).all()}
-        for c in self.docker.containers({"paas.instance": self.instance}):
+        for c in self.docker.containers(owned(self.instance)):
             if c.labels.get("paas.app") not in apps:
                 log.info("removing %s: its app no longer exists", c.name)
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
@@ -203,7 +204,7 @@ class Agent:
         if busy is not None:
             return  # a live job owns this app's containers right now
         keep = str(current.id) if current else None
-        for c in self.docker.containers({"paas.instance": self.instance, "paas.app": name}):
+        for c in self.docker.containers(owned(self.instance, name)):
             if c.labels.get("paas.deployment") != keep:
                 log.info("removing leftover container %s", c.name)
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
@@ -221,15 +222,10 @@ class Agent:
                     log.info("restarted %s", cname)
                 except EngineError as exc:
                     log.error("app %s: cannot restart %s: %s", name, cname, exc)
-        site = render_site(
-            SiteSpec(
-                app=name,
-                version=current.version,
-                hostnames=(self.settings.app_hostname(name),),
-                upstreams=(f"127.0.0.1:{current.host_port}",),
-            ),
-            self.settings,
+        spec = app_site(
+            self.settings, app=name, version=current.version, upstreams=(f"127.0.0.1:{current.host_port}",)
         )
+        site = render_site(spec, self.settings)
         try:
             self.nginx.apply(name, site)
         except NginxError as exc:

@@ -23,7 +23,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from agent import commands
 from paas.settings import Settings
 
-__all__ = ["NginxError", "NginxSites", "SiteSpec", "render_common", "render_control", "render_site"]
+__all__ = [
+    "app_site",
+    "NginxError",
+    "NginxSites",
+    "SiteSpec",
+    "render_common",
+    "render_control",
+    "render_site",
+]
 
 Runner = Callable[..., commands.CommandResult]
 
@@ -50,6 +58,11 @@ def _env() -> Environment:
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701  (nginx config, not HTML; inputs are validated names)
     )
+
+
+def app_site(settings: Settings, *, app: str, version: int, upstreams: tuple[str, ...]) -> SiteSpec:
+    """What nginx should serve for a release of ``app``."""
+    return SiteSpec(app=app, version=version, hostnames=(settings.app_hostname(app),), upstreams=upstreams)
 
 
 def listen_directive(settings: Settings, port: int) -> str:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Engine, func
@@ -26,8 +26,8 @@ from sqlmodel import col, select
 from agent.deploylog import DeployLog
 from agent.docker_engine import DockerEngine, EngineError
 from agent.health import HealthCheck, wait_healthy
-from agent.nginx import NginxError, NginxSites, SiteSpec, render_site
-from agent.plan import PRESTART_CANDIDATES, ReleasePlan, image_tag, labels_for, make_plan
+from agent.nginx import NginxError, NginxSites, app_site, render_site
+from agent.plan import PRESTART_CANDIDATES, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.source import SourceCache, SourceError
 from paas.db import session_scope
 from paas.errors import DeployError, InvalidInput
@@ -178,12 +178,7 @@ class Pipeline:
             self._health(app, plan, dlog)
 
         with self._step(dep_id, "switch", dlog):
-            spec = SiteSpec(
-                app=app.name,
-                version=version,
-                hostnames=(s.app_hostname(app.name),),
-                upstreams=(plan.upstream,),
-            )
+            spec = app_site(s, app=app.name, version=version, upstreams=(plan.upstream,))
             before = self.nginx.current(app.name)
             self.nginx.apply(app.name, render_site(spec, s))
             try:
@@ -192,12 +187,12 @@ class Pipeline:
                 self.nginx.apply(app.name, before)  # put the previous site back
                 raise
             attempt.switched = True
-            previous = self._make_current(app.name, dep_id)
-            dlog.line(f"nginx now routes {s.app_hostname(app.name)} to {plan.upstream}")
+            self._make_current(app.name, dep_id)
+            dlog.line(f"nginx now routes {spec.hostnames[0]} to {plan.upstream}")
 
         # Live from here on: trouble while retiring is logged, not a failure.
         with self._step(dep_id, "retire", dlog, fatal=False):
-            self._retire(app.name, dep_id, previous, dlog)
+            self._retire(app.name, dep_id, dlog)
 
     # steps ---------------------------------------------------------------------
 
@@ -245,7 +240,7 @@ class Pipeline:
         for _ in range(5):  # a port can be taken between our check and Docker's bind
             with self._port_lock:
                 port = self._free_port()
-                candidate = _with_port(plan, port)
+                candidate = replace(plan, host_port=port)
                 attempt.containers.append(candidate.container_name)
                 try:
                     self.docker.start(
@@ -316,10 +311,10 @@ class Pipeline:
                     dlog.line(f"  | {line}")
             raise
 
-    def _retire(self, app: str, dep_id: int, previous: int | None, dlog: DeployLog) -> None:
+    def _retire(self, app: str, dep_id: int, dlog: DeployLog) -> None:
         old = [
             c
-            for c in self.docker.containers({"paas.instance": self.instance, "paas.app": app})
+            for c in self.docker.containers(owned(self.instance, app))
             if c.labels.get("paas.deployment") != str(dep_id)
         ]
         if old:
@@ -347,7 +342,7 @@ class Pipeline:
             }
             if app_row.current_deployment_id:
                 keep.add(str(app_row.current_deployment_id))
-        for image_id, tags, labels in self.docker.images({"paas.instance": self.instance, "paas.app": app}):
+        for image_id, tags, labels in self.docker.images(owned(self.instance, app)):
             if labels.get("paas.deployment") in keep:
                 continue
             for ref in tags or [image_id]:
@@ -379,9 +374,6 @@ class Pipeline:
         started = time.monotonic()
         try:
             yield
-        except DeployError:
-            self._record_timing(dep_id, name, time.monotonic() - started)
-            raise
         except Exception as exc:
             elapsed = time.monotonic() - started
             self._record_timing(dep_id, name, elapsed)
@@ -389,8 +381,8 @@ class Pipeline:
                 log.exception("%s step of deployment %s", name, dep_id)
                 dlog.line(f"<== {name} had a problem after {elapsed:.2f}s: {exc}")
                 return
-            if not isinstance(exc, EXPECTED):
-                raise  # a bug: deploy() fails the release as an internal error
+            if isinstance(exc, DeployError) or not isinstance(exc, EXPECTED):
+                raise  # already explained, or a bug: deploy() fails it as an internal error
             dlog.line(f"<== {name} failed after {elapsed:.2f}s")
             raise DeployError(name, str(exc) or type(exc).__name__) from exc
         elapsed = time.monotonic() - started
@@ -451,22 +443,14 @@ class Pipeline:
     def _finish(self, dep_id: int, status: DeploymentStatus, *, error: str = "") -> None:
         self._update(dep_id, status=status, error=error, finished_at=utcnow())
 
-    def _make_current(self, app_name: str, dep_id: int) -> int | None:
+    def _make_current(self, app_name: str, dep_id: int) -> None:
         """The release is live: make it the app's current one and mark it
         succeeded, in one transaction (retire then counts it among the kept)."""
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == app_name)).one()
-            previous = app.current_deployment_id
             app.current_deployment_id = dep_id
             session.add(app)
             dep = session.get(Deployment, dep_id)
             if dep is not None:
                 dep.status = DeploymentStatus.succeeded
                 session.add(dep)
-            return previous
-
-
-def _with_port(plan: ReleasePlan, port: int) -> ReleasePlan:
-    from dataclasses import replace
-
-    return replace(plan, host_port=port)

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 
 from paas.models import App, Deployment
 
-__all__ = ["ReleasePlan", "container_port", "image_tag", "labels_for", "make_plan", "release_command"]
+__all__ = [
+    "owned",
+    "ReleasePlan",
+    "container_port",
+    "image_tag",
+    "labels_for",
+    "make_plan",
+    "release_command",
+]
 
 DEFAULT_PORT = 8000
 PRESTART_CANDIDATES = ("prestart.sh", "/app/prestart.sh")
@@ -24,6 +32,11 @@ def data_volume(app: str) -> str:
 
 def image_tag(app: str, version: int) -> str:
     return f"paas/{app}:v{version}"
+
+
+def owned(instance: str, app: str | None = None) -> dict[str, str]:
+    """The label selector for what this installation made (for one app)."""
+    return {"paas.instance": instance} if app is None else {"paas.instance": instance, "paas.app": app}
 
 
 def labels_for(*, instance: str, app: str, deployment_id: int, version: int) -> dict[str, str]:

@@ -72,13 +72,9 @@ def _setup_logging() -> None:
 @app.command()
 def migrate() -> None:
     """Apply pending database migrations."""
-    from paas.db import migrate as run_migrations
     from paas.instance import instance_id
 
-    settings = load_settings()
-    os.umask(0o007)  # the web user's group shares the database
-    run_migrations(settings)
-    instance_id(settings.data_dir)
+    instance_id(_prepare().data_dir)
     typer.echo("database is up to date")
 
 
@@ -125,7 +121,7 @@ def _prepare() -> Settings:
     from paas.db import migrate as run_migrations
 
     settings = load_settings()
-    os.umask(0o007)
+    os.umask(0o007)  # the web user's group shares the database
     run_migrations(settings)
     return settings
 
