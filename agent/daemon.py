@@ -24,6 +24,7 @@ from agent.pipeline import Pipeline
 from agent.plan import owned
 from agent.source import SourceCache
 from paas import queue
+from paas.crypto import Keyring
 from paas.db import make_engine, session_scope
 from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
@@ -42,6 +43,7 @@ class Agent:
         db: Engine | None = None,
         docker: DockerEngine | None = None,
         nginx: NginxSites | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.settings = settings
         self.db = db or make_engine(settings)
@@ -56,6 +58,7 @@ class Agent:
             nginx=self.nginx,
             source=SourceCache(settings.repos_dir),
             instance=self.instance,
+            keyring=keyring or Keyring(settings.keys_dir, private=True),
         )
         self._running: dict[int, Future[None]] = {}
         self._last_recover = float("-inf")
@@ -119,7 +122,7 @@ class Agent:
         assert job.id is not None
         state, error, dep_id = JobState.failed, "", None
         try:
-            if job.kind == queue.DEPLOY:
+            if job.kind in (queue.DEPLOY, queue.RELEASE):
                 result = self.pipeline.deploy(job)
                 dep_id = result.deployment_id
                 state, error = (JobState.done, "") if result.ok else (JobState.failed, result.error)

@@ -29,7 +29,10 @@ from agent.health import HealthCheck, wait_healthy
 from agent.nginx import NginxError, NginxSites, app_site, render_site
 from agent.plan import PRESTART_CANDIDATES, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.source import SourceCache, SourceError
+from paas import queue
+from paas.crypto import Keyring
 from paas.db import session_scope
+from paas.envvars import OpenedEnv, hold_key_lock, open_snapshot, snapshot_env
 from paas.errors import DeployError, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
 from paas.procfile import parse_procfile
@@ -73,8 +76,10 @@ class Pipeline:
         nginx: NginxSites,
         source: SourceCache,
         instance: str,
+        keyring: Keyring,
     ) -> None:
         self.settings = settings
+        self.keyring = keyring
         self.db = db
         self.docker = docker
         self.nginx = nginx
@@ -84,16 +89,24 @@ class Pipeline:
     # the deploy ------------------------------------------------------------------
 
     def deploy(self, job: Job) -> DeployResult:
-        dep_id, version, app = self._new_deployment(job)
+        """Run a deploy job (fetch and build a commit) or a release job (the
+        live image again, with the app's current env)."""
+        dep_id, version, app, env = self._new_deployment(job)
         attempt = _Attempt()
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
         with DeployLog(self.settings.logs_dir / app.name / f"v{version}.log") as dlog:
-            dlog.line(
-                f"deploying {app.name} v{version} ({job.payload.get('trigger', '')} "
-                f"{job.payload.get('ref', '')} {job.payload.get('commit', '')[:12]})".replace(" )", ")")
+            what = "releasing" if job.kind == queue.RELEASE else "deploying"
+            p = job.payload
+            about = " ".join(
+                str(b) for b in (p.get("trigger"), p.get("ref"), str(p.get("commit", ""))[:12]) if b
             )
+            dlog.line(f"{what} {app.name} v{version} ({about})")
+            self._describe_env(env, dlog)
             try:
-                self._run_steps(job, app, dep_id, version, build_dir, attempt, dlog)
+                if job.kind == queue.RELEASE:
+                    self._run_release(app, dep_id, version, env, attempt, dlog)
+                else:
+                    self._run_steps(job, app, dep_id, version, env, build_dir, attempt, dlog)
             except Exception as exc:  # noqa: BLE001  (a bug must still fail cleanly)
                 if not isinstance(exc, DeployError):
                     log.exception("unexpected error deploying %s v%s", app.name, version)
@@ -115,6 +128,7 @@ class Pipeline:
         app: App,
         dep_id: int,
         version: int,
+        env: OpenedEnv,
         build_dir: Path,
         attempt: _Attempt,
         dlog: DeployLog,
@@ -148,20 +162,44 @@ class Pipeline:
                 on_line=dlog.line,
                 timeout=s.build_timeout,
                 network=s.build_network,
+                buildargs=env.build_args,
             )
-            self._update(dep_id, image=tag)
-            config = self.docker.image_config(tag)
-            prestart = None if "release" in procfile else self._find_prestart(tag, config)
-            plan = make_plan(
-                app=app,
-                deployment=self._get(dep_id),
-                instance=self.instance,
-                procfile=procfile,
-                exposed=config.get("ExposedPorts"),
-                prestart_path=prestart,
-                host_port=0,
-            )
+            self._update(dep_id, image=tag, procfile=procfile)
+            plan = self._plan(app, dep_id, tag, procfile, env)
+        self._roll_out(app, dep_id, version, plan, attempt, dlog)
 
+    def _run_release(
+        self, app: App, dep_id: int, version: int, env: OpenedEnv, attempt: _Attempt, dlog: DeployLog
+    ) -> None:
+        """The live release's image and Procfile with the current env: no fetch, no build."""
+        dep = self._get(dep_id)
+        dlog.line(f"reusing image {dep.image} of the live release (no build)")
+        if self.docker.image_id(dep.image) is None:
+            raise DeployError("release", f"image {dep.image} is gone: push or `paas deploy` to rebuild")
+        plan = self._plan(app, dep_id, dep.image, dep.procfile, env)
+        self._roll_out(app, dep_id, version, plan, attempt, dlog)
+
+    def _plan(
+        self, app: App, dep_id: int, image: str, procfile: dict[str, str], env: OpenedEnv
+    ) -> ReleasePlan:
+        config = self.docker.image_config(image)
+        prestart = None if "release" in procfile else self._find_prestart(image, config)
+        return make_plan(
+            app=app,
+            deployment=self._get(dep_id),
+            instance=self.instance,
+            procfile=procfile,
+            exposed=config.get("ExposedPorts"),
+            prestart_path=prestart,
+            host_port=0,
+            env=env.run,
+        )
+
+    def _roll_out(
+        self, app: App, dep_id: int, version: int, plan: ReleasePlan, attempt: _Attempt, dlog: DeployLog
+    ) -> None:
+        """release → start → health → switch → retire, shared by deploys and releases."""
+        s = self.settings
         with self._step(dep_id, "release", dlog):
             self._release(plan, attempt, dlog)
 
@@ -195,6 +233,17 @@ class Pipeline:
             self._retire(app.name, dep_id, dlog)
 
     # steps ---------------------------------------------------------------------
+
+    @staticmethod
+    def _describe_env(env: OpenedEnv, dlog: DeployLog) -> None:
+        """Names only, never values."""
+        if not env.run and not env.build_args:
+            dlog.line("env: none set")
+            return
+        shown = [f"{k} (secret)" if k in env.secret_keys else k for k in sorted(env.run)]
+        dlog.line(f"env: {', '.join(shown) or 'none'}")
+        if env.build_args:
+            dlog.line(f"build args: {', '.join(sorted(env.build_args))}")
 
     def _procfile(self, context: Path) -> dict[str, str]:
         path = context / "Procfile"
@@ -328,22 +377,27 @@ class Pipeline:
         self.prune_images(app, dlog=dlog)
 
     def prune_images(self, app: str, *, dlog: DeployLog | None = None) -> None:
-        """Keep the images of the last N successful releases; remove the rest."""
+        """Keep the images of the last N successful releases (and of the live
+        one); remove the rest. A release reuses its base's image, so an image
+        is kept while any kept release names it."""
         with session_scope(self.db) as session:
             app_row = session.exec(select(App).where(App.name == app)).one()
-            keep = {
-                str(d_id)
-                for d_id in session.exec(
-                    select(Deployment.id)
+            kept = list(
+                session.exec(
+                    select(Deployment)
                     .where(Deployment.app_id == app_row.id, Deployment.status == DeploymentStatus.succeeded)
                     .order_by(col(Deployment.version).desc())
                     .limit(self.settings.keep_releases)
                 ).all()
-            }
+            )
             if app_row.current_deployment_id:
-                keep.add(str(app_row.current_deployment_id))
+                current = session.get(Deployment, app_row.current_deployment_id)
+                if current is not None:
+                    kept.append(current)
+            keep_ids = {str(d.id) for d in kept}
+            keep_tags = {d.image for d in kept if d.image}
         for image_id, tags, labels in self.docker.images(owned(self.instance, app)):
-            if labels.get("paas.deployment") in keep:
+            if labels.get("paas.deployment") in keep_ids or keep_tags.intersection(tags):
                 continue
             for ref in tags or [image_id]:
                 if self.docker.remove_image(ref) and dlog:
@@ -389,14 +443,18 @@ class Pipeline:
         self._record_timing(dep_id, name, elapsed)
         dlog.line(f"<== {name} ok in {elapsed:.2f}s")
 
-    def _new_deployment(self, job: Job) -> tuple[int, int, App]:
+    def _new_deployment(self, job: Job) -> tuple[int, int, App, OpenedEnv]:
+        """Create vN with the app's env snapshot, opened in the same transaction
+        (so key rotation cannot slip between copying and opening)."""
         with session_scope(self.db) as session:
+            hold_key_lock(session)
             app = session.get(App, job.app_id) if job.app_id else None
             if app is None or app.id is None:
                 raise DeployError("fetch", f"app {job.app_name!r} no longer exists")
             latest = session.exec(
                 select(func.max(Deployment.version)).where(Deployment.app_id == app.id)
             ).one()
+            snapshot = snapshot_env(session, app)
             dep = Deployment(
                 app_id=app.id,
                 version=(latest or 0) + 1,
@@ -406,7 +464,17 @@ class Pipeline:
                 trigger=str(job.payload.get("trigger", "")),
                 created_by=str(job.payload.get("actor", "")),
                 job_id=job.id,
+                env=snapshot,
+                env_version=app.env_version,
             )
+            if job.kind == queue.RELEASE:
+                base = (
+                    session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+                )
+                if base is None:
+                    raise DeployError("release", f"app {app.name!r} has no live release to reuse")
+                dep.ref, dep.commit, dep.commit_message = base.ref, base.commit, base.commit_message
+                dep.image, dep.procfile = base.image, dict(base.procfile)
             session.add(dep)
             session.flush()
             row = session.get(Job, job.id)
@@ -414,8 +482,9 @@ class Pipeline:
                 row.deployment_id = dep.id
                 session.add(row)
             assert dep.id is not None
+            env = open_snapshot(snapshot, self.keyring)
             session.expunge(app)
-            return dep.id, dep.version, app
+            return dep.id, dep.version, app, env
 
     def _get(self, dep_id: int) -> Deployment:
         with session_scope(self.db) as session:

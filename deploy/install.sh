@@ -70,9 +70,10 @@ if [ ! -f "$ENV_FILE" ]; then
         echo "PAAS_DOMAIN=$domain"
         echo "PAAS_DATA_DIR=${PAAS_DATA_DIR:-/var/lib/paas}"
         echo "PAAS_WEB_USER=$WEB_USER"
+        echo "PAAS_KEYS_DIR=${PAAS_KEYS_DIR:-$ETC/keys}"
         echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
-        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE)=' | sort || true
+        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE)=' | sort || true
     } >"$ENV_FILE"
     umask 022
     [ -n "$WEB_USER" ] && chgrp "$WEB_USER" "$ETC" "$ENV_FILE" && chmod 0640 "$ENV_FILE"
@@ -128,7 +129,7 @@ if ! "$nginx_bin" "${nginx_args[@]}" -s reload >/dev/null 2>&1; then
     fi
 fi
 
-# 7. the database -------------------------------------------------------------------------------
+# 7. the database, and the keys that encrypt env values (web user: Fernet and public key only) --
 "$PAAS" migrate >/dev/null
 
 # 8. the services -------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from paas.client import ApiClient, ClientError, save_login
 from paas.errors import PaasError
+from paas.models import EnvScope
 from paas.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -33,8 +35,14 @@ app = typer.Typer(
 )
 apps_app = typer.Typer(help="Create, list, inspect and delete apps.", no_args_is_help=True)
 admin_app = typer.Typer(help="Server-side administration (run on the server).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="The encryption keys of env values (run on the server, as root).", no_args_is_help=True
+)
+env_app = typer.Typer(help="An app's env vars: encrypted at rest, secrets write-only.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
 app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
+app.add_typer(env_app, name="env")
 
 out = Console()
 err = Console(stderr=True)
@@ -51,7 +59,7 @@ def main() -> None:
         sys.exit(1)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise PaasError(message)
 
 
@@ -71,11 +79,13 @@ def _setup_logging() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply pending database migrations."""
+    """Apply pending database migrations; create the encryption keys if absent."""
     from paas.instance import instance_id
 
-    instance_id(_prepare().data_dir)
+    settings = _prepare()
+    instance_id(settings.data_dir)
     typer.echo("database is up to date")
+    typer.echo(f"encryption keys in {settings.keys_dir}")
 
 
 def run_web(settings: Settings) -> None:
@@ -117,19 +127,34 @@ def _drop_privileges(user: str) -> None:
     os.setuid(entry.pw_uid)
 
 
-def _prepare() -> Settings:
+def _prepare(*, create_keys: bool = True) -> Settings:
+    """Migrate the database and make sure the keys exist.
+
+    Only the privileged side (migrate, agent, up) may create keys: created by
+    the web user, the agent's private key would be readable by the web.
+    """
+    from paas.crypto import Keyring, ensure_keys
+    from paas.db import make_engine
     from paas.db import migrate as run_migrations
+    from paas.envvars import encrypt_plain_webhook_secrets
 
     settings = load_settings()
     os.umask(0o007)  # the web user's group shares the database
     run_migrations(settings)
+    if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_user):
+        logging.getLogger("paas").warning("created new encryption keys in %s", settings.keys_dir)
+    engine = make_engine(settings)
+    try:
+        encrypt_plain_webhook_secrets(engine, Keyring(settings.keys_dir, private=False))
+    finally:
+        engine.dispose()
     return settings
 
 
 @app.command()
 def web() -> None:
     """Run the control plane (API, webhooks, UI) in the foreground."""
-    run_web(_prepare())
+    run_web(_prepare(create_keys=False))
 
 
 @app.command()
@@ -188,6 +213,28 @@ def create_token(
             return
         token = services.create_token(session, name=name)
     typer.echo(token)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every env value and webhook secret under new keys.
+
+    Web and agent keep running: they pick up the new keys from the files.
+    The old keys are gone when this finishes.
+    """
+    from paas.db import make_engine
+    from paas.envvars import rotate_keys
+
+    settings = _prepare()
+    engine = make_engine(settings)
+    try:
+        report = rotate_keys(engine, settings.keys_dir, web_user=settings.web_user)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"keys rotated: {report.env_values} env values, {report.release_snapshots} release "
+        f"snapshots and {report.webhook_secrets} webhook secrets re-encrypted; old keys removed"
+    )
 
 
 # client side --------------------------------------------------------------------
@@ -344,6 +391,156 @@ def _wait_for_job(
         if job["state"] not in ("queued", "running"):
             return job
         time.sleep(1)
+
+
+# env vars ---------------------------------------------------------------------------
+
+SecretOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--secret/--no-secret",
+        help="Secret values are sealed to the agent's key: write-only, shown masked. "
+        "Left out, an existing variable keeps what it is (a new one is general).",
+    ),
+]
+ScopeOpt = Annotated[
+    EnvScope | None,
+    typer.Option(
+        help="run: the containers' environment; build: build args (visible in the image's "
+        "history); both. Left out, an existing variable keeps its scope (a new one: run)."
+    ),
+]
+NoRestartOpt = Annotated[
+    bool, typer.Option("--no-restart", help="Stage the change for the next deploy instead of releasing now.")
+]
+WaitOpt = Annotated[bool, typer.Option(help="Wait until the new release is live.")]
+
+
+def _parse_pairs(pairs: list[str]) -> list[tuple[str, str]]:
+    """K=V pairs; a bare K reads its value from stdin (piped) or a hidden
+    prompt, so a secret need not appear in the shell history or `ps`."""
+    parsed: list[tuple[str, str]] = []
+    bare = [p for p in pairs if "=" not in p]
+    if len(bare) > 1 and not sys.stdin.isatty():
+        _fail("only one KEY without =VALUE can read its value from stdin")
+    for index, pair in enumerate(pairs, start=1):
+        key, sep, value = pair.partition("=")
+        if not key:
+            _fail(f"argument {index} has no name before '='")
+        if not sep:
+            if sys.stdin.isatty():
+                value = typer.prompt(f"value of {key}", hide_input=True)
+            else:
+                value = sys.stdin.read().removesuffix("\n")
+        parsed.append((key, value))
+    return parsed
+
+
+def _report_change(
+    client: ApiClient, result: dict[str, Any], *, restart: bool, wait: bool, as_json: bool
+) -> None:
+    for warning in result["warnings"]:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    job = result["job"]
+    if wait and job:
+        job = _wait_for_job(client, job["id"], lambda j: err.print(f"  {j['state']}…", highlight=False))
+        result = {**result, "job": job}
+    if as_json:
+        _print_json(result)
+        return
+    done = []
+    if result["changed"]:
+        done.append("set " + ", ".join(result["changed"]))
+    if result["removed"]:
+        done.append("unset " + ", ".join(result["removed"]))
+    typer.echo(f"{result['app']}: {'; '.join(done)}")
+    if job is None:
+        typer.echo(
+            "staged: applies at the next deploy"
+            if not restart
+            else "no live release yet: applies at the first deploy"
+        )
+    elif job["state"] in ("queued", "running"):
+        typer.echo(f"rolling out a new release with this env (job {job['id']}); no rebuild")
+    elif job["state"] == "done":
+        typer.echo(f"{result['app']} v{job['version']} is live with this env")
+    else:
+        _fail(f"release {job['state']}: {job['error']}")
+
+
+@env_app.command("list")
+def env_list(name: str, as_json: JsonOpt = False) -> None:
+    """List an app's env vars; secret values show masked."""
+    rows = _client().request("GET", f"/apps/{name}/env")
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("key", "value", "scope", "updated", "by")
+    for r in rows:
+        value = "•••••••• (secret)" if r["secret"] else r["value"]
+        table.add_row(r["key"], value, r["scope"], str(r["updated_at"])[:19], r["updated_by"])
+    out.print(table)
+
+
+@env_app.command("set")
+def env_set(
+    name: str,
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE ...; a bare KEY reads its value from stdin.")],
+    secret: SecretOpt = None,
+    scope: ScopeOpt = None,
+    no_restart: NoRestartOpt = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set env vars, all in one change (one new release, no rebuild)."""
+    body = {
+        "set": [{"key": k, "value": v, "secret": secret, "scope": scope} for k, v in _parse_pairs(pairs)],
+        "restart": not no_restart,
+    }
+    client = _client()
+    result = client.request("PATCH", f"/apps/{name}/env", json=body)
+    _report_change(client, result, restart=not no_restart, wait=wait, as_json=as_json)
+
+
+@env_app.command("unset")
+def env_unset(
+    name: str,
+    keys: Annotated[list[str], typer.Argument(help="Names to remove.")],
+    no_restart: NoRestartOpt = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove env vars, all in one change."""
+    client = _client()
+    result = client.request("PATCH", f"/apps/{name}/env", json={"unset": keys, "restart": not no_restart})
+    _report_change(client, result, restart=not no_restart, wait=wait, as_json=as_json)
+
+
+@env_app.command("import")
+def env_import(
+    name: str,
+    file: Annotated[str, typer.Argument(help="A .env file, or - for stdin.")],
+    secret: SecretOpt = None,
+    scope: ScopeOpt = None,
+    no_restart: NoRestartOpt = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set every variable of a .env file, in one change (checked whole first)."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
+    body = {"dotenv": text, "secret": secret, "scope": scope, "restart": not no_restart}
+    client = _client()
+    result = client.request("POST", f"/apps/{name}/env/import", json=body)
+    _report_change(client, result, restart=not no_restart, wait=wait, as_json=as_json)
+
+
+@env_app.command("export")
+def env_export(name: str) -> None:
+    """Print the app's env as a .env file (secrets masked, commented out)."""
+    typer.echo(_client().request("GET", f"/apps/{name}/env/export"), nl=False)
 
 
 @app.command()

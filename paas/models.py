@@ -19,6 +19,8 @@ __all__ = [
     "App",
     "Deployment",
     "DeploymentStatus",
+    "EnvScope",
+    "EnvVar",
     "Event",
     "Job",
     "JobState",
@@ -44,7 +46,8 @@ class App(SQLModel, table=True):
     health_timeout: float = 5.0
     health_retries: int = 60
     data_path: str | None = Field(default=None, max_length=500)  # mount a persistent volume here
-    webhook_secret: str = Field(max_length=200)
+    webhook_secret: str = Field(sa_column=Column(Text, nullable=False))  # encrypted (paas.crypto)
+    env_version: int = 0  # bumped by every env change; a release records the one it ran with
     state: str = Field(default="active", max_length=20)  # active | deleting
     current_deployment_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -77,9 +80,36 @@ class Deployment(SQLModel, table=True):
     host_port: int | None = None
     containers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # the Procfile the image was built with, so a release of the same image needs no source
+    procfile: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # the env this release runs with: [{key, scope, secret, value}] with values still encrypted
+    env: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    env_version: int = 0
     job_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class EnvScope(enum.StrEnum):
+    run = "run"  # containers' environment (release phase and processes)
+    build = "build"  # build args
+    both = "both"
+
+
+class EnvVar(SQLModel, table=True):
+    """One env var of an app. ``value`` is always a ciphertext (paas.crypto):
+    Fernet for general values, sealed to the agent's key pair for secrets."""
+
+    __table_args__ = (UniqueConstraint("app_id", "key", name="uq_envvar_app_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    app_id: int = Field(foreign_key="app.id", index=True, ondelete="CASCADE")
+    key: str = Field(max_length=255)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    secret: bool = False
+    scope: str = Field(default=EnvScope.run, max_length=10)
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = Field(default="", max_length=200)
 
 
 class JobState(enum.StrEnum):
@@ -106,7 +136,7 @@ class Job(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=20)  # deploy | delete
+    kind: str = Field(max_length=20)  # deploy | release | delete
     app_id: int | None = Field(default=None, foreign_key="app.id", ondelete="SET NULL")
     app_name: str = Field(max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,7 +1,10 @@
 """The durable job queue, in the database.
 
 - ``enqueue`` adds a job; a new deploy job for an app supersedes that app's
-  deploy jobs still queued, so a burst of pushes deploys only the newest.
+  deploy and release jobs still queued, so a burst of pushes deploys only the
+  newest. A release (the live image with changed env) supersedes queued
+  releases, and is not queued at all behind a queued deploy, which will
+  pick up the same env.
 - ``claim`` takes the oldest queued job whose app has no running job, and
   leases it to one owner. A partial unique index allows at most one running
   job per app, so two claimers can never both win, on SQLite or PostgreSQL.
@@ -27,19 +30,30 @@ from paas.models import App, Job, JobState, utcnow
 __all__ = ["claim", "enqueue", "finish", "heartbeat", "recover_expired"]
 
 DEPLOY = "deploy"
+RELEASE = "release"
 DELETE = "delete"
+
+_SUPERSEDES = {DEPLOY: (DEPLOY, RELEASE), RELEASE: (RELEASE,)}
 
 
 def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | None = None) -> Job:
+    if kind == RELEASE:
+        queued_deploy = session.exec(
+            select(Job).where(
+                col(Job.app_id) == app.id, col(Job.kind) == DEPLOY, col(Job.state) == JobState.queued
+            )
+        ).first()
+        if queued_deploy is not None:
+            return queued_deploy
     job = Job(kind=kind, app_id=app.id, app_name=app.name, payload=dict(payload or {}))
     session.add(job)
     session.flush()
-    if kind == DEPLOY:
+    if kind in _SUPERSEDES:
         session.execute(
             update(Job)
             .where(
                 col(Job.app_id) == app.id,
-                col(Job.kind) == DEPLOY,
+                col(Job.kind).in_(_SUPERSEDES[kind]),
                 col(Job.state) == JobState.queued,
                 col(Job.id) != job.id,
             )

@@ -11,7 +11,9 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from paas.models import EnvScope
 
 __all__ = [
     "AppCreate",
@@ -20,6 +22,11 @@ __all__ = [
     "AppUpdate",
     "DeployRequest",
     "DeploymentPublic",
+    "EnvChange",
+    "EnvChangeResult",
+    "EnvImport",
+    "EnvSet",
+    "EnvVarPublic",
     "JobPublic",
 ]
 
@@ -166,6 +173,7 @@ class AppPublic(BaseModel):
     webhook_url: str = ""
     current_version: int | None = None
     current_commit: str | None = None
+    env_staged: bool = False  # env changed since the live release; applies at the next deploy
     created_at: datetime
 
 
@@ -219,3 +227,113 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     version: int | None = None
+
+
+# env vars -------------------------------------------------------------------------
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_KEY_CHARS = 255
+MAX_VALUE_BYTES = 32 * 1024
+MAX_VARS = 500
+MAX_DOTENV_BYTES = 1024 * 1024
+RESERVED_KEYS = frozenset({"PORT"})
+RESERVED_PREFIX = "PAAS_"
+
+
+def check_env_key(value: str) -> str:
+    """Names are shown back in errors; values never are."""
+    if len(value) > MAX_KEY_CHARS:
+        raise ValueError(f"env var names are at most {MAX_KEY_CHARS} characters")
+    if not ENV_KEY.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid env var name: use letters, digits and _, not starting with a digit"
+        )
+    if value in RESERVED_KEYS:
+        raise ValueError(f"{value} is reserved: paas sets it to the port your app must listen on")
+    if value.startswith(RESERVED_PREFIX):
+        raise ValueError(f"{value} is reserved: names starting with {RESERVED_PREFIX} belong to paas")
+    return value
+
+
+def env_value_problem(key: str, value: str) -> str | None:
+    """Why ``value`` cannot be stored for ``key``, without quoting the value."""
+    size = len(value.encode("utf-8"))
+    if size > MAX_VALUE_BYTES:
+        return f"the value of {key} is {size} bytes; the limit is {MAX_VALUE_BYTES}"
+    if "\x00" in value:
+        return f"the value of {key} contains a NUL character, which an environment cannot hold"
+    return None
+
+
+EnvKey = Annotated[str, AfterValidator(check_env_key)]
+
+
+class EnvSet(BaseModel):
+    """Set one variable. ``secret``/``scope`` left out keep what the variable
+    has (a new one is general, run scope); a secret stays secret unless
+    ``secret: false`` is given with its new value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: EnvKey
+    value: str
+    secret: bool | None = None
+    scope: EnvScope | None = None
+
+    @model_validator(mode="after")
+    def _value(self) -> EnvSet:
+        problem = env_value_problem(self.key, self.value)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class EnvChange(BaseModel):
+    """One change to an app's env: any number of sets and unsets, applied
+    together as a single new release (or staged, with ``restart: false``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    set: list[EnvSet] = Field(default_factory=list, max_length=MAX_VARS)
+    unset: list[EnvKey] = Field(default_factory=list, max_length=MAX_VARS)
+    restart: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnvChange:
+        if not self.set and not self.unset:
+            raise ValueError("nothing to change: give at least one variable to set or unset")
+        keys = [s.key for s in self.set] + list(self.unset)
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given more than once")
+        return self
+
+
+class EnvImport(BaseModel):
+    """A .env file's text, applied as one change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dotenv: str = Field(max_length=MAX_DOTENV_BYTES)
+    secret: bool | None = None
+    scope: EnvScope | None = None
+    restart: bool = True
+
+
+class EnvVarPublic(BaseModel):
+    key: str
+    value: str | None  # None for a secret: write-only
+    secret: bool
+    scope: str
+    updated_at: datetime
+    updated_by: str
+
+
+class EnvChangeResult(BaseModel):
+    app: str
+    changed: list[str]
+    removed: list[str]
+    staged: bool  # true: saved, applies at the next deploy (or nothing was live yet)
+    job: JobPublic | None
+    warnings: list[str]
+    env: list[EnvVarPublic]

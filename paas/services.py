@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from paas import queue
+from paas.crypto import Keyring
 from paas.errors import Conflict, InvalidInput, NotFound
 from paas.github import decide_push
 from paas.models import ApiToken, App, Deployment, Event, Job, WebhookDelivery, utcnow
@@ -36,6 +37,7 @@ __all__ = [
     "record_event",
     "request_delete",
     "request_deploy",
+    "request_release",
     "update_app",
 ]
 
@@ -91,10 +93,16 @@ def list_apps(session: Session) -> list[App]:
     return list(session.exec(select(App).order_by(col(App.name))).all())
 
 
-def create_app(session: Session, *, spec: AppCreate, actor: str) -> App:
+def create_app(session: Session, *, spec: AppCreate, actor: str, keyring: Keyring) -> tuple[App, str]:
+    """Create the app; returns it with its webhook secret, in clear this once
+    (the database holds it encrypted)."""
+    from paas.envvars import hold_key_lock
+
+    hold_key_lock(session)
     if session.exec(select(App).where(App.name == spec.name)).first() is not None:
         raise Conflict(f"an app named {spec.name!r} already exists")
-    app = App(**spec.model_dump(), webhook_secret=secrets.token_hex(32))
+    secret = secrets.token_hex(32)
+    app = App(**spec.model_dump(), webhook_secret=keyring.encrypt(secret))
     session.add(app)
     try:
         session.flush()
@@ -107,7 +115,7 @@ def create_app(session: Session, *, spec: AppCreate, actor: str) -> App:
         app_name=app.name,
         detail=f"repo {spec.repo_url} branch {spec.branch}",
     )
-    return app
+    return app, secret
 
 
 def update_app(session: Session, *, name: str, changes: AppUpdate, actor: str) -> App:
@@ -170,6 +178,17 @@ def request_deploy(
     return job
 
 
+def request_release(session: Session, *, app: App, actor: str, trigger: str) -> Job:
+    """A new release of the live image with the app's current env (no build)."""
+    if app.state != "active":
+        raise Conflict(f"app {app.name!r} is being deleted")
+    if not app.current_deployment_id:
+        raise Conflict(f"app {app.name!r} has no live release yet: deploy it first")
+    job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload={"trigger": trigger, "actor": actor})
+    record_event(session, actor=actor, action="release.request", app_name=app.name, detail=trigger)
+    return job
+
+
 def list_releases(session: Session, *, app: App, limit: int = 100) -> list[Deployment]:
     return list(
         session.exec(
@@ -199,6 +218,7 @@ def app_public(session: Session, *, app: App, settings: Settings) -> AppPublic:
             "webhook_url": webhook_url(settings, app),
             "current_version": current.version if current else None,
             "current_commit": current.commit if current else None,
+            "env_staged": current is not None and current.env_version != app.env_version,
         }
     )
 

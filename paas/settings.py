@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     # where state lives
     data_dir: Path = Path("/var/lib/paas")
     database_url: str = ""  # empty: SQLite file in data_dir
+    keys_dir: Path = Path("/etc/paas/keys")  # encryption keys for env values (0600 files)
 
     # names and addresses
     domain: str = "localhost"  # apps are served as <app>.<domain>

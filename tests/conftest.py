@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from paas import services
+from paas.crypto import ensure_keys
 from paas.db import make_engine, migrate, session_scope
 from paas.settings import Settings, load_settings
 from web.app import create_app
@@ -24,6 +25,7 @@ def settings(tmp_path: Path) -> Settings:
         domain="apps.test",
         public_url="http://paas.apps.test",
         nginx_conf_dir=tmp_path / "nginx",
+        keys_dir=tmp_path / "keys",
         webhook_max_bytes=64 * 1024,
     )
 
@@ -31,6 +33,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     migrate(settings)
+    ensure_keys(settings.keys_dir)
     eng = make_engine(settings)
     yield eng
     eng.dispose()

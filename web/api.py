@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 
-from paas import services
-from paas.errors import NotFound
+from paas import envvars, services
+from paas.errors import InvalidInput, NotFound
 from paas.schemas import (
     AppCreate,
     AppCreated,
@@ -14,9 +16,14 @@ from paas.schemas import (
     AppUpdate,
     DeploymentPublic,
     DeployRequest,
+    EnvChange,
+    EnvChangeResult,
+    EnvImport,
+    EnvVarPublic,
     JobPublic,
+    check_env_key,
 )
-from web.deps import CurrentToken, SessionDep, SettingsDep, actor
+from web.deps import CurrentToken, KeyringDep, SessionDep, SettingsDep, actor
 
 ERRORS = {
     401: {"description": "Missing or invalid API token"},
@@ -40,11 +47,11 @@ def list_apps(session: SessionDep, settings: SettingsDep, _token: CurrentToken) 
     responses={409: {"description": "The name is taken"}, 422: {"description": "Invalid field"}},
 )
 def create_app(
-    spec: AppCreate, session: SessionDep, settings: SettingsDep, token: CurrentToken
+    spec: AppCreate, session: SessionDep, settings: SettingsDep, keyring: KeyringDep, token: CurrentToken
 ) -> AppCreated:
-    app = services.create_app(session, spec=spec, actor=actor(token))
+    app, secret = services.create_app(session, spec=spec, actor=actor(token), keyring=keyring)
     public = services.app_public(session, app=app, settings=settings)
-    return AppCreated(**public.model_dump(), webhook_secret=app.webhook_secret)
+    return AppCreated(**public.model_dump(), webhook_secret=secret)
 
 
 @router.get("/apps/{name}", response_model=AppPublic, summary="Show an app", responses={404: ERRORS[404]})
@@ -127,3 +134,92 @@ def release_log(
 @router.get("/jobs/{job_id}", response_model=JobPublic, summary="Show a job", responses={404: ERRORS[404]})
 def get_job(job_id: int, session: SessionDep, _token: CurrentToken) -> JobPublic:
     return services.job_public(session, services.get_job(session, job_id))
+
+
+# env vars ----------------------------------------------------------------------------
+
+ENV_CHANGE_DOC = (
+    "Sets and unsets apply together. With `restart` (the default) and a live release, a new "
+    "release of the same image rolls out with the zero-downtime switch of a deploy (no build); "
+    "with `restart: false` the change is staged for the next deploy. Secret values are sealed "
+    "to the agent's key and can never be read back. Build-scope values become build args, "
+    "which are visible in the image's history: the answer's `warnings` say so."
+)
+ENV_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: ERRORS[404],
+    409: {"description": "The app is being deleted"},
+    422: {
+        "description": "Invalid or reserved name, oversized value, malformed .env, secret with build scope"
+    },
+}
+
+
+@router.get(
+    "/apps/{name}/env",
+    response_model=list[EnvVarPublic],
+    summary="List the app's env vars (secret values are write-only: null)",
+    responses={404: ERRORS[404]},
+)
+def list_env(name: str, session: SessionDep, keyring: KeyringDep, _token: CurrentToken) -> list[EnvVarPublic]:
+    return envvars.list_env(session, name=name, keyring=keyring)
+
+
+@router.patch(
+    "/apps/{name}/env",
+    response_model=EnvChangeResult,
+    summary="Set and unset env vars in one change",
+    description=ENV_CHANGE_DOC,
+    responses=ENV_ERRORS,
+)
+def change_env(
+    name: str, change: EnvChange, session: SessionDep, keyring: KeyringDep, token: CurrentToken
+) -> EnvChangeResult:
+    return envvars.change_env(session, name=name, change=change, actor=actor(token), keyring=keyring)
+
+
+@router.delete(
+    "/apps/{name}/env/{key}",
+    response_model=EnvChangeResult,
+    summary="Unset one env var",
+    description=ENV_CHANGE_DOC,
+    responses=ENV_ERRORS,
+)
+def unset_env(
+    name: str,
+    key: str,
+    session: SessionDep,
+    keyring: KeyringDep,
+    token: CurrentToken,
+    restart: bool = Query(default=True, description="Roll out a new release now (else stage it)."),
+) -> EnvChangeResult:
+    try:
+        check_env_key(key)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    change = EnvChange(unset=[key], restart=restart)
+    return envvars.change_env(session, name=name, change=change, actor=actor(token), keyring=keyring)
+
+
+@router.post(
+    "/apps/{name}/env/import",
+    response_model=EnvChangeResult,
+    summary="Set env vars from the text of a .env file, as one change",
+    description=ENV_CHANGE_DOC + " Every line is checked before anything is saved.",
+    responses=ENV_ERRORS,
+)
+def import_env(
+    name: str, body: EnvImport, session: SessionDep, keyring: KeyringDep, token: CurrentToken
+) -> EnvChangeResult:
+    return envvars.import_env(session, name=name, body=body, actor=actor(token), keyring=keyring)
+
+
+@router.get(
+    "/apps/{name}/env/export",
+    response_class=PlainTextResponse,
+    summary="The app's env as a .env file (secrets only as masked comments)",
+    responses={404: ERRORS[404]},
+)
+def export_env(
+    name: str, session: SessionDep, keyring: KeyringDep, _token: CurrentToken
+) -> PlainTextResponse:
+    return PlainTextResponse(envvars.export_env(session, name=name, keyring=keyring))

@@ -7,9 +7,11 @@ intent in the database and the agent acts on it.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
+from paas.crypto import Keyring
 from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
@@ -18,7 +20,11 @@ from web import api, hooks
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, keyring: Keyring | None = None
+) -> FastAPI:
+    """The web process's app. Its keyring never holds the private key: it can
+    seal secrets but not open them (the agent's file is not even read)."""
     app = FastAPI(
         title="paas",
         version="0.1.0",
@@ -26,10 +32,20 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings)
+    app.state.keyring = keyring or Keyring(settings.keys_dir, private=False)
 
     @app.exception_handler(PaasError)
     async def _paas_error(_request: Request, exc: PaasError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each rejected input back: that could be a secret.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get("/healthz", summary="The web process is up", tags=["health"])
     def healthz() -> dict[str, str]:

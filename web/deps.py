@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from paas import services
+from paas.crypto import Keyring
 from paas.db import session_scope
 from paas.models import ApiToken
 from paas.settings import Settings
@@ -29,7 +30,13 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from paas import services
+from paas.crypto import Keyring
 from paas.db import session_scope
 from paas.errors import Conflict, NotFound
 from paas.github import verify_signature
@@ -77,6 +78,7 @@ async def github_webhook(
     return await run_in_threadpool(
         _process,
         request.app.state.engine,
+        request.app.state.keyring,
         app_name=app_name,
         body=body,
         event=x_github_event,
@@ -86,26 +88,46 @@ async def github_webhook(
 
 
 def _process(
-    engine: Engine, *, app_name: str, body: bytes, event: str, delivery: str, signature: str | None
+    engine: Engine,
+    keyring: Keyring,
+    *,
+    app_name: str,
+    body: bytes,
+    event: str,
+    delivery: str,
+    signature: str | None,
 ) -> JSONResponse:
     try:
         with session_scope(engine) as session:
             return _decide(
-                session, app_name=app_name, body=body, event=event, delivery=delivery, signature=signature
+                session,
+                keyring,
+                app_name=app_name,
+                body=body,
+                event=event,
+                delivery=delivery,
+                signature=signature,
             )
     except IntegrityError:  # the same delivery id raced in twice; the first one won
         return _reply(200, "delivery already received", duplicate=True)
 
 
 def _decide(
-    session: Session, *, app_name: str, body: bytes, event: str, delivery: str, signature: str | None
+    session: Session,
+    keyring: Keyring,
+    *,
+    app_name: str,
+    body: bytes,
+    event: str,
+    delivery: str,
+    signature: str | None,
 ) -> JSONResponse:
     """Check in order: app, signature, JSON, event. Rejections write nothing."""
     try:
         app = services.get_app(session, app_name)
     except NotFound as exc:
         return _reply(404, str(exc))
-    if not verify_signature(app.webhook_secret, body, signature):
+    if not verify_signature(keyring.decrypt(app.webhook_secret), body, signature):
         return _reply(401, "missing or wrong X-Hub-Signature-256")
     try:
         payload = json.loads(body)

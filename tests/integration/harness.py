@@ -101,6 +101,7 @@ class Stack:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PAAS_")},
             "PAAS_DATA_DIR": str(root / "data"),
+            "PAAS_KEYS_DIR": str(root / "keys"),
             "PAAS_DOMAIN": self.domain,
             "PAAS_PUBLIC_URL": f"http://paas.{self.domain}:{nginx.port}",
             "PAAS_WEB_PORT": str(self.web_port),
