@@ -107,7 +107,7 @@ def make_plan(
     return ReleasePlan(
         app=app.name,
         version=deployment.version,
-        image=image_tag(app.name, deployment.version),
+        image=deployment.image or image_tag(app.name, deployment.version),  # a release reuses its base's
         container_name=f"paas-{app.name}-web-v{deployment.version}",
         release_container_name=f"paas-{app.name}-release-v{deployment.version}",
         labels=labels,

@@ -112,17 +112,49 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
         assert "PAAS_SECRET_KEY=" in settings_text and "PAAS_DOMAIN=apps.test" in settings_text
         assert token not in settings_text
 
+        # the keys: the web user reads the Fernet and public keys, never the private one
+        keys = scratch / "etc" / "keys"
+        assert f"PAAS_KEYS_DIR={keys}" in settings_text
+        paas_uid = pwd.getpwnam("paas").pw_uid
+        owners = {p.name: (p.stat().st_uid, p.stat().st_mode & 0o777) for p in keys.iterdir()}
+        assert owners == {
+            "env.fernet": (paas_uid, 0o600),
+            "secrets.pub": (paas_uid, 0o600),
+            "secrets.key": (0, 0o600),
+        }
+        as_web = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "paas", "--", "cat"]
+        assert subprocess.run([*as_web, str(keys / "env.fernet")], capture_output=True).returncode == 0
+        denied = subprocess.run([*as_web, str(keys / "secrets.key")], capture_output=True, text=True)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        r = httpx.post(
+            f"http://{LOOPBACK}:{nginx.port}/api/v1/apps",
+            json={"name": "keyed", "repo_url": "https://github.com/o/keyed.git"},
+            headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 201, r.text
+        r = httpx.patch(
+            f"http://{LOOPBACK}:{nginx.port}/api/v1/apps/keyed/env",
+            json={"set": [{"key": "TOKEN", "value": "sealed-by-web", "secret": True}]},
+            headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 200 and r.json()["env"][0]["value"] is None, r.text
+
         # web runs as the unprivileged user, the agent as root
         pid = int((scratch / "run" / "paas-up.pid").read_text())
         workers = [
             c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
         ]  # not the resource tracker
         uids = sorted(_uid(child) for child in workers)
-        assert uids == [0, pwd.getpwnam("paas").pw_uid], uids
+        assert uids == [0, paas_uid], uids
 
         before = {
             p: (p.stat().st_mtime_ns, p.read_bytes())
-            for p in (env_file, scratch / "opt" / "installed-from", scratch / "run" / "paas-up.pid")
+            for p in (
+                env_file,
+                scratch / "opt" / "installed-from",
+                scratch / "run" / "paas-up.pid",
+                *sorted(keys.iterdir()),
+            )
         }
         second = _install(env)
         assert second.returncode == 0, second.stdout + second.stderr

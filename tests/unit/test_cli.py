@@ -3,53 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from sqlalchemy import Engine
-from typer.testing import CliRunner
 
-from paas.cli import app as cli
-from paas.settings import Settings
 from tests.integration.harness import free_port
-from web.app import create_app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def server(settings: Settings, engine: Engine) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def env(server: str, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
-    monkeypatch.delenv("PAAS_URL", raising=False)
-    monkeypatch.delenv("PAAS_TOKEN", raising=False)
-    return {"PAAS_URL": server, "PAAS_TOKEN": token}
-
-
-def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> tuple[int, str]:
-    result = runner.invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
-    return result.exit_code, result.output
+from tests.unit.cli_support import invoke_main, run
 
 
 def test_login_saves_url_and_token_with_0600(server: str, token: str, env: dict[str, str]) -> None:
@@ -107,7 +66,7 @@ def test_expected_errors_are_one_line_without_a_trace(
     from paas.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        _invoke_main(main, args, env)
+        invoke_main(main, args, env)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
@@ -124,23 +83,6 @@ def test_wrong_token_and_server_down(
         ({}, "not logged in"),
     ]:
         with pytest.raises(SystemExit):
-            _invoke_main(main, ("apps", "list"), bad_env)
+            invoke_main(main, ("apps", "list"), bad_env)
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
-
-
-def _invoke_main(main: object, args: tuple[str, ...], env: dict[str, str]) -> None:
-    import os
-    import sys
-
-    saved_argv, saved_env = sys.argv, dict(os.environ)
-    sys.argv = ["paas", *args]
-    os.environ.pop("PAAS_URL", None)
-    os.environ.pop("PAAS_TOKEN", None)
-    os.environ.update(env)
-    try:
-        main()  # type: ignore[operator]
-    finally:
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
