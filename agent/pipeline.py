@@ -5,6 +5,11 @@ deployment's log file as it happens. A failure before ``switch`` undoes what
 the attempt created (containers, image) and leaves the live release serving,
 untouched. After ``switch`` the new release is live; a problem while retiring
 the old one is logged, not a failed deploy.
+
+A release job (an env change) makes a new version of the live release's
+image: no fetch, no build, then the same release → retire steps. Every
+version carries the env snapshot it runs with, opened in the agent's memory
+only; the log names variables, never values.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from agent.plan import PRESTART_CANDIDATES, ReleasePlan, image_tag, labels_for, 
 from agent.source import SourceCache, SourceError
 from paas import queue
 from paas.crypto import Keyring
-from paas.db import session_scope
-from paas.envvars import OpenedEnv, hold_key_lock, open_snapshot, snapshot_env
+from paas.db import hold_key_lock, session_scope
+from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import DeployError, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
 from paas.procfile import parse_procfile

@@ -15,12 +15,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
 from paas.settings import Settings
 
-__all__ = ["make_engine", "migrate", "session_scope"]
+__all__ = ["hold_key_lock", "make_engine", "migrate", "session_scope"]
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -58,6 +58,19 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def hold_key_lock(session: Session, *, exclusive: bool = False) -> None:
+    """Begin the transaction holding the lock that orders encryption and key
+    rotation: whoever encrypts takes it shared, rotation takes it exclusive.
+
+    SQLite: every transaction starts ``BEGIN IMMEDIATE``, which serialises
+    writers anyway. PostgreSQL: a lock on ``app`` (ROW SHARE conflicts only
+    with EXCLUSIVE, so writers do not block each other).
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"LOCK TABLE app IN {'EXCLUSIVE' if exclusive else 'ROW SHARE'} MODE"))
 
 
 @contextmanager

@@ -5,7 +5,7 @@ Values are encrypted before they reach the database (paas.crypto) and are
 never logged, recorded in an event or put in an error message: errors name
 the key (or the .env line number), never the value.
 
-Writers take the key lock (:func:`hold_key_lock`) before they encrypt, and
+Writers take the key lock (:func:`paas.db.hold_key_lock`) before they encrypt, and
 key rotation holds it exclusively while it re-encrypts, so no value can be
 written under a key that rotation is about to drop.
 """
@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from dotenv.parser import parse_stream
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from paas import services
 from paas.crypto import KeyMaterial, Keyring, generate_keys, load_keys, write_keys
-from paas.db import session_scope
+from paas.db import hold_key_lock, session_scope
 from paas.errors import Conflict, InvalidInput, NotFound
 from paas.models import App, Deployment, EnvScope, EnvVar, utcnow
 from paas.schemas import (
@@ -45,7 +46,6 @@ __all__ = [
     "change_env",
     "encrypt_plain_webhook_secrets",
     "export_env",
-    "hold_key_lock",
     "import_env",
     "list_env",
     "open_snapshot",
@@ -61,18 +61,6 @@ BUILD_ARG_WARNING = (
     "{key} is passed to builds as a build arg: build args are visible to anyone who can "
     "read the image's history (docker history); keep credentials in run scope"
 )
-
-
-def hold_key_lock(session: Session) -> None:
-    """Begin the transaction holding the lock key rotation waits for.
-
-    SQLite: every transaction starts ``BEGIN IMMEDIATE`` (paas.db), which
-    serialises writers. PostgreSQL: a ROW SHARE lock on ``app``, which
-    conflicts only with rotation's EXCLUSIVE lock.
-    """
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("LOCK TABLE app IN ROW SHARE MODE"))
 
 
 def _app(session: Session, name: str) -> App:
@@ -165,8 +153,6 @@ def change_env(
         )
         if p
     )
-    from paas import services  # services imports the schemas this module shares
-
     services.record_event(session, actor=actor, action="env.change", app_name=name, detail=detail)
     job = services.request_release(session, app=app, actor=actor, trigger="env") if restart else None
     warnings = [
@@ -334,9 +320,7 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
     target = Keyring.from_material(new)
 
     with session_scope(engine) as session:
-        conn = session.connection()
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("LOCK TABLE app IN EXCLUSIVE MODE"))
+        hold_key_lock(session, exclusive=True)
         env_count = 0
         for row in session.exec(select(EnvVar)).all():
             row.value = opener.reencrypt(row.value, target)

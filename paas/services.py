@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from paas import queue
 from paas.crypto import Keyring
+from paas.db import hold_key_lock
 from paas.errors import Conflict, InvalidInput, NotFound
 from paas.github import decide_push
 from paas.models import ApiToken, App, Deployment, Event, Job, WebhookDelivery, utcnow
@@ -96,8 +97,6 @@ def list_apps(session: Session) -> list[App]:
 def create_app(session: Session, *, spec: AppCreate, actor: str, keyring: Keyring) -> tuple[App, str]:
     """Create the app; returns it with its webhook secret, in clear this once
     (the database holds it encrypted)."""
-    from paas.envvars import hold_key_lock
-
     hold_key_lock(session)
     if session.exec(select(App).where(App.name == spec.name)).first() is not None:
         raise Conflict(f"an app named {spec.name!r} already exists")

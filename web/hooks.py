@@ -8,6 +8,7 @@ changes nothing; an accepted push is only enqueued (the agent builds).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -74,74 +75,55 @@ async def github_webhook(
         body = await _read_body(request, settings.webhook_max_bytes)
     except _TooLarge:
         return _reply(413, f"body is over the {settings.webhook_max_bytes}-byte limit")
-    # Database work may wait for SQLite's write lock: keep it off the event loop.
-    return await run_in_threadpool(
-        _process,
-        request.app.state.engine,
-        request.app.state.keyring,
+    delivery = _Delivery(
         app_name=app_name,
         body=body,
         event=x_github_event,
         delivery=x_github_delivery,
         signature=x_hub_signature_256,
     )
+    # Database work may wait for SQLite's write lock: keep it off the event loop.
+    return await run_in_threadpool(_process, request.app.state.engine, request.app.state.keyring, delivery)
 
 
-def _process(
-    engine: Engine,
-    keyring: Keyring,
-    *,
-    app_name: str,
-    body: bytes,
-    event: str,
-    delivery: str,
-    signature: str | None,
-) -> JSONResponse:
+@dataclass(frozen=True)
+class _Delivery:
+    app_name: str
+    body: bytes
+    event: str
+    delivery: str
+    signature: str | None
+
+
+def _process(engine: Engine, keyring: Keyring, d: _Delivery) -> JSONResponse:
     try:
         with session_scope(engine) as session:
-            return _decide(
-                session,
-                keyring,
-                app_name=app_name,
-                body=body,
-                event=event,
-                delivery=delivery,
-                signature=signature,
-            )
+            return _decide(session, keyring, d)
     except IntegrityError:  # the same delivery id raced in twice; the first one won
         return _reply(200, "delivery already received", duplicate=True)
 
 
-def _decide(
-    session: Session,
-    keyring: Keyring,
-    *,
-    app_name: str,
-    body: bytes,
-    event: str,
-    delivery: str,
-    signature: str | None,
-) -> JSONResponse:
+def _decide(session: Session, keyring: Keyring, d: _Delivery) -> JSONResponse:
     """Check in order: app, signature, JSON, event. Rejections write nothing."""
     try:
-        app = services.get_app(session, app_name)
+        app = services.get_app(session, d.app_name)
     except NotFound as exc:
         return _reply(404, str(exc))
-    if not verify_signature(keyring.decrypt(app.webhook_secret), body, signature):
+    if not verify_signature(keyring.decrypt(app.webhook_secret), d.body, d.signature):
         return _reply(401, "missing or wrong X-Hub-Signature-256")
     try:
-        payload = json.loads(body)
+        payload = json.loads(d.body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return _reply(400, "body is not valid JSON (set the webhook content type to application/json)")
-    if not event:
+    if not d.event:
         return _reply(400, "missing X-GitHub-Event header")
     try:
         with session.begin_nested():  # a failure below undoes whatever it had written
             outcome = services.handle_github_event(
-                session, app=app, event=event, delivery_id=delivery, payload=payload
+                session, app=app, event=d.event, delivery_id=d.delivery, payload=payload
             )
     except ValueError as exc:
-        return _reply(400, f"malformed {event} payload: {exc}")
+        return _reply(400, f"malformed {d.event} payload: {exc}")
     except Conflict as exc:
         return _reply(409, str(exc))
     return JSONResponse(outcome.body, status_code=outcome.status_code)
