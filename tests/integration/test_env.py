@@ -215,6 +215,13 @@ def test_env_set_rolls_out_the_same_image_with_zero_failed_requests(
     assert v2["trigger"] == "env" and v2["image"] == v1["image"] and v2["commit"] == v1["commit"]
     assert "build" not in v2["timings"] and "fetch" not in v2["timings"]  # no rebuild
     assert "reusing image" in stack.release_log(APP, 2)
+    # each release keeps the env it ran with, encrypted: what a rollback will restore
+    agent = Keyring(stack.root / "keys", private=True)
+    for version, greeting in ((1, "hello-v1"), (2, "hello-v2")):
+        snapshot = {i["key"]: i for i in json.loads(_release_column(stack, version, "env"))}
+        assert snapshot["GREETING"]["value"].startswith("f1:")
+        assert agent.decrypt(snapshot["GREETING"]["value"]) == greeting
+        assert snapshot["CANARY_S1"]["secret"] and snapshot["CANARY_S1"]["value"].startswith("s1:")
     _report(
         f"env set → live (one change of 2 vars, CLI --wait): {took:.1f}s; "
         f"steps {v2['timings']}; {load.report.total} requests, 0 failed"
@@ -261,14 +268,19 @@ def test_keys_rotate_while_serving(stack: Stack, deployed: dict[str, Any]) -> No
     assert stack.wait_release(APP, latest + 1)["status"] == "succeeded"
 
 
-def _job_of(stack: Stack, version: int) -> int:
+def _release_column(stack: Stack, version: int, column: str) -> Any:
+    assert column in ("job_id", "env")
     with sqlite3.connect(stack.root / "data" / "paas.db") as db:
         row = db.execute(
-            "select d.job_id from deployment d join app a on a.id = d.app_id"
+            f"select d.{column} from deployment d join app a on a.id = d.app_id"  # noqa: S608
             " where a.name = ? and d.version = ?",
             (APP, version),
         ).fetchone()
-    return int(row[0])
+    return row[0]
+
+
+def _job_of(stack: Stack, version: int) -> int:
+    return int(_release_column(stack, version, "job_id"))
 
 
 def _report(line: str) -> None:

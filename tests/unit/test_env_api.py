@@ -246,6 +246,15 @@ def test_too_many_vars_is_refused(
     assert state(engine) == before
 
 
+def test_the_env_endpoints_are_in_the_openapi_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/api/v1/apps/{name}/env"]) == {"get", "patch"}
+    assert set(paths["/api/v1/apps/{name}/env/{key}"]) == {"delete"}
+    assert set(paths["/api/v1/apps/{name}/env/import"]) == {"post"}
+    assert set(paths["/api/v1/apps/{name}/env/export"]) == {"get"}
+    assert {"404", "422"} <= set(paths["/api/v1/apps/{name}/env"]["patch"]["responses"])
+
+
 def test_unset_one_with_delete(client: TestClient, auth: dict[str, str], shop: dict[str, Any]) -> None:
     patch(client, auth, {"set": [{"key": "A", "value": "1"}, {"key": "B", "value": "2"}]})
     r = client.delete("/api/v1/apps/shop/env/A", headers=auth)
