@@ -390,3 +390,18 @@ def test_rotation_reencrypts_everything_and_drops_the_old_keys(
         headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": sign(shop["webhook_secret"], body)},
     )
     assert r.status_code == 200, r.text
+
+
+def test_plain_webhook_secrets_from_before_encryption_are_encrypted_by_migrate(
+    engine: Engine, settings: Settings
+) -> None:
+    from paas.envvars import encrypt_plain_webhook_secrets
+
+    with session_scope(engine) as s:
+        s.add(App(name="old", repo_url=REPO, webhook_secret="plain-secret-from-0001"))
+    keyring = Keyring(settings.keys_dir, private=False)
+    assert encrypt_plain_webhook_secrets(engine, keyring) == 1
+    assert encrypt_plain_webhook_secrets(engine, keyring) == 0  # idempotent
+    with Session(engine) as s:
+        stored = s.exec(select(App)).one().webhook_secret
+    assert stored.startswith("f1:") and keyring.decrypt(stored) == "plain-secret-from-0001"
