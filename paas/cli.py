@@ -332,6 +332,7 @@ def apps_info(name: str, as_json: JsonOpt = False) -> None:
         "health_path",
         "current_version",
         "current_commit",
+        "env_staged",
         "webhook_url",
         "created_at",
     ):
