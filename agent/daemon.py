@@ -122,10 +122,14 @@ class Agent:
         assert job.id is not None
         state, error, dep_id = JobState.failed, "", None
         try:
-            if job.kind in (queue.DEPLOY, queue.RELEASE):
+            if job.kind in queue.CANCELLABLE:
                 result = self.pipeline.deploy(job)
                 dep_id = result.deployment_id
-                state, error = (JobState.done, "") if result.ok else (JobState.failed, result.error)
+                if result.ok:
+                    state, error = JobState.done, ""
+                else:
+                    state = JobState.cancelled if result.cancelled else JobState.failed
+                    error = result.error
             elif job.kind == queue.DELETE:
                 self.delete_app(job)
                 state = JobState.done

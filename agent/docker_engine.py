@@ -7,6 +7,7 @@ message is fit for a deployment log.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.utils import kwargs_from_env
 
 __all__ = ["ContainerInfo", "DockerEngine", "EngineError", "OneOffResult"]
 
@@ -36,8 +38,9 @@ class ContainerInfo:
 
 @dataclass(frozen=True)
 class OneOffResult:
-    exit_code: int | None  # None: killed on timeout
+    exit_code: int | None  # None: killed on timeout or cancel
     timed_out: bool
+    cancelled: bool = False
 
 
 class DockerEngine:
@@ -68,11 +71,36 @@ class DockerEngine:
         buildargs: dict[str, str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> str:
-        """Build ``context`` (honouring its .dockerignore); returns the image id."""
+        """Build ``context`` (honouring its .dockerignore); returns the image id.
+
+        A watcher thread drops the build's connection when ``should_stop``
+        says so or the timeout passes, even while a step prints nothing: the
+        engine cancels a build whose client went away.
+        """
+        api = docker.APIClient(version=self._client.api.api_version, timeout=timeout, **kwargs_from_env())
+        responses: list[Any] = []
+        api.hooks["response"].append(lambda response, *_a, **_k: responses.append(response))
+        stopped: list[str] = []
+        finished = threading.Event()
         started = time.monotonic()
+
+        def watch() -> None:
+            while not finished.wait(0.5):
+                if should_stop():
+                    stopped.append("build cancelled")
+                elif time.monotonic() - started > timeout:
+                    stopped.append(f"build took longer than {timeout}s")
+                else:
+                    continue
+                for response in responses:
+                    _drop_connection(response)
+                return
+
+        watcher = threading.Thread(target=watch, daemon=True, name=f"build-watch-{tag}")
+        watcher.start()
         image_id = ""
         try:
-            stream = self._client.api.build(
+            stream = api.build(
                 path=str(context),
                 dockerfile=dockerfile,
                 tag=tag,
@@ -96,12 +124,19 @@ class DockerEngine:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("ID"):
                     image_id = str(aux["ID"])
-                if time.monotonic() - started > timeout:
-                    raise EngineError(f"build took longer than {timeout}s")
-                if should_stop():
-                    raise EngineError("build cancelled")
-        except (APIError, DockerException) as exc:
-            raise EngineError(_explain(exc)) from exc
+        except Exception as exc:
+            if stopped:
+                raise EngineError(stopped[0]) from None
+            if isinstance(exc, EngineError):
+                raise
+            if isinstance(exc, (APIError, DockerException)):
+                raise EngineError(_explain(exc)) from exc
+            raise EngineError(f"the build stream broke: {type(exc).__name__}: {exc}") from exc
+        finally:
+            finished.set()
+            api.close()
+        if stopped:
+            raise EngineError(stopped[0])
         if not image_id:
             image_id = self.image_id(tag) or ""
         if not image_id:
@@ -173,8 +208,10 @@ class DockerEngine:
         timeout: float,
         on_line: LineSink,
         volumes: dict[str, dict[str, str]] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> OneOffResult:
-        """Run ``command`` in a fresh container, stream its output, remove it."""
+        """Run ``command`` in a fresh container, stream its output, remove it.
+        It is killed when ``timeout`` passes or ``should_stop`` says so."""
         try:
             self._ensure_volumes(volumes, labels)
             container = self._client.containers.create(
@@ -194,12 +231,19 @@ class DockerEngine:
                 target=_pump_logs, args=(container, on_line), daemon=True, name=f"logs-{name}"
             )
             reader.start()
-            try:
-                result = container.wait(timeout=timeout)
-            except Exception:  # noqa: BLE001  (requests' timeout types vary by version)
-                _quietly(lambda: container.kill())
-                reader.join(timeout=5)
-                return OneOffResult(exit_code=None, timed_out=True)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    result = container.wait(timeout=1)
+                    break
+                except DockerException:
+                    raise  # the engine answered: not a timeout
+                except Exception:  # noqa: BLE001  (requests' timeout types vary by version)
+                    cancelled = should_stop()
+                    if cancelled or time.monotonic() > deadline:
+                        _quietly(lambda: container.kill())
+                        reader.join(timeout=5)
+                        return OneOffResult(exit_code=None, timed_out=not cancelled, cancelled=cancelled)
             reader.join(timeout=10)
             return OneOffResult(exit_code=int(result.get("StatusCode", -1)), timed_out=False)
         except DockerException as exc:
@@ -365,3 +409,13 @@ def _quietly(
         action()
     except tuple(ignore):
         pass
+
+
+def _drop_connection(response: Any) -> None:
+    """Shut the socket under a streaming response, waking its reader (a plain
+    close would not interrupt a thread blocked in recv)."""
+    connection = getattr(getattr(response, "raw", None), "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        _quietly(lambda: sock.shutdown(socket.SHUT_RDWR), ignore=(OSError,))
+    _quietly(response.close, ignore=(Exception,))

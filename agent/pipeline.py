@@ -21,12 +21,12 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Engine, func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from agent.deploylog import DeployLog
 from agent.docker_engine import DockerEngine, EngineError
@@ -58,6 +58,11 @@ class DeployResult:
     deployment_id: int
     version: int
     error: str = ""
+    cancelled: bool = False
+
+
+class Cancelled(Exception):
+    """``paas cancel`` asked this deploy to stop."""
 
 
 @dataclass
@@ -67,6 +72,7 @@ class _Attempt:
     image: str | None = None
     containers: list[str] = field(default_factory=list)
     switched: bool = False
+    should_stop: Callable[[], bool] = lambda: False
 
 
 class Pipeline:
@@ -97,7 +103,8 @@ class Pipeline:
         """Run a deploy job (fetch and build a commit) or a release job (the
         live image again, with the app's current env)."""
         dep_id, version, app, env = self._new_deployment(job)
-        attempt = _Attempt()
+        assert job.id is not None
+        attempt = _Attempt(should_stop=self._cancel_probe(job.id))
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
         with DeployLog(self.settings.logs_dir / app.name / f"v{version}.log") as dlog:
             what = "releasing" if job.kind == queue.RELEASE else "deploying"
@@ -108,11 +115,18 @@ class Pipeline:
             dlog.line(f"{what} {app.name} v{version} ({about})")
             self._describe_env(env, dlog)
             try:
-                if job.kind == queue.RELEASE:
-                    self._run_release(app, dep_id, version, env, attempt, dlog)
+                if job.kind in (queue.RELEASE, queue.ROLLBACK):
+                    self._run_release(job, app, dep_id, version, env, attempt, dlog)
                 else:
                     self._run_steps(job, app, dep_id, version, env, build_dir, attempt, dlog)
             except Exception as exc:  # noqa: BLE001  (a bug must still fail cleanly)
+                if isinstance(exc, Cancelled) or (attempt.should_stop() and not attempt.switched):
+                    step = self._get(dep_id).step or "fetch"
+                    dlog.line(f"!!! cancelled during {step}")
+                    self._undo(attempt, dlog)
+                    self._finish(dep_id, DeploymentStatus.cancelled, error=f"{step}: cancelled on request")
+                    dlog.line(f"v{version} cancelled; the previous release keeps serving")
+                    return DeployResult(False, dep_id, version, "cancelled on request", cancelled=True)
                 if not isinstance(exc, DeployError):
                     log.exception("unexpected error deploying %s v%s", app.name, version)
                     exc = DeployError(self._get(dep_id).step or "fetch", f"internal error: {exc!r}")
@@ -139,7 +153,7 @@ class Pipeline:
         dlog: DeployLog,
     ) -> None:
         s = self.settings
-        with self._step(dep_id, "fetch", dlog):
+        with self._step(dep_id, "fetch", dlog, attempt=attempt):
             info = self.source.fetch(
                 app=app.name,
                 url=app.repo_url,
@@ -151,7 +165,7 @@ class Pipeline:
             self._update(dep_id, commit=info.sha, commit_message=info.message[:2000])
         context = build_dir / app.source_dir if app.source_dir else build_dir
         tag = image_tag(app.name, version)
-        with self._step(dep_id, "build", dlog):
+        with self._step(dep_id, "build", dlog, attempt=attempt):
             procfile = self._procfile(context)
             if not (context / app.dockerfile).is_file():
                 raise InvalidInput(
@@ -168,21 +182,35 @@ class Pipeline:
                 timeout=s.build_timeout,
                 network=s.build_network,
                 buildargs=env.build_args,
+                should_stop=attempt.should_stop,
             )
             self._update(dep_id, image=tag, procfile=procfile)
             plan = self._plan(app, dep_id, tag, procfile, env)
         self._roll_out(app, dep_id, version, plan, attempt, dlog)
 
     def _run_release(
-        self, app: App, dep_id: int, version: int, env: OpenedEnv, attempt: _Attempt, dlog: DeployLog
+        self,
+        job: Job,
+        app: App,
+        dep_id: int,
+        version: int,
+        env: OpenedEnv,
+        attempt: _Attempt,
+        dlog: DeployLog,
     ) -> None:
-        """The live release's image and Procfile with the current env: no fetch, no build."""
+        """An image already built (the live one, or a rollback's) with an env:
+        no fetch, no build."""
         dep = self._get(dep_id)
-        dlog.line(f"reusing image {dep.image} of the live release (no build)")
+        dlog.line(f"reusing image {dep.image} (no build)")
         if self.docker.image_id(dep.image) is None:
-            raise DeployError("release", f"image {dep.image} is gone: push or `paas deploy` to rebuild")
+            raise DeployError(
+                "release",
+                f"image {dep.image} is gone; rebuild its commit with "
+                f"`paas deploy {app.name} --commit {dep.commit[:12]}`",
+            )
         plan = self._plan(app, dep_id, dep.image, dep.procfile, env)
-        self._roll_out(app, dep_id, version, plan, attempt, dlog)
+        run_release = bool(job.payload.get("run_release", True))
+        self._roll_out(app, dep_id, version, plan, attempt, dlog, run_release=run_release)
 
     def _plan(
         self, app: App, dep_id: int, image: str, procfile: dict[str, str], env: OpenedEnv
@@ -201,14 +229,25 @@ class Pipeline:
         )
 
     def _roll_out(
-        self, app: App, dep_id: int, version: int, plan: ReleasePlan, attempt: _Attempt, dlog: DeployLog
+        self,
+        app: App,
+        dep_id: int,
+        version: int,
+        plan: ReleasePlan,
+        attempt: _Attempt,
+        dlog: DeployLog,
+        *,
+        run_release: bool = True,
     ) -> None:
         """release → start → health → switch → retire, shared by deploys and releases."""
         s = self.settings
-        with self._step(dep_id, "release", dlog):
-            self._release(plan, attempt, dlog)
+        with self._step(dep_id, "release", dlog, attempt=attempt):
+            if run_release:
+                self._release(plan, attempt, dlog)
+            else:
+                dlog.line("release command not run (a rollback or restart; --run-release runs it)")
 
-        with self._step(dep_id, "start", dlog):
+        with self._step(dep_id, "start", dlog, attempt=attempt):
             plan = self._start(plan, attempt, dlog)
             self._update(
                 dep_id,
@@ -217,10 +256,10 @@ class Pipeline:
                 containers=[plan.container_name],
             )
 
-        with self._step(dep_id, "health", dlog):
-            self._health(app, plan, dlog)
+        with self._step(dep_id, "health", dlog, attempt=attempt):
+            self._health(app, plan, dlog, attempt.should_stop)
 
-        with self._step(dep_id, "switch", dlog):
+        with self._step(dep_id, "switch", dlog, attempt=attempt):
             spec = app_site(s, app=app.name, version=version, upstreams=(plan.upstream,))
             before = self.nginx.current(app.name)
             self.nginx.apply(app.name, render_site(spec, s))
@@ -282,8 +321,11 @@ class Pipeline:
             volumes=plan.volumes,
             timeout=self.settings.release_timeout,
             on_line=lambda line: dlog.line(f"  | {line}"),
+            should_stop=attempt.should_stop,
         )
         attempt.containers.remove(plan.release_container_name)  # run_once removed it
+        if result.cancelled:
+            raise Cancelled("release")
         if result.timed_out:
             raise RuntimeError(f"release command timed out after {self.settings.release_timeout}s")
         if result.exit_code != 0:
@@ -337,7 +379,7 @@ class Pipeline:
             return port
         raise RuntimeError(f"no free port in {s.port_range_start}-{s.port_range_end}")
 
-    def _health(self, app: App, plan: ReleasePlan, dlog: DeployLog) -> None:
+    def _health(self, app: App, plan: ReleasePlan, dlog: DeployLog, should_stop: Callable[[], bool]) -> None:
         check = HealthCheck(
             host=plan.host_ip,
             port=plan.host_port,
@@ -348,6 +390,8 @@ class Pipeline:
         )
 
         def alive() -> str | None:
+            if should_stop():
+                raise Cancelled("health")
             info = self.docker.container(plan.container_name)
             if info is None:
                 return "the container is gone"
@@ -404,9 +448,21 @@ class Pipeline:
         for image_id, tags, labels in self.docker.images(owned(self.instance, app)):
             if labels.get("paas.deployment") in keep_ids or keep_tags.intersection(tags):
                 continue
-            for ref in tags or [image_id]:
-                if self.docker.remove_image(ref) and dlog:
+            removed = [ref for ref in tags or [image_id] if self.docker.remove_image(ref)]
+            if removed:
+                self._mark_pruned(app_row.id, removed)
+            for ref in removed:
+                if dlog:
                     dlog.line(f"removed old image {ref}")
+
+    def _mark_pruned(self, app_id: int | None, refs: list[str]) -> None:
+        """Releases naming a removed image can no longer be rolled back to."""
+        with session_scope(self.db) as session:
+            for dep in session.exec(
+                select(Deployment).where(Deployment.app_id == app_id, col(Deployment.image).in_(refs))
+            ).all():
+                dep.image_pruned = True
+                session.add(dep)
 
     def _undo(self, attempt: _Attempt, dlog: DeployLog) -> None:
         if attempt.switched:
@@ -427,7 +483,11 @@ class Pipeline:
     # bookkeeping -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _step(self, dep_id: int, name: str, dlog: DeployLog, *, fatal: bool = True) -> Iterator[None]:
+    def _step(
+        self, dep_id: int, name: str, dlog: DeployLog, *, fatal: bool = True, attempt: _Attempt | None = None
+    ) -> Iterator[None]:
+        if attempt is not None and attempt.should_stop():
+            raise Cancelled(name)
         self._update(dep_id, step=name)
         dlog.line(f"==> {name}")
         started = time.monotonic()
@@ -447,6 +507,21 @@ class Pipeline:
         elapsed = time.monotonic() - started
         self._record_timing(dep_id, name, elapsed)
         dlog.line(f"<== {name} ok in {elapsed:.2f}s")
+
+    def _cancel_probe(self, job_id: int) -> Callable[[], bool]:
+        """Whether ``paas cancel`` asked this job to stop; reads the database
+        at most twice a second, and stays true once it has seen the request."""
+        seen = {"at": float("-inf"), "cancel": False}
+
+        def probe() -> bool:
+            if not seen["cancel"] and time.monotonic() - float(seen["at"]) >= 0.5:
+                seen["at"] = time.monotonic()
+                with session_scope(self.db) as session:
+                    row = session.get(Job, job_id)
+                    seen["cancel"] = bool(row is not None and row.cancel_requested)
+            return bool(seen["cancel"])
+
+        return probe
 
     def _new_deployment(self, job: Job) -> tuple[int, int, App, OpenedEnv]:
         """Create vN with the app's env snapshot, opened in the same transaction
@@ -472,14 +547,16 @@ class Pipeline:
                 env=snapshot,
                 env_version=app.env_version,
             )
-            if job.kind == queue.RELEASE:
-                base = (
-                    session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
-                )
-                if base is None:
-                    raise DeployError("release", f"app {app.name!r} has no live release to reuse")
+            if job.kind in (queue.RELEASE, queue.ROLLBACK):
+                base = self._base_release(session, app, job)
                 dep.ref, dep.commit, dep.commit_message = base.ref, base.commit, base.commit_message
                 dep.image, dep.procfile = base.image, dict(base.procfile)
+                if "source_version" in job.payload:  # rollback or restart: that release's own env
+                    snapshot = list(base.env)
+                    dep.env = snapshot
+                    dep.env_version = int(job.payload.get("env_version", base.env_version))
+                if job.kind == queue.ROLLBACK:
+                    dep.rollback_of = base.version
             session.add(dep)
             session.flush()
             row = session.get(Job, job.id)
@@ -490,6 +567,21 @@ class Pipeline:
             env = open_snapshot(snapshot, self.keyring)
             session.expunge(app)
             return dep.id, dep.version, app, env
+
+    @staticmethod
+    def _base_release(session: Session, app: App, job: Job) -> Deployment:
+        """The release whose image (and, for a rollback, env) a release job reuses."""
+        source = job.payload.get("source_version")
+        if source is None:
+            base = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+        else:
+            base = session.exec(
+                select(Deployment).where(Deployment.app_id == app.id, Deployment.version == int(source))
+            ).first()
+        if base is None or not base.image:
+            what = f"v{source}" if source is not None else "a live release"
+            raise DeployError("release", f"app {app.name!r} has no {what} to reuse")
+        return base
 
     def _get(self, dep_id: int) -> Deployment:
         with session_scope(self.db) as session:

@@ -361,23 +361,102 @@ def apps_delete(
 def deploy(
     name: str,
     ref: Annotated[str | None, typer.Option(help="Branch to deploy (default: the app's).")] = None,
+    commit: Annotated[str | None, typer.Option(help="A commit id to deploy instead of the head.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the deploy to finish.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Deploy the head of the app's branch."""
+    """Deploy the head of the app's branch (this also unpins a pinned app)."""
     client = _client()
-    job = client.request("POST", f"/apps/{name}/deploy", json={"ref": ref})
+    job = client.request("POST", f"/apps/{name}/deploy", json={"ref": ref, "commit": commit})
+    _finish_release(client, name, job, wait=wait, as_json=as_json, what="deploy")
+
+
+QuickWait = Annotated[bool, typer.Option(help="Wait until the new release is live (no build: seconds).")]
+
+
+def _finish_release(
+    client: ApiClient, name: str, job: dict[str, Any], *, wait: bool, as_json: bool, what: str
+) -> None:
     if wait:
         job = _wait_for_job(client, job["id"], lambda j: err.print(f"  {j['state']}…", highlight=False))
     if as_json:
         _print_json(job)
-        return
-    if not wait:
-        typer.echo(f"deploy queued (job {job['id']})")
+    elif not wait:
+        typer.echo(f"{what} queued (job {job['id']})")
     elif job["state"] == "done":
         typer.echo(f"{name} v{job['version']} is live")
     else:
-        _fail(f"deploy {job['state']}: {job['error']}")
+        _fail(f"{what} {job['state']}: {job['error']}")
+
+
+def _version(text: str) -> int:
+    digits = text.removeprefix("v")
+    if not digits.isdigit() or int(digits) < 1:
+        _fail(f"--to takes a version such as v3, not {text!r}")
+    return int(digits)
+
+
+@app.command()
+def rollback(
+    name: str,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The version to bring back, e.g. v3 (default: the previous).")
+    ] = None,
+    run_release: Annotated[bool, typer.Option(help="Run the release command (migrations) again.")] = False,
+    wait: QuickWait = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring back an earlier release, code and env, as a new release; pins the app."""
+    client = _client()
+    body = {"to": _version(to) if to else None, "run_release": run_release}
+    result = client.request("POST", f"/apps/{name}/rollback", json=body)
+    for warning in result["warnings"]:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if not as_json:
+        typer.echo(f"rolling {name} back to v{result['target_version']} (its image and env, no build)")
+    _finish_release(client, name, result["job"], wait=wait, as_json=as_json, what="rollback")
+    if not as_json:
+        typer.echo(
+            f"{name} is pinned: pushes are recorded, not deployed, until "
+            f"`paas unpin {name}` or `paas deploy {name}`"
+        )
+
+
+@app.command()
+def unpin(name: str, as_json: JsonOpt = False) -> None:
+    """Let pushes deploy again after a rollback."""
+    client = _client()
+    before = client.request("GET", f"/apps/{name}")
+    info = client.request("POST", f"/apps/{name}/unpin")
+    if as_json:
+        _print_json(info)
+        return
+    waiting = before["pending_pushes"]
+    latest = f" (latest {before['pending_commit'][:12]})" if before["pending_commit"] else ""
+    typer.echo(f"{name} unpinned; {waiting} push(es) were waiting{latest}")
+    if waiting:
+        typer.echo(f"the next push deploys; `paas deploy {name}` deploys the branch head now")
+
+
+@app.command()
+def restart(name: str, wait: QuickWait = True, as_json: JsonOpt = False) -> None:
+    """Replace the live release's containers, with no downtime (same image, same env)."""
+    client = _client()
+    job = client.request("POST", f"/apps/{name}/restart")
+    _finish_release(client, name, job, wait=wait, as_json=as_json, what="restart")
+
+
+@app.command()
+def cancel(name: str, as_json: JsonOpt = False) -> None:
+    """Cancel the app's running or queued deploy; the live release keeps serving."""
+    job = _client().request("POST", f"/apps/{name}/cancel")
+    if as_json:
+        _print_json(job)
+    elif job["state"] == "cancelled":
+        typer.echo(f"cancelled queued job {job['id']} ({job['kind']})")
+    else:
+        version = f" v{job['version']}" if job["version"] else ""
+        typer.echo(f"cancelling job {job['id']} ({job['kind']}{version}); the live release keeps serving")
 
 
 def _wait_for_job(

@@ -48,6 +48,10 @@ class App(SQLModel, table=True):
     data_path: str | None = Field(default=None, max_length=500)  # mount a persistent volume here
     webhook_secret: str = Field(sa_column=Column(Text, nullable=False))  # encrypted (paas.crypto)
     env_version: int = 0  # bumped by every env change; a release records the one it ran with
+    # after a rollback, pushes are recorded but not deployed until `paas unpin` or `paas deploy`
+    pinned: bool = False
+    pending_pushes: int = 0
+    pending_commit: str = Field(default="", max_length=64)
     state: str = Field(default="active", max_length=20)  # active | deleting
     current_deployment_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -57,6 +61,7 @@ class DeploymentStatus(enum.StrEnum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
 
 
 class Deployment(SQLModel, table=True):
@@ -85,6 +90,8 @@ class Deployment(SQLModel, table=True):
     # the env this release runs with: [{key, scope, secret, value}] with values still encrypted
     env: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     env_version: int = 0
+    rollback_of: int | None = None  # the version this release brought back
+    image_pruned: bool = False  # retention removed the image: it cannot be rolled back to
     job_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
@@ -118,6 +125,7 @@ class JobState(enum.StrEnum):
     done = "done"
     failed = "failed"
     superseded = "superseded"
+    cancelled = "cancelled"
 
 
 class Job(SQLModel, table=True):
@@ -145,6 +153,7 @@ class Job(SQLModel, table=True):
     lease_owner: str = Field(default="", max_length=100)
     lease_expires_at: datetime | None = None
     error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    cancel_requested: bool = False
     deployment_id: int | None = None
     superseded_by: int | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -1,8 +1,8 @@
 """The durable job queue, in the database.
 
-- ``enqueue`` adds a job; a new deploy job for an app supersedes that app's
-  deploy and release jobs still queued, so a burst of pushes deploys only the
-  newest. A release (the live image with changed env) supersedes queued
+- ``enqueue`` adds a job; a new deploy or rollback job for an app supersedes
+  that app's deploy, release and rollback jobs still queued, so a burst of
+  pushes deploys only the newest. A release (the live image with changed env) supersedes queued
   releases, and is not queued at all behind a queued deploy, which will
   pick up the same env.
 - ``claim`` takes the oldest queued job whose app has no running job, and
@@ -30,10 +30,14 @@ from paas.models import App, Job, JobState, utcnow
 __all__ = ["claim", "enqueue", "finish", "heartbeat", "recover_expired"]
 
 DEPLOY = "deploy"
-RELEASE = "release"
+RELEASE = "release"  # the live image again: an env change or a restart
+ROLLBACK = "rollback"  # an earlier release's image and env
 DELETE = "delete"
 
-_SUPERSEDES = {DEPLOY: (DEPLOY, RELEASE), RELEASE: (RELEASE,)}
+CANCELLABLE = (DEPLOY, RELEASE, ROLLBACK)
+# the newest intent wins over what is still queued; an env release queued
+# behind a rollback stays (it applies on top of the rolled-back env)
+_SUPERSEDES = {DEPLOY: CANCELLABLE, ROLLBACK: CANCELLABLE, RELEASE: (RELEASE,)}
 
 
 def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | None = None) -> Job:

@@ -28,6 +28,8 @@ __all__ = [
     "EnvSet",
     "EnvVarPublic",
     "JobPublic",
+    "RollbackRequest",
+    "RollbackResult",
 ]
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
@@ -174,6 +176,9 @@ class AppPublic(BaseModel):
     current_version: int | None = None
     current_commit: str | None = None
     env_staged: bool = False  # env changed since the live release; applies at the next deploy
+    pinned: bool = False  # after a rollback: pushes are recorded, not deployed
+    pending_pushes: int = 0
+    pending_commit: str = ""
     created_at: datetime
 
 
@@ -187,6 +192,9 @@ class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ref: str | None = None
+    commit: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{7,40}$", description="A commit id on the branch"
+    )
 
     @field_validator("ref")
     @classmethod
@@ -207,6 +215,9 @@ class DeploymentPublic(BaseModel):
     step: str
     error: str
     image: str
+    rollback_of: int | None = None
+    image_pruned: bool = False
+    job_id: int | None = None
     timings: dict[str, float]
     created_at: datetime
     finished_at: datetime | None
@@ -221,12 +232,28 @@ class JobPublic(BaseModel):
     app_name: str
     state: str
     error: str
+    cancel_requested: bool = False
     deployment_id: int | None
     superseded_by: int | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     version: int | None = None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: int | None = Field(
+        default=None, ge=1, description="The version to bring back; default: the previous one"
+    )
+    run_release: bool = Field(default=False, description="Run the release command (e.g. migrations) again")
+
+
+class RollbackResult(BaseModel):
+    job: JobPublic
+    target_version: int
+    warnings: list[str]
 
 
 # env vars -------------------------------------------------------------------------

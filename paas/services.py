@@ -20,7 +20,18 @@ from paas.crypto import Keyring
 from paas.db import hold_key_lock
 from paas.errors import Conflict, InvalidInput, NotFound
 from paas.github import decide_push
-from paas.models import ApiToken, App, Deployment, Event, Job, WebhookDelivery, utcnow
+from paas.models import (
+    ApiToken,
+    App,
+    Deployment,
+    DeploymentStatus,
+    EnvVar,
+    Event,
+    Job,
+    JobState,
+    WebhookDelivery,
+    utcnow,
+)
 from paas.schemas import AppCreate, AppPublic, AppUpdate, DeploymentPublic, JobPublic
 from paas.settings import Settings
 
@@ -38,7 +49,11 @@ __all__ = [
     "record_event",
     "request_delete",
     "request_deploy",
+    "request_cancel",
     "request_release",
+    "request_restart",
+    "request_rollback",
+    "unpin",
     "update_app",
 ]
 
@@ -159,6 +174,8 @@ def request_deploy(
 ) -> Job:
     if app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
+    if trigger != "push" and app.pinned:  # a deploy by hand is the way back from a rollback
+        unpin(session, app=app, actor=actor)
     payload: dict[str, Any] = {
         "ref": ref or f"refs/heads/{app.branch}",
         "commit": commit,
@@ -177,14 +194,144 @@ def request_deploy(
     return job
 
 
-def request_release(session: Session, *, app: App, actor: str, trigger: str) -> Job:
-    """A new release of the live image with the app's current env (no build)."""
+def _live(session: Session, app: App) -> Deployment:
     if app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
-    if not app.current_deployment_id:
+    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    if current is None:
         raise Conflict(f"app {app.name!r} has no live release yet: deploy it first")
+    return current
+
+
+def request_release(session: Session, *, app: App, actor: str, trigger: str) -> Job:
+    """A new release of the live image with the app's current env (no build)."""
+    _live(session, app)
     job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload={"trigger": trigger, "actor": actor})
     record_event(session, actor=actor, action="release.request", app_name=app.name, detail=trigger)
+    return job
+
+
+def request_restart(session: Session, *, app: App, actor: str) -> Job:
+    """New containers for the live release (same image, same env), rotated in
+    with the zero-downtime switch; staged env changes stay staged."""
+    current = _live(session, app)
+    payload = {"trigger": "restart", "actor": actor, "source_version": current.version, "run_release": False}
+    job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
+    record_event(session, actor=actor, action="app.restart", app_name=app.name, detail=f"v{current.version}")
+    return job
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    job: Job
+    target: Deployment
+    warnings: list[str]
+
+
+def request_rollback(
+    session: Session, *, app: App, actor: str, to: int | None = None, run_release: bool = False
+) -> RollbackPlan:
+    """Bring back release ``to`` (default: the newest successful one before
+    the live one) as a new release: its image and its env, no build.
+
+    The app's env vars are set back to that release's at once (ciphertexts
+    copied as they are), and the app is pinned so that pushes wait.
+    """
+    hold_key_lock(session)
+    current = _live(session, app)
+    succeeded = select(Deployment).where(
+        Deployment.app_id == app.id, Deployment.status == DeploymentStatus.succeeded
+    )
+    if to is None:
+        target = session.exec(
+            succeeded.where(Deployment.version < current.version).order_by(col(Deployment.version).desc())
+        ).first()
+        if target is None:
+            raise Conflict(f"{app.name} has no successful release before v{current.version} to roll back to")
+    else:
+        target = session.exec(
+            select(Deployment).where(Deployment.app_id == app.id, Deployment.version == to)
+        ).first()
+        if target is None:
+            raise NotFound(f"{app.name} has no release v{to}")
+        if target.status != DeploymentStatus.succeeded:
+            raise Conflict(
+                f"v{to} of {app.name} never went live ({target.status}): only live releases come back"
+            )
+        if target.id == current.id:
+            raise Conflict(f"v{to} is already live")
+    if target.image_pruned or not target.image:
+        raise Conflict(
+            f"the image of v{target.version} was removed by retention (PAAS_KEEP_RELEASES); rebuild "
+            f"its commit with `paas deploy {app.name} --commit {target.commit[:12]}`"
+        )
+    rows = {r.key: r for r in session.exec(select(EnvVar).where(EnvVar.app_id == app.id)).all()}
+    for key, row in rows.items():
+        if key not in {item["key"] for item in target.env}:
+            session.delete(row)
+    now = utcnow()
+    for item in target.env:
+        row = rows.get(item["key"]) or EnvVar(app_id=app.id, key=item["key"], value="")  # type: ignore[arg-type]
+        row.value, row.secret, row.scope = item["value"], item["secret"], item["scope"]
+        row.updated_at, row.updated_by = now, f"{actor} (rollback to v{target.version})"
+        session.add(row)
+    app.env_version += 1
+    app.pinned = True
+    session.add(app)
+    payload = {
+        "trigger": f"rollback of v{target.version}",
+        "actor": actor,
+        "source_version": target.version,
+        "run_release": run_release,
+        "env_version": app.env_version,  # the rolled-back env is the app's env now
+    }
+    job = queue.enqueue(session, kind=queue.ROLLBACK, app=app, payload=payload)
+    record_event(
+        session,
+        actor=actor,
+        action="app.rollback",
+        app_name=app.name,
+        detail=f"v{current.version} -> v{target.version} (code and env); pinned",
+    )
+    warnings = ["database migrations are not undone: the old code runs against today's schema"]
+    if not run_release:
+        warnings.append("the release command did not run (pass --run-release to run it)")
+    return RollbackPlan(job=job, target=target, warnings=warnings)
+
+
+def unpin(session: Session, *, app: App, actor: str) -> App:
+    """Let pushes deploy again (the waiting ones are not replayed: deploy to catch up)."""
+    if not app.pinned:
+        raise Conflict(f"{app.name} is not pinned")
+    waiting = app.pending_pushes
+    app.pinned, app.pending_pushes, app.pending_commit = False, 0, ""
+    session.add(app)
+    record_event(
+        session, actor=actor, action="app.unpin", app_name=app.name, detail=f"{waiting} push(es) were waiting"
+    )
+    return app
+
+
+def request_cancel(session: Session, *, app: App, actor: str) -> Job:
+    """Cancel the app's queued or running deploy, release or rollback. A
+    running one stops within seconds unless it has already switched nginx."""
+    job = session.exec(
+        select(Job)
+        .where(
+            Job.app_id == app.id,
+            col(Job.kind).in_(queue.CANCELLABLE),
+            col(Job.state).in_((JobState.running, JobState.queued)),
+        )
+        .order_by(col(Job.state) == JobState.queued, col(Job.id))  # the running one first
+    ).first()
+    if job is None:
+        raise Conflict(f"{app.name} has no deploy running or queued")
+    if job.state == JobState.queued:
+        job.state, job.finished_at, job.error = JobState.cancelled, utcnow(), f"cancelled by {actor}"
+    else:
+        job.cancel_requested = True
+    session.add(job)
+    record_event(session, actor=actor, action="deploy.cancel", app_name=app.name, detail=f"job {job.id}")
     return job
 
 
@@ -268,7 +415,21 @@ def handle_github_event(
         outcome = WebhookOutcome(200, {"ok": True, "detail": "pong"})
     elif event == "push":
         decision = decide_push(payload, branch=app.branch)
-        if decision.deploy:
+        if decision.deploy and app.pinned:
+            app.pending_pushes += 1
+            app.pending_commit = decision.commit[:64]
+            session.add(app)
+            outcome = WebhookOutcome(
+                200,
+                {
+                    "queued": False,
+                    "pinned": True,
+                    "detail": f"{app.name} is pinned after a rollback: push recorded, not deployed "
+                    f"({app.pending_pushes} waiting); `paas unpin {app.name}` or "
+                    f"`paas deploy {app.name}` resumes",
+                },
+            )
+        elif decision.deploy:
             job = request_deploy(
                 session,
                 app=app,

@@ -21,6 +21,8 @@ from paas.schemas import (
     EnvImport,
     EnvVarPublic,
     JobPublic,
+    RollbackRequest,
+    RollbackResult,
     check_env_key,
 )
 from web.deps import CurrentToken, KeyringDep, SessionDep, SettingsDep, actor
@@ -95,7 +97,71 @@ def delete_app(name: str, session: SessionDep, token: CurrentToken) -> JobPublic
 def deploy(name: str, body: DeployRequest, session: SessionDep, token: CurrentToken) -> JobPublic:
     app = services.get_app(session, name)
     ref = f"refs/heads/{body.ref}" if body.ref else None
-    job = services.request_deploy(session, app=app, actor=actor(token), trigger="manual", ref=ref)
+    job = services.request_deploy(
+        session, app=app, actor=actor(token), trigger="manual", ref=ref, commit=body.commit or ""
+    )
+    return services.job_public(session, job)
+
+
+@router.post(
+    "/apps/{name}/rollback",
+    response_model=RollbackResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Bring back an earlier release: its image and its env, no build",
+    description=(
+        "Creates a new release (trigger `rollback of vK`) from release vK's image and env snapshot, "
+        "with the same health check and zero-downtime switch as a deploy. The app's env vars are "
+        "set back to vK's and the app is pinned: pushes are recorded but not deployed until "
+        "`POST /apps/{name}/unpin` or a manual deploy. Database migrations are not undone."
+    ),
+    responses={
+        404: {"description": "No such app or version"},
+        409: {"description": "Nothing live, the version never went live or is live, or its image was pruned"},
+    },
+)
+def rollback(name: str, body: RollbackRequest, session: SessionDep, token: CurrentToken) -> RollbackResult:
+    app = services.get_app(session, name)
+    plan = services.request_rollback(
+        session, app=app, actor=actor(token), to=body.to, run_release=body.run_release
+    )
+    return RollbackResult(
+        job=services.job_public(session, plan.job), target_version=plan.target.version, warnings=plan.warnings
+    )
+
+
+@router.post(
+    "/apps/{name}/unpin",
+    response_model=AppPublic,
+    summary="Let pushes deploy again after a rollback",
+    responses={404: ERRORS[404], 409: {"description": "The app is not pinned"}},
+)
+def unpin(name: str, session: SessionDep, settings: SettingsDep, token: CurrentToken) -> AppPublic:
+    app = services.unpin(session, app=services.get_app(session, name), actor=actor(token))
+    return services.app_public(session, app=app, settings=settings)
+
+
+@router.post(
+    "/apps/{name}/restart",
+    response_model=JobPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Replace the live release's containers with new ones, with no downtime",
+    responses={404: ERRORS[404], 409: {"description": "Nothing live, or the app is being deleted"}},
+)
+def restart(name: str, session: SessionDep, token: CurrentToken) -> JobPublic:
+    job = services.request_restart(session, app=services.get_app(session, name), actor=actor(token))
+    return services.job_public(session, job)
+
+
+@router.post(
+    "/apps/{name}/cancel",
+    response_model=JobPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Cancel the app's running or queued deploy, release or rollback",
+    description="A running one stops within seconds and the live release keeps serving.",
+    responses={404: ERRORS[404], 409: {"description": "Nothing to cancel"}},
+)
+def cancel(name: str, session: SessionDep, token: CurrentToken) -> JobPublic:
+    job = services.request_cancel(session, app=services.get_app(session, name), actor=actor(token))
     return services.job_public(session, job)
 
 

@@ -122,15 +122,29 @@ class Stack:
         self.token = ""
         self.log_path = root / "paas-up.log"
 
-    def paas(self, *args: str, check: bool = True, token: bool = True) -> subprocess.CompletedProcess[str]:
+    def _client_env(self, token: bool = True) -> dict[str, str]:
         env = dict(self.env)
         if token and self.token:
             env["PAAS_URL"] = f"http://{LOOPBACK}:{self.web_port}"
             env["PAAS_TOKEN"] = self.token
         env["HOME"] = str(self.root / "home")
+        return env
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """Start a `paas` client command without waiting for it."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "paas", *args],
+            env=self._client_env(),
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def paas(self, *args: str, check: bool = True, token: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "paas", *args],
-            env=env,
+            env=self._client_env(token),
             cwd=self.root,
             capture_output=True,
             text=True,

@@ -1,0 +1,217 @@
+"""Rollback and cancel for real: three releases with different code and env,
+`paas rollback` brings back code *and* env with zero failed requests and no
+build, pushes wait while pinned, a long build is cancelled within seconds,
+and rollback still works after the agent restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.integration.harness import GitRemote, LoadClient, Stack
+
+pytestmark = pytest.mark.integration
+
+APP = f"roll{os.getpid() % 100000}"
+
+DOCKERFILE = """\
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
+"""
+
+SLOW_DOCKERFILE = DOCKERFILE.replace("COPY . .", "RUN echo building slowly && sleep 300\nCOPY . .")
+
+MAIN = """\
+import os
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def root():
+    return {{"version": "{code}/" + os.environ.get("GREETING", "")}}
+
+
+@app.get("/healthz")
+def healthz():
+    return {{"ok": True}}
+"""
+
+
+def files(code: str, dockerfile: str = DOCKERFILE) -> dict[str, str]:
+    return {
+        "Dockerfile": dockerfile,
+        "requirements.txt": "fastapi>=0.110,<1\nuvicorn>=0.29,<1\n",
+        "main.py": MAIN.format(code=code),
+    }
+
+
+def served(stack: Stack) -> str:
+    return str(stack.get_app(APP).json()["version"])
+
+
+def latest(stack: Stack) -> dict[str, Any]:
+    return dict(stack.api("GET", f"/apps/{APP}/releases").json()[0])
+
+
+@pytest.fixture(scope="module")
+def three(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """v1, v2, v3: each with its own code and its own GREETING."""
+    repo = GitRemote(tmp_path_factory.mktemp("git-roll"))
+    created = json.loads(
+        stack.paas(
+            "apps", "create", APP, "--repo", str(repo.bare), "--health-path", "/healthz", "--json"
+        ).stdout
+    )
+    for n in (1, 2, 3):
+        stack.paas("env", "set", APP, f"GREETING=g{n}", "--no-restart")
+        payload = repo.commit(files(f"c{n}"), f"release {n}")
+        assert stack.webhook(APP, created["webhook_secret"], payload).status_code == 202
+        assert stack.wait_release(APP, n)["status"] == "succeeded", stack.release_log(APP, n)
+    assert served(stack) == "c3/g3"
+    return {"repo": repo, "secret": created["webhook_secret"]}
+
+
+def rollback_timed(stack: Stack, *args: str, expect: str) -> dict[str, Any]:
+    """Run `paas rollback`, time command → new version served, wait for the CLI."""
+    started = time.monotonic()
+    proc = stack.spawn("rollback", APP, *args)
+    live = None
+    deadline = started + 120
+    while live is None and time.monotonic() < deadline:
+        if served(stack) == expect:
+            live = time.monotonic() - started
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert live is not None, f"{expect} never served"
+    return {"live_s": live, "stdout": out, "stderr": err, "release": latest(stack)}
+
+
+def test_rollback_brings_back_code_and_env_with_zero_failed_requests(
+    stack: Stack, three: dict[str, Any]
+) -> None:
+    results = []
+    with LoadClient(stack.nginx.port, f"{APP}.{stack.domain}") as load:
+        time.sleep(0.5)
+        first = rollback_timed(stack, expect="c2/g2")  # the previous release, v2
+        results.append(first)
+        second = rollback_timed(stack, "--to", "v1", expect="c1/g1")
+        results.append(second)
+        time.sleep(0.5)
+    assert load.report.failures == [], load.report.failures[:5]
+    assert load.report.versions.get("c2/g2", 0) > 0
+
+    assert "migrations are not undone" in first["stderr"] and "pinned" in first["stdout"]
+    for result, target in ((first, 2), (second, 1)):
+        rel = result["release"]
+        assert rel["trigger"] == f"rollback of v{target}" and rel["rollback_of"] == target
+        assert rel["image"] == f"paas/{APP}:v{target}" and rel["status"] == "succeeded"
+        assert "build" not in rel["timings"] and "fetch" not in rel["timings"]
+        log = stack.release_log(APP, rel["version"])
+        assert f"reusing image paas/{APP}:v{target}" in log and "release command not run" in log
+    env = {v["key"]: v["value"] for v in stack.api("GET", f"/apps/{APP}/env").json()}
+    assert env["GREETING"] == "g1"  # the app's env is v1's again
+
+    lines = []
+    for r in results:
+        timings = r["release"]["timings"]
+        health = timings.get("health", 0.0)
+        lines.append(
+            f"rollback to v{r['release']['rollback_of']} → served: {r['live_s']:.2f}s "
+            f"(health {health:.2f}s, overhead {r['live_s'] - health:.2f}s); steps {timings}"
+        )
+    _report(
+        lines + [f"{load.report.total} requests during two rollbacks, {len(load.report.failures)} failed"]
+    )
+
+
+def test_a_pinned_app_records_pushes_until_unpinned(stack: Stack, three: dict[str, Any]) -> None:
+    before = latest(stack)["version"]
+    payload = three["repo"].commit(files("c4"), "while pinned")
+    r = stack.webhook(APP, three["secret"], payload)
+    assert r.status_code == 200 and r.json()["pinned"] is True
+    time.sleep(2)
+    assert latest(stack)["version"] == before and served(stack) == "c1/g1"
+    info = stack.api("GET", f"/apps/{APP}").json()
+    assert info["pinned"] and info["pending_pushes"] == 1 and info["pending_commit"] == payload["after"]
+    out = stack.paas("unpin", APP).stdout
+    assert "1 push(es) were waiting" in out
+    assert stack.api("GET", f"/apps/{APP}").json()["pinned"] is False
+
+
+def test_cancel_stops_a_long_build_and_the_old_release_serves(stack: Stack, three: dict[str, Any]) -> None:
+    before = served(stack)
+    with LoadClient(stack.nginx.port, f"{APP}.{stack.domain}") as load:
+        payload = three["repo"].commit(files("slow", SLOW_DOCKERFILE), "a slow build")
+        assert stack.webhook(APP, three["secret"], payload).status_code == 202
+        deadline = time.monotonic() + 120
+        version = None
+        while time.monotonic() < deadline:
+            rel = latest(stack)
+            if rel["status"] == "running" and "building slowly" in stack.release_log(APP, rel["version"]):
+                version = rel["version"]
+                break
+            time.sleep(0.2)
+        assert version is not None, "the slow build never started"
+        started = time.monotonic()
+        out = stack.paas("cancel", APP).stdout
+        assert "cancelling job" in out
+        release = stack.wait_release(APP, version, timeout=60)
+        took = time.monotonic() - started
+        time.sleep(0.5)
+    assert release["status"] == "cancelled" and release["step"] == "build", release
+    assert took < 30, f"cancel took {took:.1f}s"
+    assert load.report.failures == [] and served(stack) == before
+    log = stack.release_log(APP, version)
+    assert "cancelled" in log and "the previous release keeps serving" in log
+    client = docker.from_env()
+    instance = (stack.root / "data" / "instance-id").read_text().strip()
+    leftovers = client.containers.list(all=True, filters={"label": f"paas.version={version}"})
+    images = [
+        i
+        for i in client.images.list(filters={"label": f"paas.instance={instance}"})
+        if f"paas/{APP}:v{version}" in i.tags
+    ]
+    assert leftovers == [] and images == []
+    assert not [
+        c for c in client.containers.list() if "sleep 300" in " ".join(c.attrs["Config"].get("Cmd") or [])
+    ]
+    assert stack.api("GET", f"/jobs/{release['job_id']}").json()["state"] == "cancelled"
+    _report([f"cancel during a build step that prints nothing → deployment cancelled: {took:.2f}s"])
+
+
+def test_rollback_and_restart_after_the_agent_restarts(stack: Stack, three: dict[str, Any]) -> None:
+    stack.stop()
+    stack.start()
+    with LoadClient(stack.nginx.port, f"{APP}.{stack.domain}") as load:
+        result = rollback_timed(stack, "--to", "v3", expect="c3/g3")
+        out = stack.paas("restart", APP).stdout
+        assert "is live" in out
+        time.sleep(0.5)
+    assert load.report.failures == [], load.report.failures[:5]
+    assert result["release"]["rollback_of"] == 3
+    restarted = latest(stack)
+    assert restarted["trigger"] == "restart" and restarted["image"] == f"paas/{APP}:v3"
+    assert served(stack) == "c3/g3"
+
+
+def _report(lines: list[str]) -> None:
+    path = Path("test-reports") / "rollback.txt"
+    path.parent.mkdir(exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
