@@ -15,6 +15,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
@@ -72,15 +73,55 @@ class Agent:
         self.reconcile()
         beat = threading.Thread(target=self._heartbeat_loop, args=(stop,), daemon=True, name="heartbeat")
         beat.start()
-        with ThreadPoolExecutor(max_workers=self.settings.agent_workers, thread_name_prefix="job") as pool:
-            while not stop.is_set():
-                try:
-                    self.tick(pool)
-                except Exception:  # noqa: BLE001  (keep serving; the next tick retries)
-                    log.exception("agent tick failed")
-                stop.wait(self.settings.poll_seconds)
-            log.info("agent stopping: waiting for %d running job(s)", len(self._running))
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.cleanup,
+            "interval",
+            seconds=self.settings.cleanup_interval_seconds,
+            id="cleanup",
+            next_run_time=utcnow(),  # once at start too
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        try:
+            with ThreadPoolExecutor(
+                max_workers=self.settings.agent_workers, thread_name_prefix="job"
+            ) as pool:
+                while not stop.is_set():
+                    try:
+                        self.tick(pool)
+                    except Exception:  # noqa: BLE001  (keep serving; the next tick retries)
+                        log.exception("agent tick failed")
+                    stop.wait(self.settings.poll_seconds)
+                log.info("agent stopping: waiting for %d running job(s)", len(self._running))
+        finally:
+            scheduler.shutdown(wait=False)
         log.info("agent stopped")
+
+    def cleanup(self) -> None:
+        """Scheduled: remove images beyond the last N successful releases of
+        every app (their build layers go with them) and stale build
+        directories. Touches only what carries this installation's labels;
+        skips an app while a job of it runs."""
+        with session_scope(self.db) as session:
+            busy = set(session.exec(select(Job.app_id).where(col(Job.state) == JobState.running)).all())
+            apps = [(a.id, a.name) for a in session.exec(select(App).where(App.state == "active")).all()]
+        for app_id, name in apps:
+            if app_id in busy:
+                continue
+            try:
+                self.pipeline.prune_images(name)
+            except Exception:  # noqa: BLE001  (one app's trouble must not stop the others)
+                log.exception("clean-up of %s failed", name)
+        builds = self.settings.builds_dir
+        if builds.is_dir():
+            with self._lock:
+                running = bool(self._running)
+            if not running:
+                for leftover in builds.iterdir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+        log.info("clean-up done for %d app(s)", len(apps))
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()

@@ -208,15 +208,23 @@ class Pipeline:
                 f"image {dep.image} is gone; rebuild its commit with "
                 f"`paas deploy {app.name} --commit {dep.commit[:12]}`",
             )
-        plan = self._plan(app, dep_id, dep.image, dep.procfile, env)
         run_release = bool(job.payload.get("run_release", True))
+        plan = self._plan(app, dep_id, dep.image, dep.procfile, env, find_prestart=run_release)
         self._roll_out(app, dep_id, version, plan, attempt, dlog, run_release=run_release)
 
     def _plan(
-        self, app: App, dep_id: int, image: str, procfile: dict[str, str], env: OpenedEnv
+        self,
+        app: App,
+        dep_id: int,
+        image: str,
+        procfile: dict[str, str],
+        env: OpenedEnv,
+        *,
+        find_prestart: bool = True,
     ) -> ReleasePlan:
         config = self.docker.image_config(image)
-        prestart = None if "release" in procfile else self._find_prestart(image, config)
+        # looking for prestart.sh creates containers: skip it when no release runs
+        prestart = None if "release" in procfile or not find_prestart else self._find_prestart(image, config)
         return make_plan(
             app=app,
             deployment=self._get(dep_id),
@@ -427,8 +435,8 @@ class Pipeline:
 
     def prune_images(self, app: str, *, dlog: DeployLog | None = None) -> None:
         """Keep the images of the last N successful releases (and of the live
-        one); remove the rest. A release reuses its base's image, so an image
-        is kept while any kept release names it."""
+        one, and of any deploy in flight); remove the rest. A release reuses
+        its base's image, so an image is kept while any kept release names it."""
         with session_scope(self.db) as session:
             app_row = session.exec(select(App).where(App.name == app)).one()
             kept = list(
@@ -443,6 +451,12 @@ class Pipeline:
                 current = session.get(Deployment, app_row.current_deployment_id)
                 if current is not None:
                     kept.append(current)
+            # a deploy in flight (the scheduled clean-up may run beside it)
+            kept += session.exec(
+                select(Deployment).where(
+                    Deployment.app_id == app_row.id, Deployment.status == DeploymentStatus.running
+                )
+            ).all()
             keep_ids = {str(d.id) for d in kept}
             keep_tags = {d.image for d in kept if d.image}
         for image_id, tags, labels in self.docker.images(owned(self.instance, app)):

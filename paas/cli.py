@@ -25,7 +25,7 @@ from rich.table import Table
 
 from paas.client import ApiClient, ClientError, save_login
 from paas.errors import PaasError
-from paas.models import EnvScope
+from paas.scopes import EnvScope
 from paas.settings import Settings, load_settings
 
 app = typer.Typer(

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from paas.scopes import EnvScope
+
 __all__ = [
     "ApiToken",
     "App",
@@ -95,12 +97,6 @@ class Deployment(SQLModel, table=True):
     job_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-
-
-class EnvScope(enum.StrEnum):
-    run = "run"  # containers' environment (release phase and processes)
-    build = "build"  # build args
-    both = "both"
 
 
 class EnvVar(SQLModel, table=True):

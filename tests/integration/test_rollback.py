@@ -196,18 +196,42 @@ def test_cancel_stops_a_long_build_and_the_old_release_serves(stack: Stack, thre
 
 
 def test_rollback_and_restart_after_the_agent_restarts(stack: Stack, three: dict[str, Any]) -> None:
+    """Restarted with PAAS_KEEP_RELEASES=2: the clean-up at start keeps the images
+    that v5 and v4 (the last two successful) name, v1's and v2's, and removes v3's."""
     stack.stop()
+    stack.env["PAAS_KEEP_RELEASES"] = "2"
     stack.start()
     with LoadClient(stack.nginx.port, f"{APP}.{stack.domain}") as load:
-        result = rollback_timed(stack, "--to", "v3", expect="c3/g3")
+        result = rollback_timed(stack, "--to", "v4", expect="c2/g2")
         out = stack.paas("restart", APP).stdout
         assert "is live" in out
         time.sleep(0.5)
     assert load.report.failures == [], load.report.failures[:5]
-    assert result["release"]["rollback_of"] == 3
+    assert result["release"]["rollback_of"] == 4 and result["release"]["image"] == f"paas/{APP}:v2"
     restarted = latest(stack)
-    assert restarted["trigger"] == "restart" and restarted["image"] == f"paas/{APP}:v3"
-    assert served(stack) == "c3/g3"
+    assert restarted["trigger"] == "restart" and restarted["image"] == f"paas/{APP}:v2"
+    assert served(stack) == "c2/g2"
+
+
+def test_retention_keeps_what_kept_releases_name_and_says_when_an_image_is_gone(
+    stack: Stack, three: dict[str, Any]
+) -> None:
+    """v1-v3 deployed, v4 = rollback to v2, v5 = rollback to v1, v6 cancelled, then with
+    2 kept: v7 = rollback to v4 (v2's image), v8 = restart. v8 and v7 name v2's image
+    only: v3's went in the clean-up at start, v1's when v8 retired v7."""
+    rows = {r["version"]: r for r in stack.api("GET", f"/apps/{APP}/releases").json()}
+    pruned = {v: rows[v]["image_pruned"] for v in (1, 2, 3, 4, 5, 7, 8)}
+    assert pruned == {1: True, 2: False, 3: True, 4: False, 5: True, 7: False, 8: False}
+    tags = {t for i in docker.from_env().images.list(name=f"paas/{APP}") for t in i.tags}
+    assert tags == {f"paas/{APP}:v2"}
+    assert "clean-up done" in stack.log_path.read_text()
+    proc = stack.paas("rollback", APP, "--to", "v3", check=False)
+    assert proc.returncode == 1 and "the image of v3 was removed by retention" in proc.stderr
+    assert f"paas deploy {APP} --commit {rows[3]['commit'][:12]}" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    # v2 itself is no longer among the last two, but its image is named by them: it comes back
+    out = stack.paas("rollback", APP, "--to", "v2").stdout
+    assert "is live" in out and latest(stack)["rollback_of"] == 2 and served(stack) == "c2/g2"
 
 
 def _report(lines: list[str]) -> None:
