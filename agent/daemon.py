@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from agent.docker_engine import DockerEngine, EngineError
+from agent.live import LiveServer, create_live_app
 from agent.nginx import CONTROL_SITE, NginxError, NginxSites, app_site, render_control, render_site
 from agent.pipeline import Pipeline
 from agent.plan import owned
@@ -84,6 +85,12 @@ class Agent:
             coalesce=True,
         )
         scheduler.start()
+        live = LiveServer(
+            create_live_app(self.docker, self.db, self.instance),
+            self.settings.agent_socket,
+            web_user=self.settings.web_user,
+        )
+        live.start()
         try:
             with ThreadPoolExecutor(
                 max_workers=self.settings.agent_workers, thread_name_prefix="job"
@@ -97,6 +104,7 @@ class Agent:
                 log.info("agent stopping: waiting for %d running job(s)", len(self._running))
         finally:
             scheduler.shutdown(wait=False)
+            live.stop()
         log.info("agent stopped")
 
     def cleanup(self) -> None:

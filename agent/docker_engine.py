@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,9 @@ class ContainerInfo:
     status: str  # created | running | exited | ...
     labels: dict[str, str]
     exit_code: int | None = None
+    started_at: str = ""  # RFC 3339, from the engine
+    restarts: int = 0
+    health: str = ""  # the image's HEALTHCHECK status, if it has one
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,22 @@ class DockerEngine:
             return []
         return raw.decode("utf-8", errors="replace").splitlines()
 
+    def log_stream(self, name: str, *, tail: int, follow: bool) -> Iterator[bytes]:
+        """A container's output (stdout and stderr, timestamped), the last
+        ``tail`` lines, then (with ``follow``) as it comes."""
+        try:
+            stream = self._client.containers.get(name).logs(
+                stream=True, follow=follow, tail=tail, timestamps=True
+            )
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        try:
+            yield from stream
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                _quietly(close, ignore=(Exception,))
+
     def stop_and_remove(self, name: str, *, timeout: int) -> None:
         """SIGTERM, wait up to ``timeout`` seconds, SIGKILL, remove. Idempotent."""
         try:
@@ -375,6 +394,9 @@ def _info(c: Any) -> ContainerInfo:
         status=str(c.status),
         labels=dict(c.labels or {}),
         exit_code=state.get("ExitCode") if c.status == "exited" else None,
+        started_at=str(state.get("StartedAt") or ""),
+        restarts=int(c.attrs.get("RestartCount") or 0),
+        health=str((state.get("Health") or {}).get("Status") or ""),
     )
 
 

@@ -378,7 +378,7 @@ def _finish_release(
     client: ApiClient, name: str, job: dict[str, Any], *, wait: bool, as_json: bool, what: str
 ) -> None:
     if wait:
-        job = _wait_for_job(client, job["id"], lambda j: err.print(f"  {j['state']}…", highlight=False))
+        job = _follow_job(client, name, job["id"], show_log=not as_json)
     if as_json:
         _print_json(job)
     elif not wait:
@@ -389,10 +389,10 @@ def _finish_release(
         _fail(f"{what} {job['state']}: {job['error']}")
 
 
-def _version(text: str) -> int:
+def _version(text: str, *, option: str = "--to") -> int:
     digits = text.removeprefix("v")
     if not digits.isdigit() or int(digits) < 1:
-        _fail(f"--to takes a version such as v3, not {text!r}")
+        _fail(f"{option} takes a version such as v3, not {text!r}")
     return int(digits)
 
 
@@ -457,6 +457,23 @@ def cancel(name: str, as_json: JsonOpt = False) -> None:
     else:
         version = f" v{job['version']}" if job["version"] else ""
         typer.echo(f"cancelling job {job['id']} ({job['kind']}{version}); the live release keeps serving")
+
+
+def _follow_job(client: ApiClient, name: str, job_id: int, *, show_log: bool) -> dict[str, Any]:
+    """Wait for a job; once it has a release, stream that release's log (its
+    steps and the build output) to stderr as it is written."""
+    if not show_log:
+        return _wait_for_job(client, job_id, lambda _j: None)
+    while True:
+        job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
+        if job["version"] or job["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    if job["version"]:
+        for chunk in client.stream(f"/apps/{name}/releases/{job['version']}/log", follow="true"):
+            sys.stderr.write(chunk)
+            sys.stderr.flush()
+    return _wait_for_job(client, job_id, lambda _j: None)
 
 
 def _wait_for_job(
@@ -621,6 +638,59 @@ def env_import(
 def env_export(name: str) -> None:
     """Print the app's env as a .env file (secrets masked, commented out)."""
     typer.echo(_client().request("GET", f"/apps/{name}/env/export"), nl=False)
+
+
+@app.command()
+def ps(name: str, as_json: JsonOpt = False) -> None:
+    """The app's containers: process type, version, state, uptime, restarts, health."""
+    rows = _client().request("GET", f"/apps/{name}/ps")
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("process", "version", "state", "up", "restarts", "health", "container")
+    for r in rows:
+        up = _duration(r["uptime_seconds"]) if r["uptime_seconds"] is not None else "-"
+        version = f"v{r['version']}" + (" (live)" if r["live"] else "")
+        table.add_row(
+            r["process"], version, r["state"], up, str(r["restarts"]), r["health"] or "-", r["name"]
+        )
+    out.print(table)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+@app.command()
+def logs(
+    name: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new lines.")] = False,
+    tail: Annotated[int, typer.Option(help="How many lines of the past to show first.", min=0)] = 100,
+    process: Annotated[str, typer.Option(help="Which process type's containers.")] = "web",
+    build: Annotated[
+        str | None, typer.Option("--build", help="A release's build and release log instead, e.g. v3.")
+    ] = None,
+) -> None:
+    """Runtime logs of the live release (or, with --build vN, a release's log)."""
+    client = _client()
+    if build:
+        path = f"/apps/{name}/releases/{_version(build, option='--build')}/log"
+        chunks = client.stream(path, follow=str(follow).lower())
+    else:
+        chunks = client.stream(f"/apps/{name}/logs", process=process, tail=tail, follow=str(follow).lower())
+    try:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

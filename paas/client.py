@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,21 @@ class ApiClient:
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
+
+    def stream(self, path: str, **params: Any) -> Iterator[str]:
+        """GET a streaming text answer, chunk by chunk, as it arrives."""
+        try:
+            with self._http.stream(
+                "GET", f"/api/v1{path}", params=params, timeout=httpx.Timeout(30, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(_error_text(response))
+                yield from response.iter_text()
+        except httpx.ConnectError:
+            raise ClientError(f"cannot connect to {self._url}: is paas running?") from None
+        except httpx.HTTPError as exc:
+            raise ClientError(f"request to {self._url} failed: {type(exc).__name__}") from None
 
 
 def _error_text(response: httpx.Response) -> str:

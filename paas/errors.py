@@ -40,6 +40,12 @@ class Conflict(PaasError):
     status_code = 409
 
 
+class Unavailable(PaasError):
+    """A part paas needs (the agent, the engine) does not answer."""
+
+    status_code = 503
+
+
 class InvalidInput(PaasError):
     status_code = 422
 

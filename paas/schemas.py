@@ -28,6 +28,7 @@ __all__ = [
     "EnvSet",
     "EnvVarPublic",
     "JobPublic",
+    "ProcessPublic",
     "RollbackRequest",
     "RollbackResult",
 ]
@@ -239,6 +240,20 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     version: int | None = None
+
+
+class ProcessPublic(BaseModel):
+    """One container of an app, as the agent sees it."""
+
+    name: str
+    process: str  # web, release, ...
+    version: int
+    live: bool  # belongs to the live release
+    state: str  # running, exited, restarting, ...
+    started_at: str
+    uptime_seconds: float | None
+    restarts: int
+    health: str  # the image's HEALTHCHECK status, else serving / stopped
 
 
 class RollbackRequest(BaseModel):

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     def builds_dir(self) -> Path:
         return self.data_dir / "builds"
 
+    @property
+    def agent_socket(self) -> Path:
+        """Where the agent answers web's questions about live containers."""
+        return self.data_dir / "agent.sock"
+
     def app_hostname(self, app: str) -> str:
         return f"{app}.{self.domain}"
 

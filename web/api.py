@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 
 from paas import envvars, services
-from paas.errors import InvalidInput, NotFound
+from paas.errors import InvalidInput
 from paas.schemas import (
     AppCreate,
     AppCreated,
@@ -179,22 +179,6 @@ def releases(
 ) -> list[DeploymentPublic]:
     app = services.get_app(session, name)
     return [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=limit)]
-
-
-@router.get(
-    "/apps/{name}/releases/{version}/log",
-    response_class=PlainTextResponse,
-    summary="The build and release log of one release",
-    responses={404: ERRORS[404]},
-)
-def release_log(
-    name: str, version: int, session: SessionDep, settings: SettingsDep, _token: CurrentToken
-) -> PlainTextResponse:
-    app = services.get_app(session, name)
-    path = settings.logs_dir / app.name / f"v{version}.log"
-    if not path.is_file():
-        raise NotFound(f"no log for {name} v{version}")
-    return PlainTextResponse(path.read_text(encoding="utf-8", errors="replace"))
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, summary="Show a job", responses={404: ERRORS[404]})

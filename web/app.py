@@ -15,7 +15,7 @@ from paas.crypto import Keyring
 from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
-from web import api, hooks
+from web import api, hooks, live
 
 __all__ = ["create_app"]
 
@@ -74,4 +74,5 @@ def create_app(
 
     app.include_router(hooks.router, tags=["webhooks"])
     app.include_router(api.router, tags=["api"])
+    app.include_router(live.router, tags=["api"])
     return app

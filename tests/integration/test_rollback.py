@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,41 @@ def test_retention_keeps_what_kept_releases_name_and_says_when_an_image_is_gone(
     # v2 itself is no longer among the last two, but its image is named by them: it comes back
     out = stack.paas("rollback", APP, "--to", "v2").stdout
     assert "is live" in out and latest(stack)["rollback_of"] == 2 and served(stack) == "c2/g2"
+
+
+def test_ps_logs_and_a_deploy_that_shows_its_progress(stack: Stack, three: dict[str, Any]) -> None:
+    rows = json.loads(stack.paas("ps", APP, "--json").stdout)
+    web = [r for r in rows if r["live"]]
+    assert len(web) == 1 and web[0]["process"] == "web" and web[0]["state"] == "running"
+    assert web[0]["restarts"] == 0 and web[0]["health"] == "serving" and web[0]["uptime_seconds"] >= 0
+    assert "(live)" in stack.paas("ps", APP).stdout
+
+    for _ in range(3):
+        served(stack)
+    assert "GET / HTTP/1.1" in stack.paas("logs", APP, "--tail", "20").stdout
+
+    follower = stack.spawn("logs", APP, "-f", "--tail", "0")
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True
+        )
+        reader.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("GET /healthz" in line for line in lines):
+            stack.get_app(APP, "/healthz")  # a request the follower has not seen yet
+            time.sleep(0.3)
+        assert any("GET /healthz" in line for line in lines), lines[-5:]
+    finally:
+        follower.kill()
+        follower.wait()
+
+    assert "==> build" in stack.paas("logs", APP, "--build", "v1").stdout
+    # a deploy by hand (it also unpins) streams its steps and build output while it runs
+    three["repo"].commit(files("c9"), "fast again")
+    proc = stack.paas("deploy", APP, "--wait")
+    assert "==> fetch" in proc.stderr and "==> build" in proc.stderr and "Step 1/" in proc.stderr
+    assert "is live" in proc.stdout and served(stack) == "c9/g2"
 
 
 def _report(lines: list[str]) -> None:
