@@ -249,9 +249,14 @@ def test_ps_logs_and_a_deploy_that_shows_its_progress(stack: Stack, three: dict[
     follower = stack.spawn("logs", APP, "-f", "--tail", "0")
     try:
         lines: list[str] = []
-        reader = threading.Thread(
-            target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True
-        )
+        stdout = follower.stdout
+        assert stdout is not None
+
+        def read() -> None:
+            for line in iter(stdout.readline, ""):
+                lines.append(line)
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any("GET /healthz" in line for line in lines):
