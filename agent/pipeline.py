@@ -67,12 +67,19 @@ class Cancelled(Exception):
 
 @dataclass
 class _Attempt:
-    """What this attempt created, so a failure can remove exactly that."""
+    """One run of a job: what it works on, and what it created, so that a
+    failure can remove exactly that."""
 
+    job: Job
+    app: App
+    dep_id: int
+    version: int
+    env: OpenedEnv
+    dlog: DeployLog
+    should_stop: Callable[[], bool]
     image: str | None = None
     containers: list[str] = field(default_factory=list)
     switched: bool = False
-    should_stop: Callable[[], bool] = lambda: False
 
 
 class Pipeline:
@@ -104,9 +111,9 @@ class Pipeline:
         live image again, with the app's current env)."""
         dep_id, version, app, env = self._new_deployment(job)
         assert job.id is not None
-        attempt = _Attempt(should_stop=self._cancel_probe(job.id))
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
         with DeployLog(self.settings.logs_dir / app.name / f"v{version}.log") as dlog:
+            attempt = _Attempt(job, app, dep_id, version, env, dlog, should_stop=self._cancel_probe(job.id))
             what = "releasing" if job.kind == queue.RELEASE else "deploying"
             p = job.payload
             about = " ".join(
@@ -116,9 +123,9 @@ class Pipeline:
             self._describe_env(env, dlog)
             try:
                 if job.kind in (queue.RELEASE, queue.ROLLBACK):
-                    self._run_release(job, app, dep_id, version, env, attempt, dlog)
+                    self._run_release(attempt)
                 else:
-                    self._run_steps(job, app, dep_id, version, env, build_dir, attempt, dlog)
+                    self._run_steps(attempt, build_dir)
             except Exception as exc:  # noqa: BLE001  (a bug must still fail cleanly)
                 if isinstance(exc, Cancelled) or (attempt.should_stop() and not attempt.switched):
                     step = self._get(dep_id).step or "fetch"
@@ -141,18 +148,16 @@ class Pipeline:
             dlog.line(f"v{version} is live")
         return DeployResult(True, dep_id, version)
 
-    def _run_steps(
-        self,
-        job: Job,
-        app: App,
-        dep_id: int,
-        version: int,
-        env: OpenedEnv,
-        build_dir: Path,
-        attempt: _Attempt,
-        dlog: DeployLog,
-    ) -> None:
+    def _run_steps(self, attempt: _Attempt, build_dir: Path) -> None:
         s = self.settings
+        job, app, dep_id, version, env, dlog = (
+            attempt.job,
+            attempt.app,
+            attempt.dep_id,
+            attempt.version,
+            attempt.env,
+            attempt.dlog,
+        )
         with self._step(dep_id, "fetch", dlog, attempt=attempt):
             info = self.source.fetch(
                 app=app.name,
@@ -185,70 +190,45 @@ class Pipeline:
                 should_stop=attempt.should_stop,
             )
             self._update(dep_id, image=tag, procfile=procfile)
-            plan = self._plan(app, dep_id, tag, procfile, env)
-        self._roll_out(app, dep_id, version, plan, attempt, dlog)
+            plan = self._plan(attempt, tag, procfile)
+        self._roll_out(attempt, plan)
 
-    def _run_release(
-        self,
-        job: Job,
-        app: App,
-        dep_id: int,
-        version: int,
-        env: OpenedEnv,
-        attempt: _Attempt,
-        dlog: DeployLog,
-    ) -> None:
+    def _run_release(self, attempt: _Attempt) -> None:
         """An image already built (the live one, or a rollback's) with an env:
         no fetch, no build."""
-        dep = self._get(dep_id)
-        dlog.line(f"reusing image {dep.image} (no build)")
+        app, dep = attempt.app, self._get(attempt.dep_id)
+        attempt.dlog.line(f"reusing image {dep.image} (no build)")
         if self.docker.image_id(dep.image) is None:
             raise DeployError(
                 "release",
                 f"image {dep.image} is gone; rebuild its commit with "
                 f"`paas deploy {app.name} --commit {dep.commit[:12]}`",
             )
-        run_release = bool(job.payload.get("run_release", True))
-        plan = self._plan(app, dep_id, dep.image, dep.procfile, env, find_prestart=run_release)
-        self._roll_out(app, dep_id, version, plan, attempt, dlog, run_release=run_release)
+        run_release = bool(attempt.job.payload.get("run_release", True))
+        plan = self._plan(attempt, dep.image, dep.procfile, find_prestart=run_release)
+        self._roll_out(attempt, plan, run_release=run_release)
 
     def _plan(
-        self,
-        app: App,
-        dep_id: int,
-        image: str,
-        procfile: dict[str, str],
-        env: OpenedEnv,
-        *,
-        find_prestart: bool = True,
+        self, attempt: _Attempt, image: str, procfile: dict[str, str], *, find_prestart: bool = True
     ) -> ReleasePlan:
         config = self.docker.image_config(image)
         # looking for prestart.sh creates containers: skip it when no release runs
         prestart = None if "release" in procfile or not find_prestart else self._find_prestart(image, config)
         return make_plan(
-            app=app,
-            deployment=self._get(dep_id),
+            app=attempt.app,
+            deployment=self._get(attempt.dep_id),
             instance=self.instance,
             procfile=procfile,
             exposed=config.get("ExposedPorts"),
             prestart_path=prestart,
             host_port=0,
-            env=env.run,
+            env=attempt.env.run,
         )
 
-    def _roll_out(
-        self,
-        app: App,
-        dep_id: int,
-        version: int,
-        plan: ReleasePlan,
-        attempt: _Attempt,
-        dlog: DeployLog,
-        *,
-        run_release: bool = True,
-    ) -> None:
+    def _roll_out(self, attempt: _Attempt, plan: ReleasePlan, *, run_release: bool = True) -> None:
         """release → start → health → switch → retire, shared by deploys and releases."""
         s = self.settings
+        app, dep_id, version, dlog = attempt.app, attempt.dep_id, attempt.version, attempt.dlog
         with self._step(dep_id, "release", dlog, attempt=attempt):
             if run_release:
                 self._release(plan, attempt, dlog)

@@ -50,6 +50,7 @@ __all__ = [
     "list_env",
     "open_snapshot",
     "parse_dotenv",
+    "restore_snapshot",
     "rotate_keys",
     "snapshot_env",
 ]
@@ -63,16 +64,28 @@ BUILD_ARG_WARNING = (
 )
 
 
-def _app(session: Session, name: str) -> App:
-    app = session.exec(select(App).where(App.name == name)).first()
-    if app is None:
-        raise NotFound(f"no app named {name!r}")
-    return app
-
-
 def _rows(session: Session, app: App) -> dict[str, EnvVar]:
     rows = session.exec(select(EnvVar).where(EnvVar.app_id == app.id).order_by(col(EnvVar.key))).all()
     return {r.key: r for r in rows}
+
+
+def _put(
+    session: Session,
+    rows: dict[str, EnvVar],
+    app: App,
+    *,
+    key: str,
+    ciphertext: str,
+    secret: bool,
+    scope: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Create or replace one variable; ``ciphertext`` is already encrypted."""
+    row = rows.get(key) or EnvVar(app_id=app.id, key=key, value="")  # type: ignore[arg-type]
+    row.value, row.secret, row.scope = ciphertext, secret, scope
+    row.updated_at, row.updated_by = now, actor
+    session.add(row)
 
 
 def _public(row: EnvVar, keyring: Keyring) -> EnvVarPublic:
@@ -88,7 +101,7 @@ def _public(row: EnvVar, keyring: Keyring) -> EnvVarPublic:
 
 def list_env(session: Session, *, name: str, keyring: Keyring) -> list[EnvVarPublic]:
     """Every variable, general values in clear and secret ones as None."""
-    app = _app(session, name)
+    app = services.get_app(session, name)
     return [_public(r, keyring) for r in _rows(session, app).values()]
 
 
@@ -103,7 +116,7 @@ def change_env(
     Every check runs before anything is written, so bad input changes nothing.
     """
     hold_key_lock(session)
-    app = _app(session, name)
+    app = services.get_app(session, name)
     if app.state != "active":
         raise Conflict(f"app {name!r} is being deleted")
     rows = _rows(session, app)
@@ -129,13 +142,18 @@ def change_env(
 
     now = utcnow()
     for item, secret, scope in planned:
-        row = rows.get(item.key) or EnvVar(app_id=app.id, key=item.key, value="")  # type: ignore[arg-type]
-        row.value = keyring.encrypt(item.value, secret=secret)
-        row.secret = secret
-        row.scope = scope
-        row.updated_at = now
-        row.updated_by = actor
-        session.add(row)
+        ciphertext = keyring.encrypt(item.value, secret=secret)
+        _put(
+            session,
+            rows,
+            app,
+            key=item.key,
+            ciphertext=ciphertext,
+            secret=secret,
+            scope=scope,
+            actor=actor,
+            now=now,
+        )
     for key in change.unset:
         session.delete(rows[key])
     app.env_version += 1
@@ -232,7 +250,7 @@ def _quote(value: str) -> str:
 def export_env(session: Session, *, name: str, keyring: Keyring) -> str:
     """The app's env as a .env file. Secrets appear only as commented-out,
     masked lines, so re-importing the file can never overwrite them."""
-    app = _app(session, name)
+    app = services.get_app(session, name)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# env of {name}, exported {stamp} by paas", "# secret values are write-only and not exported"]
     for row in _rows(session, app).values():
@@ -253,6 +271,31 @@ def snapshot_env(session: Session, app: App) -> list[dict[str, Any]]:
         {"key": r.key, "scope": r.scope, "secret": r.secret, "value": r.value}
         for r in _rows(session, app).values()
     ]
+
+
+def restore_snapshot(session: Session, app: App, snapshot: list[dict[str, Any]], *, actor: str) -> None:
+    """Make the app's env what a release's snapshot says (for a rollback):
+    ciphertexts are copied as they are, so web needs no key to open them."""
+    rows = _rows(session, app)
+    wanted = {item["key"] for item in snapshot}
+    for key, row in rows.items():
+        if key not in wanted:
+            session.delete(row)
+    now = utcnow()
+    for item in snapshot:
+        _put(
+            session,
+            rows,
+            app,
+            key=item["key"],
+            ciphertext=item["value"],
+            secret=item["secret"],
+            scope=item["scope"],
+            actor=actor,
+            now=now,
+        )
+    app.env_version += 1
+    session.add(app)
 
 
 @dataclass(frozen=True)

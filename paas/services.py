@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from paas import queue
+from paas import envvars, queue  # envvars imports this module too: attributes only, at call time
 from paas.crypto import Keyring
 from paas.db import hold_key_lock
 from paas.errors import Conflict, InvalidInput, NotFound
@@ -25,7 +25,6 @@ from paas.models import (
     App,
     Deployment,
     DeploymentStatus,
-    EnvVar,
     Event,
     Job,
     JobState,
@@ -265,17 +264,7 @@ def request_rollback(
             f"the image of v{target.version} was removed by retention (PAAS_KEEP_RELEASES); rebuild "
             f"its commit with `paas deploy {app.name} --commit {target.commit[:12]}`"
         )
-    rows = {r.key: r for r in session.exec(select(EnvVar).where(EnvVar.app_id == app.id)).all()}
-    for key, row in rows.items():
-        if key not in {item["key"] for item in target.env}:
-            session.delete(row)
-    now = utcnow()
-    for item in target.env:
-        row = rows.get(item["key"]) or EnvVar(app_id=app.id, key=item["key"], value="")  # type: ignore[arg-type]
-        row.value, row.secret, row.scope = item["value"], item["secret"], item["scope"]
-        row.updated_at, row.updated_by = now, f"{actor} (rollback to v{target.version})"
-        session.add(row)
-    app.env_version += 1
+    envvars.restore_snapshot(session, app, target.env, actor=f"{actor} (rollback to v{target.version})")
     app.pinned = True
     session.add(app)
     payload = {

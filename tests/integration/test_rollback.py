@@ -17,19 +17,11 @@ import docker
 import pytest
 
 from tests.integration.harness import GitRemote, LoadClient, Stack
+from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
 
 APP = f"roll{os.getpid() % 100000}"
-
-DOCKERFILE = """\
-FROM python:3.11-slim
-WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
-COPY . .
-CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
-"""
 
 SLOW_DOCKERFILE = DOCKERFILE.replace("COPY . .", "RUN echo building slowly && sleep 300\nCOPY . .")
 
@@ -55,7 +47,7 @@ def healthz():
 def files(code: str, dockerfile: str = DOCKERFILE) -> dict[str, str]:
     return {
         "Dockerfile": dockerfile,
-        "requirements.txt": "fastapi>=0.110,<1\nuvicorn>=0.29,<1\n",
+        "requirements.txt": REQUIREMENTS,
         "main.py": MAIN.format(code=code),
     }
 
