@@ -88,6 +88,9 @@ def render_site(spec: SiteSpec, settings: Settings) -> str:
     )
 
 
+VERIFY_STREAK = 5
+
+
 def release_marker(spec: SiteSpec) -> str:
     return f"{spec.app} v{spec.version}"
 
@@ -177,16 +180,20 @@ class NginxSites:
         url = f"http://{host}:{s.http_port}/.well-known/paas-release"
         expected = release_marker(spec)
         deadline = time.monotonic() + timeout
-        seen = ""
+        seen, streak = "", 0
         while time.monotonic() < deadline:
             try:
                 response = httpx.get(url, headers={"Host": spec.hostnames[0]}, timeout=2)
                 seen = f"HTTP {response.status_code} {response.text.strip()[:80]!r}"
-                if response.status_code == 200 and response.text.strip() == expected:
-                    return
+                ok = response.status_code == 200 and response.text.strip() == expected
             except httpx.HTTPError as exc:
-                seen = type(exc).__name__
-            time.sleep(0.05)
+                seen, ok = type(exc).__name__, False
+            # Old workers may accept a few more connections after the reload:
+            # several fresh connections in a row must all see the new site.
+            streak = streak + 1 if ok else 0
+            if streak >= VERIFY_STREAK:
+                return
+            time.sleep(0.02 if ok else 0.05)
         raise NginxError(
             f"nginx reloaded but does not serve {expected!r} for {spec.hostnames[0]} (got {seen}); "
             f"does nginx include {self._dir}/*.conf?"
