@@ -423,6 +423,54 @@ class LoadClient:
                 conn.close()
 
 
+# the Docker engine ------------------------------------------------------------------------
+
+
+def restart_docker_engine(timeout: float = 90) -> float:
+    """Restart dockerd the way it was started; returns the seconds it was away.
+
+    With systemd, ``systemctl restart docker``; otherwise (these machines,
+    where scripts/test.sh started it) SIGTERM the running dockerd, wait for it
+    to exit and start it again with the same command line, detached from us.
+    """
+    started = time.monotonic()
+    if Path("/run/systemd/system").is_dir():
+        subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=timeout)
+    else:
+        pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+        assert len(pids) == 1, f"expected one dockerd, found {pids}"
+        pid = int(pids[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        os.kill(pid, 15)
+        _wait_for(lambda: _exited(pid), what="dockerd to exit", timeout=timeout)
+        with open("/var/log/paas-test-dockerd.log", "ab") as log:
+            subprocess.Popen(
+                [a.decode() for a in argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+    _wait_for(_engine_answers, what="dockerd after a restart", timeout=timeout)
+    return time.monotonic() - started
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` is gone; reaps it when it is our child (scripts/test.sh
+    execs pytest, so the dockerd it started is pytest's child)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _engine_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
 # helpers -----------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ and rollback still works after the agent restarts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 import pytest
 
-from tests.integration.harness import GitRemote, LoadClient, Stack
+from tests.integration.harness import GitRemote, LoadClient, Stack, restart_docker_engine
 from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
@@ -265,6 +267,40 @@ def test_ps_logs_and_a_deploy_that_shows_its_progress(stack: Stack, three: dict[
     proc = stack.paas("deploy", APP, "--wait")
     assert "==> fetch" in proc.stderr and "==> build" in proc.stderr and "Step 1/" in proc.stderr
     assert "is live" in proc.stdout and served(stack) == "c9/g2"
+
+
+def test_rollback_after_the_docker_engine_restarts(stack: Stack, three: dict[str, Any]) -> None:
+    """dockerd stopped and started again under a running agent: the live release
+    comes back by its restart policy and a rollback works as before."""
+    assert served(stack) == "c9/g2"
+    live_version = latest(stack)["version"]  # the deploy of c9; the one before is a rollback to v2
+    away = restart_docker_engine()
+    deadline = time.monotonic() + 60
+    back = None
+    while back is None and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            if served(stack) == "c9/g2":
+                back = time.monotonic()
+        time.sleep(0.2)
+    assert back is not None, "the live release did not come back after dockerd restarted"
+    rows = json.loads(stack.paas("ps", APP, "--json").stdout)
+    assert [r["state"] for r in rows if r["live"]] == ["running"], rows
+    with LoadClient(stack.nginx.port, f"{APP}.{stack.domain}") as load:
+        result = rollback_timed(stack, expect="c2/g2")
+        time.sleep(0.5)
+    assert load.report.failures == [], load.report.failures[:5]
+    rel = result["release"]
+    assert (
+        rel["rollback_of"] == live_version - 1
+        and rel["image"] == f"paas/{APP}:v2"
+        and rel["status"] == "succeeded"
+    )
+    _report(
+        [
+            f"dockerd restart: engine answered again after {away:.1f}s; rollback after it → served "
+            f"{result['live_s']:.2f}s, {load.report.total} requests, 0 failed"
+        ]
+    )
 
 
 def _report(lines: list[str]) -> None:
