@@ -33,6 +33,7 @@ __all__ = [
     "RollbackResult",
 ]
 
+MAX_ROW_ID = 2**63 - 1  # ids and versions are 64-bit signed in every database we support
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")  # git@github.com:o/r.git
@@ -159,6 +160,23 @@ class AppUpdate(BaseModel):
     health_retries: Retries | None = None
     data_path: DataPath = None
 
+    @field_validator(
+        "repo_url",
+        "branch",
+        "source_dir",
+        "dockerfile",
+        "health_interval",
+        "health_timeout",
+        "health_retries",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """Omit a field to keep it; only port, health_path and data_path can be cleared."""
+        if value is None:
+            raise ValueError("cannot be null (omit it to keep the current value)")
+        return value
+
 
 class AppPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -260,7 +278,7 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: int | None = Field(
-        default=None, ge=1, description="The version to bring back; default: the previous one"
+        default=None, ge=1, le=MAX_ROW_ID, description="The version to bring back; default: the previous one"
     )
     run_release: bool = Field(default=False, description="Run the release command (e.g. migrations) again")
 

@@ -25,9 +25,10 @@ from paas.schemas import (
     RollbackResult,
     check_env_key,
 )
-from web.deps import CurrentToken, KeyringDep, SessionDep, SettingsDep, actor
+from web.deps import CurrentToken, KeyringDep, RowId, SessionDep, SettingsDep, actor
 
 ERRORS = {
+    400: {"description": "The request body is not UTF-8 JSON"},
     401: {"description": "Missing or invalid API token"},
     404: {"description": "No such app, release or job"},
 }
@@ -46,7 +47,11 @@ def list_apps(session: SessionDep, settings: SettingsDep, _token: CurrentToken) 
     status_code=status.HTTP_201_CREATED,
     summary="Create an app",
     description="Returns the webhook URL and secret to paste into GitHub. The secret is shown only here.",
-    responses={409: {"description": "The name is taken"}, 422: {"description": "Invalid field"}},
+    responses={
+        400: ERRORS[400],
+        409: {"description": "The name is taken"},
+        422: {"description": "Invalid field"},
+    },
 )
 def create_app(
     spec: AppCreate, session: SessionDep, settings: SettingsDep, keyring: KeyringDep, token: CurrentToken
@@ -65,7 +70,7 @@ def get_app(name: str, session: SessionDep, settings: SettingsDep, _token: Curre
     "/apps/{name}",
     response_model=AppPublic,
     summary="Change an app's settings (they apply from the next deploy)",
-    responses={404: ERRORS[404], 422: {"description": "Invalid field"}},
+    responses={400: ERRORS[400], 404: ERRORS[404], 422: {"description": "Invalid field"}},
 )
 def update_app(
     name: str, changes: AppUpdate, session: SessionDep, settings: SettingsDep, token: CurrentToken
@@ -92,7 +97,7 @@ def delete_app(name: str, session: SessionDep, token: CurrentToken) -> JobPublic
     response_model=JobPublic,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Deploy the head of the app's branch (or another ref)",
-    responses={404: ERRORS[404], 409: {"description": "The app is being deleted"}},
+    responses={400: ERRORS[400], 404: ERRORS[404], 409: {"description": "The app is being deleted"}},
 )
 def deploy(name: str, body: DeployRequest, session: SessionDep, token: CurrentToken) -> JobPublic:
     app = services.get_app(session, name)
@@ -115,6 +120,7 @@ def deploy(name: str, body: DeployRequest, session: SessionDep, token: CurrentTo
         "`POST /apps/{name}/unpin` or a manual deploy. Database migrations are not undone."
     ),
     responses={
+        400: ERRORS[400],
         404: {"description": "No such app or version"},
         409: {"description": "Nothing live, the version never went live or is live, or its image was pruned"},
     },
@@ -182,7 +188,7 @@ def releases(
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, summary="Show a job", responses={404: ERRORS[404]})
-def get_job(job_id: int, session: SessionDep, _token: CurrentToken) -> JobPublic:
+def get_job(job_id: RowId, session: SessionDep, _token: CurrentToken) -> JobPublic:
     return services.job_public(session, services.get_job(session, job_id))
 
 
@@ -196,6 +202,7 @@ ENV_CHANGE_DOC = (
     "which are visible in the image's history: the answer's `warnings` say so."
 )
 ENV_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: ERRORS[400],
     404: ERRORS[404],
     409: {"description": "The app is being deleted"},
     422: {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -14,6 +14,7 @@ from paas import services
 from paas.crypto import Keyring
 from paas.db import session_scope
 from paas.models import ApiToken
+from paas.schemas import MAX_ROW_ID
 from paas.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from `paas admin create-token`")
@@ -38,6 +39,8 @@ def get_keyring(request: Request) -> Keyring:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 SessionDep = Annotated[Session, Depends(get_session)]
+# a job id or release version in a path: bounded, so no database is asked for an impossible row
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def current_token(

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Query, Request, Response
@@ -24,7 +25,7 @@ from paas.db import session_scope
 from paas.errors import NotFound, Unavailable
 from paas.models import Deployment
 from paas.schemas import ProcessPublic
-from web.deps import CurrentToken, SessionDep, SettingsDep
+from web.deps import CurrentToken, RowId, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1", responses={401: {"description": "Missing or invalid API token"}})
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such app or release"}}
@@ -38,7 +39,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such app or 
 )
 def release_log(
     name: str,
-    version: int,
+    version: RowId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -107,7 +108,7 @@ def ps(name: str, session: SessionDep, settings: SettingsDep, _token: CurrentTok
     transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
     try:
         with httpx.Client(transport=transport, base_url="http://agent", timeout=15) as agent:
-            response = agent.get(f"/apps/{name}/ps")
+            response = agent.get(f"/apps/{quote(name)}/ps")
     except httpx.HTTPError:
         raise Unavailable(AGENT_DOWN) from None
     _raise_for_agent(response.status_code, response.content)
@@ -126,12 +127,14 @@ def ps(name: str, session: SessionDep, settings: SettingsDep, _token: CurrentTok
 )
 async def runtime_logs(
     name: str,
+    request: Request,
     settings: SettingsDep,
     _token: CurrentToken,
     process: str = Query(default="web", pattern=r"^[a-z][a-z0-9_-]{0,29}$"),
     tail: int = Query(default=100, ge=0, le=10000),
     follow: bool = False,
 ) -> StreamingResponse:
+    await run_in_threadpool(_known_app, request.app.state.engine, name)
     agent = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=str(settings.agent_socket)),
         base_url="http://agent",
@@ -140,7 +143,7 @@ async def runtime_logs(
     params: dict[str, str | int] = {"process": process, "tail": tail, "follow": str(follow).lower()}
     try:
         response = await agent.send(
-            agent.build_request("GET", f"/apps/{name}/logs", params=params), stream=True
+            agent.build_request("GET", f"/apps/{quote(name)}/logs", params=params), stream=True
         )
     except httpx.HTTPError:
         await agent.aclose()
@@ -158,6 +161,12 @@ async def runtime_logs(
     return StreamingResponse(
         response.aiter_raw(), media_type="text/plain; charset=utf-8", background=BackgroundTask(close)
     )
+
+
+def _known_app(engine: Engine, name: str) -> None:
+    """Raise NotFound unless the app exists (before anything asks the agent)."""
+    with session_scope(engine) as session:
+        services.get_app(session, name)
 
 
 def _raise_for_agent(status_code: int, body: bytes) -> None:
