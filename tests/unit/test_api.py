@@ -101,6 +101,11 @@ def test_deploy_update_and_delete_enqueue_jobs_and_audit(
     r = client.patch("/api/v1/apps/shop", json={"health_path": "/up", "branch": "prod"}, headers=auth)
     assert r.status_code == 200 and (r.json()["health_path"], r.json()["branch"]) == ("/up", "prod")
     assert client.patch("/api/v1/apps/shop", json={"branch": "a..b"}, headers=auth).status_code == 422
+    nulled = client.patch("/api/v1/apps/shop", json={"repo_url": None, "port": None}, headers=auth)
+    assert nulled.status_code == 422 and nulled.json()["detail"][0]["loc"] == ["body", "repo_url"]
+    assert "cannot be null" in nulled.text
+    assert client.get("/api/v1/apps/shop", headers=auth).json()["repo_url"] == REPO
+    assert client.get("/api/v1/jobs/99999999999999999999", headers=auth).status_code == 422
     assert client.get("/api/v1/apps/shop/releases", headers=auth).json() == []
     gone = client.delete("/api/v1/apps/shop", headers=auth)
     assert gone.status_code == 202 and gone.json()["kind"] == "delete"
