@@ -86,7 +86,7 @@ class Agent:
         )
         scheduler.start()
         live = LiveServer(
-            create_live_app(self.docker, self.db, self.instance),
+            create_live_app(self.docker, self.db, self.instance, build_plan=self.pipeline.build_plan),
             self.settings.agent_socket,
             web_user=self.settings.web_user,
         )
@@ -264,7 +264,10 @@ class Agent:
             if c.labels.get("paas.deployment") != keep:
                 log.info("removing leftover container %s", c.name)
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
-        if current is None or not current.host_port:
+        upstreams = tuple(current.upstreams) if current else ()
+        if current is not None and not upstreams and current.host_port:
+            upstreams = (f"127.0.0.1:{current.host_port}",)  # a release made before process types
+        if current is None or not upstreams:
             return
         for cname in current.containers:
             info = self.docker.container(cname)
@@ -278,9 +281,7 @@ class Agent:
                     log.info("restarted %s", cname)
                 except EngineError as exc:
                     log.error("app %s: cannot restart %s: %s", name, cname, exc)
-        spec = app_site(
-            self.settings, app=name, version=current.version, upstreams=(f"127.0.0.1:{current.host_port}",)
-        )
+        spec = app_site(self.settings, app=name, version=current.version, upstreams=upstreams)
         site = render_site(spec, self.settings)
         try:
             self.nginx.apply(name, site)

@@ -264,10 +264,11 @@ class DockerEngine:
         labels: dict[str, str],
         container_port: int,
         host_ip: str,
-        host_port: int,
+        host_port: int | None,
         volumes: dict[str, dict[str, str]] | None = None,
     ) -> str:
-        """Start a long-running container published on host_ip:host_port only."""
+        """Start a long-running container, published on host_ip:host_port only
+        (no port published when host_port is None: a worker)."""
         try:
             self._ensure_volumes(volumes, labels)
             container = self._client.containers.run(
@@ -277,7 +278,7 @@ class DockerEngine:
                 environment=env,
                 labels=labels,
                 detach=True,
-                ports={f"{container_port}/tcp": (host_ip, host_port)},
+                ports={f"{container_port}/tcp": (host_ip, host_port)} if host_port else None,
                 restart_policy={"Name": "unless-stopped"},
                 init=True,
                 volumes=volumes or None,

@@ -12,10 +12,11 @@ import contextlib
 import logging
 import os
 import pwd
+import queue
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from sqlmodel import select
 
 from agent.docker_engine import ContainerInfo, DockerEngine, EngineError
 from agent.plan import owned
+from agent.source import SourceError
 from paas.db import session_scope
+from paas.errors import InvalidInput
 from paas.models import App
 
 __all__ = ["LiveServer", "create_live_app"]
@@ -73,7 +76,57 @@ def describe(containers: list[ContainerInfo], current_deployment: int | None) ->
     return rows
 
 
-def create_live_app(docker: DockerEngine, db: Engine, instance: str) -> FastAPI:
+BuildPlanner = Callable[..., dict[str, object]]
+
+
+def _label(c: ContainerInfo) -> bytes:
+    """``web.2`` for paas-shop-web-v7-2."""
+    return f"{c.labels.get('paas.process', '')}.{c.name.rsplit('-', 1)[-1]} ".encode()
+
+
+def merge_lines(streams: list[tuple[bytes, Iterator[bytes]]]) -> Iterator[bytes]:
+    """Whole lines from several streams as they come, each prefixed with its
+    stream's label. A reader thread per stream; they stop at the end of their
+    stream or, once the reader of the merge has gone, at their next line."""
+    lines: queue.Queue[bytes | None] = queue.Queue(maxsize=10000)
+    gone = threading.Event()
+
+    def pump(label: bytes, stream: Iterator[bytes]) -> None:
+        pending = b""
+        try:
+            for chunk in stream:
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    if gone.is_set():
+                        return
+                    lines.put(label + line + b"\n")
+            if pending and not gone.is_set():
+                lines.put(label + pending + b"\n")
+        except EngineError as exc:
+            lines.put(label + f"(log stream ended: {exc})\n".encode())
+        finally:
+            lines.put(None)
+
+    for label, stream in streams:
+        threading.Thread(target=pump, args=(label, stream), daemon=True, name="log-merge").start()
+    open_streams = len(streams)
+    try:
+        while open_streams:
+            item = lines.get()
+            if item is None:
+                open_streams -= 1
+            else:
+                yield item
+    finally:
+        gone.set()
+        while not lines.empty():  # unblock pumps waiting on a full queue
+            lines.get_nowait()
+
+
+def create_live_app(
+    docker: DockerEngine, db: Engine, instance: str, *, build_plan: BuildPlanner | None = None
+) -> FastAPI:
     app = FastAPI(title="paas agent (live data)", openapi_url=None, docs_url=None, redoc_url=None)
 
     def current(name: str) -> int | None:
@@ -111,14 +164,30 @@ def create_live_app(docker: DockerEngine, db: Engine, instance: str) -> FastAPI:
             raise HTTPException(503, f"the Docker engine: {exc}") from None
         if not found:
             raise HTTPException(404, f"{name} has no running {process} container")
-        streams = [docker.log_stream(c.name, tail=tail, follow=follow) for c in found]
+        if len(found) == 1:
+            body = docker.log_stream(found[0].name, tail=tail, follow=follow)
+        else:  # several containers of the type (paas scale): lines interleaved, each labelled
+            body = merge_lines(
+                [
+                    (_label(c), docker.log_stream(c.name, tail=tail, follow=follow))
+                    for c in sorted(found, key=lambda c: c.name)
+                ]
+            )
+        return StreamingResponse(body, media_type="text/plain; charset=utf-8")
 
-        def body() -> Iterator[bytes]:
-            # one container per process type today; several are read in turn
-            for stream in streams:
-                yield from stream
-
-        return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+    @app.get("/apps/{name}/build-plan")
+    def plan(
+        name: str,
+        ref: str = Query("", max_length=255),
+        commit: str = Query("", pattern=r"^([0-9a-f]{7,40})?$"),
+    ) -> dict[str, object]:
+        current(name)
+        if build_plan is None:
+            raise HTTPException(503, "this agent cannot plan builds")
+        try:
+            return build_plan(name, ref=ref, commit=commit)
+        except (InvalidInput, SourceError) as exc:
+            raise HTTPException(422, str(exc)) from None
 
     return app
 

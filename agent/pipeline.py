@@ -19,6 +19,7 @@ import logging
 import random
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +33,10 @@ from agent.deploylog import DeployLog
 from agent.docker_engine import DockerEngine, EngineError
 from agent.health import HealthCheck, wait_healthy
 from agent.nginx import NginxError, NginxSites, app_site, render_site
-from agent.plan import PRESTART_CANDIDATES, ReleasePlan, image_tag, labels_for, make_plan, owned
+from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.source import SourceCache, SourceError
 from paas import queue
+from paas.buildpack import GENERATED_DOCKERFILE, for_app
 from paas.crypto import Keyring
 from paas.db import hold_key_lock, session_scope
 from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
@@ -47,6 +49,7 @@ __all__ = ["DeployResult", "Pipeline"]
 
 log = logging.getLogger("paas.agent.pipeline")
 
+DEFAULT_DOCKERFILE = "Dockerfile"
 STEPS = ("fetch", "build", "release", "start", "health", "switch", "retire")
 # what a step may fail with, for reasons of the app or the machine (not a bug)
 EXPECTED = (EngineError, SourceError, NginxError, InvalidInput, RuntimeError, OSError)
@@ -172,15 +175,12 @@ class Pipeline:
         tag = image_tag(app.name, version)
         with self._step(dep_id, "build", dlog, attempt=attempt):
             procfile = self._procfile(context)
-            if not (context / app.dockerfile).is_file():
-                raise InvalidInput(
-                    f"no {app.dockerfile} in {app.source_dir or 'the repository root'} at {info.sha[:12]}"
-                )
+            dockerfile = self._dockerfile(app, context, procfile, info.sha, dlog)
             labels = labels_for(instance=self.instance, app=app.name, deployment_id=dep_id, version=version)
             attempt.image = tag
             self.docker.build(
                 context=context,
-                dockerfile=app.dockerfile,
+                dockerfile=dockerfile,
                 tag=tag,
                 labels=labels,
                 on_line=dlog.line,
@@ -192,6 +192,61 @@ class Pipeline:
             self._update(dep_id, image=tag, procfile=procfile)
             plan = self._plan(attempt, tag, procfile)
         self._roll_out(attempt, plan)
+
+    def _dockerfile(
+        self, app: App, context: Path, procfile: dict[str, str], sha: str, dlog: DeployLog
+    ) -> str:
+        """The app's Dockerfile; else, when it names none of its own, one
+        generated for a Python app (written into the build log too)."""
+        if (context / app.dockerfile).is_file():
+            return app.dockerfile
+        where = f"{app.source_dir or 'the repository root'} at {sha[:12]}"
+        if app.dockerfile != DEFAULT_DOCKERFILE:
+            raise InvalidInput(f"no {app.dockerfile} in {where}")
+        generated = for_app(context, app=app, settings=self.settings, procfile=procfile)
+        (context / GENERATED_DOCKERFILE).write_text(generated.dockerfile, encoding="utf-8")
+        dlog.line(f"no Dockerfile in {where}: building a Python app from {generated.plan.installer_label}")
+        for note in generated.plan.notes:
+            dlog.line(note)
+        dlog.line(f"generated Dockerfile (`paas build-plan {app.name}` prints it):")
+        for line in generated.dockerfile.splitlines():
+            dlog.line(f"  | {line}")
+        return GENERATED_DOCKERFILE
+
+    def build_plan(self, app_name: str, *, ref: str = "", commit: str = "") -> dict[str, object]:
+        """What a deploy of ``ref`` (default: the app's branch) would build:
+        the app's own Dockerfile, or the one generated for it. Fetches, never builds."""
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).first()
+            if app is None:
+                raise InvalidInput(f"no app named {app_name!r}")
+            session.expunge(app)
+        info = self.source.fetch(
+            app=app.name, url=app.repo_url, ref=ref or app.branch, commit=commit, on_line=lambda _l: None
+        )
+        self.settings.builds_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"plan-{app.name}-", dir=self.settings.builds_dir) as tmp:
+            root = Path(tmp) / "src"
+            self.source.export(app=app.name, url=app.repo_url, commit=info.sha, dest=root)
+            context = root / app.source_dir if app.source_dir else root
+            procfile = self._procfile(context)
+            if (context / app.dockerfile).is_file():
+                text = (context / app.dockerfile).read_text(encoding="utf-8", errors="replace")
+                summary, notes = f"the repository's {app.dockerfile}", []
+            elif app.dockerfile != DEFAULT_DOCKERFILE:
+                raise InvalidInput(f"no {app.dockerfile} in {app.source_dir or 'the repository root'}")
+            else:
+                generated = for_app(context, app=app, settings=self.settings, procfile=procfile)
+                text, notes = generated.dockerfile, list(generated.plan.notes)
+                summary = f"generated for a Python app from {generated.plan.installer_label}"
+        return {
+            "commit": info.sha,
+            "generated": not summary.startswith("the repository"),
+            "summary": summary,
+            "notes": notes,
+            "dockerfile": text,
+            "procfile": procfile,
+        }
 
     def _run_release(self, attempt: _Attempt) -> None:
         """An image already built (the live one, or a rollback's) with an env:
@@ -221,7 +276,6 @@ class Pipeline:
             procfile=procfile,
             exposed=config.get("ExposedPorts"),
             prestart_path=prestart,
-            host_port=0,
             env=attempt.env.run,
         )
 
@@ -239,16 +293,17 @@ class Pipeline:
             plan = self._start(plan, attempt, dlog)
             self._update(
                 dep_id,
-                host_port=plan.host_port,
+                host_port=plan.web[0].host_port,
+                upstreams=list(plan.upstreams),
                 container_port=plan.container_port,
-                containers=[plan.container_name],
+                containers=[p.name for p in plan.processes],
             )
 
         with self._step(dep_id, "health", dlog, attempt=attempt):
             self._health(app, plan, dlog, attempt.should_stop)
 
         with self._step(dep_id, "switch", dlog, attempt=attempt):
-            spec = app_site(s, app=app.name, version=version, upstreams=(plan.upstream,))
+            spec = app_site(s, app=app.name, version=version, upstreams=plan.upstreams)
             before = self.nginx.current(app.name)
             self.nginx.apply(app.name, render_site(spec, s))
             try:
@@ -258,7 +313,7 @@ class Pipeline:
                 raise
             attempt.switched = True
             self._make_current(app.name, dep_id)
-            dlog.line(f"nginx now routes {spec.hostnames[0]} to {plan.upstream}")
+            dlog.line(f"nginx now routes {spec.hostnames[0]} to {', '.join(plan.upstreams)}")
 
         # Live from here on: trouble while retiring is logged, not a failure.
         with self._step(dep_id, "retire", dlog, fatal=False):
@@ -320,36 +375,54 @@ class Pipeline:
             raise RuntimeError(f"release command exited with status {result.exit_code}")
 
     def _start(self, plan: ReleasePlan, attempt: _Attempt, dlog: DeployLog) -> ReleasePlan:
+        """Every container of every process type; web ones each on a free host port."""
+        started = []
+        for spec in plan.processes:
+            if spec.process == "web":
+                spec = self._start_web(spec, plan, attempt)
+                dlog.line(
+                    f"started {spec.name} on {plan.host_ip}:{spec.host_port} (PORT={plan.container_port})"
+                )
+            else:
+                self._start_one(spec, plan, attempt, host_port=None)
+                dlog.line(f"started {spec.name} ({spec.process})")
+            started.append(spec)
+        return replace(plan, processes=tuple(started))
+
+    def _start_web(self, spec: ProcessSpec, plan: ReleasePlan, attempt: _Attempt) -> ProcessSpec:
         last_error = ""
         for _ in range(5):  # a port can be taken between our check and Docker's bind
             with self._port_lock:
                 port = self._free_port()
-                candidate = replace(plan, host_port=port)
-                attempt.containers.append(candidate.container_name)
                 try:
-                    self.docker.start(
-                        image=candidate.image,
-                        name=candidate.container_name,
-                        command=candidate.command,
-                        env=candidate.env,
-                        labels=candidate.web_labels,
-                        container_port=candidate.container_port,
-                        host_ip=candidate.host_ip,
-                        host_port=port,
-                        volumes=candidate.volumes,
-                    )
+                    self._start_one(spec, plan, attempt, host_port=port)
                 except EngineError as exc:
-                    attempt.containers.remove(candidate.container_name)
                     last_error = str(exc)
                     if "port is already allocated" in last_error or "address already in use" in last_error:
                         continue
                     raise
-            dlog.line(
-                f"started {candidate.container_name} on {candidate.upstream} "
-                f"(PORT={candidate.container_port})"
-            )
-            return candidate
+            return replace(spec, host_port=port)
         raise RuntimeError(f"could not bind a free port: {last_error}")
+
+    def _start_one(
+        self, spec: ProcessSpec, plan: ReleasePlan, attempt: _Attempt, *, host_port: int | None
+    ) -> None:
+        attempt.containers.append(spec.name)
+        try:
+            self.docker.start(
+                image=plan.image,
+                name=spec.name,
+                command=spec.command,
+                env=plan.env,
+                labels=spec.labels,
+                container_port=plan.container_port,
+                host_ip=plan.host_ip,
+                host_port=host_port,
+                volumes=plan.volumes,
+            )
+        except EngineError:
+            attempt.containers.remove(spec.name)  # the engine removed what it half-made
+            raise
 
     def _free_port(self) -> int:
         s = self.settings
@@ -368,34 +441,53 @@ class Pipeline:
         raise RuntimeError(f"no free port in {s.port_range_start}-{s.port_range_end}")
 
     def _health(self, app: App, plan: ReleasePlan, dlog: DeployLog, should_stop: Callable[[], bool]) -> None:
-        check = HealthCheck(
-            host=plan.host_ip,
-            port=plan.host_port,
-            path=app.health_path,
-            interval=app.health_interval,
-            timeout=app.health_timeout,
-            retries=app.health_retries,
-        )
+        """Every web container passes the health check; then every other
+        process is still running (a worker that crashed at start fails the deploy)."""
+        for spec in plan.web:
+            if len(plan.web) > 1:
+                dlog.line(f"checking {spec.name}")
+            check = HealthCheck(
+                host=plan.host_ip,
+                port=spec.host_port,
+                path=app.health_path,
+                interval=app.health_interval,
+                timeout=app.health_timeout,
+                retries=app.health_retries,
+            )
 
-        def alive() -> str | None:
-            if should_stop():
-                raise Cancelled("health")
-            info = self.docker.container(plan.container_name)
-            if info is None:
-                return "the container is gone"
-            if info.status in ("exited", "dead"):
-                return f"exited with status {info.exit_code}"
-            return None
+            def alive(name: str = spec.name) -> str | None:
+                if should_stop():
+                    raise Cancelled("health")
+                return self._trouble(name)
 
-        try:
-            wait_healthy(check, alive=alive, on_line=dlog.line)
-        except RuntimeError:
-            tail = self.docker.logs_tail(plan.container_name, 30)
-            if tail:
-                dlog.line("last lines of the container's output:")
-                for line in tail:
-                    dlog.line(f"  | {line}")
-            raise
+            try:
+                wait_healthy(check, alive=alive, on_line=dlog.line)
+            except RuntimeError:
+                self._log_tail(spec.name, dlog)
+                raise
+        for spec in plan.processes:
+            if spec.process == "web":
+                continue
+            trouble = self._trouble(spec.name)
+            if trouble is not None:
+                self._log_tail(spec.name, dlog)
+                raise RuntimeError(f"{spec.process} container {spec.name}: {trouble}")
+            dlog.line(f"{spec.name} is running")
+
+    def _trouble(self, name: str) -> str | None:
+        info = self.docker.container(name)
+        if info is None:
+            return "the container is gone"
+        if info.status in ("exited", "dead") or info.restarts > 0:
+            return f"exited with status {info.exit_code}"
+        return None
+
+    def _log_tail(self, name: str, dlog: DeployLog) -> None:
+        tail = self.docker.logs_tail(name, 30)
+        if tail:
+            dlog.line(f"last lines of {name}'s output:")
+            for line in tail:
+                dlog.line(f"  | {line}")
 
     def _retire(self, app: str, dep_id: int, dlog: DeployLog) -> None:
         old = [

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paas.models import App, Deployment
+from paas.procfile import formation
 
 __all__ = [
     "owned",
+    "ProcessSpec",
     "ReleasePlan",
+    "formation",
+    "process_command",
     "container_port",
     "image_tag",
     "labels_for",
@@ -66,25 +70,45 @@ def release_command(procfile: dict[str, str], prestart_path: str | None) -> list
 
 
 @dataclass(frozen=True)
+class ProcessSpec:
+    """One container of one process type: web ones get a host port and traffic."""
+
+    process: str
+    index: int
+    name: str
+    command: list[str] | None  # None: the image's CMD
+    labels: dict[str, str]
+    host_port: int = 0  # web only: chosen when it starts
+
+
+@dataclass(frozen=True)
 class ReleasePlan:
     app: str
     version: int
     image: str
-    container_name: str
     release_container_name: str
     labels: dict[str, str]
-    web_labels: dict[str, str]
-    command: list[str] | None  # None: the image's CMD
     release_command: list[str] | None
     container_port: int
     host_ip: str
-    host_port: int
+    processes: tuple[ProcessSpec, ...]
     env: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
-    def upstream(self) -> str:
-        return f"{self.host_ip}:{self.host_port}"
+    def web(self) -> tuple[ProcessSpec, ...]:
+        return tuple(p for p in self.processes if p.process == "web")
+
+    @property
+    def upstreams(self) -> tuple[str, ...]:
+        return tuple(f"{self.host_ip}:{p.host_port}" for p in self.web)
+
+
+def process_command(process: str, procfile: dict[str, str], run_command: str) -> list[str] | None:
+    """web: the app's run command, else the Procfile's web line, else the
+    image's CMD; other types: their Procfile line."""
+    command = (run_command or procfile.get("web")) if process == "web" else procfile[process]
+    return ["/bin/sh", "-c", command] if command else None
 
 
 def make_plan(
@@ -95,7 +119,6 @@ def make_plan(
     procfile: dict[str, str],
     exposed: dict[str, object] | None,
     prestart_path: str | None,
-    host_port: int,
     env: dict[str, str] | None = None,
 ) -> ReleasePlan:
     assert deployment.id is not None
@@ -103,20 +126,27 @@ def make_plan(
         instance=instance, app=app.name, deployment_id=deployment.id, version=deployment.version
     )
     port = container_port(app.port, exposed)
-    web = procfile.get("web")
+    processes = tuple(
+        ProcessSpec(
+            process=process,
+            index=index,
+            name=f"paas-{app.name}-{process}-v{deployment.version}-{index}",
+            command=process_command(process, procfile, app.run_command),
+            labels={**labels, "paas.process": process},
+        )
+        for process, count in formation(procfile, app.scale).items()
+        for index in range(1, count + 1)
+    )
     return ReleasePlan(
         app=app.name,
         version=deployment.version,
         image=deployment.image or image_tag(app.name, deployment.version),  # a release reuses its base's
-        container_name=f"paas-{app.name}-web-v{deployment.version}",
         release_container_name=f"paas-{app.name}-release-v{deployment.version}",
         labels=labels,
-        web_labels={**labels, "paas.process": "web"},
-        command=["/bin/sh", "-c", web] if web else None,
         release_command=release_command(procfile, prestart_path),
         container_port=port,
         host_ip="127.0.0.1",
-        host_port=host_port,
+        processes=processes,
         env={**(env or {}), "PORT": str(port)},
         volumes={data_volume(app.name): {"bind": app.data_path, "mode": "rw"}} if app.data_path else {},
     )

@@ -257,6 +257,12 @@ def _client() -> ApiClient:
     return ApiClient.from_login()
 
 
+RUN_COMMAND_HELP = (
+    "The web command (sh -c); default: the Procfile's web:, else the image's CMD or a detected app."
+)
+BASE_IMAGE_HELP = "What a build without a Dockerfile starts FROM; default: the server's PAAS_BASE_IMAGE."
+
+
 @apps_app.command("create")
 def apps_create(
     name: str,
@@ -271,6 +277,8 @@ def apps_create(
     data_path: Annotated[
         str | None, typer.Option(help="Mount a persistent volume here, shared by releases.")
     ] = None,
+    run_command: Annotated[str, typer.Option(help=RUN_COMMAND_HELP)] = "",
+    base_image: Annotated[str, typer.Option(help=BASE_IMAGE_HELP)] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Create an app; prints its webhook URL and secret for GitHub."""
@@ -283,6 +291,8 @@ def apps_create(
         "port": port,
         "health_path": health_path,
         "data_path": data_path,
+        "run_command": run_command,
+        "base_image": base_image,
     }
     created = _client().request("POST", "/apps", json=body)
     if as_json:
@@ -295,6 +305,44 @@ def apps_create(
     out.print(f"  Secret:       {created['webhook_secret']}", markup=False)
     out.print("  Events:       just the push event")
     out.print("The secret is shown only now.")
+
+
+@apps_app.command("set")
+def apps_set(
+    name: str,
+    repo: Annotated[str | None, typer.Option(help="Git URL: https, ssh, or a local path.")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch whose pushes deploy.")] = None,
+    source_dir: Annotated[str | None, typer.Option(help="Build context inside the repository.")] = None,
+    dockerfile: Annotated[str | None, typer.Option(help="Dockerfile path inside the build context.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port the app listens on ($PORT).")] = None,
+    health_path: Annotated[str | None, typer.Option(help="HTTP path for health checks; '' for TCP.")] = None,
+    data_path: Annotated[
+        str | None, typer.Option(help="Mount a persistent volume here; '' for none.")
+    ] = None,
+    run_command: Annotated[str | None, typer.Option(help=RUN_COMMAND_HELP + " '' clears it.")] = None,
+    base_image: Annotated[str | None, typer.Option(help=BASE_IMAGE_HELP + " '' clears it.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change an app's settings; they apply from the next deploy."""
+    given = {
+        "repo_url": repo,
+        "branch": branch,
+        "source_dir": source_dir,
+        "dockerfile": dockerfile,
+        "port": port,
+        "health_path": health_path,
+        "data_path": data_path,
+        "run_command": run_command,
+        "base_image": base_image,
+    }
+    body = {k: v for k, v in given.items() if v is not None}
+    if not body:
+        _fail("nothing to change: give at least one option (see `paas apps set --help`)")
+    info = _client().request("PATCH", f"/apps/{name}", json=body)
+    if as_json:
+        _print_json(info)
+        return
+    typer.echo(f"{name}: changed {', '.join(sorted(body))}; they apply from the next deploy")
 
 
 @apps_app.command("list")
@@ -638,6 +686,59 @@ def env_import(
 def env_export(name: str) -> None:
     """Print the app's env as a .env file (secrets masked, commented out)."""
     typer.echo(_client().request("GET", f"/apps/{name}/env/export"), nl=False)
+
+
+@app.command()
+def scale(
+    name: str,
+    processes: Annotated[
+        list[str] | None, typer.Argument(help="TYPE=COUNT pairs, e.g. web=2 worker=1; none: show the counts.")
+    ] = None,
+    wait: QuickWait = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Containers per process type (kept across deploys); changes roll out at once, with no downtime."""
+    client = _client()
+    if not processes:
+        counts = client.request("GET", f"/apps/{name}/scale")
+        if as_json:
+            _print_json(counts)
+        else:
+            typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+        return
+    wanted: dict[str, int] = {}
+    for pair in processes:
+        process, sep, count = pair.partition("=")
+        if not sep or not count.strip().isdigit():
+            _fail(f"expected TYPE=COUNT such as web=2, got {pair!r}")
+        wanted[process.strip()] = int(count)
+    result = client.request("PUT", f"/apps/{name}/scale", json={"processes": wanted})
+    shown = " ".join(f"{k}={v}" for k, v in result["formation"].items())
+    if result["job"] is None:
+        if as_json:
+            _print_json(result)
+        else:
+            typer.echo(f"{name}: {shown}; applies at the first deploy")
+        return
+    _finish_release(client, name, result["job"], wait=wait, as_json=as_json, what=f"scale to {shown}")
+
+
+@app.command("build-plan")
+def build_plan(
+    name: str,
+    ref: Annotated[str | None, typer.Option(help="Branch, tag or commit; default: the app's branch.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the Dockerfile a deploy would build (generated when the repo has none): redirect it to eject."""
+    params = {"ref": ref} if ref else {}
+    plan = _client().request("GET", f"/apps/{name}/build-plan", params=params)
+    if as_json:
+        _print_json(plan)
+        return
+    err.print(f"# {name} at {plan['commit'][:12]}: {plan['summary']}", markup=False, highlight=False)
+    for note in plan["notes"]:
+        err.print(f"# {note}", markup=False, highlight=False)
+    typer.echo(plan["dockerfile"], nl=False)
 
 
 @app.command()

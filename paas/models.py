@@ -48,6 +48,10 @@ class App(SQLModel, table=True):
     health_timeout: float = 5.0
     health_retries: int = 60
     data_path: str | None = Field(default=None, max_length=500)  # mount a persistent volume here
+    run_command: str = Field(default="", max_length=2000)  # the web command; else Procfile web, else detected
+    base_image: str = Field(default="", max_length=300)  # for builds without a Dockerfile; "": the default
+    # containers per process type, kept across deploys; a type not named runs 1
+    scale: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     webhook_secret: str = Field(sa_column=Column(Text, nullable=False))  # encrypted (paas.crypto)
     env_version: int = 0  # bumped by every env change; a release records the one it ran with
     # after a rollback, pushes are recorded but not deployed until `paas unpin` or `paas deploy`
@@ -86,6 +90,8 @@ class Deployment(SQLModel, table=True):
     container_port: int | None = None
     host_port: int | None = None
     containers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # the web containers' host:port, all behind the app's nginx upstream
+    upstreams: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # the Procfile the image was built with, so a release of the same image needs no source
     procfile: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

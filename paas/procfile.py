@@ -11,7 +11,7 @@ import re
 
 from paas.errors import InvalidInput
 
-__all__ = ["parse_procfile"]
+__all__ = ["formation", "parse_procfile"]
 
 _LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*?)\s*$")
 
@@ -32,3 +32,13 @@ def parse_procfile(text: str) -> dict[str, str]:
             raise InvalidInput(f"Procfile line {number}: process type {name!r} is defined twice")
         processes[name] = command
     return processes
+
+
+def formation(procfile: dict[str, str], scale: dict[str, int]) -> dict[str, int]:
+    """Containers per process type: web always (at least 1), every other
+    Procfile type but ``release``; a type not in ``scale`` runs 1."""
+    counts = {"web": max(1, scale.get("web", 1))}
+    for process in sorted(procfile):
+        if process not in ("web", "release"):
+            counts[process] = max(0, scale.get(process, 1))
+    return counts

@@ -31,6 +31,9 @@ __all__ = [
     "ProcessPublic",
     "RollbackRequest",
     "RollbackResult",
+    "BuildPlanPublic",
+    "ScaleRequest",
+    "ScaleResult",
 ]
 
 MAX_ROW_ID = 2**63 - 1  # ids and versions are 64-bit signed in every database we support
@@ -114,7 +117,28 @@ def check_data_path(value: str | None) -> str | None:
     return str(path)
 
 
+_IMAGE = re.compile(
+    r"^[a-z0-9][a-z0-9._/-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def check_run_command(value: str) -> str:
+    value = value.strip()
+    if "\0" in value or "\n" in value or "\r" in value:
+        raise ValueError("must be one line (it runs as `sh -c COMMAND` in the container)")
+    return value
+
+
+def check_base_image(value: str) -> str:
+    value = value.strip()
+    if value and not _IMAGE.match(value):
+        raise ValueError("must be an image reference such as python:3.12-slim")
+    return value
+
+
 AppName = Annotated[str, AfterValidator(check_app_name)]
+RunCommand = Annotated[str, Field(max_length=2000), AfterValidator(check_run_command)]
+BaseImage = Annotated[str, Field(max_length=300), AfterValidator(check_base_image)]
 RepoUrl = Annotated[str, AfterValidator(check_repo_url)]
 Branch = Annotated[str, AfterValidator(check_branch)]
 SourceDir = Annotated[str, AfterValidator(check_relative_path)]
@@ -141,6 +165,8 @@ class AppCreate(BaseModel):
     health_timeout: Timeout = 5.0
     health_retries: Retries = 60
     data_path: DataPath = None
+    run_command: RunCommand = ""
+    base_image: BaseImage = ""
 
 
 class AppUpdate(BaseModel):
@@ -159,8 +185,12 @@ class AppUpdate(BaseModel):
     health_timeout: Timeout | None = None
     health_retries: Retries | None = None
     data_path: DataPath = None
+    run_command: RunCommand | None = None
+    base_image: BaseImage | None = None
 
     @field_validator(
+        "run_command",
+        "base_image",
         "repo_url",
         "branch",
         "source_dir",
@@ -189,6 +219,9 @@ class AppPublic(BaseModel):
     port: int | None
     health_path: str | None
     data_path: str | None
+    run_command: str
+    base_image: str
+    scale: dict[str, int]
     state: str
     url: str = ""
     webhook_url: str = ""
@@ -397,3 +430,30 @@ class EnvChangeResult(BaseModel):
     job: JobPublic | None
     warnings: list[str]
     env: list[EnvVarPublic]
+
+
+ProcessType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,29}$")]
+
+
+class ScaleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    processes: dict[ProcessType, Annotated[int, Field(ge=0, le=100)]] = Field(
+        description='Containers per process type, e.g. {"web": 2, "worker": 1}; types not named keep theirs'
+    )
+
+
+class ScaleResult(BaseModel):
+    formation: dict[str, int] = Field(
+        description="Containers per process type of the live release, as now set"
+    )
+    job: JobPublic | None = Field(description="The release that rolls them out; null before the first deploy")
+
+
+class BuildPlanPublic(BaseModel):
+    commit: str
+    generated: bool = Field(description="True when the repository has no Dockerfile and paas writes one")
+    summary: str
+    notes: list[str]
+    dockerfile: str
+    procfile: dict[str, str]

@@ -31,6 +31,7 @@ from paas.models import (
     WebhookDelivery,
     utcnow,
 )
+from paas.procfile import formation
 from paas.schemas import AppCreate, AppPublic, AppUpdate, DeploymentPublic, JobPublic
 from paas.settings import Settings
 
@@ -218,6 +219,60 @@ def request_restart(session: Session, *, app: App, actor: str) -> Job:
     job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
     record_event(session, actor=actor, action="app.restart", app_name=app.name, detail=f"v{current.version}")
     return job
+
+
+@dataclass(frozen=True)
+class ScaleOutcome:
+    formation: dict[str, int]
+    job: Job | None  # None: no live release yet; the counts apply at the first deploy
+
+
+def request_scale(
+    session: Session, *, app: App, counts: dict[str, int], actor: str, limit: int
+) -> ScaleOutcome:
+    """Set containers per process type (kept across deploys) and, with a live
+    release, roll its containers out again in those numbers: same image, same
+    env, no release command, the zero-downtime switch."""
+    if app.state != "active":
+        raise Conflict(f"app {app.name!r} is being deleted")
+    if not counts:
+        raise InvalidInput("name at least one process type and count, such as web=2")
+    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    known = sorted(formation(current.procfile, {})) if current else None
+    for process, count in counts.items():
+        if process == "release":
+            raise InvalidInput("release runs once per deploy, not as containers: it cannot be scaled")
+        if known is not None and process not in known:
+            raise InvalidInput(
+                f"no process type {process!r} in the live release v{current.version if current else ''}; "
+                f"it has {', '.join(known)}"
+            )
+        if process == "web" and count < 1:
+            raise InvalidInput("web needs at least 1 container (delete the app to take it offline)")
+        if count > limit:
+            raise InvalidInput(
+                f"{process}={count} is more than the limit of {limit} containers per process type"
+            )
+    app.scale = {**app.scale, **counts}
+    session.add(app)
+    detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    record_event(session, actor=actor, action="app.scale", app_name=app.name, detail=detail)
+    if current is None:
+        return ScaleOutcome(formation({}, app.scale) | counts, None)
+    payload = {
+        "trigger": f"scale {detail}",
+        "actor": actor,
+        "source_version": current.version,
+        "run_release": False,
+    }
+    job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
+    return ScaleOutcome(formation(current.procfile, app.scale), job)
+
+
+def current_formation(session: Session, *, app: App) -> dict[str, int]:
+    """Containers per process type of the live release (as `paas scale` set them)."""
+    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    return formation(current.procfile if current else {}, app.scale)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     release_timeout: int = Field(default=600, ge=1)
     build_timeout: int = Field(default=1800, ge=1)
     build_network: str = ""  # docker network for RUN steps; empty: engine default
+    # apps without a Dockerfile: the image they build FROM (a repo's Python pin picks the tag),
+    # and gunicorn workers per web container (0: 2 × cores, at most 4; WEB_CONCURRENCY overrides)
+    base_image: str = Field(default="python:3.11-slim", min_length=1, max_length=300)
+    web_workers: int = Field(default=0, ge=0, le=64)
+    max_containers_per_process: int = Field(default=10, ge=1, le=100)  # the ceiling of `paas scale`
     port_range_start: Port = 20000
     port_range_end: Port = 29999
 

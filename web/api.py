@@ -23,6 +23,8 @@ from paas.schemas import (
     JobPublic,
     RollbackRequest,
     RollbackResult,
+    ScaleRequest,
+    ScaleResult,
     check_env_key,
 )
 from web.deps import CurrentToken, KeyringDep, RowId, SessionDep, SettingsDep, actor
@@ -144,6 +146,48 @@ def rollback(name: str, body: RollbackRequest, session: SessionDep, token: Curre
 def unpin(name: str, session: SessionDep, settings: SettingsDep, token: CurrentToken) -> AppPublic:
     app = services.unpin(session, app=services.get_app(session, name), actor=actor(token))
     return services.app_public(session, app=app, settings=settings)
+
+
+@router.get(
+    "/apps/{name}/scale",
+    response_model=dict[str, int],
+    summary="Containers per process type of the live release",
+    responses={404: ERRORS[404]},
+)
+def get_scale(name: str, session: SessionDep, _token: CurrentToken) -> dict[str, int]:
+    return services.current_formation(session, app=services.get_app(session, name))
+
+
+@router.put(
+    "/apps/{name}/scale",
+    response_model=ScaleResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Set containers per process type; a live release rolls them out at once",
+    description=(
+        "Counts are kept across deploys. With a live release, a new release of the same image and "
+        "env starts the containers in those numbers and switches over with no downtime (the "
+        "release command does not run). Only `web` gets traffic; types removed from the Procfile "
+        "stop at the next deploy."
+    ),
+    responses={
+        400: ERRORS[400],
+        404: ERRORS[404],
+        409: {"description": "The app is being deleted"},
+        422: {"description": "Unknown process type, web=0, release, or over the limit"},
+    },
+)
+def scale(
+    name: str, body: ScaleRequest, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> ScaleResult:
+    outcome = services.request_scale(
+        session,
+        app=services.get_app(session, name),
+        counts=body.processes,
+        actor=actor(token),
+        limit=settings.max_containers_per_process,
+    )
+    job = services.job_public(session, outcome.job) if outcome.job else None
+    return ScaleResult(formation=outcome.formation, job=job)
 
 
 @router.post(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,9 +23,9 @@ from starlette.background import BackgroundTask
 
 from paas import services
 from paas.db import session_scope
-from paas.errors import NotFound, Unavailable
+from paas.errors import InvalidInput, NotFound, Unavailable
 from paas.models import Deployment
-from paas.schemas import ProcessPublic
+from paas.schemas import BuildPlanPublic, ProcessPublic, check_branch
 from web.deps import CurrentToken, RowId, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1", responses={401: {"description": "Missing or invalid API token"}})
@@ -161,6 +162,46 @@ async def runtime_logs(
     return StreamingResponse(
         response.aiter_raw(), media_type="text/plain; charset=utf-8", background=BackgroundTask(close)
     )
+
+
+@router.get(
+    "/apps/{name}/build-plan",
+    response_model=BuildPlanPublic,
+    summary="The Dockerfile a deploy would build: the repository's, or the one paas generates",
+    description="The agent fetches the ref (default: the app's branch) and detects; nothing is built.",
+    responses={
+        **ERRORS,
+        422: {"description": "Bad ref, a fetch that failed, or nothing paas knows how to build"},
+        503: {"description": "The agent does not answer"},
+    },
+)
+def build_plan(
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _token: CurrentToken,
+    ref: str | None = Query(default=None, max_length=255, description="A branch, tag or commit id"),
+) -> Any:
+    services.get_app(session, name)
+    session.commit()
+    params = {}
+    if ref and re.fullmatch(r"[0-9a-f]{7,40}", ref):
+        params["commit"] = ref
+    elif ref:
+        try:
+            params["ref"] = check_branch(ref)
+        except ValueError as exc:
+            raise InvalidInput(f"ref {exc}") from None
+    transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
+    try:
+        with httpx.Client(transport=transport, base_url="http://agent", timeout=300) as agent:
+            response = agent.get(f"/apps/{quote(name)}/build-plan", params=params)
+    except httpx.HTTPError:
+        raise Unavailable(AGENT_DOWN) from None
+    if response.status_code == 422:
+        raise InvalidInput(str(response.json().get("detail")))
+    _raise_for_agent(response.status_code, response.content)
+    return response.json()
 
 
 def _known_app(engine: Engine, name: str) -> None:

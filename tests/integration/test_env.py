@@ -176,7 +176,7 @@ def test_canary_search_finds_no_value_outside_the_container(stack: Stack, deploy
         assert BUILD_LABEL in json.dumps(image.history())  # a build arg shows: why the warning exists
 
     # the one place the values are: the running container's environment
-    container = client.containers.get(f"paas-{APP}-web-v1")
+    container = client.containers.get(f"paas-{APP}-web-v1-1")
     container_env = "\n".join(container.attrs["Config"]["Env"])
     assert all(f"{k}={v}" in container_env for k, v in canaries.items())
 

@@ -109,3 +109,21 @@ def test_release_log_follow_ends_when_the_release_has_finished(
         client.get("/api/v1/apps/shop/releases/2/log", params={"follow": "true"}, headers=auth).status_code
         == 404
     )
+
+
+def test_logs_of_several_containers_are_merged_line_by_line_and_labelled() -> None:
+    from agent.live import merge_lines
+
+    def chunks(*parts: bytes) -> Iterator[bytes]:
+        yield from parts
+
+    merged = b"".join(
+        merge_lines(
+            [
+                (b"web.1 ", chunks(b"a1\na", b"2\n", b"a3")),  # lines split across chunks, no final newline
+                (b"web.2 ", chunks(b"b1\nb2\n")),
+            ]
+        )
+    ).splitlines()
+    assert sorted(merged) == [b"web.1 a1", b"web.1 a2", b"web.1 a3", b"web.2 b1", b"web.2 b2"]
+    assert [line for line in merged if line.startswith(b"web.1")] == [b"web.1 a1", b"web.1 a2", b"web.1 a3"]

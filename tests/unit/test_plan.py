@@ -1,7 +1,15 @@
 from __future__ import annotations
 
 from agent import commands
-from agent.plan import ReleasePlan, container_port, make_plan, release_command
+from agent.plan import (
+    ProcessSpec,
+    ReleasePlan,
+    container_port,
+    formation,
+    make_plan,
+    process_command,
+    release_command,
+)
 from paas.models import App, Deployment
 
 
@@ -17,26 +25,22 @@ def test_plan_for_a_dockerfile_app_with_prestart() -> None:
         procfile={},
         exposed={"5000/tcp": {}},
         prestart_path="/app/prestart.sh",
-        host_port=20001,
     )
     labels = {"paas.instance": "inst", "paas.app": "shop", "paas.deployment": "7", "paas.version": "3"}
     assert plan == ReleasePlan(
         app="shop",
         version=3,
         image="paas/shop:v3",
-        container_name="paas-shop-web-v3",
         release_container_name="paas-shop-release-v3",
         labels=labels,
-        web_labels={**labels, "paas.process": "web"},
-        command=None,
         release_command=["sh", "/app/prestart.sh"],
         container_port=5000,
         host_ip="127.0.0.1",
-        host_port=20001,
+        processes=(ProcessSpec("web", 1, "paas-shop-web-v3-1", None, {**labels, "paas.process": "web"}),),
         env={"PORT": "5000"},
         volumes={},
     )
-    assert plan.upstream == "127.0.0.1:20001"
+    assert plan.upstreams == ("127.0.0.1:0",)  # the port is chosen when the container starts
 
 
 def test_procfile_web_and_release_win_and_data_path_mounts_a_volume() -> None:
@@ -47,12 +51,39 @@ def test_procfile_web_and_release_win_and_data_path_mounts_a_volume() -> None:
         procfile={"web": "uvicorn m:app --port $PORT", "release": "alembic upgrade head"},
         exposed=None,
         prestart_path=None,
-        host_port=20002,
     )
-    assert plan.command == ["/bin/sh", "-c", "uvicorn m:app --port $PORT"]
+    assert [p.command for p in plan.processes] == [["/bin/sh", "-c", "uvicorn m:app --port $PORT"]]
     assert plan.release_command == ["/bin/sh", "-c", "alembic upgrade head"]
     assert plan.env == {"PORT": "8080"}
     assert plan.volumes == {"paas-shop-data": {"bind": "/data", "mode": "rw"}}
+
+
+def test_every_procfile_type_runs_as_scaled_and_the_run_command_wins_for_web() -> None:
+    procfile = {"web": "gunicorn x", "worker": "python -m worker", "beat": "python -m beat", "release": "m"}
+    plan = make_plan(
+        app=_app(scale={"web": 3, "beat": 0, "gone": 2}, run_command="python serve.py"),
+        deployment=Deployment(id=4, app_id=1, version=9),
+        instance="i",
+        procfile=procfile,
+        exposed=None,
+        prestart_path=None,
+    )
+    assert [(p.process, p.index, p.name) for p in plan.processes] == [
+        ("web", 1, "paas-shop-web-v9-1"),
+        ("web", 2, "paas-shop-web-v9-2"),
+        ("web", 3, "paas-shop-web-v9-3"),
+        ("worker", 1, "paas-shop-worker-v9-1"),
+    ]
+    assert plan.processes[0].command == ["/bin/sh", "-c", "python serve.py"]
+    assert plan.processes[3].command == ["/bin/sh", "-c", "python -m worker"]
+    assert plan.processes[3].labels["paas.process"] == "worker" and len(plan.web) == 3
+
+
+def test_formation() -> None:
+    assert formation({}, {}) == {"web": 1}
+    assert formation({"worker": "w", "release": "r"}, {"web": 0}) == {"web": 1, "worker": 1}
+    assert formation({"worker": "w", "web": "x"}, {"worker": 4, "web": 2}) == {"web": 2, "worker": 4}
+    assert process_command("web", {}, "") is None  # the image's CMD
 
 
 def test_container_port_order() -> None:
