@@ -1,7 +1,8 @@
 """Health: is the new web container answering on its published port?
 
 HTTP GET on the app's health path (any status below 400 passes), else a TCP
-connect. Tries until ``retries`` attempts have failed, giving up early if
+connection that stays open (Docker's proxy accepts and then drops connections
+while the app is not listening yet). Tries until ``retries`` attempts have failed, giving up early if
 the container has exited.
 """
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import httpx
 
 __all__ = ["HealthCheck", "check_once", "wait_healthy"]
+
+TCP_HOLD_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,17 @@ def check_once(check: HealthCheck) -> tuple[bool, str]:
             return False, f"GET {check.path}: {type(exc).__name__}"
         ok = response.status_code < 400
         return ok, f"GET {check.path}: {response.status_code}"
+    # Docker's userland proxy accepts on the published port before the app
+    # listens, then closes the connection: connected-and-held is the signal.
     try:
-        with socket.create_connection((check.host, check.port), timeout=check.timeout):
+        with socket.create_connection((check.host, check.port), timeout=check.timeout) as conn:
+            conn.settimeout(TCP_HOLD_SECONDS)
+            try:
+                closed = conn.recv(1) == b""
+            except TimeoutError:
+                closed = False  # still open: something is listening behind the port
+            if closed:
+                return False, f"TCP {check.port}: accepted, then closed (the app is not listening yet)"
             return True, f"TCP {check.port}: connected"
     except OSError as exc:
         return False, f"TCP {check.port}: {exc.strerror or exc}"

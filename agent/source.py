@@ -98,9 +98,23 @@ class SourceCache:
         buffer.seek(0)
         with tarfile.open(fileobj=buffer, mode="r:") as tar:
             tar.extractall(dest, filter="data")
+        _world_readable(dest)
 
     def forget(self, app: str) -> None:
         shutil.rmtree(self._dir / f"{app}.git", ignore_errors=True)
+
+
+def _world_readable(root: Path) -> None:
+    """Directories 0755, files 0644 (0755 if executable), whatever the agent's
+    umask: Docker's COPY keeps these bits, and the image's non-root user must
+    read its own source."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o755)
+        else:
+            path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
 
 
 def _stderr(exc: GitCommandError) -> str:

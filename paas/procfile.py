@@ -13,18 +13,23 @@ from paas.errors import InvalidInput
 
 __all__ = ["formation", "parse_procfile"]
 
-_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*?)\s*$")
+# a type becomes part of container names and labels: a letter, then letters, digits, - or _
+_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,29})\s*:\s*(.*?)\s*$")
 
 
 def parse_procfile(text: str) -> dict[str, str]:
     processes: dict[str, str] = {}
+    text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         match = _LINE.match(line)
         if match is None:
-            raise InvalidInput(f"Procfile line {number}: expected 'type: command', got {line!r}")
+            raise InvalidInput(
+                f"Procfile line {number}: expected 'type: command' (a type is a letter, then up to 29 "
+                f"letters, digits, - or _), got {line!r}"
+            )
         name, command = match.group(1).lower(), match.group(2)
         if not command:
             raise InvalidInput(f"Procfile line {number}: process type {name!r} has no command")

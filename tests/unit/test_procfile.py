@@ -29,8 +29,21 @@ def test_parses_types_comments_blank_lines_crlf_and_colons() -> None:
         ("web:", 1),
         ("web: a\nweb: b", 2),
         ("we b: x", 1),
+        ("web: a\n9lives: x", 2),
+        ("x" * 31 + ": long", 1),
     ],
 )
 def test_malformed_lines_are_named(text: str, line: int) -> None:
     with pytest.raises(InvalidInput, match=f"line {line}"):
         parse_procfile(text)
+
+
+def test_any_type_name_is_a_process_type() -> None:
+    """Types other than web and release are free-form (worker, beat, clock...);
+    names are case-insensitive."""
+    assert parse_procfile("\ufeffweb: a\n") == {"web": "a"}  # a byte-order mark is dropped
+    assert parse_procfile("Worker: python -m w\nclock: python clock.py\nbeat_2: celery beat") == {
+        "worker": "python -m w",
+        "clock": "python clock.py",
+        "beat_2": "celery beat",
+    }
