@@ -42,7 +42,9 @@ env_app = typer.Typer(help="An app's env vars: encrypted at rest, secrets write-
 app.add_typer(apps_app, name="apps")
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+domains_app = typer.Typer(help="An app's hostnames and their HTTPS certificates.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+app.add_typer(domains_app, name="domains")
 
 out = Console()
 err = Console(stderr=True)
@@ -739,6 +741,44 @@ def build_plan(
     for note in plan["notes"]:
         err.print(f"# {note}", markup=False, highlight=False)
     typer.echo(plan["dockerfile"], nl=False)
+
+
+@domains_app.command("list")
+def domains_list(name: str, as_json: JsonOpt = False) -> None:
+    """The app's hostnames: HTTPS or not, certificate state, expiry, last error."""
+    rows = _client().request("GET", f"/apps/{name}/domains")
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("hostname", "https", "certificate", "expires", "note")
+    for d in rows:
+        state = d["cert_state"] + (" (renewing soon)" if d["expiring"] else "")
+        note = d["cert_error"] or ("default" if d["is_default"] else "")
+        if d["next_attempt_at"] and d["cert_state"] == "failed":
+            note += f" (next try {str(d['next_attempt_at'])[:16]})"
+        expires = str(d["cert_expires_at"])[:10] if d["cert_expires_at"] else "-"
+        table.add_row(d["hostname"], "yes" if d["https"] else "no", state, expires, note)
+    out.print(table)
+
+
+@domains_app.command("add")
+def domains_add(name: str, hostname: str, as_json: JsonOpt = False) -> None:
+    """Serve the app at HOSTNAME too; its certificate is requested once DNS points here."""
+    domain = _client().request("POST", f"/apps/{name}/domains", json={"hostname": hostname})
+    if as_json:
+        _print_json(domain)
+        return
+    typer.echo(
+        f"{name} will be served at {domain['hostname']} (certificate: {domain['cert_state']}); "
+        "point its DNS at this server, then watch `paas domains list`"
+    )
+
+
+@domains_app.command("remove")
+def domains_remove(name: str, hostname: str) -> None:
+    """Stop serving the app at HOSTNAME (a custom one; the default stays)."""
+    _client().request("DELETE", f"/apps/{name}/domains/{hostname}")
+    typer.echo(f"{name} is no longer served at {hostname}")
 
 
 @app.command()

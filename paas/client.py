@@ -75,6 +75,8 @@ class ApiClient:
             raise ClientError(f"request to {self._url} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise ClientError(_error_text(response))
+        if response.status_code == 204 or not response.content:
+            return None
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text

@@ -52,6 +52,7 @@ class App(SQLModel, table=True):
     base_image: str = Field(default="", max_length=300)  # for builds without a Dockerfile; "": the default
     # containers per process type, kept across deploys; a type not named runs 1
     scale: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    hsts: bool = False  # Strict-Transport-Security on its HTTPS hostnames (opt-in: hard to undo)
     webhook_secret: str = Field(sa_column=Column(Text, nullable=False))  # encrypted (paas.crypto)
     env_version: int = 0  # bumped by every env change; a release records the one it ran with
     # after a rollback, pushes are recorded but not deployed until `paas unpin` or `paas deploy`
@@ -103,6 +104,33 @@ class Deployment(SQLModel, table=True):
     job_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class CertState(enum.StrEnum):
+    pending = "pending"  # no certificate yet; the agent will check and request one
+    issued = "issued"
+    dns_mismatch = "dns_mismatch"  # the preflight found DNS pointing elsewhere: nothing requested
+    unreachable = "unreachable"  # the preflight could not fetch its token over port 80
+    failed = "failed"  # the CA refused; retried after a back-off
+    disabled = "disabled"  # no PAAS_ACME_EMAIL: HTTP only
+
+
+class Domain(SQLModel, table=True):
+    """A hostname nginx serves, and its certificate's state. An app's default
+    hostname (<app>.<PAAS_DOMAIN>) has a row too, made by the agent; app_id
+    None is the control plane's own hostname."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    app_id: int | None = Field(default=None, foreign_key="app.id", index=True, ondelete="CASCADE")
+    hostname: str = Field(max_length=253, unique=True, index=True)  # IDNA (punycode), lower case
+    is_default: bool = False
+    cert_state: str = Field(default=CertState.pending, max_length=20)
+    cert_expires_at: datetime | None = None
+    cert_error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    attempts: int = 0  # failed CA requests in a row
+    next_attempt_at: datetime | None = None
+    checked_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class EnvVar(SQLModel, table=True):

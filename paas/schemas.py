@@ -32,6 +32,9 @@ __all__ = [
     "RollbackRequest",
     "RollbackResult",
     "BuildPlanPublic",
+    "DomainAdd",
+    "DomainPublic",
+    "normalize_hostname",
     "ScaleRequest",
     "ScaleResult",
 ]
@@ -167,6 +170,7 @@ class AppCreate(BaseModel):
     data_path: DataPath = None
     run_command: RunCommand = ""
     base_image: BaseImage = ""
+    hsts: bool = False
 
 
 class AppUpdate(BaseModel):
@@ -187,8 +191,10 @@ class AppUpdate(BaseModel):
     data_path: DataPath = None
     run_command: RunCommand | None = None
     base_image: BaseImage | None = None
+    hsts: bool | None = Field(default=None, description="Send Strict-Transport-Security on HTTPS (opt-in)")
 
     @field_validator(
+        "hsts",
         "run_command",
         "base_image",
         "repo_url",
@@ -222,6 +228,7 @@ class AppPublic(BaseModel):
     run_command: str
     base_image: str
     scale: dict[str, int]
+    hsts: bool
     state: str
     url: str = ""
     webhook_url: str = ""
@@ -457,3 +464,59 @@ class BuildPlanPublic(BaseModel):
     notes: list[str]
     dockerfile: str
     procfile: dict[str, str]
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_hostname(value: str) -> str:
+    """A DNS hostname in its ASCII (IDNA) form, lower case, no trailing dot;
+    no wildcards, no IP addresses, at least two labels."""
+    import ipaddress
+
+    import idna
+
+    value = value.strip().rstrip(".")
+    if not value:
+        raise ValueError("is required")
+    if "*" in value:
+        raise ValueError("wildcards are not supported; add each hostname")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        raise ValueError("must be a hostname, not an IP address")
+    try:
+        ascii_name = idna.encode(value, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"is not a valid hostname ({exc})") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("is not a valid hostname such as www.example.com")
+    if labels[-1].isdigit():
+        raise ValueError("is not a valid hostname: the last label cannot be numeric")
+    return ascii_name
+
+
+class DomainAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: Annotated[str, Field(max_length=300), AfterValidator(normalize_hostname)] = Field(
+        description="A hostname such as www.example.com (Unicode names are stored in IDNA form)"
+    )
+
+
+class DomainPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    hostname: str
+    is_default: bool
+    cert_state: str = Field(
+        description="pending, issued, dns_mismatch, unreachable, failed or disabled; see cert_error"
+    )
+    cert_expires_at: datetime | None
+    cert_error: str
+    next_attempt_at: datetime | None
+    https: bool = Field(default=False, description="nginx serves it over HTTPS (and redirects HTTP)")
+    expiring: bool = Field(default=False, description="within the renewal window and not yet renewed")

@@ -22,6 +22,8 @@ _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 
 class Settings(BaseSettings):
@@ -78,6 +80,16 @@ class Settings(BaseSettings):
     port_range_start: Port = 20000
     port_range_end: Port = 29999
 
+    # HTTPS: certificates by ACME HTTP-01 (certbot, webroot mode)
+    acme_email: str = ""  # empty: no certificates are requested (HTTP only)
+    acme_directory: str = LETSENCRYPT  # or "staging", or any ACME directory URL (tests: Pebble)
+    acme_ca_bundle: Path | None = None  # trust for the ACME server's own TLS (Pebble's test CA)
+    certbot_bin: str = "certbot"
+    dns_resolver: str = ""  # host[:port] the preflight asks; empty: the system's resolvers
+    public_ips: str = ""  # comma-separated addresses DNS must point to; empty: this host's own
+    cert_check_seconds: int = Field(default=300, ge=1)  # how often the agent looks at certificates
+    cert_renew_days: int = Field(default=30, ge=1, le=3650)  # renew this long before expiry
+
     @field_validator("domain")
     @classmethod
     def _check_domain(cls, value: str) -> str:
@@ -92,6 +104,24 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("acme_directory")
+    @classmethod
+    def _check_acme_directory(cls, value: str) -> str:
+        value = value.strip()
+        if value == "staging":
+            return LETSENCRYPT_STAGING
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// ACME directory URL, or 'staging'")
+        return value
+
+    @field_validator("acme_email")
+    @classmethod
+    def _check_acme_email(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+            raise ValueError("must be an email address")
         return value
 
     @model_validator(mode="after")
@@ -130,6 +160,15 @@ class Settings(BaseSettings):
     def agent_socket(self) -> Path:
         """Where the agent answers web's questions about live containers."""
         return self.data_dir / "agent.sock"
+
+    @property
+    def letsencrypt_dir(self) -> Path:
+        """certbot's config, work and logs directories (certificates under live/)."""
+        return self.data_dir / "letsencrypt"
+
+    @property
+    def acme_webroot(self) -> Path:
+        return self.data_dir / "acme"
 
     def app_hostname(self, app: str) -> str:
         return f"{app}.{self.domain}"

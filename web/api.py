@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 
-from paas import envvars, services
+from paas import domains, envvars, services
 from paas.errors import InvalidInput
 from paas.schemas import (
     AppCreate,
@@ -16,6 +16,8 @@ from paas.schemas import (
     AppUpdate,
     DeploymentPublic,
     DeployRequest,
+    DomainAdd,
+    DomainPublic,
     EnvChange,
     EnvChangeResult,
     EnvImport,
@@ -146,6 +148,63 @@ def rollback(name: str, body: RollbackRequest, session: SessionDep, token: Curre
 def unpin(name: str, session: SessionDep, settings: SettingsDep, token: CurrentToken) -> AppPublic:
     app = services.unpin(session, app=services.get_app(session, name), actor=actor(token))
     return services.app_public(session, app=app, settings=settings)
+
+
+DOMAIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: ERRORS[400],
+    404: ERRORS[404],
+    409: {"description": "Served for another app or the control plane, a default hostname, or being deleted"},
+    422: {
+        "description": "Not a valid hostname (wildcards and IP addresses are refused), or under PAAS_DOMAIN"
+    },
+}
+
+
+@router.get(
+    "/apps/{name}/domains",
+    response_model=list[DomainPublic],
+    summary="The app's hostnames with their certificate state",
+    responses={404: ERRORS[404]},
+)
+def list_domains(
+    name: str, session: SessionDep, settings: SettingsDep, _token: CurrentToken
+) -> list[DomainPublic]:
+    return domains.list_domains(session, app=services.get_app(session, name), settings=settings)
+
+
+@router.post(
+    "/apps/{name}/domains",
+    response_model=DomainPublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Serve the app at another hostname too",
+    description=(
+        "nginx serves it over HTTP at the agent's next certificate check; then, once a preflight "
+        "finds its DNS pointing here and port 80 reaching our nginx, a certificate is requested "
+        "and HTTPS switched on (HTTP then redirects)."
+    ),
+    responses=DOMAIN_ERRORS,
+)
+def add_domain(
+    name: str, body: DomainAdd, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> DomainPublic:
+    app = services.get_app(session, name)
+    domain = domains.add_domain(
+        session, app=app, hostname=body.hostname, settings=settings, actor=actor(token)
+    )
+    return domains.domain_public(domain, settings)
+
+
+@router.delete(
+    "/apps/{name}/domains/{hostname}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Stop serving the app at a custom hostname",
+    responses=DOMAIN_ERRORS,
+)
+def remove_domain(
+    name: str, hostname: str, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> None:
+    app = services.get_app(session, name)
+    domains.remove_domain(session, app=app, hostname=hostname, settings=settings, actor=actor(token))
 
 
 @router.get(
