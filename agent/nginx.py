@@ -28,6 +28,8 @@ __all__ = [
     "NginxError",
     "NginxSites",
     "SiteSpec",
+    "TlsHost",
+    "certificate_paths",
     "render_common",
     "render_control",
     "render_site",
@@ -44,11 +46,31 @@ class NginxError(Exception):
 
 
 @dataclass(frozen=True)
+class TlsHost:
+    """A hostname with a certificate on disk: served over HTTPS, HTTP redirects."""
+
+    hostname: str
+    certificate: str  # full chain, PEM
+    key: str
+
+
+@dataclass(frozen=True)
 class SiteSpec:
     app: str
     version: int
-    hostnames: tuple[str, ...]
+    hostnames: tuple[str, ...]  # every hostname; the first is the default one
     upstreams: tuple[str, ...]  # host:port of each web container
+    tls: tuple[TlsHost, ...] = ()
+    hsts: bool = False
+
+
+def certificate_paths(settings: Settings, hostname: str) -> TlsHost | None:
+    """certbot's live files for ``hostname``, if both exist."""
+    live = settings.letsencrypt_dir / "live" / hostname
+    cert, key = live / "fullchain.pem", live / "privkey.pem"
+    if cert.is_file() and key.is_file():
+        return TlsHost(hostname, str(cert), str(key))
+    return None
 
 
 def _env() -> Environment:
@@ -60,9 +82,23 @@ def _env() -> Environment:
     )
 
 
-def app_site(settings: Settings, *, app: str, version: int, upstreams: tuple[str, ...]) -> SiteSpec:
-    """What nginx should serve for a release of ``app``."""
-    return SiteSpec(app=app, version=version, hostnames=(settings.app_hostname(app),), upstreams=upstreams)
+def app_site(
+    settings: Settings,
+    *,
+    app: str,
+    version: int,
+    upstreams: tuple[str, ...],
+    hosts: tuple[tuple[str, bool], ...] = (),
+    hsts: bool = False,
+) -> SiteSpec:
+    """What nginx should serve for a release of ``app``: its default hostname
+    and ``hosts`` (hostname, has an issued certificate); HTTPS for those whose
+    certificate files exist."""
+    default = settings.app_hostname(app)
+    names = [default] + [h for h, _ in hosts if h != default]
+    issued = {h for h, ok in hosts if ok}
+    tls = tuple(t for t in (certificate_paths(settings, h) for h in names if h in issued) if t is not None)
+    return SiteSpec(app=app, version=version, hostnames=tuple(names), upstreams=upstreams, tls=tls, hsts=hsts)
 
 
 def listen_directive(settings: Settings, port: int) -> str:
@@ -80,8 +116,13 @@ def render_site(spec: SiteSpec, settings: Settings) -> str:
             upstream_name=f"paas_app_{spec.app.replace('-', '_')}",
             upstreams=spec.upstreams,
             hostnames=spec.hostnames,
+            plain_hostnames=[h for h in spec.hostnames if h not in {t.hostname for t in spec.tls}],
+            tls=spec.tls,
+            hsts=spec.hsts,
+            https_suffix="" if settings.https_port == 443 else f":{settings.https_port}",
+            listen_tls=listen_directive(settings, settings.https_port),
             listen=listen_directive(settings, settings.http_port),
-            acme_webroot=str(settings.data_dir / "acme"),
+            acme_webroot=str(settings.acme_webroot),
             client_max_body_size="100m",
             read_timeout=60,
         )
@@ -99,16 +140,21 @@ def render_common() -> str:
     return _env().get_template("common.conf.j2").render()
 
 
-def render_control(settings: Settings) -> str:
-    """The control plane's own site: GitHub and browsers reach web through it."""
+def render_control(settings: Settings, *, tls: bool = False) -> str:
+    """The control plane's own site: GitHub and browsers reach web through it.
+    With ``tls`` (its certificate is issued and on disk), HTTPS, and HTTP redirects."""
+    cert = certificate_paths(settings, settings.control_host) if tls else None
     return (
         _env()
         .get_template("control.conf.j2")
         .render(
+            tls=cert,
+            https_suffix="" if settings.https_port == 443 else f":{settings.https_port}",
+            listen_tls=listen_directive(settings, settings.https_port),
             hostname=settings.control_host,
             listen=listen_directive(settings, settings.http_port),
             upstream=f"{settings.web_host}:{settings.web_port}",
-            acme_webroot=str(settings.data_dir / "acme"),
+            acme_webroot=str(settings.acme_webroot),
             client_max_body_size=f"{settings.webhook_max_bytes // (1024 * 1024) + 1}m",
         )
     )
@@ -168,6 +214,11 @@ class NginxSites:
                 else:
                     _atomic_write(path, previous)
                 raise
+
+    def reload(self) -> None:
+        """Validate and reload with the files as they are (a renewed certificate)."""
+        with self._lock:
+            self._check_and_reload()
 
     def verify(self, spec: SiteSpec, *, timeout: float = 10) -> None:
         """Wait until nginx answers for ``spec`` with its release marker.

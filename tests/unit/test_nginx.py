@@ -4,6 +4,7 @@ and the switch: atomic write, validate, reload, restore on any error."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from agent.nginx import (
     NginxError,
     NginxSites,
     SiteSpec,
+    TlsHost,
     render_common,
     render_control,
     render_site,
 )
 from paas.settings import Settings, load_settings
-from tests.integration.harness import Nginx
+from tests.integration.harness import Nginx, self_signed
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 
@@ -28,6 +30,13 @@ GOLDEN = Path(__file__).parent.parent / "golden"
 def _settings(**kw: object) -> Settings:
     base: dict[str, object] = {"_env_file": None, "data_dir": Path("/var/lib/paas"), "domain": "example.com"}
     return load_settings(**{**base, **kw})
+
+
+LIVE = "/var/lib/paas/letsencrypt/live/"
+
+
+def _tls(host: str) -> TlsHost:
+    return TlsHost(host, f"{LIVE}{host}/fullchain.pem", f"{LIVE}{host}/privkey.pem")
 
 
 CASES = {
@@ -43,6 +52,27 @@ CASES = {
             upstreams=("127.0.0.1:20001", "127.0.0.1:20002"),
         ),
         _settings(listen_address="127.0.0.1", http_port=8080),
+    ),
+    "site-https.conf": lambda: render_site(
+        SiteSpec(
+            app="store",
+            version=5,
+            hostnames=("store.example.com", "www.store.test"),
+            upstreams=("127.0.0.1:20001",),
+            tls=(_tls("store.example.com"),),
+        ),
+        _settings(),
+    ),
+    "site-https-hsts.conf": lambda: render_site(
+        SiteSpec(
+            app="cart",
+            version=6,
+            hostnames=("cart.example.com", "www.cart.test"),
+            upstreams=("127.0.0.1:20001", "127.0.0.1:20002"),
+            tls=(_tls("cart.example.com"), _tls("www.cart.test")),
+            hsts=True,
+        ),
+        _settings(listen_address="127.0.0.1", http_port=8080, https_port=8443),
     ),
     "control.conf": lambda: render_control(_settings(web_port=8000)),
     "common.conf": render_common,
@@ -83,8 +113,12 @@ def _sites(nginx: Nginx, tmp_path: Path) -> NginxSites:
 def test_every_golden_config_passes_nginx_t(nginx: Nginx, tmp_path: Path) -> None:
     # Golden files listen on ports 80/8080 of every address: test them with
     # `nginx -t` only (nothing is started from them).
+    live = tmp_path / "live"
     for name in sorted(CASES):
-        (nginx.conf_dir / f"golden-{name}").write_text((GOLDEN / name).read_text())
+        text = (GOLDEN / name).read_text()
+        for host in set(re.findall(rf"{re.escape(LIVE)}([^/]+)/", text)):
+            self_signed(live / host, host)
+        (nginx.conf_dir / f"golden-{name}").write_text(text.replace(LIVE, f"{live}/"))
     result = commands.run(commands.nginx_test_args("nginx", nginx.main_conf))
     assert result.ok, result.output
 
