@@ -7,11 +7,12 @@ arguments are pure functions (``nginx_test_args`` ...), tested by equality;
 
 from __future__ import annotations
 
+import os
 import subprocess  # noqa: S404  (the one module allowed to)
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CommandResult", "nginx_reload_args", "nginx_test_args", "run"]
+__all__ = ["CommandResult", "certbot_args", "nginx_reload_args", "nginx_test_args", "run"]
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,10 @@ class CommandResult:
         return self.returncode == 0
 
 
-def run(args: list[str], *, timeout: float = 60) -> CommandResult:
-    """Run ``args`` (no shell), capturing output. A missing binary or a
-    timeout is a failed result, not an exception."""
+def run(args: list[str], *, timeout: float = 60, env: dict[str, str] | None = None) -> CommandResult:
+    """Run ``args`` (no shell), capturing output; ``env`` adds to the
+    environment. A missing binary or a timeout is a failed result, not an
+    exception."""
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         raise TypeError("run() takes a non-empty list of strings")
     try:
@@ -38,6 +40,7 @@ def run(args: list[str], *, timeout: float = 60) -> CommandResult:
             stdin=subprocess.DEVNULL,
             timeout=timeout,
             check=False,
+            env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError:
         return CommandResult(tuple(args), 127, f"{args[0]}: command not found")
@@ -56,3 +59,41 @@ def nginx_test_args(nginx_bin: str, main_conf: Path | None) -> list[str]:
 
 def nginx_reload_args(nginx_bin: str, main_conf: Path | None) -> list[str]:
     return [*_nginx_base(nginx_bin, main_conf), "-s", "reload"]
+
+
+def certbot_args(
+    certbot_bin: str,
+    *,
+    hostname: str,
+    email: str,
+    directory: str,
+    webroot: Path,
+    state_dir: Path,
+    force_renewal: bool = False,
+) -> list[str]:
+    """certbot in webroot mode for one hostname (its certificate is named after it)."""
+    args = [
+        certbot_bin,
+        "certonly",
+        "--non-interactive",
+        "--agree-tos",
+        "--no-eff-email",
+        "--email",
+        email,
+        "--server",
+        directory,
+        "--webroot",
+        "--webroot-path",
+        str(webroot),
+        "--domain",
+        hostname,
+        "--cert-name",
+        hostname,
+        "--config-dir",
+        str(state_dir),
+        "--work-dir",
+        str(state_dir / "work"),
+        "--logs-dir",
+        str(state_dir / "logs"),
+    ]
+    return [*args, "--force-renewal"] if force_renewal else [*args, "--keep-until-expiring"]

@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from agent.certs import CertManager, site_hosts
 from agent.docker_engine import DockerEngine, EngineError
 from agent.live import LiveServer, create_live_app
 from agent.nginx import CONTROL_SITE, NginxError, NginxSites, app_site, render_control, render_site
@@ -62,6 +63,7 @@ class Agent:
             instance=self.instance,
             keyring=keyring or Keyring(settings.keys_dir, private=True),
         )
+        self.certs = CertManager(settings, self.db, self.nginx)
         self._running: dict[int, Future[None]] = {}
         self._last_recover = float("-inf")
         self._lock = threading.Lock()
@@ -81,6 +83,15 @@ class Agent:
             seconds=self.settings.cleanup_interval_seconds,
             id="cleanup",
             next_run_time=utcnow(),  # once at start too
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.certs.run_once,
+            "interval",
+            seconds=self.settings.cert_check_seconds,
+            id="certificates",
+            next_run_time=utcnow(),
             max_instances=1,
             coalesce=True,
         )
@@ -234,7 +245,9 @@ class Agent:
         """Make Docker and nginx match the database (run at start)."""
         self.nginx.ensure_common()
         try:
-            self.nginx.apply(CONTROL_SITE, render_control(self.settings))
+            with session_scope(self.db) as session:
+                tls = dict(site_hosts(session, None)).get(self.settings.control_host, False)
+            self.nginx.apply(CONTROL_SITE, render_control(self.settings, tls=tls))
         except NginxError as exc:
             log.error("cannot install the control plane's nginx site: %s", exc)
         with session_scope(self.db) as session:
@@ -281,7 +294,11 @@ class Agent:
                     log.info("restarted %s", cname)
                 except EngineError as exc:
                     log.error("app %s: cannot restart %s: %s", name, cname, exc)
-        spec = app_site(self.settings, app=name, version=current.version, upstreams=upstreams)
+        with session_scope(self.db) as session:
+            hosts = site_hosts(session, app.id)
+        spec = app_site(
+            self.settings, app=name, version=current.version, upstreams=upstreams, hosts=hosts, hsts=app.hsts
+        )
         site = render_site(spec, self.settings)
         try:
             self.nginx.apply(name, site)

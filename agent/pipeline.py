@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from agent.certs import site_hosts
 from agent.deploylog import DeployLog
 from agent.docker_engine import DockerEngine, EngineError
 from agent.health import HealthCheck, wait_healthy
@@ -303,7 +304,11 @@ class Pipeline:
             self._health(app, plan, dlog, attempt.should_stop)
 
         with self._step(dep_id, "switch", dlog, attempt=attempt):
-            spec = app_site(s, app=app.name, version=version, upstreams=plan.upstreams)
+            with session_scope(self.db) as session:
+                hosts = site_hosts(session, app.id)
+            spec = app_site(
+                s, app=app.name, version=version, upstreams=plan.upstreams, hosts=hosts, hsts=app.hsts
+            )
             before = self.nginx.current(app.name)
             self.nginx.apply(app.name, render_site(spec, s))
             try:

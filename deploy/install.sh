@@ -38,7 +38,7 @@ systemd_is_init() { [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; }
 
 # 1. packages -------------------------------------------------------------------------
 need=()
-for pkg in docker.io nginx git python3 python3-venv ca-certificates; do
+for pkg in docker.io nginx git python3 python3-venv ca-certificates certbot; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -71,9 +71,10 @@ if [ ! -f "$ENV_FILE" ]; then
         echo "PAAS_DATA_DIR=${PAAS_DATA_DIR:-/var/lib/paas}"
         echo "PAAS_WEB_USER=$WEB_USER"
         echo "PAAS_KEYS_DIR=${PAAS_KEYS_DIR:-$ETC/keys}"
+        echo "PAAS_ACME_WEBROOT_DIR=${PAAS_ACME_WEBROOT_DIR:-/var/lib/paas-acme}"
         echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
-        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE)=' | sort || true
+        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE)=' | sort || true
     } >"$ENV_FILE"
     umask 022
     [ -n "$WEB_USER" ] && chgrp "$WEB_USER" "$ETC" "$ENV_FILE" && chmod 0640 "$ENV_FILE"
@@ -91,6 +92,12 @@ if [ -n "$WEB_USER" ]; then
     chmod 2770 "$DATA_DIR"
 else
     chmod 0700 "$DATA_DIR"
+fi
+
+# nginx's workers (www-data) read ACME challenges from here: outside the private data directory
+if [ -n "${PAAS_ACME_WEBROOT_DIR:-}" ]; then
+    mkdir -p "$PAAS_ACME_WEBROOT_DIR"
+    chmod 0755 "$PAAS_ACME_WEBROOT_DIR"
 fi
 
 # 5. paas itself, in its own virtual environment (reinstalled only when the source changes) --

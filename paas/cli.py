@@ -77,6 +77,8 @@ def _setup_logging() -> None:
         level=os.environ.get("PAAS_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # one line per scheduled run is noise; its warnings and errors still show
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @app.command()

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     acme_directory: str = LETSENCRYPT  # or "staging", or any ACME directory URL (tests: Pebble)
     acme_ca_bundle: Path | None = None  # trust for the ACME server's own TLS (Pebble's test CA)
     certbot_bin: str = "certbot"
+    # where nginx serves /.well-known/acme-challenge/ from: nginx's workers must be able to
+    # read it (install.sh uses /var/lib/paas-acme); empty: <data_dir>/acme
+    acme_webroot_dir: Path | None = None
     dns_resolver: str = ""  # host[:port] the preflight asks; empty: the system's resolvers
     public_ips: str = ""  # comma-separated addresses DNS must point to; empty: this host's own
     cert_check_seconds: int = Field(default=300, ge=1)  # how often the agent looks at certificates
@@ -168,7 +171,7 @@ class Settings(BaseSettings):
 
     @property
     def acme_webroot(self) -> Path:
-        return self.data_dir / "acme"
+        return self.acme_webroot_dir or self.data_dir / "acme"
 
     def app_hostname(self, app: str) -> str:
         return f"{app}.{self.domain}"

@@ -3,9 +3,10 @@
 #
 #   scripts/test.sh [pytest args...]
 #
-# Needs root on Debian 12 (apt-get, dockerd). Installs docker.io, nginx, git
-# and debootstrap if missing, starts dockerd in the background if no engine
-# answers, builds the local python:3.11-slim image once (cached), creates
+# Needs root on Debian 12 (apt-get, dockerd). Installs docker.io, nginx, git,
+# debootstrap, certbot and pebble (Let's Encrypt's test CA) if missing, starts
+# dockerd in the background if no engine answers, builds the local
+# python:3.11-slim image once (cached), creates
 # .venv with paas and its test extras, then runs pytest: unit tests and the
 # integration suite against the real Docker engine, nginx and git.
 set -euo pipefail
@@ -15,7 +16,7 @@ log() { printf '\n== %s\n' "$*"; }
 
 # 1. system packages ----------------------------------------------------------------
 need=()
-for pkg in docker.io nginx git debootstrap ca-certificates python3-venv; do
+for pkg in docker.io nginx git debootstrap ca-certificates python3-venv certbot pebble; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -182,6 +183,8 @@ class Stack:
                 headers={"Host": f"paas.{self.domain}"},
                 timeout=2,
             )
+            if r.status_code in (301, 308):  # HTTPS is on: nginx answers; is web ready behind it?
+                r = httpx.get(f"http://{LOOPBACK}:{self.web_port}/readyz", timeout=2)
         except httpx.HTTPError:
             return False
         return r.status_code == 200
@@ -469,6 +472,210 @@ def _exited(pid: int) -> bool:
 
 def _engine_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+# certificates ----------------------------------------------------------------------------
+
+
+def self_signed(directory: Path, hostname: str, *, days: int = 30) -> Path:
+    """fullchain.pem and privkey.pem for ``hostname`` in ``directory``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return directory
+
+
+class Pebble:
+    """Let's Encrypt's test CA (Debian's pebble) with pebble-challtestsrv as its
+    DNS, all on loopback ports. challtestsrv answers 127.0.0.1 for every name
+    unless told otherwise (``point``); Pebble validates HTTP-01 on ``http_port``
+    (our nginx). Pebble's own HTTPS listener uses a CA made here (``ca_bundle``)."""
+
+    def __init__(self, root: Path, *, http_port: int) -> None:
+        self.root = root
+        self.http_port = http_port
+        self.acme_port, self.admin_port = free_port(), free_port()
+        self.dns_port, self.dns_admin_port = free_udp_tcp_port(), free_port()
+        self.ca_bundle = root / "pebble-ca.pem"
+        self.log_path = root / "pebble.log"
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def directory(self) -> str:
+        return f"https://{LOOPBACK}:{self.acme_port}/dir"
+
+    @property
+    def dns(self) -> str:
+        return f"{LOOPBACK}:{self.dns_port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cert, key = _pebble_listener_cert(self.root, self.ca_bundle)
+        config = self.root / "pebble-config.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "pebble": {
+                        "listenAddress": f"{LOOPBACK}:{self.acme_port}",
+                        "managementListenAddress": f"{LOOPBACK}:{self.admin_port}",
+                        "certificate": str(cert),
+                        "privateKey": str(key),
+                        "httpPort": self.http_port,
+                        "tlsPort": free_port(),
+                        "ocspResponderURL": "",
+                        "externalAccountBindingRequired": False,
+                    }
+                }
+            )
+        )
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        self._procs.append(
+            subprocess.Popen(
+                [
+                    "pebble-challtestsrv",
+                    "-dns01", f"{LOOPBACK}:{self.dns_port}",
+                    "-http01", "",
+                    "-https01", "",
+                    "-tlsalpn01", "",
+                    "-management", f"{LOOPBACK}:{self.dns_admin_port}",
+                    "-defaultIPv4", LOOPBACK,
+                    "-defaultIPv6", "",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )  # fmt: skip
+        _wait_for(
+            lambda: _port_open(self.dns_admin_port), what="pebble-challtestsrv", timeout=20, log=self.log_path
+        )
+        self._procs.append(
+            subprocess.Popen(
+                ["pebble", "-config", str(config), "-dnsserver", self.dns, "-strict", "false"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+        _wait_for(lambda: _port_open(self.acme_port), what="pebble", timeout=20, log=self.log_path)
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def point(self, hostname: str, address: str) -> None:
+        """Make challtestsrv answer ``address`` for ``hostname``."""
+        r = httpx.post(
+            f"http://{LOOPBACK}:{self.dns_admin_port}/add-a",
+            json={"host": hostname.rstrip(".") + ".", "addresses": [address]},
+            timeout=5,
+        )
+        r.raise_for_status()
+
+    def root_pem(self) -> str:
+        """The root Pebble signs certificates with (made fresh at each start)."""
+        trust = ssl.create_default_context(cafile=str(self.ca_bundle))
+        r = httpx.get(f"https://{LOOPBACK}:{self.admin_port}/roots/0", verify=trust, timeout=5)
+        r.raise_for_status()
+        return r.text
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both TCP and UDP (a DNS server binds both)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free TCP+UDP port")
+
+
+def _pebble_listener_cert(root: Path, ca_bundle: Path) -> tuple[Path, Path]:
+    """A CA and a certificate for 127.0.0.1/localhost signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paas tests: pebble listener CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_bundle.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert, key_path = root / "pebble-listener.pem", root / "pebble-listener.key"
+    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert, key_path
 
 
 # helpers -----------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
             "PAAS_RUN_DIR": str(scratch / "run"),
             "PAAS_LOG_FILE": str(scratch / "paas.log"),
             "PAAS_DATA_DIR": str(scratch / "data"),
+            "PAAS_ACME_WEBROOT_DIR": str(scratch / "acme"),
             "PAAS_DOMAIN": "apps.test",
             "PAAS_WEB_PORT": str(web_port),
             "PAAS_HTTP_PORT": str(nginx.port),

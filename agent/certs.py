@@ -1,0 +1,392 @@
+"""Certificates: every hostname paas serves gets one by ACME HTTP-01 (certbot
+in webroot mode), renewed before expiry, and checked as actually served.
+
+The agent runs :meth:`CertManager.run_once` on a schedule. Each run:
+1. makes sure every app's nginx site names all its hostnames (HTTP always
+   serves ``/.well-known/acme-challenge/`` from the webroot, so issuing never
+   needs a restart);
+2. for each hostname without a certificate, runs a **preflight** first: DNS
+   must point here and port 80 must serve a token we place. Otherwise the
+   domain shows why, and nothing is asked of the CA (no burnt rate limits);
+3. requests certificates (failures back off: 1 h, 6 h, then daily, with the
+   CA's error text kept), renews those within PAAS_CERT_RENEW_DAYS of expiry;
+4. after any change, re-renders the site (HTTPS on, HTTP redirects), reloads
+   nginx and fetches the served certificate over TLS to compare it with the
+   new one.
+
+A certificate that exists and is not due is never requested again, however
+often the agent restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from agent import commands
+from agent.nginx import CONTROL_SITE, NginxError, NginxSites, app_site, render_control, render_site
+from paas.db import session_scope
+from paas.domains import ensure_defaults
+from paas.models import App, CertState, Deployment, Domain, Job, JobState, utcnow
+from paas.settings import Settings
+
+__all__ = ["BACKOFF", "CertManager", "site_hosts"]
+
+log = logging.getLogger("paas.agent.certs")
+
+BACKOFF = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1))  # after 1, 2, 3+ failures
+PREFLIGHT_DIR = ".well-known/acme-challenge"
+
+Runner = Callable[..., commands.CommandResult]
+
+
+def site_hosts(session: Session, app_id: int | None) -> tuple[tuple[str, bool], ...]:
+    """(hostname, has an issued certificate) for an app, default first."""
+    rows = session.exec(
+        select(Domain)
+        .where(Domain.app_id == app_id)
+        .order_by(col(Domain.is_default).desc(), col(Domain.hostname))
+    ).all()
+    return tuple((d.hostname, d.cert_state == CertState.issued) for d in rows)
+
+
+class CertManager:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Engine,
+        nginx: NginxSites,
+        *,
+        runner: Runner = commands.run,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.nginx = nginx
+        self._run = runner
+
+    # the scheduled job -----------------------------------------------------------
+
+    def run_once(self) -> None:
+        with session_scope(self.db) as session:
+            ensure_defaults(session, self.settings)
+            apps = {a.id: a.name for a in session.exec(select(App).where(App.state == "active")).all()}
+            domains = [(d.id, d.hostname, d.app_id) for d in session.exec(select(Domain)).all()]
+        for name in sorted(apps.values()):
+            self.refresh_site(name)
+        self.refresh_control_site()
+        issued: dict[int | None, list[str]] = {}
+        for domain_id, hostname, app_id in domains:
+            if app_id is not None and app_id not in apps:
+                continue
+            if self._work_on(domain_id, hostname, app_id):
+                issued.setdefault(app_id, []).append(hostname)
+        for app_id, hostnames in issued.items():
+            if app_id is None:
+                self.refresh_control_site()
+            else:
+                self.refresh_site(apps[app_id])
+            for hostname in hostnames:  # HTTPS switched on: is it the certificate we just got?
+                self.check_served(hostname)
+
+    def _work_on(self, domain_id: int | None, hostname: str, app_id: int | None) -> bool:
+        """Check, request or renew one certificate; True when a new one was
+        issued and nginx should switch HTTPS on (a renewal reloads here)."""
+        now = utcnow()
+        with session_scope(self.db) as session:
+            domain = session.get(Domain, domain_id)
+            if domain is None:
+                return False
+            if not self.settings.acme_email:
+                if domain.cert_state != CertState.disabled:
+                    domain.cert_state, domain.cert_error = CertState.disabled, "PAAS_ACME_EMAIL is not set"
+                    session.add(domain)
+                return False
+            if app_id is not None and not self._live(session, app_id):
+                return False  # no site serves it yet: nothing could answer the challenge
+            state, expires, next_at = domain.cert_state, domain.cert_expires_at, domain.next_attempt_at
+        renew = False
+        if state == CertState.issued:
+            if expires is None or expires - timedelta(days=self.settings.cert_renew_days) > now:
+                return False
+            renew = True
+        elif next_at is not None and next_at > now:
+            return False  # backing off after a CA failure
+        if not renew:
+            problem = self.preflight(hostname)
+            if problem is not None:
+                self._record(domain_id, state=problem[0], error=problem[1], checked=True)
+                return False
+        return self._request(domain_id, hostname, renew=renew)
+
+    # preflight ---------------------------------------------------------------------
+
+    def preflight(self, hostname: str) -> tuple[CertState, str] | None:
+        """None when DNS points here and port 80 serves our token; else the
+        state and the reason, with no request made to the CA."""
+        try:
+            addresses = self.resolve(hostname)
+        except OSError as exc:
+            return CertState.dns_mismatch, f"DNS lookup of {hostname} failed: {exc}"
+        if not addresses:
+            return CertState.dns_mismatch, f"DNS has no A or AAAA record for {hostname}"
+        ours = self.public_addresses()
+        if ours:
+            pointing = [a for a in addresses if a in ours]
+            if not pointing:
+                elsewhere, here = ", ".join(addresses), ", ".join(sorted(ours))
+                return (
+                    CertState.dns_mismatch,
+                    f"DNS points elsewhere ({elsewhere}), not to this server ({here})",
+                )
+            addresses = pointing
+        token = secrets.token_urlsafe(24)
+        name = f"paas-preflight-{secrets.token_hex(8)}"
+        path = self.settings.acme_webroot / PREFLIGHT_DIR / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token, encoding="ascii")
+        path.chmod(0o644)
+        try:
+            errors = []
+            for address in addresses:
+                host = f"[{address}]" if ":" in address else address
+                url = f"http://{host}:{self.settings.http_port}/{PREFLIGHT_DIR}/{name}"
+                try:
+                    response = httpx.get(url, headers={"Host": hostname}, timeout=5, follow_redirects=False)
+                except httpx.HTTPError as exc:
+                    errors.append(f"{address}: {type(exc).__name__}")
+                    continue
+                if response.status_code == 200 and response.text.strip() == token:
+                    return None
+                errors.append(f"{address}: HTTP {response.status_code}")
+        finally:
+            path.unlink(missing_ok=True)
+        hint = "" if ours else " (set PAAS_PUBLIC_IPS to tell a DNS mismatch from a closed port)"
+        port = self.settings.http_port
+        return (
+            CertState.unreachable,
+            f"port {port} unreachable: our token did not come back ({'; '.join(errors)}){hint}",
+        )
+
+    def resolve(self, hostname: str) -> list[str]:
+        """A and AAAA records, from PAAS_DNS_RESOLVER if set, else the system's resolvers."""
+        import dns.exception
+        import dns.resolver
+
+        if not self.settings.dns_resolver:
+            infos = socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)
+            return sorted({str(info[4][0]) for info in infos})
+        host, _, port = (
+            self.settings.dns_resolver.rpartition(":")
+            if ":" in self.settings.dns_resolver
+            else (
+                self.settings.dns_resolver,
+                "",
+                "53",
+            )
+        )
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [host or self.settings.dns_resolver]
+        resolver.port = int(port or 53)
+        resolver.lifetime = 5
+        found: set[str] = set()
+        for kind in ("A", "AAAA"):
+            try:
+                found.update(r.to_text() for r in resolver.resolve(hostname, kind))
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+                continue
+            except dns.exception.Timeout as exc:
+                raise OSError(f"no answer from {self.settings.dns_resolver}") from exc
+        return sorted(found)
+
+    def public_addresses(self) -> set[str]:
+        """PAAS_PUBLIC_IPS, or empty (then only the token check decides)."""
+        found = set()
+        for item in self.settings.public_ips.split(","):
+            item = item.strip()
+            if item:
+                found.add(str(ipaddress.ip_address(item)))
+        return found
+
+    # the CA ----------------------------------------------------------------------------
+
+    def _request(self, domain_id: int | None, hostname: str, *, renew: bool) -> bool:
+        s = self.settings
+        what = "renewing" if renew else "requesting"
+        log.info("%s a certificate for %s from %s", what, hostname, s.acme_directory)
+        args = commands.certbot_args(
+            s.certbot_bin,
+            hostname=hostname,
+            email=s.acme_email,
+            directory=s.acme_directory,
+            webroot=s.acme_webroot,
+            state_dir=s.letsencrypt_dir,
+            force_renewal=renew,
+        )
+        env = {"REQUESTS_CA_BUNDLE": str(s.acme_ca_bundle)} if s.acme_ca_bundle else None
+        result = self._run(args, timeout=300, env=env)
+        cert = s.letsencrypt_dir / "live" / hostname / "fullchain.pem"
+        if not result.ok or not cert.is_file():
+            error = _ca_error(result.output)
+            log.warning("certificate for %s: %s", hostname, error)
+            with session_scope(self.db) as session:
+                domain = session.get(Domain, domain_id)
+                if domain is not None:
+                    domain.attempts += 1
+                    delay = BACKOFF[min(domain.attempts, len(BACKOFF)) - 1]
+                    domain.next_attempt_at = utcnow() + delay
+                    domain.cert_error = error
+                    domain.checked_at = utcnow()
+                    if not renew:  # a certificate still valid keeps serving
+                        domain.cert_state = CertState.failed
+                    session.add(domain)
+            return False
+        expires = _expiry(cert)
+        with session_scope(self.db) as session:
+            domain = session.get(Domain, domain_id)
+            if domain is not None:
+                domain.cert_state, domain.cert_expires_at = CertState.issued, expires
+                domain.cert_error, domain.attempts, domain.next_attempt_at = "", 0, None
+                domain.checked_at = utcnow()
+                session.add(domain)
+        log.info("certificate for %s issued, valid until %s", hostname, expires.isoformat())
+        if renew:
+            self.nginx.reload()  # same file names, new contents
+            self.check_served(hostname)
+            return False
+        return True
+
+    def check_served(self, hostname: str, *, timeout: float = 10) -> bool:
+        """Fetch the certificate nginx serves for ``hostname`` over TLS and
+        compare it with the one on disk; the result is logged and recorded."""
+        wanted = _leaf_sha256(self.settings.letsencrypt_dir / "live" / hostname / "fullchain.pem")
+        deadline, seen = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            seen = served_sha256(self.settings, hostname)
+            if seen == wanted:
+                log.info("nginx serves the new certificate for %s", hostname)
+                return True
+            time.sleep(0.2)
+        message = f"nginx does not serve the new certificate for {hostname} (serves {seen or 'nothing'})"
+        log.error(message)
+        with session_scope(self.db) as session:
+            domain = session.exec(select(Domain).where(Domain.hostname == hostname)).first()
+            if domain is not None:
+                domain.cert_error = message
+                session.add(domain)
+        return False
+
+    # nginx ---------------------------------------------------------------------------
+
+    def refresh_site(self, app_name: str) -> None:
+        """Re-render the app's site from its live release and its hostnames
+        (a no-op when nothing changed); an app with a job running is left to
+        that job, which renders the same way at its switch."""
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).first()
+            if app is None or app.id is None or app.state != "active":
+                return
+            current = self._live(session, app.id)
+            if current is None or self._busy(session, app.id):
+                return
+            upstreams = tuple(current.upstreams) or (f"127.0.0.1:{current.host_port}",)
+            hosts, hsts, version = site_hosts(session, app.id), app.hsts, current.version
+        spec = app_site(
+            self.settings, app=app_name, version=version, upstreams=upstreams, hosts=hosts, hsts=hsts
+        )
+        before = self.nginx.current(app_name)
+        content = render_site(spec, self.settings)
+        if before == content:
+            return
+        try:
+            self.nginx.apply(app_name, content)
+        except NginxError as exc:
+            log.error("app %s: cannot update its nginx site: %s", app_name, exc)
+
+    def refresh_control_site(self) -> None:
+        with session_scope(self.db) as session:
+            issued = dict(site_hosts(session, None)).get(self.settings.control_host, False)
+        before = self.nginx.current(CONTROL_SITE)
+        content = render_control(self.settings, tls=issued)
+        if before == content:
+            return
+        try:
+            self.nginx.apply(CONTROL_SITE, content)
+        except NginxError as exc:
+            log.error("cannot update the control plane's nginx site: %s", exc)
+
+    # helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _live(session: Session, app_id: int) -> Deployment | None:
+        app = session.get(App, app_id)
+        if app is None or not app.current_deployment_id:
+            return None
+        return session.get(Deployment, app.current_deployment_id)
+
+    @staticmethod
+    def _busy(session: Session, app_id: int) -> bool:
+        running = select(Job.id).where(col(Job.app_id) == app_id, col(Job.state) == JobState.running)
+        return session.exec(running).first() is not None
+
+    def _record(self, domain_id: int | None, *, state: CertState, error: str, checked: bool) -> None:
+        with session_scope(self.db) as session:
+            domain = session.get(Domain, domain_id)
+            if domain is None:
+                return
+            if domain.cert_state != state or domain.cert_error != error:
+                log.info("%s: %s", domain.hostname, error)
+            domain.cert_state, domain.cert_error = state, error
+            if checked:
+                domain.checked_at = utcnow()
+            session.add(domain)
+
+
+def served_sha256(settings: Settings, hostname: str) -> str:
+    """SHA-256 of the certificate nginx presents for ``hostname`` (SNI), or ""."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # we compare it ourselves, byte for byte
+    host = settings.listen_address or "127.0.0.1"
+    try:
+        with (
+            socket.create_connection((host, settings.https_port), timeout=3) as raw,
+            context.wrap_socket(raw, server_hostname=hostname) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except OSError:
+        return ""
+    return hashlib.sha256(der).hexdigest() if der else ""
+
+
+def _leaf_sha256(path: Path) -> str:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+def _expiry(path: Path) -> datetime:
+    return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
+
+
+def _ca_error(output: str) -> str:
+    """The CA's words from certbot's output: its Detail lines, else the last lines."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    detail = [
+        line for line in lines if line.startswith(("Detail:", "Type:")) or "urn:ietf:params:acme" in line
+    ]
+    chosen = detail or lines[-3:] or ["certbot failed without output"]
+    return " ".join(chosen)[:2000]
