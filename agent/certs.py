@@ -37,7 +37,15 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from agent import commands
-from agent.nginx import CONTROL_SITE, NginxError, NginxSites, app_site, render_control, render_site
+from agent.nginx import (
+    CONTROL_SITE,
+    NginxError,
+    NginxSites,
+    app_site,
+    certificate_paths,
+    render_control,
+    render_site,
+)
 from paas.db import session_scope
 from paas.domains import ensure_defaults
 from paas.models import App, CertState, Deployment, Domain, Job, JobState, utcnow
@@ -319,7 +327,8 @@ class CertManager:
         with session_scope(self.db) as session:
             issued = dict(site_hosts(session, None)).get(self.settings.control_host, False)
         before = self.nginx.current(CONTROL_SITE)
-        content = render_control(self.settings, tls=issued)
+        tls = certificate_paths(self.settings, self.settings.control_host) if issued else None
+        content = render_control(self.settings, tls=tls)
         if before == content:
             return
         try:
@@ -384,7 +393,7 @@ def _expiry(path: Path) -> datetime:
 
 def _ca_error(output: str) -> str:
     """The CA's words from certbot's output: its Detail lines, else the last lines."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
     detail = [
         line for line in lines if line.startswith(("Detail:", "Type:")) or "urn:ietf:params:acme" in line
     ]

@@ -22,7 +22,15 @@ from sqlmodel import col, select
 from agent.certs import CertManager, site_hosts
 from agent.docker_engine import DockerEngine, EngineError
 from agent.live import LiveServer, create_live_app
-from agent.nginx import CONTROL_SITE, NginxError, NginxSites, app_site, render_control, render_site
+from agent.nginx import (
+    CONTROL_SITE,
+    NginxError,
+    NginxSites,
+    app_site,
+    certificate_paths,
+    render_control,
+    render_site,
+)
 from agent.pipeline import Pipeline
 from agent.plan import owned
 from agent.source import SourceCache
@@ -247,7 +255,8 @@ class Agent:
         try:
             with session_scope(self.db) as session:
                 tls = dict(site_hosts(session, None)).get(self.settings.control_host, False)
-            self.nginx.apply(CONTROL_SITE, render_control(self.settings, tls=tls))
+            cert = certificate_paths(self.settings, self.settings.control_host) if tls else None
+            self.nginx.apply(CONTROL_SITE, render_control(self.settings, tls=cert))
         except NginxError as exc:
             log.error("cannot install the control plane's nginx site: %s", exc)
         with session_scope(self.db) as session:

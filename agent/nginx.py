@@ -140,15 +140,14 @@ def render_common() -> str:
     return _env().get_template("common.conf.j2").render()
 
 
-def render_control(settings: Settings, *, tls: bool = False) -> str:
+def render_control(settings: Settings, *, tls: TlsHost | None = None) -> str:
     """The control plane's own site: GitHub and browsers reach web through it.
-    With ``tls`` (its certificate is issued and on disk), HTTPS, and HTTP redirects."""
-    cert = certificate_paths(settings, settings.control_host) if tls else None
+    With ``tls`` (its certificate on disk), HTTPS, and HTTP redirects but for webhooks."""
     return (
         _env()
         .get_template("control.conf.j2")
         .render(
-            tls=cert,
+            tls=tls,
             https_suffix="" if settings.https_port == 443 else f":{settings.https_port}",
             listen_tls=listen_directive(settings, settings.https_port),
             hostname=settings.control_host,

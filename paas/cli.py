@@ -325,9 +325,13 @@ def apps_set(
     ] = None,
     run_command: Annotated[str | None, typer.Option(help=RUN_COMMAND_HELP + " '' clears it.")] = None,
     base_image: Annotated[str | None, typer.Option(help=BASE_IMAGE_HELP + " '' clears it.")] = None,
+    hsts: Annotated[
+        bool | None,
+        typer.Option("--hsts/--no-hsts", help="Strict-Transport-Security on HTTPS (browsers remember it)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change an app's settings; they apply from the next deploy."""
+    """Change an app's settings; they apply from the next deploy (HSTS at the next certificate check)."""
     given = {
         "repo_url": repo,
         "branch": branch,
@@ -338,6 +342,7 @@ def apps_set(
         "data_path": data_path,
         "run_command": run_command,
         "base_image": base_image,
+        "hsts": hsts,
     }
     body = {k: v for k, v in given.items() if v is not None}
     if not body:

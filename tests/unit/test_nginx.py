@@ -75,6 +75,9 @@ CASES = {
         _settings(listen_address="127.0.0.1", http_port=8080, https_port=8443),
     ),
     "control.conf": lambda: render_control(_settings(web_port=8000)),
+    "control-https.conf": lambda: render_control(
+        _settings(web_port=8000, host="paas.example.com"), tls=_tls("paas.example.com")
+    ),
     "common.conf": render_common,
 }
 
