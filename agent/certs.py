@@ -125,13 +125,13 @@ class CertManager:
             if app_id is not None and not self._live(session, app_id):
                 return False  # no site serves it yet: nothing could answer the challenge
             state, expires, next_at = domain.cert_state, domain.cert_expires_at, domain.next_attempt_at
+        if next_at is not None and next_at > now:
+            return False  # backing off after a CA failure (a failed renewal too)
         renew = False
         if state == CertState.issued:
             if expires is None or expires - timedelta(days=self.settings.cert_renew_days) > now:
                 return False
             renew = True
-        elif next_at is not None and next_at > now:
-            return False  # backing off after a CA failure
         if not renew:
             problem = self.preflight(hostname)
             if problem is not None:
@@ -163,7 +163,7 @@ class CertManager:
         token = secrets.token_urlsafe(24)
         name = f"paas-preflight-{secrets.token_hex(8)}"
         path = self.settings.acme_webroot / PREFLIGHT_DIR / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_webroot()
         path.write_text(token, encoding="ascii")
         path.chmod(0o644)
         try:
@@ -187,6 +187,13 @@ class CertManager:
             CertState.unreachable,
             f"port {port} unreachable: our token did not come back ({'; '.join(errors)}){hint}",
         )
+
+    def _ensure_webroot(self) -> None:
+        """The challenge directory, readable by nginx's workers whatever our umask."""
+        webroot = self.settings.acme_webroot
+        for directory in (webroot, webroot / ".well-known", webroot / PREFLIGHT_DIR):
+            directory.mkdir(exist_ok=True, parents=True)
+            directory.chmod(0o755)
 
     def resolve(self, hostname: str) -> list[str]:
         """A and AAAA records, from PAAS_DNS_RESOLVER if set, else the system's resolvers."""

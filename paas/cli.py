@@ -751,20 +751,26 @@ def build_plan(
 
 
 @domains_app.command("list")
-def domains_list(name: str, as_json: JsonOpt = False) -> None:
-    """The app's hostnames: HTTPS or not, certificate state, expiry, last error."""
-    rows = _client().request("GET", f"/apps/{name}/domains")
+def domains_list(
+    name: Annotated[
+        str | None, typer.Argument(help="An app; none: every hostname, the control plane's too.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hostnames: HTTPS or not, certificate state, expiry, last error."""
+    rows = _client().request("GET", f"/apps/{name}/domains" if name else "/domains")
     if as_json:
         _print_json(rows)
         return
-    table = Table("hostname", "https", "certificate", "expires", "note")
+    table = Table("hostname", "app", "https", "certificate", "expires", "note")
     for d in rows:
         state = d["cert_state"] + (" (renewing soon)" if d["expiring"] else "")
         note = d["cert_error"] or ("default" if d["is_default"] else "")
         if d["next_attempt_at"] and d["cert_state"] == "failed":
             note += f" (next try {str(d['next_attempt_at'])[:16]})"
         expires = str(d["cert_expires_at"])[:10] if d["cert_expires_at"] else "-"
-        table.add_row(d["hostname"], "yes" if d["https"] else "no", state, expires, note)
+        app_name = d["app"] or "(control plane)"
+        table.add_row(d["hostname"], app_name, "yes" if d["https"] else "no", state, expires, note)
     out.print(table)
 
 

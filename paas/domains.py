@@ -18,7 +18,7 @@ from paas.models import App, CertState, Domain, utcnow
 from paas.schemas import DomainPublic, normalize_hostname
 from paas.settings import Settings
 
-__all__ = ["add_domain", "domain_public", "ensure_defaults", "list_domains", "remove_domain"]
+__all__ = ["add_domain", "all_domains", "domain_public", "ensure_defaults", "list_domains", "remove_domain"]
 
 
 def ensure_defaults(session: Session, settings: Settings) -> None:
@@ -47,7 +47,15 @@ def list_domains(session: Session, *, app: App, settings: Settings) -> list[Doma
         .where(Domain.app_id == app.id)
         .order_by(col(Domain.is_default).desc(), col(Domain.hostname))
     ).all()
-    return [domain_public(d, settings) for d in rows]
+    return [domain_public(d, settings).model_copy(update={"app": app.name}) for d in rows]
+
+
+def all_domains(session: Session, *, settings: Settings) -> list[DomainPublic]:
+    """Every hostname paas serves, the control plane's first, with its app."""
+    ensure_defaults(session, settings)
+    names = {a.id: a.name for a in session.exec(select(App)).all()}
+    rows = session.exec(select(Domain).order_by(col(Domain.app_id).is_not(None), col(Domain.hostname))).all()
+    return [domain_public(d, settings).model_copy(update={"app": names.get(d.app_id, "")}) for d in rows]
 
 
 def domain_public(domain: Domain, settings: Settings) -> DomainPublic:
@@ -55,7 +63,7 @@ def domain_public(domain: Domain, settings: Settings) -> DomainPublic:
         domain.cert_expires_at - timedelta(days=settings.cert_renew_days) if domain.cert_expires_at else None
     )
     issued = domain.cert_state == CertState.issued
-    return DomainPublic.model_validate(domain).model_copy(
+    return DomainPublic.model_validate(domain, from_attributes=True).model_copy(
         update={"https": issued, "expiring": bool(issued and renew_at and renew_at <= utcnow())}
     )
 

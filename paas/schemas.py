@@ -511,6 +511,7 @@ class DomainPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     hostname: str
+    app: str = Field(default="", description="The app it serves; empty for the control plane")
     is_default: bool
     cert_state: str = Field(
         description="pending, issued, dns_mismatch, unreachable, failed or disabled; see cert_error"

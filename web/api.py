@@ -161,6 +161,15 @@ DOMAIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get(
+    "/domains",
+    response_model=list[DomainPublic],
+    summary="Every hostname paas serves (the control plane's too) with its certificate state",
+)
+def every_domain(session: SessionDep, settings: SettingsDep, _token: CurrentToken) -> list[DomainPublic]:
+    return domains.all_domains(session, settings=settings)
+
+
+@router.get(
     "/apps/{name}/domains",
     response_model=list[DomainPublic],
     summary="The app's hostnames with their certificate state",
@@ -191,7 +200,7 @@ def add_domain(
     domain = domains.add_domain(
         session, app=app, hostname=body.hostname, settings=settings, actor=actor(token)
     )
-    return domains.domain_public(domain, settings)
+    return domains.domain_public(domain, settings).model_copy(update={"app": app.name})
 
 
 @router.delete(

@@ -160,3 +160,18 @@ def test_default_rows_follow_the_apps(acme_settings: Settings, engine: Engine, t
         "shop.apps.test": (False, True),
         "paas.apps.test": (True, True),
     }
+
+
+def test_a_failed_renewal_keeps_the_certificate_and_backs_off(
+    acme_settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certbot = FakeCertbot()
+    m = manager(acme_settings, engine, certbot)
+    monkeypatch.setattr(CertManager, "_live", staticmethod(lambda _s, _a: object()))
+    expires = utcnow() + timedelta(days=3)  # inside the renewal window
+    did = domain_row(engine, cert_state=CertState.issued, cert_expires_at=expires)
+    for _ in range(5):
+        assert m._work_on(did, "www.shop.example", 1) is False
+    d = get(engine, did)
+    assert len(certbot.calls) == 1 and "--force-renewal" in certbot.calls[0]
+    assert d.cert_state == CertState.issued and d.attempts == 1 and "unauthorized" in d.cert_error

@@ -98,3 +98,16 @@ def test_cli_domains(
     assert_one_line_failure(
         ("domains", "add", "shop", "*.shop.example"), env, capsys, "wildcards are not supported"
     )
+
+
+def test_every_domain_with_the_control_plane_first(
+    client: TestClient, auth: dict[str, str], two_apps: None
+) -> None:
+    client.post("/api/v1/apps/shop/domains", json={"hostname": "www.shop.example"}, headers=auth)
+    rows = client.get("/api/v1/domains", headers=auth).json()
+    assert [(d["hostname"], d["app"]) for d in rows] == [
+        ("paas.apps.test", ""),
+        ("blog.apps.test", "blog"),
+        ("shop.apps.test", "shop"),
+        ("www.shop.example", "shop"),
+    ]
