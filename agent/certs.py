@@ -51,7 +51,7 @@ from paas.domains import ensure_defaults
 from paas.models import App, CertState, Deployment, Domain, Job, JobState, utcnow
 from paas.settings import Settings
 
-__all__ = ["BACKOFF", "CertManager", "site_hosts"]
+__all__ = ["BACKOFF", "CertManager", "live_upstreams", "site_hosts"]
 
 log = logging.getLogger("paas.agent.certs")
 
@@ -69,6 +69,14 @@ def site_hosts(session: Session, app_id: int | None) -> tuple[tuple[str, bool], 
         .order_by(col(Domain.is_default).desc(), col(Domain.hostname))
     ).all()
     return tuple((d.hostname, d.cert_state == CertState.issued) for d in rows)
+
+
+def live_upstreams(release: Deployment) -> tuple[str, ...]:
+    """host:port of a release's web containers (one host_port for releases
+    made before process types)."""
+    if release.upstreams:
+        return tuple(release.upstreams)
+    return (f"127.0.0.1:{release.host_port}",) if release.host_port else ()
 
 
 class CertManager:
@@ -316,7 +324,9 @@ class CertManager:
             current = self._live(session, app.id)
             if current is None or self._busy(session, app.id):
                 return
-            upstreams = tuple(current.upstreams) or (f"127.0.0.1:{current.host_port}",)
+            upstreams = live_upstreams(current)
+            if not upstreams:
+                return
             hosts, hsts, version = site_hosts(session, app.id), app.hsts, current.version
         spec = app_site(
             self.settings, app=app_name, version=version, upstreams=upstreams, hosts=hosts, hsts=hsts

@@ -19,18 +19,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from agent.certs import CertManager, site_hosts
+from agent.certs import CertManager, live_upstreams
 from agent.docker_engine import DockerEngine, EngineError
 from agent.live import LiveServer, create_live_app
-from agent.nginx import (
-    CONTROL_SITE,
-    NginxError,
-    NginxSites,
-    app_site,
-    certificate_paths,
-    render_control,
-    render_site,
-)
+from agent.nginx import NginxSites
 from agent.pipeline import Pipeline
 from agent.plan import owned
 from agent.source import SourceCache
@@ -252,13 +244,7 @@ class Agent:
     def reconcile(self) -> None:
         """Make Docker and nginx match the database (run at start)."""
         self.nginx.ensure_common()
-        try:
-            with session_scope(self.db) as session:
-                tls = dict(site_hosts(session, None)).get(self.settings.control_host, False)
-            cert = certificate_paths(self.settings, self.settings.control_host) if tls else None
-            self.nginx.apply(CONTROL_SITE, render_control(self.settings, tls=cert))
-        except NginxError as exc:
-            log.error("cannot install the control plane's nginx site: %s", exc)
+        self.certs.refresh_control_site()
         with session_scope(self.db) as session:
             apps = {a.name for a in session.exec(select(App)).all()}
         for c in self.docker.containers(owned(self.instance)):
@@ -286,10 +272,7 @@ class Agent:
             if c.labels.get("paas.deployment") != keep:
                 log.info("removing leftover container %s", c.name)
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
-        upstreams = tuple(current.upstreams) if current else ()
-        if current is not None and not upstreams and current.host_port:
-            upstreams = (f"127.0.0.1:{current.host_port}",)  # a release made before process types
-        if current is None or not upstreams:
+        if current is None or not live_upstreams(current):
             return
         for cname in current.containers:
             info = self.docker.container(cname)
@@ -303,13 +286,4 @@ class Agent:
                     log.info("restarted %s", cname)
                 except EngineError as exc:
                     log.error("app %s: cannot restart %s: %s", name, cname, exc)
-        with session_scope(self.db) as session:
-            hosts = site_hosts(session, app.id)
-        spec = app_site(
-            self.settings, app=name, version=current.version, upstreams=upstreams, hosts=hosts, hsts=app.hsts
-        )
-        site = render_site(spec, self.settings)
-        try:
-            self.nginx.apply(name, site)
-        except NginxError as exc:
-            log.error("app %s: cannot restore its nginx site: %s", name, exc)
+        self.certs.refresh_site(name)
