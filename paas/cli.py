@@ -219,6 +219,24 @@ def create_token(
     typer.echo(token)
 
 
+@admin_app.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Argument(help="The name to sign in to the web UI with.")],
+) -> None:
+    """Create a web UI user; the password is read from a hidden prompt (twice) or from stdin."""
+    from paas import users
+    from paas.db import make_engine, session_scope
+
+    settings = _prepare()
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    with session_scope(make_engine(settings)) as session:
+        user = users.create_user(session, username=username, password=password)
+    typer.echo(f"created user {user.username}")
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Re-encrypt every env value and webhook secret under new keys.

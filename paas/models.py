@@ -203,6 +203,16 @@ class WebhookDelivery(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
 
 
+class User(SQLModel, table=True):
+    """A person who signs in to the web UI (argon2id hash; no default user)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    password_hash: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+
 class ApiToken(SQLModel, table=True):
     """A bearer token for the API and CLI, stored as its SHA-256 hash only."""
 

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     port_range_start: Port = 20000
     port_range_end: Port = 29999
 
+    # the web UI: signs its session cookies (install.sh writes one); empty: a random key per
+    # process, so sign-ins do not survive a restart
+    secret_key: str = Field(default="", repr=False)
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+
     # HTTPS: certificates by ACME HTTP-01 (certbot, webroot mode)
     acme_email: str = ""  # empty: no certificates are requested (HTTP only)
     acme_directory: str = LETSENCRYPT  # or "staging", or any ACME directory URL (tests: Pebble)

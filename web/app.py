@@ -6,16 +6,19 @@ intent in the database and the agent acts on it.
 
 from __future__ import annotations
 
+import secrets
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
+from starlette.middleware.sessions import SessionMiddleware
 
 from paas.crypto import Keyring
 from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
-from web import api, hooks, live
+from web import api, hooks, live, ui
 
 __all__ = ["create_app"]
 
@@ -33,6 +36,19 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings)
     app.state.keyring = keyring or Keyring(settings.keys_dir, private=False)
+    app.state.login_limiter = ui.LoginLimiter()
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key or secrets.token_urlsafe(48),
+        session_cookie="paas_session",
+        max_age=settings.session_hours * 3600,
+        same_site="lax",
+        https_only=settings.base_url.startswith("https://"),
+    )
+
+    @app.exception_handler(ui.NotSignedIn)
+    async def _not_signed_in(request: Request, exc: ui.NotSignedIn) -> Response:
+        return ui.login_redirect(request, exc)
 
     @app.exception_handler(PaasError)
     async def _paas_error(_request: Request, exc: PaasError) -> JSONResponse:
@@ -75,4 +91,5 @@ def create_app(
     app.include_router(hooks.router, tags=["webhooks"])
     app.include_router(api.router, tags=["api"])
     app.include_router(live.router, tags=["api"])
+    app.include_router(ui.router)
     return app

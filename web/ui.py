@@ -1,0 +1,203 @@
+"""The web UI: server-rendered pages (templates/ui), signed-in with a
+username and password. Sessions are Starlette's signed cookie (HttpOnly,
+SameSite=Lax, Secure over HTTPS, host-only so app subdomains cannot read
+it); every form carries a per-session CSRF token; sign-in attempts are
+rate-limited. Pages call the same services as the API.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlmodel import Session, col, select
+
+from paas import services, users
+from paas.models import App, Deployment, DeploymentStatus, Job, JobState
+from web.deps import SessionDep, SettingsDep
+
+__all__ = ["LoginLimiter", "router"]
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(
+    env=Environment(loader=PackageLoader("templates", "ui"), autoescape=select_autoescape(["html"]))
+)
+
+LOGIN_WINDOW_SECONDS = 300
+LOGIN_MAX_FAILURES = 5
+
+
+class LoginLimiter:
+    """At most LOGIN_MAX_FAILURES failed sign-ins per client address and per
+    username in LOGIN_WINDOW_SECONDS (in memory: one web process)."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def _recent(self, key: str) -> deque[float]:
+        now = self._clock()
+        seen = self._failures.setdefault(key, deque())
+        while seen and now - seen[0] > LOGIN_WINDOW_SECONDS:
+            seen.popleft()
+        return seen
+
+    def retry_after(self, *keys: str) -> int:
+        """Seconds to wait, or 0 when a sign-in may be tried."""
+        with self._lock:
+            waits = [
+                int(LOGIN_WINDOW_SECONDS - (self._clock() - seen[0])) + 1
+                for seen in (self._recent(k) for k in keys)
+                if len(seen) >= LOGIN_MAX_FAILURES
+            ]
+        return max(waits, default=0)
+
+    def failed(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._recent(key).append(self._clock())
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
+class NotSignedIn(Exception):
+    """Raised by pages for a visitor without a session; answered with a redirect."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def check_csrf(request: Request, given: str) -> bool:
+    expected = request.session.get("csrf", "")
+    return bool(expected) and hmac.compare_digest(str(expected), given)
+
+
+def signed_in(request: Request) -> str:
+    user = request.session.get("user")
+    if not user:
+        raise NotSignedIn(request.url.path)
+    return str(user)
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("user", request.session.get("user"))
+    context["csrf"] = csrf_token(request)
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _safe_next(value: str) -> str:
+    """Only a path on this site (never //host or a URL): no open redirect."""
+    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002  (the query name)
+    return render(request, "login.html", next=_safe_next(next), error="", username="")
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    session: SessionDep,
+    username: str = Form(default="", max_length=200),
+    password: str = Form(default="", max_length=1000),
+    csrf: str = Form(default="", max_length=200),
+    next: str = Form(default="/", max_length=2000),  # noqa: A002
+) -> Response:
+    target = _safe_next(next)
+    if not check_csrf(request, csrf):
+        return render(request, "login.html", 403, next=target, username=username, error=STALE_FORM)
+    limiter: LoginLimiter = request.app.state.login_limiter
+    client = request.client.host if request.client else "?"
+    keys = (f"ip:{client}", f"user:{username.strip().lower()}")
+    wait = limiter.retry_after(*keys)
+    if wait:
+        error = f"Too many failed sign-ins. Try again in {wait} seconds."
+        return render(request, "login.html", 429, next=target, username=username, error=error)
+    user = users.authenticate(session, username=username, password=password)
+    if user is None:
+        limiter.failed(*keys)
+        return render(
+            request, "login.html", 401, next=target, username=username, error="Wrong username or password."
+        )
+    limiter.succeeded(*keys)
+    request.session.clear()  # a new session: no fixation
+    request.session["user"] = user.username
+    request.session["csrf"] = secrets.token_urlsafe(32)
+    return RedirectResponse(target, status_code=303)
+
+
+STALE_FORM = "The form expired. Please try again."
+
+
+@router.post("/logout", response_model=None)
+def logout(request: Request, csrf: str = Form(default="", max_length=200)) -> Response:
+    if not check_csrf(request, csrf):
+        return HTMLResponse("The form expired: reload the page and sign out again.", status_code=403)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/")
+def apps_page(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    signed_in(request)
+    rows = [_app_row(session, app, settings) for app in services.list_apps(session)]
+    return render(request, "apps.html", apps=rows)
+
+
+def _app_row(session: Session, app: App, settings: Any) -> dict[str, Any]:
+    public = services.app_public(session, app=app, settings=settings)
+    latest = session.exec(
+        select(Deployment).where(Deployment.app_id == app.id).order_by(col(Deployment.version).desc())
+    ).first()
+    busy = session.exec(
+        select(Job.id).where(
+            col(Job.app_id) == app.id, col(Job.state).in_([JobState.queued, JobState.running])
+        )
+    ).first()
+    if app.state != "active":
+        status = "deleting"
+    elif busy is not None:
+        status = "deploying"
+    elif app.pinned:
+        status = "pinned"
+    elif latest is not None and latest.status == DeploymentStatus.failed:
+        status = "failed"
+    elif public.current_version:
+        status = "live"
+    else:
+        status = "new"
+    return {
+        "name": app.name,
+        "status": status,
+        "url": public.url,
+        "version": public.current_version,
+        "commit": (public.current_commit or "")[:12],
+        "deployed_at": latest.finished_at if latest is not None else None,
+        "pending_pushes": app.pending_pushes,
+    }
+
+
+def login_redirect(request: Request, exc: NotSignedIn) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
