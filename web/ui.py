@@ -21,9 +21,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlmodel import Session, col, select
 
-from paas import services, users
+from paas import domains, services, users
+from paas.errors import NotFound
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState
-from web.deps import SessionDep, SettingsDep
+from web.deps import RowId, SessionDep, SettingsDep
 
 __all__ = ["LoginLimiter", "router"]
 
@@ -164,6 +165,43 @@ def apps_page(request: Request, session: SessionDep, settings: SettingsDep) -> H
     signed_in(request)
     rows = [_app_row(session, app, settings) for app in services.list_apps(session)]
     return render(request, "apps.html", apps=rows)
+
+
+@router.get("/apps/{name}")
+def app_page(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    """Overview: live URLs, current release, status, hostnames and certificates, recent activity."""
+    signed_in(request)
+    app = services.get_app(session, name)
+    releases = [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=20)]
+    hostnames = domains.list_domains(session, app=app, settings=settings)
+    row = _app_row(session, app, settings)
+    current = next((r for r in releases if r.version == row["version"]), None)
+    return render(
+        request,
+        "app.html",
+        app=row,
+        current=current,
+        releases=releases,
+        domains=hostnames,
+    )
+
+
+@router.get("/apps/{name}/releases/{version}")
+def release_page(
+    request: Request, name: str, version: RowId, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """One release: its steps and timings, and its whole build and release log."""
+    signed_in(request)
+    app = services.get_app(session, name)
+    dep = session.exec(
+        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
+    ).first()
+    if dep is None:
+        raise NotFound(f"{name} has no release v{version}")
+    path = settings.logs_dir / app.name / f"v{version}.log"
+    log_text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    row, public = _app_row(session, app, settings), services.deployment_public(dep)
+    return render(request, "release.html", app=row, release=public, log=log_text)
 
 
 def _app_row(session: Session, app: App, settings: Any) -> dict[str, Any]:

@@ -141,3 +141,28 @@ def test_create_user_command(
             invoke_main(main, ("admin", "create-user", "alice"), env)
         err = capsys.readouterr().err
         assert failed.value.code == 1 and message in err and "Traceback" not in err
+
+
+def test_app_overview_activity_and_a_release_log(
+    client: TestClient, auth: dict[str, str], admin: str, engine: Engine, settings
+) -> None:  # noqa: ANN001
+    assert (
+        client.post("/api/v1/apps", json={"name": "shop", "repo_url": "/srv/r"}, headers=auth).status_code
+        == 201
+    )
+    for path in ("/apps/shop", "/apps/shop/releases/1"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next={path}"
+    sign_in(client)
+    release(engine, 1, commit_message="<script>alert(1)</script> fix", trigger="push", status="succeeded")
+    log = settings.logs_dir / "shop" / "v1.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("==> build\nStep 1/3 : FROM python:3.11-slim\n<b>not markup</b>\n")
+    page = client.get("/apps/shop").text
+    assert "shop.apps.test" in page and "Live: <strong>v1</strong>" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert 'href="/apps/shop/releases/1"' in page
+    page = client.get("/apps/shop/releases/1").text
+    assert "Step 1/3 : FROM python:3.11-slim" in page and "&lt;b&gt;not markup&lt;/b&gt;" in page
+    assert client.get("/apps/shop/releases/9").status_code == 404
+    assert client.get("/apps/nope").status_code == 404
