@@ -19,12 +19,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from paas import domains, services, users
-from paas.errors import NotFound
-from paas.models import App, Deployment, DeploymentStatus, Job, JobState
-from web.deps import RowId, SessionDep, SettingsDep
+from paas.errors import Conflict, NotFound
+from paas.models import App, Deployment, DeploymentStatus, Job, JobState, WebhookDelivery
+from paas.schemas import AppCreate
+from web.deps import KeyringDep, RowId, SessionDep, SettingsDep
 
 __all__ = ["LoginLimiter", "router"]
 
@@ -165,6 +167,60 @@ def apps_page(request: Request, session: SessionDep, settings: SettingsDep) -> H
     signed_in(request)
     rows = [_app_row(session, app, settings) for app in services.list_apps(session)]
     return render(request, "apps.html", apps=rows)
+
+
+CREATE_FIELDS = ("name", "repo_url", "branch", "source_dir")
+
+
+@router.get("/apps/new")
+def new_app_page(request: Request) -> HTMLResponse:
+    signed_in(request)
+    return render(request, "new_app.html", values={"branch": "main"}, errors={})
+
+
+@router.post("/apps/new", response_model=None)
+def create_app(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    name: str = Form(default="", max_length=200),
+    repo_url: str = Form(default="", max_length=2000),
+    branch: str = Form(default="main", max_length=300),
+    source_dir: str = Form(default="", max_length=600),
+    csrf: str = Form(default="", max_length=200),
+) -> Response:
+    """Create the app, then show its webhook URL and secret (this once) with
+    the steps in GitHub's settings; the page turns green at the first ping."""
+    user = signed_in(request)
+    values = {"name": name, "repo_url": repo_url, "branch": branch, "source_dir": source_dir}
+    if not check_csrf(request, csrf):
+        return render(request, "new_app.html", 403, values=values, errors={"form": STALE_FORM})
+    try:
+        spec = AppCreate(name=name.strip(), repo_url=repo_url, branch=branch, source_dir=source_dir)
+        app, secret = services.create_app(session, spec=spec, actor=f"user:{user}", keyring=keyring)
+    except ValidationError as exc:
+        errors = {str(e["loc"][0]): str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()}
+        return render(request, "new_app.html", 422, values=values, errors=errors)
+    except Conflict as exc:
+        return render(request, "new_app.html", 409, values=values, errors={"name": str(exc)})
+    return render(
+        request,
+        "webhook.html",
+        201,
+        app=app.name,
+        webhook_url=services.webhook_url(settings, app),
+        secret=secret,
+    )
+
+
+@router.get("/apps/{name}/hook-status")
+def hook_status(request: Request, name: str, session: SessionDep) -> dict[str, object]:
+    """Whether GitHub has reached this app's webhook yet (polled by the webhook page)."""
+    signed_in(request)
+    app = services.get_app(session, name)
+    seen = session.exec(select(WebhookDelivery).where(WebhookDelivery.app_id == app.id)).first()
+    return {"received": seen is not None, "event": seen.event if seen else ""}
 
 
 @router.get("/apps/{name}")

@@ -166,3 +166,46 @@ def test_app_overview_activity_and_a_release_log(
     assert "Step 1/3 : FROM python:3.11-slim" in page and "&lt;b&gt;not markup&lt;/b&gt;" in page
     assert client.get("/apps/shop/releases/9").status_code == 404
     assert client.get("/apps/nope").status_code == 404
+
+
+def test_create_an_app_then_connect_github(client: TestClient, admin: str, engine: Engine, settings) -> None:  # noqa: ANN001
+    assert client.get("/apps/new", follow_redirects=False).status_code == 303
+    sign_in(client)
+    token = csrf_of(client.get("/apps/new").text)
+    bad = {"name": "Bad Name", "repo_url": "", "branch": "a..b", "source_dir": "", "csrf": token}
+    r = client.post("/apps/new", data=bad)
+    assert r.status_code == 422
+    assert (
+        "must be 1-30 characters" in r.text and "is required" in r.text and "not a valid git branch" in r.text
+    )
+    assert 'value="Bad Name"' in r.text and 'value="a..b"' in r.text  # nothing typed is lost
+    good = {
+        "name": "shop",
+        "repo_url": "https://github.com/o/shop.git",
+        "branch": "main",
+        "source_dir": "",
+        "csrf": token,
+    }
+    r = client.post("/apps/new", data=good)
+    assert r.status_code == 201 and "http://paas.apps.test/hooks/github/shop" in r.text
+    secret = re.search(r'id="webhook-secret">([0-9a-f]{64})<', r.text)
+    assert secret is not None and "application/json" in r.text
+    assert client.post("/apps/new", data=good).status_code == 409  # the name is taken, said next to it
+    assert client.post("/apps/new", data={**good, "name": "other", "csrf": "x"}).status_code == 403
+    assert client.get("/apps/shop/hook-status").json() == {"received": False, "event": ""}
+    # GitHub's ping, signed with the secret the page showed
+    from paas.github import sign
+
+    body = b'{"zen": "Keep it simple.", "hook_id": 1}'
+    ping = client.post(
+        "/hooks/github/shop",
+        content=body,
+        headers={
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "d-1",
+            "X-Hub-Signature-256": sign(secret.group(1), body),
+            "Content-Type": "application/json",
+        },
+    )
+    assert ping.status_code == 200, ping.text
+    assert client.get("/apps/shop/hook-status").json() == {"received": True, "event": "ping"}
