@@ -33,6 +33,7 @@ from agent.source import SourceError
 from paas.db import session_scope
 from paas.errors import InvalidInput
 from paas.models import App
+from paas.schemas import COMMIT_ID
 
 __all__ = ["LiveServer", "create_live_app"]
 
@@ -179,9 +180,11 @@ def create_live_app(
     def plan(
         name: str,
         ref: str = Query("", max_length=255),
-        commit: str = Query("", pattern=r"^([0-9a-f]{7,40})?$"),
+        commit: str = Query("", max_length=40),
     ) -> dict[str, object]:
         current(name)
+        if commit and not COMMIT_ID.match(commit):
+            raise HTTPException(422, f"{commit!r} is not a commit id")
         if build_plan is None:
             raise HTTPException(503, "this agent cannot plan builds")
         try:

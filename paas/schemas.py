@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 MAX_ROW_ID = 2**63 - 1  # ids and versions are 64-bit signed in every database we support
+COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")  # a full or abbreviated git commit id
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 _BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")  # git@github.com:o/r.git
@@ -252,7 +253,7 @@ class DeployRequest(BaseModel):
 
     ref: str | None = None
     commit: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{7,40}$", description="A commit id on the branch"
+        default=None, pattern=COMMIT_ID.pattern, description="A commit id on the branch"
     )
 
     @field_validator("ref")

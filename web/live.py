@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,8 @@ from paas import services
 from paas.db import session_scope
 from paas.errors import InvalidInput, NotFound, Unavailable
 from paas.models import Deployment
-from paas.schemas import BuildPlanPublic, ProcessPublic, check_branch
+from paas.schemas import COMMIT_ID, BuildPlanPublic, ProcessPublic, check_branch
+from paas.settings import Settings
 from web.deps import CurrentToken, RowId, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1", responses={401: {"description": "Missing or invalid API token"}})
@@ -106,14 +106,7 @@ AGENT_DOWN = "the agent does not answer on its socket: is `paas agent` (or `paas
 def ps(name: str, session: SessionDep, settings: SettingsDep, _token: CurrentToken) -> Any:
     services.get_app(session, name)
     session.commit()  # the agent reads the database too: hold no lock while it answers
-    transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
-    try:
-        with httpx.Client(transport=transport, base_url="http://agent", timeout=15) as agent:
-            response = agent.get(f"/apps/{quote(name)}/ps")
-    except httpx.HTTPError:
-        raise Unavailable(AGENT_DOWN) from None
-    _raise_for_agent(response.status_code, response.content)
-    return response.json()
+    return _ask_agent(settings, f"/apps/{quote(name)}/ps", timeout=15)
 
 
 @router.get(
@@ -183,23 +176,26 @@ def build_plan(
     ref: str | None = Query(default=None, max_length=255, description="A branch, tag or commit id"),
 ) -> Any:
     services.get_app(session, name)
-    session.commit()
+    session.commit()  # the agent reads the database too: hold no lock while it fetches
     params = {}
-    if ref and re.fullmatch(r"[0-9a-f]{7,40}", ref):
+    if ref and COMMIT_ID.fullmatch(ref):
         params["commit"] = ref
     elif ref:
         try:
             params["ref"] = check_branch(ref)
         except ValueError as exc:
             raise InvalidInput(f"ref {exc}") from None
+    return _ask_agent(settings, f"/apps/{quote(name)}/build-plan", params=params, timeout=300)
+
+
+def _ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str, str] | None = None) -> Any:
+    """GET a JSON answer from the agent's socket, its errors turned into ours."""
     transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
     try:
-        with httpx.Client(transport=transport, base_url="http://agent", timeout=300) as agent:
-            response = agent.get(f"/apps/{quote(name)}/build-plan", params=params)
+        with httpx.Client(transport=transport, base_url="http://agent", timeout=timeout) as agent:
+            response = agent.get(path, params=params)
     except httpx.HTTPError:
         raise Unavailable(AGENT_DOWN) from None
-    if response.status_code == 422:
-        raise InvalidInput(str(response.json().get("detail")))
     _raise_for_agent(response.status_code, response.content)
     return response.json()
 
@@ -219,4 +215,6 @@ def _raise_for_agent(status_code: int, body: bytes) -> None:
         detail = f"the agent answered HTTP {status_code}"
     if status_code == 404:
         raise NotFound(detail)
+    if status_code == 422:
+        raise InvalidInput(detail)
     raise Unavailable(detail)
