@@ -37,7 +37,7 @@ from agent.nginx import NginxError, NginxSites, app_site, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.source import SourceCache, SourceError
 from paas import queue
-from paas.buildpack import GENERATED_DOCKERFILE, for_app
+from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, for_app
 from paas.crypto import Keyring
 from paas.db import hold_key_lock, session_scope
 from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
@@ -194,17 +194,26 @@ class Pipeline:
             plan = self._plan(attempt, tag, procfile)
         self._roll_out(attempt, plan)
 
+    def _choose_dockerfile(
+        self, app: App, context: Path, procfile: dict[str, str], where: str
+    ) -> GeneratedBuild | None:
+        """None when the build context has the app's Dockerfile; the one
+        generated for a Python app when it names none of its own."""
+        if (context / app.dockerfile).is_file():
+            return None
+        if app.dockerfile != DEFAULT_DOCKERFILE:
+            raise InvalidInput(f"no {app.dockerfile} in {where}")
+        return for_app(context, app=app, settings=self.settings, procfile=procfile)
+
     def _dockerfile(
         self, app: App, context: Path, procfile: dict[str, str], sha: str, dlog: DeployLog
     ) -> str:
-        """The app's Dockerfile; else, when it names none of its own, one
-        generated for a Python app (written into the build log too)."""
-        if (context / app.dockerfile).is_file():
-            return app.dockerfile
+        """The Dockerfile to build with, a generated one written into the
+        build context and the build log."""
         where = f"{app.source_dir or 'the repository root'} at {sha[:12]}"
-        if app.dockerfile != DEFAULT_DOCKERFILE:
-            raise InvalidInput(f"no {app.dockerfile} in {where}")
-        generated = for_app(context, app=app, settings=self.settings, procfile=procfile)
+        generated = self._choose_dockerfile(app, context, procfile, where)
+        if generated is None:
+            return app.dockerfile
         (context / GENERATED_DOCKERFILE).write_text(generated.dockerfile, encoding="utf-8")
         dlog.line(f"no Dockerfile in {where}: building a Python app from {generated.plan.installer_label}")
         for note in generated.plan.notes:
@@ -231,18 +240,18 @@ class Pipeline:
             self.source.export(app=app.name, url=app.repo_url, commit=info.sha, dest=root)
             context = root / app.source_dir if app.source_dir else root
             procfile = self._procfile(context)
-            if (context / app.dockerfile).is_file():
+            where = f"{app.source_dir or 'the repository root'} at {info.sha[:12]}"
+            generated = self._choose_dockerfile(app, context, procfile, where)
+            if generated is None:
                 text = (context / app.dockerfile).read_text(encoding="utf-8", errors="replace")
-                summary, notes = f"the repository's {app.dockerfile}", []
-            elif app.dockerfile != DEFAULT_DOCKERFILE:
-                raise InvalidInput(f"no {app.dockerfile} in {app.source_dir or 'the repository root'}")
-            else:
-                generated = for_app(context, app=app, settings=self.settings, procfile=procfile)
-                text, notes = generated.dockerfile, list(generated.plan.notes)
-                summary = f"generated for a Python app from {generated.plan.installer_label}"
+        if generated is None:
+            summary, notes = f"the repository's {app.dockerfile}", []
+        else:
+            text, notes = generated.dockerfile, list(generated.plan.notes)
+            summary = f"generated for a Python app from {generated.plan.installer_label}"
         return {
             "commit": info.sha,
-            "generated": not summary.startswith("the repository"),
+            "generated": generated is not None,
             "summary": summary,
             "notes": notes,
             "dockerfile": text,
