@@ -46,9 +46,11 @@ from agent.nginx import (
     render_control,
     render_site,
 )
+from paas import queue
 from paas.db import session_scope
 from paas.domains import ensure_defaults
-from paas.models import App, CertState, Deployment, Domain, Job, JobState, utcnow
+from paas.models import App, CertState, Deployment, Domain, utcnow
+from paas.services import live_release
 from paas.settings import Settings
 
 __all__ = ["BACKOFF", "CertManager", "live_upstreams", "site_hosts"]
@@ -322,7 +324,7 @@ class CertManager:
             if app is None or app.id is None or app.state != "active":
                 return
             current = self._live(session, app.id)
-            if current is None or self._busy(session, app.id):
+            if current is None or queue.running_job(session, app.id) is not None:
                 return
             upstreams = live_upstreams(current)
             if not upstreams:
@@ -358,14 +360,7 @@ class CertManager:
     @staticmethod
     def _live(session: Session, app_id: int) -> Deployment | None:
         app = session.get(App, app_id)
-        if app is None or not app.current_deployment_id:
-            return None
-        return session.get(Deployment, app.current_deployment_id)
-
-    @staticmethod
-    def _busy(session: Session, app_id: int) -> bool:
-        running = select(Job.id).where(col(Job.app_id) == app_id, col(Job.state) == JobState.running)
-        return session.exec(running).first() is not None
+        return live_release(session, app) if app is not None else None
 
     def _record(self, domain_id: int | None, *, state: CertState, error: str, checked: bool) -> None:
         with session_scope(self.db) as session:

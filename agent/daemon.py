@@ -31,6 +31,7 @@ from paas.crypto import Keyring
 from paas.db import make_engine, session_scope
 from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
+from paas.services import live_release
 from paas.settings import Settings
 
 __all__ = ["Agent"]
@@ -259,12 +260,8 @@ class Agent:
             app = session.exec(select(App).where(App.name == name)).first()
             if app is None or app.state != "active":
                 return
-            busy = session.exec(
-                select(Job.id).where(col(Job.app_id) == app.id, col(Job.state) == JobState.running)
-            ).first()
-            current = (
-                session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
-            )
+            busy = queue.running_job(session, app.id)
+            current = live_release(session, app)
         if busy is not None:
             return  # a live job owns this app's containers right now
         keep = str(current.id) if current else None

@@ -44,6 +44,7 @@ from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import DeployError, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
 from paas.procfile import parse_procfile
+from paas.services import live_release
 from paas.settings import Settings
 
 __all__ = ["DeployResult", "Pipeline"]
@@ -673,7 +674,7 @@ class Pipeline:
         """The release whose image (and, for a rollback, env) a release job reuses."""
         source = job.payload.get("source_version")
         if source is None:
-            base = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+            base = live_release(session, app)
         else:
             base = session.exec(
                 select(Deployment).where(Deployment.app_id == app.id, Deployment.version == int(source))

@@ -71,6 +71,13 @@ def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | 
     return job
 
 
+def running_job(session: Session, app_id: int | None) -> int | None:
+    """The id of the app's running job, if one runs (it owns the app's containers)."""
+    return session.exec(
+        select(Job.id).where(col(Job.app_id) == app_id, col(Job.state) == JobState.running)
+    ).first()
+
+
 def claim(session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None) -> Job | None:
     """Lease the oldest runnable job to ``owner``, or return None."""
     now = now or utcnow()

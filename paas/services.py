@@ -194,10 +194,15 @@ def request_deploy(
     return job
 
 
+def live_release(session: Session, app: App) -> Deployment | None:
+    """The release the app serves now, if any."""
+    return session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+
+
 def _live(session: Session, app: App) -> Deployment:
     if app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
-    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    current = live_release(session, app)
     if current is None:
         raise Conflict(f"app {app.name!r} has no live release yet: deploy it first")
     return current
@@ -237,14 +242,14 @@ def request_scale(
         raise Conflict(f"app {app.name!r} is being deleted")
     if not counts:
         raise InvalidInput("name at least one process type and count, such as web=2")
-    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
-    known = sorted(formation(current.procfile, {})) if current else None
+    current = live_release(session, app)
+    known = sorted(formation(current.procfile, {})) if current else []
     for process, count in counts.items():
         if process == "release":
             raise InvalidInput("release runs once per deploy, not as containers: it cannot be scaled")
-        if known is not None and process not in known:
+        if current is not None and process not in known:
             raise InvalidInput(
-                f"no process type {process!r} in the live release v{current.version if current else ''}; "
+                f"no process type {process!r} in the live release v{current.version}; "
                 f"it has {', '.join(known)}"
             )
         if process == "web" and count < 1:
@@ -271,7 +276,7 @@ def request_scale(
 
 def current_formation(session: Session, *, app: App) -> dict[str, int]:
     """Containers per process type of the live release (as `paas scale` set them)."""
-    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    current = live_release(session, app)
     return formation(current.procfile if current else {}, app.scale)
 
 
@@ -401,7 +406,7 @@ def get_job(session: Session, job_id: int) -> Job:
 
 
 def app_public(session: Session, *, app: App, settings: Settings) -> AppPublic:
-    current = session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
+    current = live_release(session, app)
     return AppPublic.model_validate(app).model_copy(
         update={
             "url": f"http://{settings.app_hostname(app.name)}",

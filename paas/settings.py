@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # read it (install.sh uses /var/lib/paas-acme); empty: <data_dir>/acme
     acme_webroot_dir: Path | None = None
     dns_resolver: str = ""  # host[:port] the preflight asks; empty: the system's resolvers
-    public_ips: str = ""  # comma-separated addresses DNS must point to; empty: this host's own
+    public_ips: str = ""  # comma-separated addresses DNS must point to; empty: the token check decides
     cert_check_seconds: int = Field(default=300, ge=1)  # how often the agent looks at certificates
     cert_renew_days: int = Field(default=30, ge=1, le=3650)  # renew this long before expiry
 
