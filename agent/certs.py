@@ -21,7 +21,6 @@ often the agent restarts.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import secrets
 import socket
@@ -213,18 +212,12 @@ class CertManager:
         if not self.settings.dns_resolver:
             infos = socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)
             return sorted({str(info[4][0]) for info in infos})
-        host, _, port = (
-            self.settings.dns_resolver.rpartition(":")
-            if ":" in self.settings.dns_resolver
-            else (
-                self.settings.dns_resolver,
-                "",
-                "53",
-            )
-        )
+        host, sep, port = self.settings.dns_resolver.rpartition(":")
+        if not sep:
+            host, port = self.settings.dns_resolver, "53"
         resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [host or self.settings.dns_resolver]
-        resolver.port = int(port or 53)
+        resolver.nameservers = [host]
+        resolver.port = int(port)
         resolver.lifetime = 5
         found: set[str] = set()
         for kind in ("A", "AAAA"):
@@ -237,13 +230,8 @@ class CertManager:
         return sorted(found)
 
     def public_addresses(self) -> set[str]:
-        """PAAS_PUBLIC_IPS, or empty (then only the token check decides)."""
-        found = set()
-        for item in self.settings.public_ips.split(","):
-            item = item.strip()
-            if item:
-                found.add(str(ipaddress.ip_address(item)))
-        return found
+        """PAAS_PUBLIC_IPS (checked when settings load), or empty: then only the token check decides."""
+        return {item for item in self.settings.public_ips.split(",") if item}
 
     # the CA ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ whose message names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -122,6 +123,24 @@ class Settings(BaseSettings):
             return LETSENCRYPT_STAGING
         if not value.startswith("https://"):
             raise ValueError("must be an https:// ACME directory URL, or 'staging'")
+        return value
+
+    @field_validator("public_ips")
+    @classmethod
+    def _check_public_ips(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        try:
+            return ",".join(str(ipaddress.ip_address(item)) for item in items)
+        except ValueError as exc:
+            raise ValueError(f"must be comma-separated IP addresses ({exc})") from None
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _check_dns_resolver(cls, value: str) -> str:
+        value = value.strip()
+        host, sep, port = value.rpartition(":")
+        if value and sep and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("must be host or host:port")
         return value
 
     @field_validator("acme_email")

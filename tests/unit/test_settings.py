@@ -46,6 +46,10 @@ def test_settings_read_a_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("PAAS_DOMAIN", "not a domain"),
         ("PAAS_PUBLIC_URL", "ftp://x"),
         ("PAAS_AGENT_WORKERS", "0"),
+        ("PAAS_PUBLIC_IPS", "127.0.0.1, not-an-ip"),
+        ("PAAS_DNS_RESOLVER", "127.0.0.1:port"),
+        ("PAAS_ACME_DIRECTORY", "http://ca.example/dir"),
+        ("PAAS_ACME_EMAIL", "not an email"),
     ],
 )
 def test_an_invalid_variable_is_named_in_the_error(
@@ -62,3 +66,10 @@ def test_an_inverted_port_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PAAS_PORT_RANGE_END", "20000")
     with pytest.raises(SettingsError, match="PAAS_PORT_RANGE_END"):
         load_settings(_env_file=None)
+
+
+def test_public_ips_and_resolver_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAAS_PUBLIC_IPS", " 127.0.0.1 , ::1,")
+    monkeypatch.setenv("PAAS_DNS_RESOLVER", "127.0.0.1:8053")
+    s = load_settings(_env_file=None)
+    assert s.public_ips == "127.0.0.1,::1" and s.dns_resolver == "127.0.0.1:8053"
