@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from paas.buildpack import DEFAULT_PORT
 from paas.models import App, Deployment
 from paas.procfile import formation
 
@@ -17,7 +18,6 @@ __all__ = [
     "owned",
     "ProcessSpec",
     "ReleasePlan",
-    "formation",
     "process_command",
     "container_port",
     "image_tag",
@@ -26,7 +26,6 @@ __all__ = [
     "release_command",
 ]
 
-DEFAULT_PORT = 8000
 PRESTART_CANDIDATES = ("prestart.sh", "/app/prestart.sh")
 
 

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 GENERATED_DOCKERFILE = ".paas.Dockerfile"  # written into the build context, next to the source
-DEFAULT_PORT = 8000  # as agent.plan: $PORT when the app sets no port
+DEFAULT_PORT = 8000  # $PORT when the app sets no port and its image EXPOSEs none
 MAX_WORKERS = 4  # per container: a small VPS runs several containers
 
 # (installer, the files that select it, label); the first match wins

@@ -72,10 +72,7 @@ def add_domain(session: Session, *, app: App, hostname: str, settings: Settings,
     """Serve ``app`` at ``hostname`` too (its certificate follows)."""
     if app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
-    try:
-        name = normalize_hostname(hostname)
-    except ValueError as exc:
-        raise InvalidInput(f"hostname {exc}") from None
+    name = _hostname(hostname)
     if name == settings.control_host:
         raise Conflict(f"{name} is the control plane's own hostname")
     if name.endswith(f".{settings.domain}") or name == settings.domain:
@@ -99,10 +96,7 @@ def add_domain(session: Session, *, app: App, hostname: str, settings: Settings,
 
 
 def remove_domain(session: Session, *, app: App, hostname: str, settings: Settings, actor: str) -> None:
-    try:
-        name = normalize_hostname(hostname)
-    except ValueError as exc:
-        raise InvalidInput(f"hostname {exc}") from None
+    name = _hostname(hostname)
     if name == settings.app_hostname(app.name):
         raise Conflict(f"{name} is the app's default hostname; it cannot be removed")
     domain = session.exec(select(Domain).where(Domain.app_id == app.id, Domain.hostname == name)).first()
@@ -112,3 +106,10 @@ def remove_domain(session: Session, *, app: App, hostname: str, settings: Settin
         raise Conflict(f"{name} is the app's default hostname; it cannot be removed")
     session.delete(domain)
     services.record_event(session, actor=actor, action="domain.remove", app_name=app.name, detail=name)
+
+
+def _hostname(value: str) -> str:
+    try:
+        return normalize_hostname(value)
+    except ValueError as exc:
+        raise InvalidInput(f"hostname {exc}") from None

@@ -5,12 +5,12 @@ from agent.plan import (
     ProcessSpec,
     ReleasePlan,
     container_port,
-    formation,
     make_plan,
     process_command,
     release_command,
 )
 from paas.models import App, Deployment
+from paas.procfile import formation
 
 
 def _app(**kw: object) -> App:
