@@ -119,8 +119,7 @@ def render_site(spec: SiteSpec, settings: Settings) -> str:
             plain_hostnames=[h for h in spec.hostnames if h not in {t.hostname for t in spec.tls}],
             tls=spec.tls,
             hsts=spec.hsts,
-            https_suffix="" if settings.https_port == 443 else f":{settings.https_port}",
-            listen_tls=listen_directive(settings, settings.https_port),
+            **_https_context(settings),
             listen=listen_directive(settings, settings.http_port),
             acme_webroot=str(settings.acme_webroot),
             client_max_body_size="100m",
@@ -136,6 +135,15 @@ def release_marker(spec: SiteSpec) -> str:
     return f"{spec.app} v{spec.version}"
 
 
+def _https_context(settings: Settings) -> dict[str, str]:
+    """What the HTTPS parts of every template need: where to listen, and the
+    port suffix of redirects to HTTPS (none for 443)."""
+    return {
+        "listen_tls": listen_directive(settings, settings.https_port),
+        "https_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",
+    }
+
+
 def render_common() -> str:
     return _env().get_template("common.conf.j2").render()
 
@@ -148,8 +156,7 @@ def render_control(settings: Settings, *, tls: TlsHost | None = None) -> str:
         .get_template("control.conf.j2")
         .render(
             tls=tls,
-            https_suffix="" if settings.https_port == 443 else f":{settings.https_port}",
-            listen_tls=listen_directive(settings, settings.https_port),
+            **_https_context(settings),
             hostname=settings.control_host,
             listen=listen_directive(settings, settings.http_port),
             upstream=f"{settings.web_host}:{settings.web_port}",
