@@ -9,16 +9,20 @@ from __future__ import annotations
 import secrets
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paas.crypto import Keyring
 from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
-from web import api, hooks, live, ui
+from web import api, hooks, live, ui, ui_app
 
 __all__ = ["create_app"]
 
@@ -38,24 +42,51 @@ def create_app(
     app.state.keyring = keyring or Keyring(settings.keys_dir, private=False)
     app.state.login_limiter = ui.LoginLimiter()
     app.add_middleware(
-        SessionMiddleware,
+        SessionBySchemeMiddleware,
         secret_key=settings.secret_key or secrets.token_urlsafe(48),
-        session_cookie="paas_session",
+        always_secure=settings.base_url.startswith("https://"),
         max_age=settings.session_hours * 3600,
-        same_site="lax",
-        https_only=settings.base_url.startswith("https://"),
     )
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(ui.NotSignedIn)
     async def _not_signed_in(request: Request, exc: ui.NotSignedIn) -> Response:
         return ui.login_redirect(request, exc)
 
+    @app.exception_handler(ui.StaleForm)
+    async def _stale_form(request: Request, _exc: ui.StaleForm) -> Response:
+        return ui.error_page(request, 403, "The form expired: go back, reload the page and try again.")
+
     @app.exception_handler(PaasError)
-    async def _paas_error(_request: Request, exc: PaasError) -> JSONResponse:
+    async def _paas_error(request: Request, exc: PaasError) -> Response:
+        if is_ui(request):
+            return ui.error_page(request, exc.status_code, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_ui(request) and exc.status_code in (404, 405):
+            return ui.error_page(request, exc.status_code, "There is no such page.")
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, _exc: Exception) -> Response:
+        # logged with its traceback by the server; the answer names no internals
+        if is_ui(request):
+            return ui.error_page(request, 500, "Something went wrong on the server; it is in the web log.")
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_ui(request):
+            return ui.error_page(
+                request,
+                422,
+                "That address is not valid: "
+                + "; ".join(
+                    f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}" for e in exc.errors()
+                ),
+            )
         # FastAPI's default echoes each rejected input back: that could be a secret.
         errors = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
@@ -92,4 +123,70 @@ def create_app(
     app.include_router(api.router, tags=["api"])
     app.include_router(live.router, tags=["api"])
     app.include_router(ui.router)
+    app.include_router(ui_app.router)
+    app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
     return app
+
+
+NOT_UI = ("/api/", "/hooks/", "/static/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
+
+
+def is_ui(request: Request) -> bool:
+    """Browser pages answer errors with HTML; the API, webhooks and probes with JSON."""
+    return not request.url.path.startswith(NOT_UI)
+
+
+class SessionBySchemeMiddleware:
+    """Starlette's signed session cookie (paas_session: HttpOnly, SameSite=Lax,
+    host-only), marked Secure when the request came over HTTPS (nginx passes
+    X-Forwarded-Proto; uvicorn trusts it from 127.0.0.1) or when the public
+    URL is https."""
+
+    def __init__(self, app: ASGIApp, *, secret_key: str, always_secure: bool, max_age: int) -> None:
+        def sessions(secure: bool) -> SessionMiddleware:
+            return SessionMiddleware(
+                app,
+                secret_key=secret_key,
+                session_cookie="paas_session",
+                max_age=max_age,
+                same_site="lax",
+                https_only=secure,
+            )
+
+        self.secure = sessions(True)
+        self.plain = self.secure if always_secure else sessions(False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        https = scope.get("scheme") in ("https", "wss")
+        await (self.secure if https else self.plain)(scope, receive, send)
+
+
+SECURITY_HEADERS = [
+    # every script and style is a file under /static: no inline code runs
+    (
+        b"content-security-policy",
+        b"default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeadersMiddleware:
+    """Headers that keep pages from being framed, sniffed or running injected script."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +23,7 @@ from starlette.background import BackgroundTask
 from paas import services
 from paas.db import session_scope
 from paas.errors import InvalidInput, NotFound, Unavailable
-from paas.models import Deployment
+from paas.models import Deployment, DeploymentStatus
 from paas.schemas import COMMIT_ID, BuildPlanPublic, ProcessPublic, check_branch
 from paas.settings import Settings
 from web.deps import CurrentToken, RowId, SessionDep, SettingsDep
@@ -58,13 +58,14 @@ def release_log(
             raise NotFound(f"no log for {name} v{version}")
         return PlainTextResponse(path.read_text(encoding="utf-8", errors="replace"))
     return StreamingResponse(
-        _follow_file(path, request.app.state.engine, dep.id), media_type="text/plain; charset=utf-8"
+        follow_file(path, request.app.state.engine, dep.id), media_type="text/plain; charset=utf-8"
     )
 
 
-async def _follow_file(path: Path, engine: Engine, dep_id: int) -> AsyncIterator[bytes]:
-    """The file as it grows, until its deployment has finished (at most 3 h)."""
-    offset, deadline = 0, time.monotonic() + 3 * 3600
+async def follow_file(path: Path, engine: Engine, dep_id: int, *, offset: int = 0) -> AsyncIterator[bytes]:
+    """The file (from byte ``offset``) as it grows, until its deployment has
+    finished (at most 3 h)."""
+    deadline = time.monotonic() + 3 * 3600
     while time.monotonic() < deadline:
         finished = await run_in_threadpool(_finished, engine, dep_id)
         data = await run_in_threadpool(_read_from, path, offset)
@@ -80,7 +81,7 @@ async def _follow_file(path: Path, engine: Engine, dep_id: int) -> AsyncIterator
 def _finished(engine: Engine, dep_id: int) -> bool:
     with session_scope(engine) as session:
         dep = session.get(Deployment, dep_id)
-        return dep is None or dep.finished_at is not None
+        return dep is None or dep.finished_at is not None or dep.status != DeploymentStatus.running
 
 
 def _read_from(path: Path, offset: int) -> bytes:
@@ -106,7 +107,7 @@ AGENT_DOWN = "the agent does not answer on its socket: is `paas agent` (or `paas
 def ps(name: str, session: SessionDep, settings: SettingsDep, _token: CurrentToken) -> Any:
     services.get_app(session, name)
     session.commit()  # the agent reads the database too: hold no lock while it answers
-    return _ask_agent(settings, f"/apps/{quote(name)}/ps", timeout=15)
+    return ask_agent(settings, f"/apps/{quote(name)}/ps", timeout=15)
 
 
 @router.get(
@@ -128,7 +129,19 @@ async def runtime_logs(
     tail: int = Query(default=100, ge=0, le=10000),
     follow: bool = False,
 ) -> StreamingResponse:
-    await run_in_threadpool(_known_app, request.app.state.engine, name)
+    lines, close = await open_runtime_logs(
+        settings, request.app.state.engine, name, process=process, tail=tail, follow=follow
+    )
+    return StreamingResponse(lines, media_type="text/plain; charset=utf-8", background=BackgroundTask(close))
+
+
+async def open_runtime_logs(
+    settings: Settings, engine: Engine, name: str, *, process: str, tail: int, follow: bool
+) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
+    """The agent's log stream for the app's live containers of one process
+    type, and the function that closes it (the API's route and the UI's
+    Server-Sent Events both read it)."""
+    await run_in_threadpool(_known_app, engine, name)
     agent = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=str(settings.agent_socket)),
         base_url="http://agent",
@@ -152,9 +165,7 @@ async def runtime_logs(
         await response.aclose()
         await agent.aclose()
 
-    return StreamingResponse(
-        response.aiter_raw(), media_type="text/plain; charset=utf-8", background=BackgroundTask(close)
-    )
+    return response.aiter_raw(), close
 
 
 @router.get(
@@ -185,10 +196,10 @@ def build_plan(
             params["ref"] = check_branch(ref)
         except ValueError as exc:
             raise InvalidInput(f"ref {exc}") from None
-    return _ask_agent(settings, f"/apps/{quote(name)}/build-plan", params=params, timeout=300)
+    return ask_agent(settings, f"/apps/{quote(name)}/build-plan", params=params, timeout=300)
 
 
-def _ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str, str] | None = None) -> Any:
+def ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str, str] | None = None) -> Any:
     """GET a JSON answer from the agent's socket, its errors turned into ours."""
     transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
     try:

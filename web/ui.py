@@ -12,23 +12,24 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from paas import domains, services, users
-from paas.errors import Conflict, NotFound
-from paas.models import App, Deployment, DeploymentStatus, Job, JobState, WebhookDelivery
+from paas import services, users
+from paas.errors import Conflict
+from paas.models import App, Deployment, DeploymentStatus, Job, JobState
 from paas.schemas import AppCreate
-from web.deps import KeyringDep, RowId, SessionDep, SettingsDep
+from web.deps import KeyringDep, SessionDep, SettingsDep
 
-__all__ = ["LoginLimiter", "router"]
+__all__ = ["LoginLimiter", "Posted", "PostedDep", "flash", "render", "router", "signed_in"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
@@ -106,7 +107,47 @@ def signed_in(request: Request) -> str:
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("user", request.session.get("user"))
     context["csrf"] = csrf_token(request)
+    if "session" in request.scope:  # error pages can be rendered outside the session middleware
+        context.setdefault("flash", request.session.pop("flash", None))
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def flash(request: Request, text: str, *, bad: bool = False) -> None:
+    """A message shown once, on the next page (after a POST's redirect)."""
+    request.session["flash"] = {"text": text, "bad": bad}
+
+
+class StaleForm(Exception):
+    """A POST whose CSRF token is missing or not this session's."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A signed-in user's form, its CSRF token checked."""
+
+    user: str
+    fields: dict[str, str]
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user}"
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.fields.get(key, default)
+
+
+async def posted(request: Request) -> Posted:
+    user = request.session.get("user")
+    if not user:
+        raise NotSignedIn("/")
+    form = await request.form(max_fields=300)
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not check_csrf(request, fields.get("csrf", "")):
+        raise StaleForm
+    return Posted(str(user), fields)
+
+
+PostedDep = Annotated[Posted, Depends(posted)]
 
 
 def _safe_next(value: str) -> str:
@@ -165,20 +206,20 @@ def logout(request: Request, csrf: str = Form(default="", max_length=200)) -> Re
 @router.get("/")
 def apps_page(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     signed_in(request)
-    rows = [_app_row(session, app, settings) for app in services.list_apps(session)]
+    rows = [app_row(session, app, settings) for app in services.list_apps(session)]
     return render(request, "apps.html", apps=rows)
 
 
 CREATE_FIELDS = ("name", "repo_url", "branch", "source_dir")
 
 
-@router.get("/apps/new")
+@router.get("/new")
 def new_app_page(request: Request) -> HTMLResponse:
     signed_in(request)
     return render(request, "new_app.html", values={"branch": "main"}, errors={})
 
 
-@router.post("/apps/new", response_model=None)
+@router.post("/new", response_model=None)
 def create_app(
     request: Request,
     session: SessionDep,
@@ -214,53 +255,7 @@ def create_app(
     )
 
 
-@router.get("/apps/{name}/hook-status")
-def hook_status(request: Request, name: str, session: SessionDep) -> dict[str, object]:
-    """Whether GitHub has reached this app's webhook yet (polled by the webhook page)."""
-    signed_in(request)
-    app = services.get_app(session, name)
-    seen = session.exec(select(WebhookDelivery).where(WebhookDelivery.app_id == app.id)).first()
-    return {"received": seen is not None, "event": seen.event if seen else ""}
-
-
-@router.get("/apps/{name}")
-def app_page(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    """Overview: live URLs, current release, status, hostnames and certificates, recent activity."""
-    signed_in(request)
-    app = services.get_app(session, name)
-    releases = [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=20)]
-    hostnames = domains.list_domains(session, app=app, settings=settings)
-    row = _app_row(session, app, settings)
-    current = next((r for r in releases if r.version == row["version"]), None)
-    return render(
-        request,
-        "app.html",
-        app=row,
-        current=current,
-        releases=releases,
-        domains=hostnames,
-    )
-
-
-@router.get("/apps/{name}/releases/{version}")
-def release_page(
-    request: Request, name: str, version: RowId, session: SessionDep, settings: SettingsDep
-) -> HTMLResponse:
-    """One release: its steps and timings, and its whole build and release log."""
-    signed_in(request)
-    app = services.get_app(session, name)
-    dep = session.exec(
-        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
-    ).first()
-    if dep is None:
-        raise NotFound(f"{name} has no release v{version}")
-    path = settings.logs_dir / app.name / f"v{version}.log"
-    log_text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    row, public = _app_row(session, app, settings), services.deployment_public(dep)
-    return render(request, "release.html", app=row, release=public, log=log_text)
-
-
-def _app_row(session: Session, app: App, settings: Any) -> dict[str, Any]:
+def app_row(session: Session, app: App, settings: Any) -> dict[str, Any]:
     public = services.app_public(session, app=app, settings=settings)
     latest = session.exec(
         select(Deployment).where(Deployment.app_id == app.id).order_by(col(Deployment.version).desc())
@@ -284,6 +279,7 @@ def _app_row(session: Session, app: App, settings: Any) -> dict[str, Any]:
         status = "new"
     return {
         "name": app.name,
+        "branch": app.branch,
         "status": status,
         "url": public.url,
         "version": public.current_version,
@@ -291,6 +287,16 @@ def _app_row(session: Session, app: App, settings: Any) -> dict[str, Any]:
         "deployed_at": latest.finished_at if latest is not None else None,
         "pending_pushes": app.pending_pushes,
     }
+
+
+ERROR_TITLES = {403: "Not allowed", 404: "Not found", 409: "Not now", 422: "Not valid", 500: "Server error"}
+
+
+def error_page(request: Request, status_code: int, detail: str) -> HTMLResponse:
+    title = ERROR_TITLES.get(status_code, "Something is wrong")
+    if "session" not in request.scope:
+        return HTMLResponse(f"<!doctype html><title>{status_code}</title><p>{title}", status_code=status_code)
+    return render(request, "error.html", status_code, code=status_code, title=title, detail=detail)
 
 
 def login_redirect(request: Request, exc: NotSignedIn) -> RedirectResponse:

@@ -1,0 +1,616 @@
+"""The web UI's app pages: Overview, Activity (with redeploy, cancel and
+rollback), a release's log (streamed live while it runs), runtime logs, and
+Settings (env vars, domains, build and run settings, process counts, delete).
+
+Every action calls the same services as the REST API. Forms post back,
+show their errors next to the field with what was typed kept (never a value
+marked Encrypt), and redirect with a one-time message on success.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from sqlmodel import Session, select
+
+from paas import domains, envvars, services
+from paas.errors import Conflict, InvalidInput, NotFound, PaasError, Unavailable
+from paas.models import App, Deployment, WebhookDelivery
+from paas.procfile import formation
+from paas.schemas import AppUpdate, EnvChange, EnvImport, EnvSet
+from paas.scopes import EnvScope
+from paas.settings import Settings
+from web import live
+from web.deps import KeyringDep, RowId, SessionDep, SettingsDep
+from web.ui import Posted, PostedDep, app_row, flash, render, signed_in
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/apps/{name}", include_in_schema=False)
+
+PROCESS = r"^[a-z][a-z0-9_-]{0,29}$"
+
+
+def _page(session: Session, settings: Settings, name: str) -> tuple[App, dict[str, Any]]:
+    app = services.get_app(session, name)
+    return app, app_row(session, app, settings)
+
+
+def _releases(session: Session, app: App, limit: int) -> list[Any]:
+    return [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=limit)]
+
+
+def _back(name: str, tab: str = "") -> RedirectResponse:
+    return RedirectResponse(f"/apps/{quote(name)}{tab}", status_code=303)
+
+
+def _messages(exc: ValidationError, prefix: str) -> dict[str, str]:
+    """Pydantic's errors keyed "prefix.field" (or "prefix.form"), in words."""
+    errors: dict[str, str] = {}
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else "form"
+        errors.setdefault(f"{prefix}.{field}", str(e["msg"]).removeprefix("Value error, "))
+    return errors
+
+
+# overview and activity ------------------------------------------------------------------
+
+
+@router.get("/hook-status", response_class=HTMLResponse)
+def hook_status(request: Request, name: str, session: SessionDep) -> HTMLResponse:
+    """Whether GitHub has reached this app's webhook yet (polled by the webhook page)."""
+    signed_in(request)
+    app = services.get_app(session, name)
+    seen = session.exec(select(WebhookDelivery).where(WebhookDelivery.app_id == app.id)).first()
+    event = seen.event if seen else ""
+    return render(request, "_hook_status.html", app=app.name, received=seen is not None, event=event)
+
+
+@router.get("")
+def overview(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    """Live URLs, the live release, processes and their health, hostnames, recent activity."""
+    signed_in(request)
+    app, row = _page(session, settings, name)
+    current = services.live_release(session, app)
+    hostnames = domains.list_domains(session, app=app, settings=settings)
+    releases = _releases(session, app, 5)
+    session.commit()  # the agent reads the database too: hold no lock while it answers
+    processes: list[Any] = []
+    problem = ""
+    try:
+        processes = live.ask_agent(settings, f"/apps/{quote(name)}/ps", timeout=5)
+    except (Unavailable, NotFound, InvalidInput) as exc:
+        problem = f"Containers are not shown: {exc}"
+    return render(
+        request,
+        "app.html",
+        tab="overview",
+        app=row,
+        current=services.deployment_public(current) if current else None,
+        processes=processes,
+        processes_error=problem,
+        domains=hostnames,
+        releases=releases,
+    )
+
+
+@router.get("/activity")
+def activity(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    signed_in(request)
+    app, row = _page(session, settings, name)
+    releases = _releases(session, app, 100)
+    return render(request, "activity.html", tab="activity", app=row, releases=releases, show_actions=True)
+
+
+@router.get("/activity/table")
+def activity_table(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    all: bool = False,  # noqa: A002
+) -> HTMLResponse:
+    """The releases table alone, for htmx to refresh while a deploy runs."""
+    signed_in(request)
+    app, row = _page(session, settings, name)
+    releases = _releases(session, app, 100 if all else 5)
+    return render(request, "_activity_table.html", app=row, releases=releases, show_actions=all)
+
+
+def _act(
+    name: str, session: SessionDep, tab: str, request: Request, action: Callable[[App], str]
+) -> RedirectResponse:
+    """Run one action on the app; its outcome (or refusal) is the next page's message."""
+    app = services.get_app(session, name)
+    try:
+        flash(request, action(app))
+    except PaasError as exc:
+        session.rollback()
+        flash(request, str(exc), bad=True)
+    return _back(name, tab)
+
+
+@router.post("/deploy")
+def deploy(request: Request, name: str, session: SessionDep, form: PostedDep) -> RedirectResponse:
+    def go(app: App) -> str:
+        services.request_deploy(session, app=app, actor=form.actor, trigger="manual")
+        return f"Deploying the head of {app.branch}: the new release appears below."
+
+    return _act(name, session, "/activity", request, go)
+
+
+@router.post("/restart")
+def restart(request: Request, name: str, session: SessionDep, form: PostedDep) -> RedirectResponse:
+    def go(app: App) -> str:
+        services.request_restart(session, app=app, actor=form.actor)
+        return "Restarting: new containers of the live release replace the old ones."
+
+    return _act(name, session, "/activity", request, go)
+
+
+@router.post("/cancel")
+def cancel(request: Request, name: str, session: SessionDep, form: PostedDep) -> RedirectResponse:
+    def go(app: App) -> str:
+        job = services.request_cancel(session, app=app, actor=form.actor)
+        if job.cancel_requested:
+            return "Cancelling: the running deploy stops within seconds; what is live stays live."
+        return "Cancelled the queued deploy."
+
+    return _act(name, session, "/activity", request, go)
+
+
+@router.get("/rollback/{version}")
+def rollback_page(
+    request: Request, name: str, version: RowId, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """Says what a rollback to this release will do, with the button that does it."""
+    signed_in(request)
+    app, row = _page(session, settings, name)
+    target = _release(session, app, version)
+    return render(request, "rollback.html", tab="activity", app=row, target=target, error="")
+
+
+@router.post("/rollback/{version}", response_model=None)
+def rollback(
+    request: Request, name: str, version: RowId, session: SessionDep, settings: SettingsDep, form: PostedDep
+) -> Response:
+    app = services.get_app(session, name)
+    try:
+        plan = services.request_rollback(session, app=app, actor=form.actor, to=version)
+    except PaasError as exc:
+        session.rollback()
+        app, row = _page(session, settings, name)
+        target = _release(session, app, version)
+        return render(
+            request, "rollback.html", exc.status_code, tab="activity", app=row, target=target, error=str(exc)
+        )
+    pinned = "The app is pinned: pushes wait until you deploy."
+    flash(request, f"Rolling back to v{plan.target.version}. {pinned}")
+    return _back(name, "/activity")
+
+
+def _release(session: Session, app: App, version: int) -> Any:
+    dep = session.exec(
+        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
+    ).first()
+    if dep is None:
+        raise NotFound(f"{app.name} has no release v{version}")
+    return services.deployment_public(dep)
+
+
+# logs ---------------------------------------------------------------------------------------
+
+
+@router.get("/releases/{version}")
+def release_page(
+    request: Request, name: str, version: RowId, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """One release: its steps and timings, and its build and release log
+    (streamed in while the release runs)."""
+    signed_in(request)
+    app, row = _page(session, settings, name)
+    release = _release(session, app, version)
+    path = settings.logs_dir / app.name / f"v{version}.log"
+    log_text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return render(request, "release.html", tab="activity", app=row, release=release, log=log_text)
+
+
+def _event(data: str, *, event: str = "", event_id: str = "") -> bytes:
+    head = (f"event: {event}\n" if event else "") + (f"id: {event_id}\n" if event_id else "")
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+@router.get("/releases/{version}/stream")
+def release_stream(
+    request: Request, name: str, version: RowId, session: SessionDep, settings: SettingsDep
+) -> StreamingResponse:
+    """Server-Sent Events: the release's log as it is written (an event per
+    chunk, its id the byte offset so a reconnect resumes), then "end"."""
+    signed_in(request)
+    app = services.get_app(session, name)
+    dep = session.exec(
+        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
+    ).first()
+    if dep is None or dep.id is None:
+        raise NotFound(f"{name} has no release v{version}")
+    session.commit()  # hold no transaction open while streaming
+    path = settings.logs_dir / app.name / f"v{version}.log"
+    try:
+        start = max(0, int(request.headers.get("last-event-id", "0")))
+    except ValueError:
+        start = 0
+    chunks = live.follow_file(path, request.app.state.engine, dep.id, offset=start)
+    return StreamingResponse(_sse_chunks(chunks, start), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _sse_chunks(chunks: AsyncIterator[bytes], offset: int) -> AsyncIterator[bytes]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    async for chunk in chunks:
+        offset += len(chunk)
+        text = decoder.decode(chunk)
+        if text:
+            yield _event(text, event_id=str(offset))
+    yield _event("finished", event="end")
+
+
+@router.get("/logs")
+def logs_page(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    """Runtime logs: live tail with a choice of process type, pause and resume."""
+    signed_in(request)
+    app, row = _page(session, settings, name)
+    current = services.live_release(session, app)
+    types = sorted(formation(current.procfile if current else {}, app.scale)) or ["web"]
+    return render(request, "logs.html", tab="logs", app=row, process_types=types)
+
+
+@router.get("/logs/stream")
+async def logs_stream(
+    request: Request,
+    name: str,
+    settings: SettingsDep,
+    process: str = Query(default="web", pattern=PROCESS),
+    tail: int = Query(default=200, ge=0, le=5000),
+) -> StreamingResponse:
+    """Server-Sent Events: the agent's runtime log lines (an event each), or
+    one "problem" event saying why there are none, then "end"."""
+    signed_in(request)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            lines, close = await live.open_runtime_logs(
+                settings, request.app.state.engine, name, process=process, tail=tail, follow=True
+            )
+        except PaasError as exc:
+            yield _event(str(exc), event="problem")
+            return
+        pending = b""
+        try:
+            async for chunk in lines:
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    yield _event(line.decode("utf-8", errors="replace") + "\n")
+        finally:
+            await close()
+        yield _event("the containers stopped", event="end")
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+# settings -------------------------------------------------------------------------------------
+
+
+def _settings_page(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    keyring: Any,
+    name: str,
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
+    app, row = _page(session, settings, name)
+    shown = {
+        "build.branch": app.branch,
+        "build.source_dir": app.source_dir,
+        "build.dockerfile": app.dockerfile,
+        "run.run_command": app.run_command,
+        "run.port": str(app.port or ""),
+        "run.health_path": app.health_path or "",
+        "run.health_interval": f"{app.health_interval:g}",
+        "run.health_timeout": f"{app.health_timeout:g}",
+        "run.health_retries": str(app.health_retries),
+    }
+    counts = services.current_formation(session, app=app) if app.current_deployment_id else {}
+    shown |= {f"scale.{k}": str(v) for k, v in counts.items()}
+    return render(
+        request,
+        "settings.html",
+        status_code,
+        tab="settings",
+        app=row,
+        env=envvars.list_env(session, name=name, keyring=keyring),
+        dotenv=envvars.export_env(session, name=name, keyring=keyring),
+        domains=domains.list_domains(session, app=app, settings=settings),
+        formation=counts,
+        errors=errors or {},
+        values=shown | (values or {}),
+    )
+
+
+@router.get("/settings")
+def settings_page(
+    request: Request, name: str, session: SessionDep, settings: SettingsDep, keyring: KeyringDep
+) -> HTMLResponse:
+    signed_in(request)
+    return _settings_page(request, session, settings, keyring, name)
+
+
+def _env_saved(request: Request, result: Any) -> None:
+    if result.job is not None:
+        text = "Saved. A new release with these values is rolling out (see Activity)."
+    else:
+        text = "Saved. Nothing is live yet: the values apply from the first deploy."
+    flash(request, " ".join([text, *result.warnings]))
+
+
+@router.post("/env", response_model=None)
+def env_set(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    """Add a variable, or give one a new value (form=edit). "Encrypt" makes it
+    write-only; an edit without it makes a secret general again."""
+    which = "edit" if form.get("form") == "edit" else "add"
+    key, value, encrypt = form.get("key").strip(), form.get("value"), form.get("encrypt") == "1"
+    kept = {f"{which}.key": key, f"{which}.encrypt": "1" if encrypt else ""}
+    if not encrypt:  # a value to be encrypted is never sent back, even in its own form
+        kept[f"{which}.value"] = value
+    if which == "add":
+        kept["add.scope"] = form.get("scope", "run")
+    try:
+        scope = EnvScope(form.get("scope", "run")) if which == "add" else None
+    except ValueError:
+        problem = {"add.form": "unknown scope"}
+        return _refused(request, session, settings, keyring, name, problem, kept, encrypt)
+    try:
+        item = EnvSet(key=key, value=value, secret=encrypt, scope=scope)
+        result = envvars.change_env(
+            session, name=name, change=EnvChange(set=[item]), actor=form.actor, keyring=keyring
+        )
+    except ValidationError as exc:
+        errors = {k.replace(".form", ".value"): v for k, v in _messages(exc, which).items()}
+        return _refused(request, session, settings, keyring, name, errors, kept, encrypt)
+    except PaasError as exc:
+        field = "value" if which == "edit" else "form"
+        problem = {f"{which}.{field}": str(exc)}
+        return _refused(request, session, settings, keyring, name, problem, kept, encrypt)
+    _env_saved(request, result)
+    return _back(name, "/settings#env")
+
+
+def _refused(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    keyring: Any,
+    name: str,
+    errors: dict[str, str],
+    values: dict[str, str],
+    secret_dropped: bool,
+) -> HTMLResponse:
+    session.rollback()
+    if secret_dropped:
+        for key in list(errors):
+            errors[key] += " Nothing was saved; enter the value again (encrypted values are never sent back)."
+            break
+    return _settings_page(
+        request, session, settings, keyring, name, status_code=422, errors=errors, values=values
+    )
+
+
+@router.post("/env/delete")
+def env_delete(
+    request: Request, name: str, session: SessionDep, keyring: KeyringDep, form: PostedDep
+) -> RedirectResponse:
+    key = form.get("key")
+    try:
+        result = envvars.change_env(
+            session, name=name, change=EnvChange(unset=[key]), actor=form.actor, keyring=keyring
+        )
+    except (ValueError, PaasError) as exc:
+        session.rollback()
+        flash(request, f"{key} was not deleted: {exc}", bad=True)
+        return _back(name, "/settings#env")
+    _env_saved(request, result)
+    return _back(name, "/settings#env")
+
+
+@router.post("/env/bulk", response_model=None)
+def env_bulk(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    text, encrypt = form.get("dotenv"), form.get("encrypt") == "1"
+    kept = {} if encrypt else {"bulk.dotenv": text}
+    try:
+        body = EnvImport(dotenv=text, secret=encrypt)
+        result = envvars.import_env(session, name=name, body=body, actor=form.actor, keyring=keyring)
+    except ValidationError as exc:
+        message = "; ".join(_messages(exc, "bulk").values())
+        return _refused(request, session, settings, keyring, name, {"bulk.dotenv": message}, kept, encrypt)
+    except PaasError as exc:
+        return _refused(request, session, settings, keyring, name, {"bulk.dotenv": str(exc)}, kept, encrypt)
+    _env_saved(request, result)
+    return _back(name, "/settings#env")
+
+
+@router.post("/domains", response_model=None)
+def domain_add(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    hostname = form.get("hostname").strip()
+    app = services.get_app(session, name)
+    try:
+        domain = domains.add_domain(session, app=app, hostname=hostname, settings=settings, actor=form.actor)
+    except PaasError as exc:
+        return _refused(
+            request,
+            session,
+            settings,
+            keyring,
+            name,
+            {"domain.hostname": str(exc)},
+            {"domain.hostname": hostname},
+            False,
+        )
+    flash(request, f"Added {domain.hostname}. Its certificate is requested once its DNS points here.")
+    return _back(name, "/settings#domains")
+
+
+@router.post("/domains/remove")
+def domain_remove(
+    request: Request, name: str, session: SessionDep, settings: SettingsDep, form: PostedDep
+) -> RedirectResponse:
+    hostname = form.get("hostname")
+
+    def go(app: App) -> str:
+        domains.remove_domain(session, app=app, hostname=hostname, settings=settings, actor=form.actor)
+        return f"Removed {hostname}."
+
+    return _act(name, session, "/settings#domains", request, go)
+
+
+BUILD_FIELDS = ("branch", "source_dir", "dockerfile")
+RUN_FIELDS = ("run_command", "port", "health_path", "health_interval", "health_timeout", "health_retries")
+
+
+def _update(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    keyring: Any,
+    name: str,
+    form: Posted,
+    section: str,
+    fields: tuple[str, ...],
+) -> Response:
+    given: dict[str, Any] = {f: form.get(f).strip() for f in fields}
+    if section == "run":
+        given["port"] = given["port"] or None  # empty: the image's EXPOSE, else the default
+        for optional in ("health_interval", "health_timeout", "health_retries"):
+            if not given[optional]:
+                del given[optional]  # empty: keep
+    kept = {f"{section}.{f}": form.get(f) for f in fields}
+    try:
+        services.update_app(session, name=name, changes=AppUpdate(**given), actor=form.actor)
+    except ValidationError as exc:
+        return _refused(request, session, settings, keyring, name, _messages(exc, section), kept, False)
+    except PaasError as exc:
+        return _refused(request, session, settings, keyring, name, {f"{section}.form": str(exc)}, kept, False)
+    flash(request, f"Saved the {section} settings. They apply from the next deploy.")
+    return _back(name, f"/settings#{section}")
+
+
+@router.post("/settings/build", response_model=None)
+def build_settings(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    return _update(request, session, settings, keyring, name, form, "build", BUILD_FIELDS)
+
+
+@router.post("/settings/run", response_model=None)
+def run_settings(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    return _update(request, session, settings, keyring, name, form, "run", RUN_FIELDS)
+
+
+@router.post("/scale", response_model=None)
+def scale(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    app = services.get_app(session, name)
+    known = services.current_formation(session, app=app)
+    kept = {f"scale.{k}": form.get(k) for k in known}
+    try:
+        counts = {k: int(form.get(k)) for k in known if form.get(k).strip()}
+    except ValueError:
+        return _refused(
+            request, session, settings, keyring, name, {"scale.form": "counts are whole numbers"}, kept, False
+        )
+    changed = {k: v for k, v in counts.items() if v != known[k]}
+    if not changed:
+        flash(request, "No process count changed.")
+        return _back(name, "/settings#run")
+    try:
+        services.request_scale(
+            session, app=app, counts=changed, actor=form.actor, limit=settings.max_containers_per_process
+        )
+    except PaasError as exc:
+        return _refused(request, session, settings, keyring, name, {"scale.form": str(exc)}, kept, False)
+    flash(request, "Scaling: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + " rolls out now.")
+    return _back(name, "/settings#run")
+
+
+@router.post("/delete", response_model=None)
+def delete(
+    request: Request,
+    name: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    form: PostedDep,
+) -> Response:
+    typed = form.get("confirm").strip()
+    if typed != name:
+        problem = {"delete.confirm": f"Type {name} exactly to delete it."}
+        return _refused(request, session, settings, keyring, name, problem, {"delete.confirm": typed}, False)
+    try:
+        services.request_delete(session, name=name, actor=form.actor)
+    except Conflict as exc:
+        session.rollback()
+        flash(request, str(exc), bad=True)
+        return _back(name, "/settings")
+    flash(request, f"Deleting {name}: its containers, site, images and env vars are being removed.")
+    return RedirectResponse("/", status_code=303)
