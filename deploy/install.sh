@@ -8,7 +8,9 @@
 # the data directory; starts dockerd and nginx if they are not running; runs
 # web and agent as systemd services when systemd is PID 1, otherwise starts
 # `paas up` in the background; prints the control-plane URL and, the first
-# time, an API token. Running it again changes nothing.
+# time, an API token and the web UI's first user: PAAS_ADMIN_USER (admin) with
+# PAAS_ADMIN_PASSWORD, or a generated password printed once. Running it again
+# changes nothing.
 #
 # Any PAAS_* variable set when it first runs is written to paas.env. Where
 # things go can be changed for tests: PAAS_PREFIX (/opt/paas), PAAS_ETC_DIR
@@ -74,7 +76,7 @@ if [ ! -f "$ENV_FILE" ]; then
         echo "PAAS_ACME_WEBROOT_DIR=${PAAS_ACME_WEBROOT_DIR:-/var/lib/paas-acme}"
         echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
-        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE)=' | sort || true
+        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)=' | sort || true
     } >"$ENV_FILE"
     umask 022
     [ -n "$WEB_USER" ] && chgrp "$WEB_USER" "$ETC" "$ENV_FILE" && chmod 0640 "$ENV_FILE"
@@ -224,4 +226,18 @@ if [ -n "$token" ]; then
     say "on your machine: paas login $url --token <the token above>"
 else
     say "an API token was printed by the first install; make another with: $PAAS admin create-token NAME"
+fi
+
+# the first web UI user: PAAS_ADMIN_USER (admin) with PAAS_ADMIN_PASSWORD, else a generated
+# password shown this once; never a default password, and never written to paas.env
+admin_user="${PAAS_ADMIN_USER:-admin}"
+admin_password="${PAAS_ADMIN_PASSWORD:-$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(18))')}"
+created="$(printf '%s\n' "$admin_password" | "$PAAS" admin create-user "$admin_user" --if-none)" \
+    || die "could not create the web UI user $admin_user"
+if [ -n "$created" ]; then
+    say "web UI: sign in at $url as $admin_user"
+    if [ -z "${PAAS_ADMIN_PASSWORD:-}" ]; then
+        say "web UI password (shown once; keep it safe):"
+        echo "$admin_password"
+    fi
 fi

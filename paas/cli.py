@@ -222,17 +222,28 @@ def create_token(
 @admin_app.command("create-user")
 def create_user(
     username: Annotated[str, typer.Argument(help="The name to sign in to the web UI with.")],
+    if_none: Annotated[
+        bool, typer.Option("--if-none", help="Do nothing (and read no password) if any user exists.")
+    ] = False,
 ) -> None:
     """Create a web UI user; the password is read from a hidden prompt (twice) or from stdin."""
+    from sqlmodel import select
+
     from paas import users
     from paas.db import make_engine, session_scope
+    from paas.models import User
 
     settings = _prepare()
+    engine = make_engine(settings)
+    if if_none:
+        with session_scope(engine) as session:
+            if session.exec(select(User)).first() is not None:
+                return
     if sys.stdin.isatty():
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\n")
-    with session_scope(make_engine(settings)) as session:
+    with session_scope(engine) as session:
         user = users.create_user(session, username=username, password=password)
     typer.echo(f"created user {user.username}")
 

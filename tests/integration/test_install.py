@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import sqlite3
@@ -99,6 +100,23 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
         assert len(tokens) == 1, first.stdout
         token = tokens[0]
         assert f"Control plane: http://paas.apps.test:{nginx.port}" in first.stdout
+        lines = first.stdout.splitlines()
+        assert "paas-install: web UI: sign in at" in first.stdout and "as admin" in first.stdout
+        password = lines[lines.index("paas-install: web UI password (shown once; keep it safe):") + 1]
+        assert len(password) >= 20
+
+        # the first user signs in to the web UI through nginx with the printed password
+        with httpx.Client(
+            base_url=f"http://{LOOPBACK}:{nginx.port}", headers={"Host": "paas.apps.test"}
+        ) as browser:
+            form = browser.get("/login").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+            assert csrf is not None, form
+            signed = browser.post(
+                "/login", data={"username": "admin", "password": password, "csrf": csrf.group(1), "next": "/"}
+            )
+            assert signed.status_code == 303 and signed.headers["location"] == "/", signed.text
+            assert "Create app" in browser.get("/").text
 
         # the control plane answers through nginx, with the printed token
         r = httpx.get(
@@ -111,7 +129,7 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
         assert env_file.stat().st_mode & 0o777 == 0o640
         settings_text = env_file.read_text()
         assert "PAAS_SECRET_KEY=" in settings_text and "PAAS_DOMAIN=apps.test" in settings_text
-        assert token not in settings_text
+        assert token not in settings_text and password not in settings_text
 
         # the keys: the web user reads the Fernet and public keys, never the private one
         keys = scratch / "etc" / "keys"
@@ -160,11 +178,13 @@ def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) 
         second = _install(env)
         assert second.returncode == 0, second.stdout + second.stderr
         assert not any(line.startswith("paas_") for line in second.stdout.splitlines())
+        assert "web UI password" not in second.stdout and password not in second.stdout
         assert "already running" in second.stdout
         assert "installing paas" not in second.stdout
         after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
         assert after == before
         with sqlite3.connect(scratch / "data" / "paas.db") as db:
             assert db.execute("select count(*) from apitoken").fetchone() == (1,)
+            assert db.execute("select username from user").fetchall() == [("admin",)]
     finally:
         nginx.stop()

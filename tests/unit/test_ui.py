@@ -135,6 +135,10 @@ def test_create_user_command(
     with session_scope(engine) as s:
         user = s.exec(select(User).where(User.username == "alice")).one()
         assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
+    monkeypatch.setattr(sys, "stdin", io.StringIO("never read\n"))
+    with pytest.raises(SystemExit) as done:
+        invoke_main(main, ("admin", "create-user", "bob", "--if-none"), env)  # alice exists: nothing
+    assert done.value.code in (0, None) and capsys.readouterr().out == ""
     for stdin, message in (("short\n", "at least 12 characters"), (PASSWORD + "\n", "already exists")):
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
         with pytest.raises(SystemExit) as failed:
