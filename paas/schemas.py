@@ -259,7 +259,7 @@ class DeployRequest(BaseModel):
     @field_validator("ref")
     @classmethod
     def _ref(cls, value: str | None) -> str | None:
-        return None if value in (None, "") else check_branch(value)
+        return check_branch(value) if value else None
 
 
 class DeploymentPublic(BaseModel):

@@ -407,9 +407,10 @@ def get_job(session: Session, job_id: int) -> Job:
 
 def app_public(session: Session, *, app: App, settings: Settings) -> AppPublic:
     current = live_release(session, app)
+    port = "" if settings.http_port == 80 else f":{settings.http_port}"  # nginx on another port
     return AppPublic.model_validate(app).model_copy(
         update={
-            "url": f"http://{settings.app_hostname(app.name)}",
+            "url": f"http://{settings.app_hostname(app.name)}{port}",
             "webhook_url": webhook_url(settings, app),
             "current_version": current.version if current else None,
             "current_commit": current.commit if current else None,

@@ -142,11 +142,14 @@ class Stack:
             text=True,
         )
 
-    def paas(self, *args: str, check: bool = True, token: bool = True) -> subprocess.CompletedProcess[str]:
+    def paas(
+        self, *args: str, check: bool = True, token: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "paas", *args],
             env=self._client_env(token),
             cwd=self.root,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=300,
