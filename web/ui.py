@@ -107,7 +107,9 @@ def signed_in(request: Request) -> str:
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("user", request.session.get("user"))
     context["csrf"] = csrf_token(request)
-    if "session" in request.scope:  # error pages can be rendered outside the session middleware
+    # a message waits for the next whole page (not a fragment htmx fetches); error pages
+    # can be rendered outside the session middleware
+    if "session" in request.scope and not name.startswith("_"):
         context.setdefault("flash", request.session.pop("flash", None))
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 

@@ -195,5 +195,14 @@ def test_a_user_deploys_configures_and_rolls_back_in_the_browser(
     page.goto(control + "/")
     expect(page.locator("table")).to_contain_text(APP)
     shot(page, "apps")
+
+    # on a phone: the pages fit the screen's width (wide tables scroll inside their card)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", f"/apps/{APP}", f"/apps/{APP}/activity", f"/apps/{APP}/settings"):
+        page.goto(control + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than a phone"
+    page.goto(f"{control}/apps/{APP}")
+    shot(page, "overview-phone")
     assert not [p for p in problems if "Content Security Policy" in p], problems
     assert json.dumps(problems).count("Refused") == 0, problems
