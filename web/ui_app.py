@@ -12,19 +12,21 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from paas import domains, envvars, services
+from paas.crypto import Keyring
 from paas.errors import Conflict, InvalidInput, NotFound, PaasError, Unavailable
 from paas.models import App, Deployment, WebhookDelivery
 from paas.procfile import formation
-from paas.schemas import AppUpdate, EnvChange, EnvImport, EnvSet
+from paas.schemas import AppUpdate, EnvChange, EnvChangeResult, EnvImport, EnvSet
 from paas.scopes import EnvScope
 from paas.settings import Settings
 from web import live
@@ -314,7 +316,7 @@ def _settings_page(
     request: Request,
     session: Session,
     settings: Settings,
-    keyring: Any,
+    keyring: Keyring,
     name: str,
     *,
     status_code: int = 200,
@@ -358,25 +360,72 @@ def settings_page(
     return _settings_page(request, session, settings, keyring, name)
 
 
-def _env_saved(request: Request, result: Any) -> None:
-    if result.job is not None:
-        text = "Saved. A new release with these values is rolling out (see Activity)."
-    else:
-        text = "Saved. Nothing is live yet: the values apply from the first deploy."
-    flash(request, " ".join([text, *result.warnings]))
+@dataclass(frozen=True)
+class Editing:
+    """A Settings form being handled, with what it takes to show the page
+    again when it is refused."""
+
+    request: Request
+    session: Session
+    settings: Settings
+    keyring: Keyring
+    form: Posted
+    name: str
+
+    def refuse(
+        self, errors: dict[str, str], kept: dict[str, str], *, secret_dropped: bool = False
+    ) -> Response:
+        """The Settings page again (422): nothing saved, each error by its
+        field, what was typed kept (never a value marked Encrypt)."""
+        self.session.rollback()
+        if secret_dropped:
+            first = next(iter(errors))
+            errors[first] += (
+                " Nothing was saved; enter the value again (encrypted values are never sent back)."
+            )
+        return _settings_page(
+            self.request,
+            self.session,
+            self.settings,
+            self.keyring,
+            self.name,
+            status_code=422,
+            errors=errors,
+            values=kept,
+        )
+
+    def saved(self, message: str, anchor: str) -> Response:
+        flash(self.request, message)
+        return _back(self.name, f"/settings#{anchor}")
 
 
-@router.post("/env", response_model=None)
-def env_set(
+def editing(
     request: Request,
     name: str,
     session: SessionDep,
     settings: SettingsDep,
     keyring: KeyringDep,
     form: PostedDep,
-) -> Response:
+) -> Editing:
+    return Editing(request, session, settings, keyring, form, name)
+
+
+EditingDep = Annotated[Editing, Depends(editing)]
+
+
+def _env_saved(result: EnvChangeResult) -> str:
+    if result.job is not None:
+        text = "Saved. A new release with these values is rolling out (see Activity)."
+    else:
+        text = "Saved. Nothing is live yet: the values apply from the first deploy."
+    return " ".join([text, *result.warnings])
+
+
+@router.post("/env", response_model=None)
+def env_set(ed: EditingDep) -> Response:
     """Add a variable, or give one a new value (form=edit). "Encrypt" makes it
     write-only; an edit without it makes a secret general again."""
+    form = ed.form
     which = "edit" if form.get("form") == "edit" else "add"
     key, value, encrypt = form.get("key").strip(), form.get("value"), form.get("encrypt") == "1"
     kept = {f"{which}.key": key, f"{which}.encrypt": "1" if encrypt else ""}
@@ -387,230 +436,147 @@ def env_set(
     try:
         scope = EnvScope(form.get("scope", "run")) if which == "add" else None
     except ValueError:
-        problem = {"add.form": "unknown scope"}
-        return _refused(request, session, settings, keyring, name, problem, kept, encrypt)
+        return ed.refuse({"add.form": "unknown scope"}, kept, secret_dropped=encrypt)
     try:
         item = EnvSet(key=key, value=value, secret=encrypt, scope=scope)
+        change = EnvChange(set=[item])
         result = envvars.change_env(
-            session, name=name, change=EnvChange(set=[item]), actor=form.actor, keyring=keyring
+            ed.session, name=ed.name, change=change, actor=form.actor, keyring=ed.keyring
         )
     except ValidationError as exc:
         errors = {k.replace(".form", ".value"): v for k, v in _messages(exc, which).items()}
-        return _refused(request, session, settings, keyring, name, errors, kept, encrypt)
+        return ed.refuse(errors, kept, secret_dropped=encrypt)
     except PaasError as exc:
         field = "value" if which == "edit" else "form"
-        problem = {f"{which}.{field}": str(exc)}
-        return _refused(request, session, settings, keyring, name, problem, kept, encrypt)
-    _env_saved(request, result)
-    return _back(name, "/settings#env")
-
-
-def _refused(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    keyring: Any,
-    name: str,
-    errors: dict[str, str],
-    values: dict[str, str],
-    secret_dropped: bool,
-) -> HTMLResponse:
-    session.rollback()
-    if secret_dropped:
-        for key in list(errors):
-            errors[key] += " Nothing was saved; enter the value again (encrypted values are never sent back)."
-            break
-    return _settings_page(
-        request, session, settings, keyring, name, status_code=422, errors=errors, values=values
-    )
+        return ed.refuse({f"{which}.{field}": str(exc)}, kept, secret_dropped=encrypt)
+    return ed.saved(_env_saved(result), "env")
 
 
 @router.post("/env/delete")
-def env_delete(
-    request: Request, name: str, session: SessionDep, keyring: KeyringDep, form: PostedDep
-) -> RedirectResponse:
-    key = form.get("key")
+def env_delete(ed: EditingDep) -> Response:
+    key = ed.form.get("key")
     try:
+        change = EnvChange(unset=[key])
         result = envvars.change_env(
-            session, name=name, change=EnvChange(unset=[key]), actor=form.actor, keyring=keyring
+            ed.session, name=ed.name, change=change, actor=ed.form.actor, keyring=ed.keyring
         )
     except (ValueError, PaasError) as exc:
-        session.rollback()
-        flash(request, f"{key} was not deleted: {exc}", bad=True)
-        return _back(name, "/settings#env")
-    _env_saved(request, result)
-    return _back(name, "/settings#env")
+        ed.session.rollback()
+        flash(ed.request, f"{key} was not deleted: {exc}", bad=True)
+        return _back(ed.name, "/settings#env")
+    return ed.saved(_env_saved(result), "env")
 
 
 @router.post("/env/bulk", response_model=None)
-def env_bulk(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Response:
-    text, encrypt = form.get("dotenv"), form.get("encrypt") == "1"
+def env_bulk(ed: EditingDep) -> Response:
+    text, encrypt = ed.form.get("dotenv"), ed.form.get("encrypt") == "1"
     kept = {} if encrypt else {"bulk.dotenv": text}
     try:
         body = EnvImport(dotenv=text, secret=encrypt)
-        result = envvars.import_env(session, name=name, body=body, actor=form.actor, keyring=keyring)
+        result = envvars.import_env(
+            ed.session, name=ed.name, body=body, actor=ed.form.actor, keyring=ed.keyring
+        )
     except ValidationError as exc:
         message = "; ".join(_messages(exc, "bulk").values())
-        return _refused(request, session, settings, keyring, name, {"bulk.dotenv": message}, kept, encrypt)
+        return ed.refuse({"bulk.dotenv": message}, kept, secret_dropped=encrypt)
     except PaasError as exc:
-        return _refused(request, session, settings, keyring, name, {"bulk.dotenv": str(exc)}, kept, encrypt)
-    _env_saved(request, result)
-    return _back(name, "/settings#env")
+        return ed.refuse({"bulk.dotenv": str(exc)}, kept, secret_dropped=encrypt)
+    return ed.saved(_env_saved(result), "env")
 
 
 @router.post("/domains", response_model=None)
-def domain_add(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Response:
-    hostname = form.get("hostname").strip()
-    app = services.get_app(session, name)
+def domain_add(ed: EditingDep) -> Response:
+    hostname = ed.form.get("hostname").strip()
+    app = services.get_app(ed.session, ed.name)
     try:
-        domain = domains.add_domain(session, app=app, hostname=hostname, settings=settings, actor=form.actor)
-    except PaasError as exc:
-        return _refused(
-            request,
-            session,
-            settings,
-            keyring,
-            name,
-            {"domain.hostname": str(exc)},
-            {"domain.hostname": hostname},
-            False,
+        domain = domains.add_domain(
+            ed.session, app=app, hostname=hostname, settings=ed.settings, actor=ed.form.actor
         )
-    flash(request, f"Added {domain.hostname}. Its certificate is requested once its DNS points here.")
-    return _back(name, "/settings#domains")
+    except PaasError as exc:
+        return ed.refuse({"domain.hostname": str(exc)}, {"domain.hostname": hostname})
+    return ed.saved(
+        f"Added {domain.hostname}. Its certificate is requested once its DNS points here.", "domains"
+    )
 
 
 @router.post("/domains/remove")
-def domain_remove(
-    request: Request, name: str, session: SessionDep, settings: SettingsDep, form: PostedDep
-) -> RedirectResponse:
-    hostname = form.get("hostname")
+def domain_remove(ed: EditingDep) -> RedirectResponse:
+    hostname = ed.form.get("hostname")
 
     def go(app: App) -> str:
-        domains.remove_domain(session, app=app, hostname=hostname, settings=settings, actor=form.actor)
+        domains.remove_domain(
+            ed.session, app=app, hostname=hostname, settings=ed.settings, actor=ed.form.actor
+        )
         return f"Removed {hostname}."
 
-    return _act(name, session, "/settings#domains", request, go)
+    return _act(ed.name, ed.session, "/settings#domains", ed.request, go)
 
 
 BUILD_FIELDS = ("branch", "source_dir", "dockerfile")
 RUN_FIELDS = ("run_command", "port", "health_path", "health_interval", "health_timeout", "health_retries")
 
 
-def _update(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    keyring: Any,
-    name: str,
-    form: Posted,
-    section: str,
-    fields: tuple[str, ...],
-) -> Response:
-    given: dict[str, Any] = {f: form.get(f).strip() for f in fields}
+def _update(ed: Editing, section: str, fields: tuple[str, ...]) -> Response:
+    given: dict[str, Any] = {f: ed.form.get(f).strip() for f in fields}
     if section == "run":
         given["port"] = given["port"] or None  # empty: the image's EXPOSE, else the default
         for optional in ("health_interval", "health_timeout", "health_retries"):
             if not given[optional]:
                 del given[optional]  # empty: keep
-    kept = {f"{section}.{f}": form.get(f) for f in fields}
+    kept = {f"{section}.{f}": ed.form.get(f) for f in fields}
     try:
-        services.update_app(session, name=name, changes=AppUpdate(**given), actor=form.actor)
+        services.update_app(ed.session, name=ed.name, changes=AppUpdate(**given), actor=ed.form.actor)
     except ValidationError as exc:
-        return _refused(request, session, settings, keyring, name, _messages(exc, section), kept, False)
+        return ed.refuse(_messages(exc, section), kept)
     except PaasError as exc:
-        return _refused(request, session, settings, keyring, name, {f"{section}.form": str(exc)}, kept, False)
-    flash(request, f"Saved the {section} settings. They apply from the next deploy.")
-    return _back(name, f"/settings#{section}")
+        return ed.refuse({f"{section}.form": str(exc)}, kept)
+    return ed.saved(f"Saved the {section} settings. They apply from the next deploy.", section)
 
 
 @router.post("/settings/build", response_model=None)
-def build_settings(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Response:
-    return _update(request, session, settings, keyring, name, form, "build", BUILD_FIELDS)
+def build_settings(ed: EditingDep) -> Response:
+    return _update(ed, "build", BUILD_FIELDS)
 
 
 @router.post("/settings/run", response_model=None)
-def run_settings(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Response:
-    return _update(request, session, settings, keyring, name, form, "run", RUN_FIELDS)
+def run_settings(ed: EditingDep) -> Response:
+    return _update(ed, "run", RUN_FIELDS)
 
 
 @router.post("/scale", response_model=None)
-def scale(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Response:
-    app = services.get_app(session, name)
-    known = services.current_formation(session, app=app)
-    kept = {f"scale.{k}": form.get(k) for k in known}
+def scale(ed: EditingDep) -> Response:
+    app = services.get_app(ed.session, ed.name)
+    known = services.current_formation(ed.session, app=app)
+    kept = {f"scale.{k}": ed.form.get(k) for k in known}
     try:
-        counts = {k: int(form.get(k)) for k in known if form.get(k).strip()}
+        counts = {k: int(ed.form.get(k)) for k in known if ed.form.get(k).strip()}
     except ValueError:
-        return _refused(
-            request, session, settings, keyring, name, {"scale.form": "counts are whole numbers"}, kept, False
-        )
+        return ed.refuse({"scale.form": "counts are whole numbers"}, kept)
     changed = {k: v for k, v in counts.items() if v != known[k]}
     if not changed:
-        flash(request, "No process count changed.")
-        return _back(name, "/settings#run")
+        return ed.saved("No process count changed.", "run")
+    limit = ed.settings.max_containers_per_process
     try:
-        services.request_scale(
-            session, app=app, counts=changed, actor=form.actor, limit=settings.max_containers_per_process
-        )
+        services.request_scale(ed.session, app=app, counts=changed, actor=ed.form.actor, limit=limit)
     except PaasError as exc:
-        return _refused(request, session, settings, keyring, name, {"scale.form": str(exc)}, kept, False)
-    flash(request, "Scaling: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + " rolls out now.")
-    return _back(name, "/settings#run")
+        return ed.refuse({"scale.form": str(exc)}, kept)
+    return ed.saved(
+        "Scaling: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + " rolls out now.", "run"
+    )
 
 
 @router.post("/delete", response_model=None)
-def delete(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Response:
-    typed = form.get("confirm").strip()
-    if typed != name:
-        problem = {"delete.confirm": f"Type {name} exactly to delete it."}
-        return _refused(request, session, settings, keyring, name, problem, {"delete.confirm": typed}, False)
+def delete(ed: EditingDep) -> Response:
+    typed = ed.form.get("confirm").strip()
+    if typed != ed.name:
+        return ed.refuse(
+            {"delete.confirm": f"Type {ed.name} exactly to delete it."}, {"delete.confirm": typed}
+        )
     try:
-        services.request_delete(session, name=name, actor=form.actor)
+        services.request_delete(ed.session, name=ed.name, actor=ed.form.actor)
     except Conflict as exc:
-        session.rollback()
-        flash(request, str(exc), bad=True)
-        return _back(name, "/settings")
-    flash(request, f"Deleting {name}: its containers, site, images and env vars are being removed.")
+        ed.session.rollback()
+        flash(ed.request, str(exc), bad=True)
+        return _back(ed.name, "/settings")
+    flash(ed.request, f"Deleting {ed.name}: its containers, site, images and env vars are being removed.")
     return RedirectResponse("/", status_code=303)
