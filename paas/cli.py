@@ -106,6 +106,8 @@ def run_web(settings: Settings) -> None:
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
         log_level="info",
+        # live log streams never end by themselves: do not let them hold up a stop
+        timeout_graceful_shutdown=10,
     )
 
 
