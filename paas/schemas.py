@@ -440,7 +440,8 @@ class EnvChangeResult(BaseModel):
     env: list[EnvVarPublic]
 
 
-ProcessType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,29}$")]
+PROCESS_TYPE = r"^[a-z][a-z0-9_-]{0,29}$"
+ProcessType = Annotated[str, Field(pattern=PROCESS_TYPE)]
 
 
 class ScaleRequest(BaseModel):

@@ -24,7 +24,7 @@ from paas import services
 from paas.db import session_scope
 from paas.errors import InvalidInput, NotFound, Unavailable
 from paas.models import Deployment, DeploymentStatus
-from paas.schemas import COMMIT_ID, BuildPlanPublic, ProcessPublic, check_branch
+from paas.schemas import COMMIT_ID, PROCESS_TYPE, BuildPlanPublic, ProcessPublic, check_branch
 from paas.settings import Settings
 from web.deps import CurrentToken, RowId, SessionDep, SettingsDep
 
@@ -125,7 +125,7 @@ async def runtime_logs(
     request: Request,
     settings: SettingsDep,
     _token: CurrentToken,
-    process: str = Query(default="web", pattern=r"^[a-z][a-z0-9_-]{0,29}$"),
+    process: str = Query(default="web", pattern=PROCESS_TYPE),
     tail: int = Query(default=100, ge=0, le=10000),
     follow: bool = False,
 ) -> StreamingResponse:

@@ -114,6 +114,18 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
+def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:
+    """Pydantic's errors in words, keyed by field ("prefix.field"; "prefix.form"
+    for an error of the whole form), the first one of each field."""
+    errors: dict[str, str] = {}
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else "form"
+        errors.setdefault(
+            f"{prefix}.{field}" if prefix else field, str(e["msg"]).removeprefix("Value error, ")
+        )
+    return errors
+
+
 def flash(request: Request, text: str, *, bad: bool = False) -> None:
     """A message shown once, on the next page (after a POST's redirect)."""
     request.session["flash"] = {"text": text, "bad": bad}
@@ -243,7 +255,7 @@ def create_app(
         spec = AppCreate(name=name.strip(), repo_url=repo_url, branch=branch, source_dir=source_dir)
         app, secret = services.create_app(session, spec=spec, actor=f"user:{user}", keyring=keyring)
     except ValidationError as exc:
-        errors = {str(e["loc"][0]): str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()}
+        errors = field_errors(exc)
         return render(request, "new_app.html", 422, values=values, errors=errors)
     except Conflict as exc:
         return render(request, "new_app.html", 409, values=values, errors={"name": str(exc)})

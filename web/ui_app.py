@@ -26,18 +26,16 @@ from paas.crypto import Keyring
 from paas.errors import Conflict, InvalidInput, NotFound, PaasError, Unavailable
 from paas.models import App, Deployment, WebhookDelivery
 from paas.procfile import formation
-from paas.schemas import AppUpdate, EnvChange, EnvChangeResult, EnvImport, EnvSet
+from paas.schemas import PROCESS_TYPE, AppUpdate, EnvChange, EnvChangeResult, EnvImport, EnvSet
 from paas.scopes import EnvScope
 from paas.settings import Settings
 from web import live
 from web.deps import KeyringDep, RowId, SessionDep, SettingsDep
-from web.ui import Posted, PostedDep, app_row, flash, render, signed_in
+from web.ui import Posted, PostedDep, app_row, field_errors, flash, render, signed_in
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/apps/{name}", include_in_schema=False)
-
-PROCESS = r"^[a-z][a-z0-9_-]{0,29}$"
 
 
 def _page(session: Session, settings: Settings, name: str) -> tuple[App, dict[str, Any]]:
@@ -51,15 +49,6 @@ def _releases(session: Session, app: App, limit: int) -> list[Any]:
 
 def _back(name: str, tab: str = "") -> RedirectResponse:
     return RedirectResponse(f"/apps/{quote(name)}{tab}", status_code=303)
-
-
-def _messages(exc: ValidationError, prefix: str) -> dict[str, str]:
-    """Pydantic's errors keyed "prefix.field" (or "prefix.form"), in words."""
-    errors: dict[str, str] = {}
-    for e in exc.errors():
-        field = str(e["loc"][0]) if e["loc"] else "form"
-        errors.setdefault(f"{prefix}.{field}", str(e["msg"]).removeprefix("Value error, "))
-    return errors
 
 
 # overview and activity ------------------------------------------------------------------
@@ -280,7 +269,7 @@ async def logs_stream(
     request: Request,
     name: str,
     settings: SettingsDep,
-    process: str = Query(default="web", pattern=PROCESS),
+    process: str = Query(default="web", pattern=PROCESS_TYPE),
     tail: int = Query(default=200, ge=0, le=5000),
 ) -> StreamingResponse:
     """Server-Sent Events: the agent's runtime log lines (an event each), or
@@ -444,7 +433,7 @@ def env_set(ed: EditingDep) -> Response:
             ed.session, name=ed.name, change=change, actor=form.actor, keyring=ed.keyring
         )
     except ValidationError as exc:
-        errors = {k.replace(".form", ".value"): v for k, v in _messages(exc, which).items()}
+        errors = {k.replace(".form", ".value"): v for k, v in field_errors(exc, which).items()}
         return ed.refuse(errors, kept, secret_dropped=encrypt)
     except PaasError as exc:
         field = "value" if which == "edit" else "form"
@@ -477,7 +466,7 @@ def env_bulk(ed: EditingDep) -> Response:
             ed.session, name=ed.name, body=body, actor=ed.form.actor, keyring=ed.keyring
         )
     except ValidationError as exc:
-        message = "; ".join(_messages(exc, "bulk").values())
+        message = "; ".join(field_errors(exc, "bulk").values())
         return ed.refuse({"bulk.dotenv": message}, kept, secret_dropped=encrypt)
     except PaasError as exc:
         return ed.refuse({"bulk.dotenv": str(exc)}, kept, secret_dropped=encrypt)
@@ -527,7 +516,7 @@ def _update(ed: Editing, section: str, fields: tuple[str, ...]) -> Response:
     try:
         services.update_app(ed.session, name=ed.name, changes=AppUpdate(**given), actor=ed.form.actor)
     except ValidationError as exc:
-        return ed.refuse(_messages(exc, section), kept)
+        return ed.refuse(field_errors(exc, section), kept)
     except PaasError as exc:
         return ed.refuse({f"{section}.form": str(exc)}, kept)
     return ed.saved(f"Saved the {section} settings. They apply from the next deploy.", section)

@@ -225,6 +225,12 @@ def test_env_errors_are_shown_next_to_the_field_and_change_nothing(
     assert "this is not a line" in r.text  # the text is kept to be mended
     r = post(client, "/apps/shop/env/bulk", signed, dotenv="PW=hunter2hunter2\n=x\n", encrypt="1")
     assert r.status_code == 422 and "hunter2hunter2" not in r.text
+    set_env_ui = post(client, "/apps/shop/env", signed, form="add", key="MODE", value="calm")
+    assert set_env_ui.status_code == 303
+    before = state(engine)
+    r = post(client, "/apps/shop/env", signed, form="edit", key="MODE", value="loud\x00")
+    assert r.status_code == 422 and 'id="error-edit-value"' in r.text and "NUL character" in r.text
+    assert "<details open>" in r.text and 'value="loud\x00"' in r.text  # the edit stays open, typed text kept
     post(client, "/apps/shop/env/delete", signed, key="MISSING")
     assert "MISSING was not deleted" in client.get("/apps/shop/settings").text
     assert state(engine) == before
