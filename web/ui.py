@@ -224,9 +224,6 @@ def apps_page(request: Request, session: SessionDep, settings: SettingsDep) -> H
     return render(request, "apps.html", apps=rows)
 
 
-CREATE_FIELDS = ("name", "repo_url", "branch", "source_dir")
-
-
 @router.get("/new")
 def new_app_page(request: Request) -> HTMLResponse:
     signed_in(request)
@@ -266,6 +263,7 @@ def create_app(
         app=app.name,
         webhook_url=services.webhook_url(settings, app),
         secret=secret,
+        received=False,
     )
 
 
