@@ -44,7 +44,7 @@ from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import DeployError, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
 from paas.procfile import parse_procfile
-from paas.services import live_release
+from paas.services import find_release, live_release
 from paas.settings import Settings
 
 __all__ = ["DeployResult", "Pipeline"]
@@ -117,7 +117,7 @@ class Pipeline:
         dep_id, version, app, env = self._new_deployment(job)
         assert job.id is not None
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
-        with DeployLog(self.settings.logs_dir / app.name / f"v{version}.log") as dlog:
+        with DeployLog(self.settings.release_log(app.name, version)) as dlog:
             attempt = _Attempt(job, app, dep_id, version, env, dlog, should_stop=self._cancel_probe(job.id))
             what = "releasing" if job.kind == queue.RELEASE else "deploying"
             p = job.payload
@@ -673,12 +673,7 @@ class Pipeline:
     def _base_release(session: Session, app: App, job: Job) -> Deployment:
         """The release whose image (and, for a rollback, env) a release job reuses."""
         source = job.payload.get("source_version")
-        if source is None:
-            base = live_release(session, app)
-        else:
-            base = session.exec(
-                select(Deployment).where(Deployment.app_id == app.id, Deployment.version == int(source))
-            ).first()
+        base = live_release(session, app) if source is None else find_release(session, app, int(source))
         if base is None or not base.image:
             what = f"v{source}" if source is not None else "a live release"
             raise DeployError("release", f"app {app.name!r} has no {what} to reuse")

@@ -199,6 +199,13 @@ def live_release(session: Session, app: App) -> Deployment | None:
     return session.get(Deployment, app.current_deployment_id) if app.current_deployment_id else None
 
 
+def find_release(session: Session, app: App, version: int) -> Deployment | None:
+    """Release v``version`` of the app, if it exists."""
+    return session.exec(
+        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
+    ).first()
+
+
 def _live(session: Session, app: App) -> Deployment:
     if app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
@@ -308,9 +315,7 @@ def request_rollback(
         if target is None:
             raise Conflict(f"{app.name} has no successful release before v{current.version} to roll back to")
     else:
-        target = session.exec(
-            select(Deployment).where(Deployment.app_id == app.id, Deployment.version == to)
-        ).first()
+        target = find_release(session, app, to)
         if target is None:
             raise NotFound(f"{app.name} has no release v{to}")
         if target.status != DeploymentStatus.succeeded:

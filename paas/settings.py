@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     def app_hostname(self, app: str) -> str:
         return f"{app}.{self.domain}"
 
+    def release_log(self, app: str, version: int) -> Path:
+        """Where release v``version`` of ``app`` writes its build and release log."""
+        return self.logs_dir / app / f"v{version}.log"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment (and ``.env``), failing fast.

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import Engine
-from sqlmodel import select
 from starlette.background import BackgroundTask
 
 from paas import services
@@ -48,10 +47,8 @@ def release_log(
     follow: bool = Query(default=False, description="Keep streaming until the release finishes."),
 ) -> Response:
     app = services.get_app(session, name)
-    path = settings.logs_dir / app.name / f"v{version}.log"
-    dep = session.exec(
-        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
-    ).first()
+    path = settings.release_log(app.name, version)
+    dep = services.find_release(session, app, version)
     session.commit()  # end the transaction (SQLite: the write lock) before a long answer
     if not follow or dep is None or dep.id is None:
         if not path.is_file():

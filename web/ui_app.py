@@ -187,13 +187,11 @@ def rollback(
     return _back(name, "/activity")
 
 
-def _release(session: Session, app: App, version: int) -> Any:
-    dep = session.exec(
-        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
-    ).first()
-    if dep is None:
+def _release(session: Session, app: App, version: int) -> Deployment:
+    dep = services.find_release(session, app, version)
+    if dep is None or dep.id is None:
         raise NotFound(f"{app.name} has no release v{version}")
-    return services.deployment_public(dep)
+    return dep
 
 
 # logs ---------------------------------------------------------------------------------------
@@ -207,8 +205,8 @@ def release_page(
     (streamed in while the release runs)."""
     signed_in(request)
     app, row = _page(session, settings, name)
-    release = _release(session, app, version)
-    path = settings.logs_dir / app.name / f"v{version}.log"
+    release = services.deployment_public(_release(session, app, version))
+    path = settings.release_log(app.name, version)
     log_text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     return render(request, "release.html", tab="activity", app=row, release=release, log=log_text)
 
@@ -229,18 +227,15 @@ def release_stream(
     chunk, its id the byte offset so a reconnect resumes), then "end"."""
     signed_in(request)
     app = services.get_app(session, name)
-    dep = session.exec(
-        select(Deployment).where(Deployment.app_id == app.id, Deployment.version == version)
-    ).first()
-    if dep is None or dep.id is None:
-        raise NotFound(f"{name} has no release v{version}")
+    dep_id = _release(session, app, version).id
+    assert dep_id is not None  # _release refuses a row without one
     session.commit()  # hold no transaction open while streaming
-    path = settings.logs_dir / app.name / f"v{version}.log"
+    path = settings.release_log(app.name, version)
     try:
         start = max(0, int(request.headers.get("last-event-id", "0")))
     except ValueError:
         start = 0
-    chunks = live.follow_file(path, request.app.state.engine, dep.id, offset=start)
+    chunks = live.follow_file(path, request.app.state.engine, dep_id, offset=start)
     return StreamingResponse(_sse_chunks(chunks, start), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
