@@ -1,15 +1,18 @@
 """Fetch: one cached bare clone per app (GitPython), exported per build.
 
-The commit's tree is exported with ``git archive`` into a fresh build
-directory, so the build context is exactly the commit: no .git, no leftovers
-of an earlier build. Any git URL works: https, ssh, or a local path.
+The commit's tree is checked out by git itself into a fresh build directory
+(``read-tree -u`` through a private, throwaway index), so the build context
+is exactly the commit: no .git, no leftovers of an earlier build. The agent
+never unpacks an archive of untrusted content: git refuses paths that climb
+out of the work tree or pass through a symlink. Any git URL works: https,
+ssh, or a local path.
 """
 
 from __future__ import annotations
 
-import io
+import re
 import shutil
-import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from git.exc import GitCommandError
 __all__ = ["CommitInfo", "SourceCache", "SourceError"]
 
 GIT_TIMEOUT = 600
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class SourceError(Exception):
@@ -86,18 +90,18 @@ class SourceCache:
 
     def export(self, *, app: str, url: str, commit: str, dest: Path) -> None:
         """Write the commit's tree into ``dest`` (replaced if present)."""
+        if not _COMMIT_ID.fullmatch(commit):
+            raise SourceError(f"cannot export {commit!r}: not a full commit id")
         repo = self._repo(app, url)
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
-        buffer = io.BytesIO()
-        try:
-            repo.archive(buffer, commit, format="tar")
-        except GitCommandError as exc:
-            raise SourceError(f"cannot export {commit}: {_stderr(exc)}") from exc
-        buffer.seek(0)
-        with tarfile.open(fileobj=buffer, mode="r:") as tar:
-            tar.extractall(dest, filter="data")
+        with tempfile.TemporaryDirectory(prefix="paas-export-") as scratch:
+            env = {"GIT_WORK_TREE": str(dest.resolve()), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            try:
+                repo.git.read_tree("--reset", "-u", commit, env=env, kill_after_timeout=GIT_TIMEOUT)
+            except GitCommandError as exc:
+                raise SourceError(f"cannot export {commit}: {_stderr(exc)}") from exc
         _world_readable(dest)
 
     def forget(self, app: str) -> None:
