@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install paas on a Debian 12 server, as root, from this checkout:
+# Install paas on a Debian 12 server, as root (not through sudo, which a
+# minimal Debian lacks), from this checkout:
 #
-#   sudo PAAS_DOMAIN=example.com deploy/install.sh
+#   PAAS_DOMAIN=example.com deploy/install.sh
 #
 # Installs docker.io, nginx, git and Python's venv; puts paas in a virtual
 # environment; writes /etc/paas/paas.env (once, with generated secrets); makes
@@ -48,6 +49,10 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# paas runs on the system's Python, which must be 3.11 or newer (Debian 12 ships 3.11.2)
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "paas needs Python 3.11 or newer; $PYTHON is $("$PYTHON" -V 2>&1) (Debian 12 ships 3.11)"
 
 # 2. the web process's own unprivileged user (it never gets the Docker socket) ------------
 if [ -n "$WEB_USER" ] && ! id -u "$WEB_USER" >/dev/null 2>&1; then

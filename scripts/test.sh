@@ -8,7 +8,8 @@
 # browser tests drive it with Playwright) if missing, starts
 # dockerd in the background if no engine answers, builds the local
 # python:3.11-slim image once (cached), creates
-# .venv with paas and its test extras, then runs pytest: unit tests and the
+# .venv from /usr/bin/python3 (what install.sh uses) with paas and its test
+# extras, then runs pytest: unit tests and the
 # integration suite against the real Docker engine, nginx and git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +50,17 @@ scripts/base-image.sh python:3.11-slim
 
 # 4. the Python environment ---------------------------------------------------------------
 log "python environment"
+# The interpreter install.sh builds its venv from (Debian 12's Python 3.11.2),
+# never whatever python3 is first on PATH: the tests run what users run.
+PYTHON=/usr/bin/python3
+if [ -x .venv/bin/python ] && [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$PYTHON")" ]; then
+    log "recreating .venv: it was made from $(readlink -f .venv/bin/python), not $PYTHON"
+    rm -rf .venv
+fi
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "paas needs Python 3.11 or newer; $PYTHON is $("$PYTHON" -V 2>&1)" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -qq --disable-pip-version-check -e '.[test]'
 

@@ -3,6 +3,21 @@ database per test (never a shared live one)."""
 
 from __future__ import annotations
 
+import sys
+
+# The oldest Python paas supports (pyproject's requires-python; Debian 12 ships
+# 3.11.2). Checked before anything of paas is imported, so an older interpreter
+# gets this sentence rather than an ImportError from deep inside.
+MINIMUM_PYTHON = (3, 11)
+if sys.version_info < MINIMUM_PYTHON:
+    import pytest
+
+    pytest.exit(
+        f"paas needs Python {'.'.join(map(str, MINIMUM_PYTHON))} or newer; this is {sys.version.split()[0]} "
+        f"({sys.executable}). scripts/test.sh makes .venv from /usr/bin/python3.",
+        returncode=4,
+    )
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +30,11 @@ from paas.crypto import ensure_keys
 from paas.db import make_engine, migrate, session_scope
 from paas.settings import Settings, load_settings
 from web.app import create_app
+
+
+def pytest_report_header() -> list[str]:
+    """Which interpreter ran the tests: the one install.sh builds on is the point."""
+    return [f"python: {sys.version} at {sys.executable} (base {sys.base_prefix})"]
 
 
 @pytest.fixture
