@@ -1,0 +1,165 @@
+"""The interpreter users get, checked in seconds (issue 13).
+
+install.sh builds paas on Debian 12's /usr/bin/python3 (3.11.2). A call that
+this Python lacks failed every user's first deploy while the suite, run on a
+newer Python, passed. These tests run on the venv scripts/test.sh makes from
+that same interpreter: they import every module, and run a deploy's steps up
+to the Docker engine (fetch, the commit checked out as the build context, the
+Procfile, the generated Dockerfile) with a stand-in engine that only records
+what it was handed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from agent.docker_engine import EngineError
+from agent.pipeline import Pipeline
+from agent.source import SourceCache
+from paas import services
+from paas.crypto import Keyring
+from paas.db import session_scope
+from paas.models import Deployment, DeploymentStatus, Job
+from paas.schemas import AppCreate
+from paas.settings import Settings
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+PACKAGES = ("paas", "agent", "web")
+
+
+def test_the_tests_run_on_the_python_install_sh_builds_on() -> None:
+    assert SYSTEM_PYTHON.exists(), "no /usr/bin/python3: paas supports Debian 12 and its Python"
+    system = subprocess.run(
+        [str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert sys.version == system, (
+        f"the tests run on Python {sys.version.split()[0]} ({sys.executable}), but install.sh builds on "
+        f"{system.split()[0]} ({SYSTEM_PYTHON}); run them through scripts/test.sh"
+    )
+
+
+def test_requires_python_is_the_minimum_the_suite_checks() -> None:
+    import tomllib
+
+    from tests.conftest import MINIMUM_PYTHON
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=" + ".".join(map(str, MINIMUM_PYTHON))
+    assert sys.version_info >= MINIMUM_PYTHON
+
+
+def _modules() -> list[str]:
+    names = []
+    for package in PACKAGES:
+        module = importlib.import_module(package)
+        names += [info.name for info in pkgutil.walk_packages(module.__path__, prefix=f"{package}.")]
+    return sorted(name for name in names if not name.endswith(".__main__"))  # runs the CLI
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_module_imports(name: str) -> None:
+    importlib.import_module(name)
+
+
+class RecordingEngine:
+    """Stands in for the Docker engine at its door: keeps what a build was
+    handed, then fails the build as an engine would."""
+
+    def __init__(self) -> None:
+        self.builds: list[dict[str, Any]] = []
+
+    def build(self, *, context: Path, dockerfile: str, **kwargs: Any) -> None:
+        files = {
+            p.relative_to(context).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in context.rglob("*")
+        }
+        self.builds.append(
+            {"files": files, "dockerfile": (context / dockerfile).read_text(), "tag": kwargs["tag"]}
+        )
+        raise EngineError("the recording engine builds nothing")
+
+    def remove_image(self, ref: str) -> bool:
+        return False
+
+
+def _repository(root: Path) -> Path:
+    files = {
+        "svc/requirements.txt": "fastapi>=0.110,<1\n",
+        "svc/main.py": "from fastapi import FastAPI\n\napp = FastAPI()\n",
+        "svc/Procfile": "worker: python -m worker\n",
+        "svc/bin/run.sh": "#!/bin/sh\nexec python -m worker\n",
+        "README.md": "outside the build context\n",
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (root / "svc" / "bin" / "run.sh").chmod(0o755)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    return root
+
+
+def test_a_deploy_runs_every_step_before_the_engine(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    repo = _repository(tmp_path / "repo")
+    keyring = Keyring(settings.keys_dir, private=True)
+    with session_scope(engine) as session:
+        app, _secret = services.create_app(
+            session,
+            spec=AppCreate(name="shop", repo_url=str(repo), source_dir="svc"),
+            actor="tests",
+            keyring=keyring,
+        )
+        job_id = services.request_deploy(session, app=app, actor="tests", trigger="manual").id
+    with session_scope(engine) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+    docker = RecordingEngine()
+    pipeline = Pipeline(
+        settings=settings,
+        db=engine,
+        docker=docker,  # type: ignore[arg-type]
+        nginx=None,  # type: ignore[arg-type]
+        source=SourceCache(settings.repos_dir),
+        instance="test",
+        keyring=keyring,
+    )
+
+    result = pipeline.deploy(job)
+
+    # it got as far as the engine: fetch, checkout, Procfile and Dockerfile all ran here
+    assert not result.ok and result.error == "build: the recording engine builds nothing"
+    [build] = docker.builds
+    assert build["tag"] == "paas/shop:v1"
+    assert build["files"] == {
+        "requirements.txt": 0o644,
+        "main.py": 0o644,
+        "Procfile": 0o644,
+        "bin": 0o755,
+        "bin/run.sh": 0o755,
+        ".paas.Dockerfile": 0o644,
+    }
+    assert build["dockerfile"].startswith("# Generated by paas for shop (requirements.txt")
+    assert "FROM python:3.11-slim" in build["dockerfile"]
+    assert "uvicorn.workers.UvicornWorker" in build["dockerfile"]
+    with session_scope(engine) as session:
+        dep = session.get(Deployment, result.deployment_id)
+        assert dep is not None and dep.status == DeploymentStatus.failed
+        assert len(dep.commit) == 40 and dep.commit_message == "first"
+        assert set(dep.timings) == {"fetch", "build"}
+    assert not any(settings.builds_dir.iterdir()), "the build directory is removed after the attempt"
+    log = settings.release_log("shop", 1).read_text()
+    assert "no Dockerfile in svc at" in log and "!!! deploy failed at build" in log
