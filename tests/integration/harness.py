@@ -203,21 +203,7 @@ class Stack:
 
     def remove_everything(self) -> None:
         """Remove every container, image and volume this installation made."""
-        import docker
-
-        path = self.root / "data" / "instance-id"
-        if not path.exists():
-            return
-        label = f"paas.instance={path.read_text().strip()}"
-        client = docker.from_env()
-        for c in client.containers.list(all=True, filters={"label": label}):
-            c.remove(force=True)
-        for image in client.images.list(filters={"label": label}):
-            for tag in image.tags or [image.id]:
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(tag, force=True)
-        for volume in client.volumes.list(filters={"label": label}):
-            volume.remove(force=True)
+        remove_installation(self.root / "data")
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(
@@ -277,6 +263,26 @@ class Stack:
 
 
 # git -----------------------------------------------------------------------------------
+
+
+def remove_installation(data_dir: Path) -> None:
+    """Remove every container, image and volume of the paas whose data
+    directory this is (its instance id labels them all)."""
+    import docker
+
+    path = data_dir / "instance-id"
+    if not path.exists():
+        return
+    label = f"paas.instance={path.read_text().strip()}"
+    client = docker.from_env()
+    for c in client.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+    for image in client.images.list(filters={"label": label}):
+        for tag in image.tags or [image.id]:
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(tag, force=True)
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
 
 
 class GitRemote:

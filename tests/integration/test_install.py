@@ -1,12 +1,17 @@
 """deploy/install.sh, run for real (as root, no systemd here): it installs
-paas into a virtual environment, brings it up behind nginx, prints a token
-once, and a second run changes nothing.
+paas into a virtual environment built from Debian's /usr/bin/python3, brings
+it up behind nginx, prints a token and a password once; a new user's first
+app, created and deployed with the *installed* `paas` command, is served
+through nginx; and a second run changes nothing.
 
 Paths are redirected into a scratch directory and nginx is the tests' own on
-a loopback port; the system user `paas` is created on this machine."""
+a loopback port; the system user `paas` is created on this machine. The tests
+share one installation and run in file order.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -17,35 +22,111 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.harness import LOOPBACK, Nginx, free_port
+from tests.integration.harness import LOOPBACK, GitRemote, Nginx, free_port, remove_installation
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
+# A FastAPI app with no Dockerfile: the installed agent detects it, generates
+# its Dockerfile, builds, health-checks and switches nginx to it.
+DEMO_MAIN = """\
+import sys
 
-@pytest.fixture
-def scratch() -> Iterator[Path]:
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def root():
+    return {"hello": "from the installed paas", "python": sys.version.split()[0]}
+
+
+@app.get("/healthz")
+def healthz():
+    return {"ok": True}
+"""
+
+
+@dataclass
+class Installed:
+    root: Path
+    env: dict[str, str]
+    nginx: Nginx
+    stdout: str
+    token: str
+    password: str
+
+    @property
+    def paas(self) -> Path:
+        return self.root / "opt" / "venv" / "bin" / "paas"
+
+    @property
+    def web_port(self) -> int:
+        return int(self.env["PAAS_WEB_PORT"])
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[Installed]:
+    if os.geteuid() != 0:
+        pytest.fail("install.sh needs root; scripts/test.sh runs as root")
     # world-traversable, so the unprivileged web user can reach its data dir
     root = Path(tempfile.mkdtemp(prefix="paas-install-", dir="/var/tmp"))
     root.chmod(0o755)
-    yield root
-    pidfile = root / "run" / "paas-up.pid"
-    if pidfile.exists():
-        pid = int(pidfile.read_text())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.2)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(root, ignore_errors=True)
+    nginx = Nginx(root / "nginx")
+    nginx.start()
+    try:
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(root),
+            "PAAS_PREFIX": str(root / "opt"),
+            "PAAS_ETC_DIR": str(root / "etc"),
+            "PAAS_RUN_DIR": str(root / "run"),
+            "PAAS_LOG_FILE": str(root / "paas.log"),
+            "PAAS_DATA_DIR": str(root / "data"),
+            "PAAS_ACME_WEBROOT_DIR": str(root / "acme"),
+            "PAAS_DOMAIN": "apps.test",
+            "PAAS_WEB_PORT": str(free_port()),
+            "PAAS_HTTP_PORT": str(nginx.port),
+            "PAAS_LISTEN_ADDRESS": LOOPBACK,
+            "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
+            "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),
+            "PAAS_PUBLIC_URL": f"http://paas.apps.test:{nginx.port}",
+        }
+        first = _install(env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        tokens = [line for line in first.stdout.splitlines() if line.startswith("paas_")]
+        assert len(tokens) == 1, first.stdout
+        lines = first.stdout.splitlines()
+        marker = "paas-install: web UI password (shown once; keep it safe):"
+        assert marker in lines, first.stdout
+        password = lines[lines.index(marker) + 1]
+        yield Installed(root, env, nginx, first.stdout, tokens[0], password)
+    finally:
+        _stop_paas_up(root / "run" / "paas-up.pid")
+        remove_installation(root / "data")
+        nginx.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_paas_up(pidfile: Path) -> None:
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.2)
+    except ProcessLookupError:
+        pass
 
 
 def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -70,121 +151,128 @@ def _uid(pid: int) -> int:
     raise AssertionError(f"no Uid for {pid}")
 
 
-def test_install_brings_paas_up_and_a_second_run_changes_nothing(scratch: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.fail("install.sh needs root; scripts/test.sh runs as root")
-    nginx = Nginx(scratch / "nginx")
-    nginx.start()
-    try:
-        web_port = free_port()
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(scratch),
-            "PAAS_PREFIX": str(scratch / "opt"),
-            "PAAS_ETC_DIR": str(scratch / "etc"),
-            "PAAS_RUN_DIR": str(scratch / "run"),
-            "PAAS_LOG_FILE": str(scratch / "paas.log"),
-            "PAAS_DATA_DIR": str(scratch / "data"),
-            "PAAS_ACME_WEBROOT_DIR": str(scratch / "acme"),
-            "PAAS_DOMAIN": "apps.test",
-            "PAAS_WEB_PORT": str(web_port),
-            "PAAS_HTTP_PORT": str(nginx.port),
-            "PAAS_LISTEN_ADDRESS": LOOPBACK,
-            "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
-            "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),
-            "PAAS_PUBLIC_URL": f"http://paas.apps.test:{nginx.port}",
-        }
-        first = _install(env)
-        assert first.returncode == 0, first.stdout + first.stderr
-        tokens = [line for line in first.stdout.splitlines() if line.startswith("paas_")]
-        assert len(tokens) == 1, first.stdout
-        token = tokens[0]
-        assert f"Control plane: http://paas.apps.test:{nginx.port}" in first.stdout
-        lines = first.stdout.splitlines()
-        assert "paas-install: web UI: sign in at" in first.stdout and "as admin" in first.stdout
-        password = lines[lines.index("paas-install: web UI password (shown once; keep it safe):") + 1]
-        assert len(password) >= 20
+def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -> None:
+    nginx, root, token, password = installed.nginx, installed.root, installed.token, installed.password
+    assert f"Control plane: http://paas.apps.test:{nginx.port}" in installed.stdout
+    assert "paas-install: web UI: sign in at" in installed.stdout and "as admin" in installed.stdout
+    assert len(password) >= 20
+    # the installed venv is Debian's own Python, the one the tests run on
+    base = subprocess.run(
+        [str(root / "opt" / "venv" / "bin" / "python"), "-c", "import sys; print(sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert base.stdout.strip() == "/usr"
 
-        # the first user signs in to the web UI through nginx with the printed password
-        with httpx.Client(
-            base_url=f"http://{LOOPBACK}:{nginx.port}", headers={"Host": "paas.apps.test"}
-        ) as browser:
-            form = browser.get("/login").text
-            csrf = re.search(r'name="csrf" value="([^"]+)"', form)
-            assert csrf is not None, form
-            signed = browser.post(
-                "/login", data={"username": "admin", "password": password, "csrf": csrf.group(1), "next": "/"}
-            )
-            assert signed.status_code == 303 and signed.headers["location"] == "/", signed.text
-            assert "Create app" in browser.get("/").text
-
-        # the control plane answers through nginx, with the printed token
-        r = httpx.get(
-            f"http://{LOOPBACK}:{nginx.port}/api/v1/apps",
-            headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
+    # the first user signs in to the web UI through nginx with the printed password
+    with httpx.Client(
+        base_url=f"http://{LOOPBACK}:{nginx.port}", headers={"Host": "paas.apps.test"}
+    ) as browser:
+        form = browser.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None, form
+        signed = browser.post(
+            "/login", data={"username": "admin", "password": password, "csrf": csrf.group(1), "next": "/"}
         )
-        assert (r.status_code, r.json()) == (200, [])
+        assert signed.status_code == 303 and signed.headers["location"] == "/", signed.text
+        assert "Create app" in browser.get("/").text
 
-        env_file = scratch / "etc" / "paas.env"
-        assert env_file.stat().st_mode & 0o777 == 0o640
-        settings_text = env_file.read_text()
-        assert "PAAS_SECRET_KEY=" in settings_text and "PAAS_DOMAIN=apps.test" in settings_text
-        assert token not in settings_text and password not in settings_text
+    # the control plane answers through nginx, with the printed token
+    api = httpx.Client(
+        base_url=f"http://{LOOPBACK}:{nginx.port}/api/v1",
+        headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
+    )
+    r = api.get("/apps")
+    assert (r.status_code, r.json()) == (200, [])
 
-        # the keys: the web user reads the Fernet and public keys, never the private one
-        keys = scratch / "etc" / "keys"
-        assert f"PAAS_KEYS_DIR={keys}" in settings_text
-        paas_uid = pwd.getpwnam("paas").pw_uid
-        owners = {p.name: (p.stat().st_uid, p.stat().st_mode & 0o777) for p in keys.iterdir()}
-        assert owners == {
-            "env.fernet": (paas_uid, 0o600),
-            "secrets.pub": (paas_uid, 0o600),
-            "secrets.key": (0, 0o600),
-        }
-        as_web = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "paas", "--", "cat"]
-        assert subprocess.run([*as_web, str(keys / "env.fernet")], capture_output=True).returncode == 0
-        denied = subprocess.run([*as_web, str(keys / "secrets.key")], capture_output=True, text=True)
-        assert denied.returncode != 0 and "Permission denied" in denied.stderr
-        r = httpx.post(
-            f"http://{LOOPBACK}:{nginx.port}/api/v1/apps",
-            json={"name": "keyed", "repo_url": "https://github.com/o/keyed.git"},
-            headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
+    env_file = root / "etc" / "paas.env"
+    assert env_file.stat().st_mode & 0o777 == 0o640
+    settings_text = env_file.read_text()
+    assert "PAAS_SECRET_KEY=" in settings_text and "PAAS_DOMAIN=apps.test" in settings_text
+    assert token not in settings_text and password not in settings_text
+
+    # the keys: the web user reads the Fernet and public keys, never the private one
+    keys = root / "etc" / "keys"
+    assert f"PAAS_KEYS_DIR={keys}" in settings_text
+    paas_uid = pwd.getpwnam("paas").pw_uid
+    owners = {p.name: (p.stat().st_uid, p.stat().st_mode & 0o777) for p in keys.iterdir()}
+    assert owners == {
+        "env.fernet": (paas_uid, 0o600),
+        "secrets.pub": (paas_uid, 0o600),
+        "secrets.key": (0, 0o600),
+    }
+    as_web = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "paas", "--", "cat"]
+    assert subprocess.run([*as_web, str(keys / "env.fernet")], capture_output=True).returncode == 0
+    denied = subprocess.run([*as_web, str(keys / "secrets.key")], capture_output=True, text=True)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    r = api.post("/apps", json={"name": "keyed", "repo_url": "https://github.com/o/keyed.git"})
+    assert r.status_code == 201, r.text
+    sealed = {"key": "TOKEN", "value": "sealed-by-web", "secret": True}
+    r = api.patch("/apps/keyed/env", json={"set": [sealed]})
+    assert r.status_code == 200 and r.json()["env"][0]["value"] is None, r.text
+
+    # web runs as the unprivileged user, the agent as root
+    pid = int((root / "run" / "paas-up.pid").read_text())
+    workers = [
+        c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+    ]  # not the resource tracker
+    uids = sorted(_uid(child) for child in workers)
+    assert uids == [0, paas_uid], uids
+
+
+def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: Installed) -> None:
+    """What a new user does after install.sh: log in with the printed token,
+    create an app from a repository, deploy it, open it. Every part is the
+    installed one: its venv's `paas`, its agent (Debian's Python), dockerd, nginx."""
+    client_env = {"PATH": os.environ["PATH"], "HOME": str(installed.root / "home")}
+
+    def paas(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(installed.paas), *args], env=client_env, capture_output=True, text=True, timeout=600
         )
-        assert r.status_code == 201, r.text
-        r = httpx.patch(
-            f"http://{LOOPBACK}:{nginx.port}/api/v1/apps/keyed/env",
-            json={"set": [{"key": "TOKEN", "value": "sealed-by-web", "secret": True}]},
-            headers={"Host": "paas.apps.test", "Authorization": f"Bearer {token}"},
-        )
-        assert r.status_code == 200 and r.json()["env"][0]["value"] is None, r.text
+        command = " ".join(args)
+        assert done.returncode == 0, f"paas {command} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+        return done
 
-        # web runs as the unprivileged user, the agent as root
-        pid = int((scratch / "run" / "paas-up.pid").read_text())
-        workers = [
-            c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
-        ]  # not the resource tracker
-        uids = sorted(_uid(child) for child in workers)
-        assert uids == [0, paas_uid], uids
+    url = f"http://{LOOPBACK}:{installed.web_port}"
+    assert "logged in to" in paas("login", url, "--token", installed.token).stdout
 
-        before = {
-            p: (p.stat().st_mtime_ns, p.read_bytes())
-            for p in (
-                env_file,
-                scratch / "opt" / "installed-from",
-                scratch / "run" / "paas-up.pid",
-                *sorted(keys.iterdir()),
-            )
-        }
-        second = _install(env)
-        assert second.returncode == 0, second.stdout + second.stderr
-        assert not any(line.startswith("paas_") for line in second.stdout.splitlines())
-        assert "web UI password" not in second.stdout and password not in second.stdout
-        assert "already running" in second.stdout
-        assert "installing paas" not in second.stdout
-        after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
-        assert after == before
-        with sqlite3.connect(scratch / "data" / "paas.db") as db:
-            assert db.execute("select count(*) from apitoken").fetchone() == (1,)
-            assert db.execute("select username from user").fetchall() == [("admin",)]
-    finally:
-        nginx.stop()
+    remote = GitRemote(installed.root / "git")
+    remote.commit({"requirements.txt": "fastapi>=0.110,<1\n", "main.py": DEMO_MAIN}, "a new user's first app")
+    created = json.loads(
+        paas(
+            "apps", "create", "demo", "--repo", str(remote.bare), "--health-path", "/healthz", "--json"
+        ).stdout
+    )
+    assert created["name"] == "demo" and created["webhook_url"].endswith("/hooks/github/demo")
+
+    deployed = paas("deploy", "demo", "--wait")
+    assert "demo v1 is live" in deployed.stdout, deployed.stdout
+    assert "no Dockerfile in the repository root" in deployed.stdout, deployed.stdout
+
+    served = httpx.get(f"http://{LOOPBACK}:{installed.nginx.port}/", headers={"Host": "demo.apps.test"})
+    assert served.status_code == 200, served.text
+    assert served.json()["hello"] == "from the installed paas"
+
+    releases = json.loads(paas("releases", "demo", "--json").stdout)
+    assert [(r["version"], r["status"], r["commit"]) for r in releases] == [(1, "succeeded", remote.head)]
+
+
+def test_a_second_run_changes_nothing(installed: Installed) -> None:
+    root = installed.root
+    kept = [root / "etc" / "paas.env", root / "opt" / "installed-from", root / "run" / "paas-up.pid"]
+    before = {
+        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in [*kept, *sorted((root / "etc" / "keys").iterdir())]
+    }
+    second = _install(installed.env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert not any(line.startswith("paas_") for line in second.stdout.splitlines())
+    assert "web UI password" not in second.stdout and installed.password not in second.stdout
+    assert "already running" in second.stdout
+    assert "installing paas" not in second.stdout
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
+    assert after == before
+    with sqlite3.connect(root / "data" / "paas.db") as db:
+        assert db.execute("select count(*) from apitoken").fetchone() == (1,)
+        assert db.execute("select username from user").fetchall() == [("admin",)]
