@@ -19,6 +19,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -157,13 +158,14 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
     assert "paas-install: web UI: sign in at" in installed.stdout and "as admin" in installed.stdout
     assert len(password) >= 20
     # the installed venv is Debian's own Python, the one the tests run on
-    base = subprocess.run(
-        [str(root / "opt" / "venv" / "bin" / "python"), "-c", "import sys; print(sys.base_prefix)"],
+    show = "import sys; print(sys.base_prefix, sys.version)"
+    installed_python = subprocess.run(
+        [str(root / "opt" / "venv" / "bin" / "python"), "-c", show],
         capture_output=True,
         text=True,
         check=True,
-    )
-    assert base.stdout.strip() == "/usr"
+    ).stdout.strip()
+    assert installed_python == f"/usr {sys.version}"
 
     # the first user signs in to the web UI through nginx with the printed password
     with httpx.Client(
@@ -238,6 +240,7 @@ def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: 
     url = f"http://{LOOPBACK}:{installed.web_port}"
     assert "logged in to" in paas("login", url, "--token", installed.token).stdout
 
+    (installed.root / "git").mkdir()
     remote = GitRemote(installed.root / "git")
     remote.commit({"requirements.txt": "fastapi>=0.110,<1\n", "main.py": DEMO_MAIN}, "a new user's first app")
     created = json.loads(
@@ -249,7 +252,7 @@ def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: 
 
     deployed = paas("deploy", "demo", "--wait")
     assert "demo v1 is live" in deployed.stdout, deployed.stdout
-    assert "no Dockerfile in the repository root" in deployed.stdout, deployed.stdout
+    assert "no Dockerfile in the repository root" in deployed.stderr, deployed.stderr  # the log
 
     served = httpx.get(f"http://{LOOPBACK}:{installed.nginx.port}/", headers={"Host": "demo.apps.test"})
     assert served.status_code == 200, served.text

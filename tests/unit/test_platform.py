@@ -38,9 +38,8 @@ PACKAGES = ("paas", "agent", "web")
 
 def test_the_tests_run_on_the_python_install_sh_builds_on() -> None:
     assert SYSTEM_PYTHON.exists(), "no /usr/bin/python3: paas supports Debian 12 and its Python"
-    system = subprocess.run(
-        [str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    show = [str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version)"]
+    system = subprocess.run(show, capture_output=True, text=True, check=True).stdout.strip()
     assert sys.version == system, (
         f"the tests run on Python {sys.version.split()[0]} ({sys.executable}), but install.sh builds on "
         f"{system.split()[0]} ({SYSTEM_PYTHON}); run them through scripts/test.sh"
