@@ -215,7 +215,9 @@ class Pipeline:
         generated = self._choose_dockerfile(app, context, procfile, where)
         if generated is None:
             return app.dockerfile
-        (context / GENERATED_DOCKERFILE).write_text(generated.dockerfile, encoding="utf-8")
+        path = context / GENERATED_DOCKERFILE
+        path.write_text(generated.dockerfile, encoding="utf-8")
+        path.chmod(0o644)  # like the checked-out source, whatever the agent's umask
         dlog.line(f"no Dockerfile in {where}: building a Python app from {generated.plan.installer_label}")
         for note in generated.plan.notes:
             dlog.line(note)

@@ -12,6 +12,7 @@ what it was handed.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import stat
 import subprocess
@@ -137,7 +138,11 @@ def test_a_deploy_runs_every_step_before_the_engine(
         keyring=keyring,
     )
 
-    result = pipeline.deploy(job)
+    old_umask = os.umask(0o077)  # the build context is readable whatever the agent's umask
+    try:
+        result = pipeline.deploy(job)
+    finally:
+        os.umask(old_umask)
 
     # it got as far as the engine: fetch, checkout, Procfile and Dockerfile all ran here
     assert not result.ok and result.error == "build: the recording engine builds nothing"
