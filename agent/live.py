@@ -13,7 +13,6 @@ import logging
 import os
 import pwd
 import queue
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -33,13 +32,11 @@ from agent.source import SourceError
 from paas.db import session_scope
 from paas.errors import InvalidInput
 from paas.models import App
-from paas.schemas import COMMIT_ID
+from paas.schemas import APP_NAME, COMMIT_ID
 
 __all__ = ["LiveServer", "create_live_app"]
 
 log = logging.getLogger("paas.agent.live")
-
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
 def _uptime(started_at: str, now: datetime) -> float | None:
@@ -131,7 +128,7 @@ def create_live_app(
     app = FastAPI(title="paas agent (live data)", openapi_url=None, docs_url=None, redoc_url=None)
 
     def current(name: str) -> int | None:
-        if not _NAME.match(name):
+        if not APP_NAME.fullmatch(name):
             raise HTTPException(404, f"no app named {name!r}")
         with session_scope(db) as session:
             row = session.exec(select(App).where(App.name == name)).first()
@@ -183,7 +180,7 @@ def create_live_app(
         commit: str = Query("", max_length=40),
     ) -> dict[str, object]:
         current(name)
-        if commit and not COMMIT_ID.match(commit):
+        if commit and not COMMIT_ID.fullmatch(commit):
             raise HTTPException(422, f"{commit!r} is not a commit id")
         if build_plan is None:
             raise HTTPException(503, "this agent cannot plan builds")

@@ -69,7 +69,7 @@ ENTRY_MODULES = (
     "asgi.py",
 )
 _ASSIGNED = re.compile(r"^(?P<var>[A-Za-z_]\w*)\s*(?::[^=]+)?=\s*(?:[\w.]+\.)?(?P<cls>\w+)\(", re.MULTILINE)
-_VERSION = re.compile(r"^(?:python-)?(?P<v>3\.\d{1,2})(?:\.\d+)?\s*$")
+_VERSION = re.compile(r"(?:python-)?(?P<v>3\.\d{1,2})(?:\.\d+)?\s*")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def pinned_python(root: Path) -> str | None:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            match = _VERSION.match(line)
+            match = _VERSION.fullmatch(line)
             if match is None:
                 raise InvalidInput(
                     f"{name}: expected a Python version such as 3.12 or python-3.12.4, got {line!r}"

@@ -14,7 +14,7 @@ from paas.errors import InvalidInput
 __all__ = ["formation", "parse_procfile"]
 
 # a type becomes part of container names and labels: a letter, then letters, digits, - or _
-_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,29})\s*:\s*(.*?)\s*$")
+_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]{0,29})\s*:\s*(.*?)\s*")
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -24,7 +24,7 @@ def parse_procfile(text: str) -> dict[str, str]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = _LINE.match(line)
+        match = _LINE.fullmatch(line)
         if match is None:
             raise InvalidInput(
                 f"Procfile line {number}: expected 'type: command' (a type is a letter, then up to 29 "

@@ -40,14 +40,15 @@ __all__ = [
 ]
 
 MAX_ROW_ID = 2**63 - 1  # ids and versions are 64-bit signed in every database we support
-COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")  # a full or abbreviated git commit id
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
-_BRANCH = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")  # git@github.com:o/r.git
+COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")  # full or abbreviated; fullmatch (also a pydantic pattern)
+FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256, as git names a commit
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")
+_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}")
+_SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+")  # git@github.com:o/r.git
 
 
 def check_app_name(value: str) -> str:
-    if not APP_NAME.match(value) or value.endswith("-") or "--" in value:
+    if not APP_NAME.fullmatch(value) or value.endswith("-") or "--" in value:
         raise ValueError(
             "must be 1-30 characters of a-z, 0-9 and single hyphens, starting with a "
             "letter and not ending with a hyphen (it becomes a DNS label)"
@@ -69,15 +70,27 @@ def check_repo_url(value: str) -> str:
                 "use an ssh URL with a deploy key for private repositories"
             )
         return value
-    if _SCP_LIKE.match(value) or value.startswith("/"):
+    if _SCP_LIKE.fullmatch(value) or value.startswith("/"):
         return value
     raise ValueError("must be an https://, ssh:// or git@host:path URL, or an absolute local path")
+
+
+def shown_url(url: str) -> str:
+    """A git URL fit for logs, events and errors: the userinfo of a
+    scheme URL (a token or user:password) is dropped, except ssh's plain
+    ``git@``."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not sep or not at or userinfo == "git":
+        return url
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def check_branch(value: str) -> str:
     value = value.strip()
     if (
-        not _BRANCH.match(value)
+        not _BRANCH.fullmatch(value)
         or value.startswith(("-", "/", "."))
         or value.endswith(("/", ".", ".lock"))
         or ".." in value
@@ -121,9 +134,7 @@ def check_data_path(value: str | None) -> str | None:
     return str(path)
 
 
-_IMAGE = re.compile(
-    r"^[a-z0-9][a-z0-9._/-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
-)
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
 
 
 def check_run_command(value: str) -> str:
@@ -135,7 +146,7 @@ def check_run_command(value: str) -> str:
 
 def check_base_image(value: str) -> str:
     value = value.strip()
-    if value and not _IMAGE.match(value):
+    if value and not _IMAGE.fullmatch(value):
         raise ValueError("must be an image reference such as python:3.12-slim")
     return value
 
@@ -332,7 +343,7 @@ class RollbackResult(BaseModel):
 
 # env vars -------------------------------------------------------------------------
 
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_KEY_CHARS = 255
 MAX_VALUE_BYTES = 32 * 1024
 MAX_VARS = 500
@@ -345,7 +356,7 @@ def check_env_key(value: str) -> str:
     """Names are shown back in errors; values never are."""
     if len(value) > MAX_KEY_CHARS:
         raise ValueError(f"env var names are at most {MAX_KEY_CHARS} characters")
-    if not ENV_KEY.match(value):
+    if not ENV_KEY.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid env var name: use letters, digits and _, not starting with a digit"
         )
@@ -468,7 +479,7 @@ class BuildPlanPublic(BaseModel):
     procfile: dict[str, str]
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def normalize_hostname(value: str) -> str:
@@ -494,7 +505,7 @@ def normalize_hostname(value: str) -> str:
     except idna.IDNAError as exc:
         raise ValueError(f"is not a valid hostname ({exc})") from None
     labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+    if len(ascii_name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError("is not a valid hostname such as www.example.com")
     if labels[-1].isdigit():
         raise ValueError("is not a valid hostname: the last label cannot be numeric")

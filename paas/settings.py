@@ -20,7 +20,7 @@ from paas.errors import SettingsError
 __all__ = ["Settings", "load_settings"]
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_domain(cls, value: str) -> str:
         value = value.strip().lower().rstrip(".")
-        if not _HOSTNAME.match(value):
+        if not _HOSTNAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid DNS name")
         return value
 
@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_public_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if value and not re.match(r"^https?://[^\s/]+", value):
+        if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             raise ValueError("must start with http:// or https://")
         return value
 
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_acme_email(cls, value: str) -> str:
         value = value.strip()
-        if value and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError("must be an email address")
         return value
 

@@ -15,7 +15,7 @@ from paas.models import User, utcnow
 __all__ = ["MIN_PASSWORD", "authenticate", "create_user"]
 
 MIN_PASSWORD = 12
-_USERNAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+_USERNAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 _hasher = PasswordHasher()
 # verified against when the username is unknown, so both paths cost the same
 _DUMMY = _hasher.hash("not a password anyone has")
@@ -23,7 +23,7 @@ _DUMMY = _hasher.hash("not a password anyone has")
 
 def create_user(session: Session, *, username: str, password: str) -> User:
     username = username.strip().lower()
-    if not _USERNAME.match(username):
+    if not _USERNAME.fullmatch(username):
         raise InvalidInput(
             "username must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter"
         )
