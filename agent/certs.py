@@ -51,6 +51,7 @@ from paas.domains import ensure_defaults
 from paas.models import App, CertState, Deployment, Domain, utcnow
 from paas.services import live_release
 from paas.settings import Settings
+from paas.trust import UntrustedRow, check_app, check_hostname, check_release
 
 __all__ = ["BACKOFF", "CertManager", "live_upstreams", "site_hosts"]
 
@@ -69,7 +70,10 @@ def site_hosts(session: Session, app_id: int | None) -> tuple[tuple[str, bool], 
         .where(Domain.app_id == app_id)
         .order_by(col(Domain.is_default).desc(), col(Domain.hostname))
     ).all()
-    return tuple((d.hostname, d.cert_state == CertState.issued) for d in rows)
+    return tuple(
+        (check_hostname(d.hostname, where=f"a domain of app {app_id}"), d.cert_state == CertState.issued)
+        for d in rows
+    )
 
 
 def live_upstreams(release: Deployment) -> tuple[str, ...]:
@@ -107,6 +111,11 @@ class CertManager:
         issued: dict[int | None, list[str]] = {}
         for domain_id, hostname, app_id in domains:
             if app_id is not None and app_id not in apps:
+                continue
+            try:
+                check_hostname(hostname, where=f"domain {domain_id}")
+            except UntrustedRow as exc:
+                log.error("no certificate work: %s", exc)
                 continue
             if self._work_on(domain_id, hostname, app_id):
                 issued.setdefault(app_id, []).append(hostname)
@@ -314,10 +323,17 @@ class CertManager:
             current = self._live(session, app.id)
             if current is None or queue.running_job(session, app.id) is not None:
                 return
+            try:
+                check_app(app)
+                check_release(current, app=app_name)
+                hosts = site_hosts(session, app.id)
+            except UntrustedRow as exc:
+                log.error("app %s: not rendering its nginx site: %s", app_name, exc)
+                return
             upstreams = live_upstreams(current)
             if not upstreams:
                 return
-            hosts, hsts, version = site_hosts(session, app.id), app.hsts, current.version
+            hsts, version = app.hsts, current.version
         spec = app_site(
             self.settings, app=app_name, version=version, upstreams=upstreams, hosts=hosts, hsts=hsts
         )
@@ -332,7 +348,12 @@ class CertManager:
 
     def refresh_control_site(self) -> None:
         with session_scope(self.db) as session:
-            issued = dict(site_hosts(session, None)).get(self.settings.control_host, False)
+            own = session.exec(
+                select(Domain).where(
+                    Domain.hostname == self.settings.control_host, col(Domain.app_id).is_(None)
+                )
+            ).first()
+            issued = own is not None and own.cert_state == CertState.issued
         before = self.nginx.current(CONTROL_SITE)
         tls = certificate_paths(self.settings, self.settings.control_host) if issued else None
         content = render_control(self.settings, tls=tls)

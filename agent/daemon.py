@@ -33,6 +33,7 @@ from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
 from paas.settings import Settings
+from paas.trust import UntrustedRow, check_app, check_job, check_release
 
 __all__ = ["Agent"]
 
@@ -207,7 +208,7 @@ class Agent:
         log.info("job %s %s %s", job.id, state, error)
 
     def delete_app(self, job: Job) -> None:
-        name = job.app_name
+        name = check_job(job).app_name  # it becomes paths and label filters
         for c in self.docker.containers(owned(self.instance, name)):
             self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
         self.nginx.apply(name, None)
@@ -262,6 +263,13 @@ class Agent:
                 return
             busy = queue.running_job(session, app.id)
             current = live_release(session, app)
+            try:
+                check_app(app)
+                if current is not None:
+                    check_release(current, app=name)
+            except UntrustedRow as exc:
+                log.error("not reconciling %r: %s", name, exc)
+                return
         if busy is not None:
             return  # a live job owns this app's containers right now
         keep = str(current.id) if current else None

@@ -46,6 +46,7 @@ from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
 from paas.procfile import parse_procfile
 from paas.services import find_release, live_release
 from paas.settings import Settings
+from paas.trust import check_app, check_job, check_release
 
 __all__ = ["DeployResult", "Pipeline"]
 
@@ -114,6 +115,7 @@ class Pipeline:
     def deploy(self, job: Job) -> DeployResult:
         """Run a deploy job (fetch and build a commit) or a release job (the
         live image again, with the app's current env)."""
+        check_job(job)
         dep_id, version, app, env = self._new_deployment(job)
         assert job.id is not None
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
@@ -171,7 +173,7 @@ class Pipeline:
                 commit=str(job.payload.get("commit") or ""),
                 on_line=dlog.line,
             )
-            self.source.export(app=app.name, url=app.repo_url, commit=info.sha, dest=build_dir)
+            self.source.export(app=app.name, commit=info.sha, dest=build_dir)
             self._update(dep_id, commit=info.sha, commit_message=info.message[:2000])
         context = build_dir / app.source_dir if app.source_dir else build_dir
         tag = image_tag(app.name, version)
@@ -233,6 +235,7 @@ class Pipeline:
             app = session.exec(select(App).where(App.name == app_name)).first()
             if app is None:
                 raise InvalidInput(f"no app named {app_name!r}")
+            check_app(app)
             session.expunge(app)
         info = self.source.fetch(
             app=app.name, url=app.repo_url, ref=ref or app.branch, commit=commit, on_line=lambda _l: None
@@ -240,7 +243,7 @@ class Pipeline:
         self.settings.builds_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"plan-{app.name}-", dir=self.settings.builds_dir) as tmp:
             root = Path(tmp) / "src"
-            self.source.export(app=app.name, url=app.repo_url, commit=info.sha, dest=root)
+            self.source.export(app=app.name, commit=info.sha, dest=root)
             context = root / app.source_dir if app.source_dir else root
             procfile = self._procfile(context)
             where = f"{app.source_dir or 'the repository root'} at {info.sha[:12]}"
@@ -634,6 +637,7 @@ class Pipeline:
             app = session.get(App, job.app_id) if job.app_id else None
             if app is None or app.id is None:
                 raise DeployError("fetch", f"app {job.app_name!r} no longer exists")
+            check_app(app)
             latest = session.exec(
                 select(func.max(Deployment.version)).where(Deployment.app_id == app.id)
             ).one()
@@ -679,7 +683,7 @@ class Pipeline:
         if base is None or not base.image:
             what = f"v{source}" if source is not None else "a live release"
             raise DeployError("release", f"app {app.name!r} has no {what} to reuse")
-        return base
+        return check_release(base, app=app.name)
 
     def _get(self, dep_id: int) -> Deployment:
         with session_scope(self.db) as session:
