@@ -10,7 +10,8 @@ ssh, or a local path.
 
 from __future__ import annotations
 
-import re
+import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,10 +21,12 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError
 
+from paas.schemas import COMMIT_ID, FULL_COMMIT, check_branch, check_repo_url, shown_url
+from paas.trust import check_app_name
+
 __all__ = ["CommitInfo", "SourceCache", "SourceError"]
 
 GIT_TIMEOUT = 600
-_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class SourceError(Exception):
@@ -36,63 +39,90 @@ class CommitInfo:
     message: str
 
 
+# Git runs with this configuration and no other: not the system's, not root's
+# ~/.gitconfig, and the keys below override whatever the repository's own
+# config says. No hook, no fsmonitor command, no ext:: transport.
+_GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "true",
+    "GIT_CONFIG_COUNT": "3",
+    "GIT_CONFIG_KEY_0": "core.hooksPath",
+    "GIT_CONFIG_VALUE_0": os.devnull,
+    "GIT_CONFIG_KEY_1": "core.fsmonitor",
+    "GIT_CONFIG_VALUE_1": "false",
+    "GIT_CONFIG_KEY_2": "protocol.ext.allow",
+    "GIT_CONFIG_VALUE_2": "never",
+}
+# the whole config of a cache clone, rewritten before every use: remotes are
+# given by URL on the command line, never stored
+_REPO_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
+
+
 class SourceCache:
     def __init__(self, repos_dir: Path) -> None:
         self._dir = repos_dir
 
-    def _repo(self, app: str, url: str) -> git.Repo:
-        path = self._dir / f"{app}.git"
-        if path.exists():
-            repo = git.Repo(path)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            repo = git.Repo.init(path, bare=True)
-        repo.git.update_environment(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
-        if "origin" in [r.name for r in repo.remotes]:
-            origin = repo.remote("origin")
-            if origin.url != url:
-                origin.set_url(url)
-        else:
-            repo.create_remote("origin", url)
+    def _repo(self, app: str) -> git.Repo:
+        path = self._dir / f"{check_app_name(app, where='a fetch')}.git"
+        if not path.is_dir():
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # no template: no sample hooks or other files (an empty value of our own, hence "unsafe" allowed)
+            git.Repo.init(path, bare=True, template="", allow_unsafe_options=True)
+        _write_config(path / "config")
+        repo = git.Repo(path)
+        repo.git.update_environment(**_GIT_ENV)
         return repo
 
     def fetch(
         self, *, app: str, url: str, ref: str, commit: str, on_line: Callable[[str], None]
     ) -> CommitInfo:
         """Fetch ``ref`` from ``url``; return ``commit`` (or the ref's head)."""
-        repo = self._repo(app, url)
-        if not ref.startswith("refs/"):
-            ref = f"refs/heads/{ref}"
-        local = "refs/remotes/origin/" + ref.removeprefix("refs/heads/")
-        on_line(f"git fetch {url} {ref}")
+        branch = ref.removeprefix("refs/heads/")
+        try:
+            if check_repo_url(url) != url or check_branch(branch) != branch:
+                raise ValueError("is not in its checked form")
+        except ValueError as exc:
+            raise SourceError(f"refusing to fetch {ref!r} from {shown_url(url)!r}: {exc}") from None
+        if commit and not COMMIT_ID.fullmatch(commit):
+            raise SourceError(f"refusing to fetch {commit!r}: not a commit id")
+        repo = self._repo(app)
+        ref, local = f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"
+        on_line(f"git fetch {shown_url(url)} {ref}")
         try:
             repo.git.fetch(
-                "--no-tags", "--force", "origin", f"+{ref}:{local}", kill_after_timeout=GIT_TIMEOUT
+                "--no-tags",
+                "--force",
+                "--end-of-options",
+                url,
+                f"+{ref}:{local}",
+                kill_after_timeout=GIT_TIMEOUT,
             )
         except GitCommandError as exc:
-            raise SourceError(f"cannot fetch {ref} from {url}: {_stderr(exc)}") from exc
+            raise SourceError(f"cannot fetch {ref} from {shown_url(url)}: {_stderr(exc)}") from exc
         target = commit or local
         try:
             obj = repo.commit(target)
         except (ValueError, GitCommandError, git.BadName):
-            obj = self._fetch_commit(repo, commit)
+            obj = self._fetch_commit(repo, url, commit)
         on_line(f"commit {obj.hexsha} {obj.summary!s}")
         return CommitInfo(sha=obj.hexsha, message=str(obj.message).strip())
 
-    def _fetch_commit(self, repo: git.Repo, commit: str) -> git.Commit:
+    def _fetch_commit(self, repo: git.Repo, url: str, commit: str) -> git.Commit:
         """The pushed commit is no longer on the ref (a later force push): ask
         for it by id, which most servers allow for reachable commits."""
         try:
-            repo.git.fetch("--no-tags", "origin", commit, kill_after_timeout=GIT_TIMEOUT)
+            repo.git.fetch("--no-tags", "--end-of-options", url, commit, kill_after_timeout=GIT_TIMEOUT)
             return repo.commit(commit)
         except (ValueError, GitCommandError, git.BadName) as exc:
             raise SourceError(f"commit {commit} is not on the remote") from exc
 
-    def export(self, *, app: str, url: str, commit: str, dest: Path) -> None:
+    def export(self, *, app: str, commit: str, dest: Path) -> None:
         """Write the commit's tree into ``dest`` (replaced if present)."""
-        if not _COMMIT_ID.fullmatch(commit):
+        if not FULL_COMMIT.fullmatch(commit):
             raise SourceError(f"cannot export {commit!r}: not a full commit id")
-        repo = self._repo(app, url)
+        repo = self._repo(app)
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
@@ -105,7 +135,21 @@ class SourceCache:
         _world_readable(dest)
 
     def forget(self, app: str) -> None:
-        shutil.rmtree(self._dir / f"{app}.git", ignore_errors=True)
+        shutil.rmtree(self._dir / f"{check_app_name(app, where='a clean-up')}.git", ignore_errors=True)
+
+
+def _write_config(path: Path) -> None:
+    """Replace the clone's config with ours (a rename: a planted symlink is
+    replaced, never followed)."""
+    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_REPO_CONFIG)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _world_readable(root: Path) -> None:

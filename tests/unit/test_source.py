@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.source import SourceCache, SourceError
+from paas.trust import UntrustedRow
 
 
 def _commit(work: Path) -> None:
@@ -33,7 +34,7 @@ def test_export_is_world_readable_under_a_tight_umask(tmp_path: Path) -> None:
     old = os.umask(0o077)
     try:
         info = cache.fetch(app="a", url=str(work), ref="main", commit="", on_line=lambda _l: None)
-        cache.export(app="a", url=str(work), commit=info.sha, dest=tmp_path / "out")
+        cache.export(app="a", commit=info.sha, dest=tmp_path / "out")
     finally:
         os.umask(old)
     out = tmp_path / "out"
@@ -57,7 +58,7 @@ def test_export_replaces_the_directory_and_keeps_links_as_links(tmp_path: Path) 
     out.mkdir()
     (out / "leftover.txt").write_text("from an earlier build\n")
 
-    cache.export(app="a", url=str(work), commit=info.sha, dest=out)
+    cache.export(app="a", commit=info.sha, dest=out)
 
     assert sorted(p.name for p in out.iterdir()) == ["app.py", "escape"]
     assert (out / "escape").is_symlink() and os.readlink(out / "escape") == str(outside)
@@ -70,5 +71,67 @@ def test_export_replaces_the_directory_and_keeps_links_as_links(tmp_path: Path) 
 def test_export_takes_only_a_full_commit_id(tmp_path: Path, commit: str) -> None:
     cache = SourceCache(tmp_path / "repos")
     with pytest.raises(SourceError, match="not a full commit id"):
-        cache.export(app="a", url=str(tmp_path), commit=commit, dest=tmp_path / "out")
+        cache.export(app="a", commit=commit, dest=tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "repos").exists()
+
+
+def test_nothing_planted_in_a_cache_clone_runs(tmp_path: Path) -> None:
+    """Hooks, a hooks path, an fsmonitor command, an upload-pack program or an
+    included config put into the clone (web could, under the old layout) never
+    run: git gets a fixed config, and the clone's own is rewritten."""
+    marker = tmp_path / "pwned"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.py").write_text("print('hi')\n")
+    _commit(work)
+    cache = SourceCache(tmp_path / "repos")
+    cache.fetch(app="a", url=str(work), ref="main", commit="", on_line=lambda _l: None)
+    clone = tmp_path / "repos" / "a.git"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    evil.chmod(0o755)
+    (clone / "hooks").mkdir(exist_ok=True)
+    for hook in ("reference-transaction", "post-checkout", "post-merge", "pre-auto-gc"):
+        (clone / "hooks" / hook).symlink_to(evil)
+    included = tmp_path / "included.cfg"
+    included.write_text(f"[core]\n\tfsmonitor = {evil}\n")
+    with (clone / "config").open("a") as config:
+        config.write(
+            f"[core]\n\thooksPath = {tmp_path}\n\tfsmonitor = {evil}\n\tsshCommand = {evil}\n"
+            f'[include]\n\tpath = {included}\n[remote "origin"]\n\turl = {work}\n\tuploadpack = {evil}\n'
+        )
+    for name in ("reference-transaction", "post-checkout"):
+        (tmp_path / name).symlink_to(evil)  # what hooksPath would point at
+
+    (work / "app.py").write_text("print('again')\n")
+    subprocess.run(
+        ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "2"]
+    )
+    info = cache.fetch(app="a", url=str(work), ref="main", commit="", on_line=lambda _l: None)
+    cache.export(app="a", commit=info.sha, dest=tmp_path / "out")
+
+    assert (tmp_path / "out" / "app.py").read_text() == "print('again')\n"
+    assert not marker.exists()
+    assert "fsmonitor" not in (clone / "config").read_text()
+
+
+@pytest.mark.parametrize(
+    ("url", "ref", "commit"),
+    [
+        ("--upload-pack=touch /tmp/x", "main", ""),
+        ("https://github.com/o/r.git", "--output=/tmp/x", ""),
+        ("https://github.com/o/r.git", "main\n", ""),
+        ("https://github.com/o/r.git", "main", "--upload-pack=touch /tmp/x"),
+        ("https://github.com/o/r.git\n", "main", ""),
+    ],
+)
+def test_fetch_refuses_options_and_unchecked_values(tmp_path: Path, url: str, ref: str, commit: str) -> None:
+    cache = SourceCache(tmp_path / "repos")
+    with pytest.raises(SourceError, match="refusing to fetch"):
+        cache.fetch(app="a", url=url, ref=ref, commit=commit, on_line=lambda _l: None)
+    assert not (tmp_path / "repos").exists()
+
+
+def test_an_app_name_that_is_a_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UntrustedRow):
+        SourceCache(tmp_path / "repos").forget("../../etc")
