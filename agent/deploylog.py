@@ -1,22 +1,59 @@
 """The deployment log: one file per release, written line by line as it
-happens (so a reader can follow it live), each line stamped with UTC time."""
+happens (so a reader can follow it live), each line stamped with UTC time.
+
+The agent is root and web reads these logs, so the file is reached without
+following any symlink below the data directory (each directory is opened
+relative to its parent with ``O_NOFOLLOW``), must be a regular file with one
+link, and is created 0640: readable by web's group, writable by root only.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["DeployLog"]
+__all__ = ["DeployLog", "open_private_append"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+LOG_MODE = 0o640
+DIR_MODE = 0o750
+
+
+def open_private_append(path: Path, *, under: Path) -> TextIO:
+    """Open ``path`` (inside ``under``) for appending, creating it and its
+    directories below ``under``; refuse a symlink anywhere below ``under``,
+    and anything but a regular file at the end."""
+    parts = path.relative_to(under).parts
+    fd = os.open(under, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the operator's setting may be a link
+    try:
+        for name in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, DIR_MODE, dir_fd=fd)
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        file_fd = os.open(parts[-1], flags, LOG_MODE, dir_fd=fd)
+    finally:
+        os.close(fd)
+    info = os.fstat(file_fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(file_fd)
+        raise OSError(f"{path} is not a regular file of its own: refusing to write to it")
+    os.fchmod(file_fd, LOG_MODE)
+    return os.fdopen(file_fd, "a", encoding="utf-8")
 
 
 class DeployLog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, under: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._handle: TextIO = path.open("a", encoding="utf-8")
+        self._handle: TextIO = open_private_append(path, under=under)
 
     def line(self, text: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]

@@ -119,7 +119,8 @@ class Pipeline:
         dep_id, version, app, env = self._new_deployment(job)
         assert job.id is not None
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
-        with DeployLog(self.settings.release_log(app.name, version)) as dlog:
+        log_path = self.settings.release_log(app.name, version)
+        with DeployLog(log_path, under=self.settings.data_dir) as dlog:
             attempt = _Attempt(job, app, dep_id, version, env, dlog, should_stop=self._cancel_probe(job.id))
             what = "releasing" if job.kind == queue.RELEASE else "deploying"
             p = job.payload
