@@ -101,7 +101,7 @@ class Agent:
         live = LiveServer(
             create_live_app(self.docker, self.db, self.instance, build_plan=self.pipeline.build_plan),
             self.settings.agent_socket,
-            web_user=self.settings.web_user,
+            web_user=self.settings.web_account,
         )
         live.start()
         try:

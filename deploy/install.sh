@@ -79,6 +79,7 @@ if [ ! -f "$ENV_FILE" ]; then
         echo "PAAS_WEB_USER=$WEB_USER"
         echo "PAAS_KEYS_DIR=${PAAS_KEYS_DIR:-$ETC/keys}"
         echo "PAAS_ACME_WEBROOT_DIR=${PAAS_ACME_WEBROOT_DIR:-/var/lib/paas-acme}"
+        echo "PAAS_RUN_DIR=$RUN_DIR"
         echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
         env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)=' | sort || true
@@ -92,15 +93,8 @@ set -a
 set +a
 DATA_DIR="${PAAS_DATA_DIR:-/var/lib/paas}"
 
-# 4. the data directory, shared by root (agent) and the web user's group ---------------------
-mkdir -p "$DATA_DIR"
-if [ -n "$WEB_USER" ]; then
-    chgrp "$WEB_USER" "$DATA_DIR"
-    chmod 2770 "$DATA_DIR"
-else
-    chmod 0700 "$DATA_DIR"
-fi
-
+# 4. the data directory: `paas migrate` (step 7) makes its layout, where the web user may
+#    write the database's own directory and nothing else (README, "Security model") ----------
 # nginx's workers (www-data) read ACME challenges from here: outside the private data directory
 if [ -n "${PAAS_ACME_WEBROOT_DIR:-}" ]; then
     mkdir -p "$PAAS_ACME_WEBROOT_DIR"
@@ -166,7 +160,7 @@ ExecStart=$PAAS web
 Restart=always
 NoNewPrivileges=yes
 ProtectSystem=strict
-ReadWritePaths=$DATA_DIR
+ReadWritePaths=$DATA_DIR/db
 PrivateTmp=yes
 
 [Install]

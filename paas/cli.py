@@ -83,7 +83,7 @@ def _setup_logging() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply pending database migrations; create the encryption keys if absent."""
+    """Make the data layout, apply pending database migrations, create the encryption keys if absent."""
     from paas.instance import instance_id
 
     settings = _prepare()
@@ -97,7 +97,7 @@ def run_web(settings: Settings) -> None:
 
     from web.app import create_app
 
-    _drop_privileges(settings.web_user)
+    _drop_privileges(settings)
     _setup_logging()
     uvicorn.run(
         create_app(settings),
@@ -113,32 +113,42 @@ def run_web(settings: Settings) -> None:
 
 def run_agent(settings: Settings) -> None:
     from agent.daemon import Agent
+    from paas import layout
 
     _setup_logging()
+    layout.make_run_dir(settings)
+    trouble = layout.problems(settings)
+    if trouble:
+        _fail(f"refusing to start the agent: {'; '.join(trouble)}. Run `paas migrate` as root to fix it.")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     Agent(settings).run(stop)
 
 
-def _drop_privileges(user: str) -> None:
-    """As root, run the web process as ``user``: it never needs root."""
-    if not user or os.geteuid() != 0:
+def _drop_privileges(settings: Settings) -> None:
+    """Started as root, the web process becomes PAAS_WEB_USER, else nobody:
+    it never runs as root."""
+    if os.geteuid() != 0:
         return
-    import pwd
+    from paas import layout
 
-    entry = pwd.getpwnam(user)
+    uid, gid = layout.web_ids(settings)
+    if not settings.web_user:
+        typer.echo("paas web: PAAS_WEB_USER is not set; running web as nobody", err=True)
     os.setgroups([])
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
+    os.setgid(gid)
+    os.setuid(uid)
 
 
-def _prepare(*, create_keys: bool = True) -> Settings:
-    """Migrate the database and make sure the keys exist.
+def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
+    """Make the data layout, migrate the database and make sure the keys exist.
 
     Only the privileged side (migrate, agent, up) may create keys: created by
-    the web user, the agent's private key would be readable by the web.
+    the web user, the agent's private key would be readable by the web. The
+    agent checks the layout rather than making it (``paas migrate`` does).
     """
+    from paas import layout
     from paas.crypto import Keyring, ensure_keys
     from paas.db import make_engine
     from paas.db import migrate as run_migrations
@@ -146,8 +156,11 @@ def _prepare(*, create_keys: bool = True) -> Settings:
 
     settings = load_settings()
     os.umask(0o007)  # the web user's group shares the database
+    if make_layout:
+        for note in layout.prepare(settings):
+            logging.getLogger("paas").warning("%s", note)
     run_migrations(settings)
-    if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_user):
+    if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_account):
         logging.getLogger("paas").warning("created new encryption keys in %s", settings.keys_dir)
     engine = make_engine(settings)
     try:
@@ -160,13 +173,13 @@ def _prepare(*, create_keys: bool = True) -> Settings:
 @app.command()
 def web() -> None:
     """Run the control plane (API, webhooks, UI) in the foreground."""
-    run_web(_prepare(create_keys=False))
+    run_web(_prepare(create_keys=False, make_layout=False))
 
 
 @app.command()
 def agent() -> None:
-    """Run the deploy agent in the foreground."""
-    run_agent(_prepare())
+    """Run the deploy agent in the foreground (after `paas migrate` made its layout)."""
+    run_agent(_prepare(make_layout=False))
 
 
 @app.command()
@@ -263,7 +276,7 @@ def keys_rotate() -> None:
     settings = _prepare()
     engine = make_engine(settings)
     try:
-        report = rotate_keys(engine, settings.keys_dir, web_user=settings.web_user)
+        report = rotate_keys(engine, settings.keys_dir, web_user=settings.web_account)
     finally:
         engine.dispose()
     typer.echo(

@@ -38,9 +38,10 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    # where state lives
+    # where state lives (paas.layout says who may touch what)
     data_dir: Path = Path("/var/lib/paas")
-    database_url: str = ""  # empty: SQLite file in data_dir
+    database_url: str = ""  # empty: SQLite file in data_dir/db
+    run_dir: Path = Path("/run/paas")  # the agent's socket
     keys_dir: Path = Path("/etc/paas/keys")  # encryption keys for env values (0600 files)
 
     # names and addresses
@@ -51,7 +52,7 @@ class Settings(BaseSettings):
     # the web process (control plane) listens here, behind nginx
     web_host: str = "127.0.0.1"
     web_port: Port = 8000
-    web_user: str = ""  # when started as root, `paas up` runs web as this user
+    web_user: str = ""  # when started as root, web runs as this user (empty: nobody; never root)
     webhook_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # nginx
@@ -160,8 +161,23 @@ class Settings(BaseSettings):
     # derived values -------------------------------------------------------
 
     @property
+    def web_account(self) -> str:
+        """The user web runs as when root starts it."""
+        return self.web_user or "nobody"
+
+    @property
+    def default_database(self) -> bool:
+        """The SQLite file paas keeps in its own directory (no PAAS_DATABASE_URL)."""
+        return not self.database_url
+
+    @property
+    def db_dir(self) -> Path:
+        """The one directory the web process may write to."""
+        return self.data_dir / "db"
+
+    @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'paas.db'}"
+        return self.database_url or f"sqlite:///{self.db_dir / 'paas.db'}"
 
     @property
     def control_host(self) -> str:
@@ -186,7 +202,7 @@ class Settings(BaseSettings):
     @property
     def agent_socket(self) -> Path:
         """Where the agent answers web's questions about live containers."""
-        return self.data_dir / "agent.sock"
+        return self.run_dir / "agent.sock"
 
     @property
     def letsencrypt_dir(self) -> Path:

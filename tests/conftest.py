@@ -18,6 +18,7 @@ if sys.version_info < MINIMUM_PYTHON:
         returncode=4,
     )
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,11 +38,22 @@ def pytest_report_header() -> list[str]:
     return [f"python: {sys.version} at {sys.executable} (base {sys.base_prefix})"]
 
 
+@pytest.fixture(autouse=True)
+def _keep_umask() -> Iterator[None]:
+    """Server commands set the process umask (as the daemons run); a test
+    that calls one in-process must not change what the next test creates."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(
         _env_file=None,
         data_dir=tmp_path / "data",
+        run_dir=tmp_path / "run",
         domain="apps.test",
         public_url="http://paas.apps.test",
         nginx_conf_dir=tmp_path / "nginx",

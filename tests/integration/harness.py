@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -95,14 +96,19 @@ class Stack:
     domain = "apps.test"
 
     def __init__(self, root: Path, nginx: Nginx, **overrides: str) -> None:
-        self.root = root
+        # As root, `paas up` runs web as nobody (PAAS_WEB_USER unset), which must reach the
+        # data directory and keys: pytest's own temporary directories are 0700, so the
+        # installation lives in a traversable one of its own, named after ``root``.
+        self.root = Path(tempfile.mkdtemp(prefix=f"paas-{root.name}-", dir="/var/tmp"))
+        self.root.chmod(0o755)
         self.nginx = nginx
         self.web_port = free_port()
         base = 30000 + (os.getpid() % 200) * 100
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PAAS_")},
-            "PAAS_DATA_DIR": str(root / "data"),
-            "PAAS_KEYS_DIR": str(root / "keys"),
+            "PAAS_DATA_DIR": str(self.root / "data"),
+            "PAAS_KEYS_DIR": str(self.root / "keys"),
+            "PAAS_RUN_DIR": str(self.root / "run"),
             "PAAS_DOMAIN": self.domain,
             "PAAS_PUBLIC_URL": f"http://paas.{self.domain}:{nginx.port}",
             "PAAS_WEB_PORT": str(self.web_port),
@@ -202,8 +208,9 @@ class Stack:
                 self.proc.wait()
 
     def remove_everything(self) -> None:
-        """Remove every container, image and volume this installation made."""
+        """Remove every container, image and volume this installation made, and its files."""
         remove_installation(self.root / "data")
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(

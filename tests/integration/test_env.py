@@ -160,7 +160,7 @@ def test_canary_search_finds_no_value_outside_the_container(stack: Stack, deploy
     assert searched > 10 and hits == []
 
     # the audit trail, row by row
-    with sqlite3.connect(stack.root / "data" / "paas.db") as db:
+    with sqlite3.connect(stack.root / "data" / "db" / "paas.db") as db:
         events = db.execute("select actor, action, detail from event where app_name = ?", (APP,)).fetchall()
     assert any(a == "env.change" and "CANARY_S3 (secret, run)" in d for _, a, d in events)
     assert not [e for e in events for v in canaries.values() if v in " ".join(e)]
@@ -190,7 +190,7 @@ def test_the_web_side_alone_cannot_open_a_secret(
     shutil.copytree(keys, web_only)
     (web_only / PRIVATE_FILE).unlink()  # what the web user can read on a server
     web = Keyring(web_only, private=False)
-    with sqlite3.connect(stack.root / "data" / "paas.db") as db:
+    with sqlite3.connect(stack.root / "data" / "db" / "paas.db") as db:
         rows = dict(db.execute("select key, value from envvar").fetchall())
     for key in SECRETS:
         with pytest.raises(DecryptError):
@@ -255,7 +255,7 @@ def test_keys_rotate_while_serving(stack: Stack, deployed: dict[str, Any]) -> No
     assert load.report.failures == [], load.report.failures[:5]
     assert stack.get_app(APP).json()["secret_sha256"] == sha("rotated-secret")
     stale = Keyring.from_material(old)
-    with sqlite3.connect(stack.root / "data" / "paas.db") as db:
+    with sqlite3.connect(stack.root / "data" / "db" / "paas.db") as db:
         values = [v for (v,) in db.execute("select value from envvar")]
         hooks = [v for (v,) in db.execute("select webhook_secret from app")]
     for value in values + hooks:
@@ -270,7 +270,7 @@ def test_keys_rotate_while_serving(stack: Stack, deployed: dict[str, Any]) -> No
 
 def _release_column(stack: Stack, version: int, column: str) -> Any:
     assert column in ("job_id", "env")
-    with sqlite3.connect(stack.root / "data" / "paas.db") as db:
+    with sqlite3.connect(stack.root / "data" / "db" / "paas.db") as db:
         row = db.execute(
             f"select d.{column} from deployment d join app a on a.id = d.app_id"  # noqa: S608
             " where a.name = ? and d.version = ?",

@@ -197,7 +197,7 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
     # the keys: the web user reads the Fernet and public keys, never the private one
     keys = root / "etc" / "keys"
     assert f"PAAS_KEYS_DIR={keys}" in settings_text
-    paas_uid = pwd.getpwnam("paas").pw_uid
+    paas_uid, paas_gid = pwd.getpwnam("paas").pw_uid, pwd.getpwnam("paas").pw_gid
     owners = {p.name: (p.stat().st_uid, p.stat().st_mode & 0o777) for p in keys.iterdir()}
     assert owners == {
         "env.fernet": (paas_uid, 0o600),
@@ -213,6 +213,16 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
     sealed = {"key": "TOKEN", "value": "sealed-by-web", "secret": True}
     r = api.patch("/apps/keyed/env", json={"set": [sealed]})
     assert r.status_code == 200 and r.json()["env"][0]["value"] is None, r.text
+
+    # the data layout `paas migrate` made: web writes the database's directory, nothing else
+    data = root / "data"
+    assert [
+        (oct(p.stat().st_mode & 0o7777), p.stat().st_uid, p.stat().st_gid) for p in (data, data / "db")
+    ] == [
+        ("0o751", 0, paas_gid),
+        ("0o2770", 0, paas_gid),
+    ]
+    assert (data / "repos").stat().st_mode & 0o777 == 0o700 and (root / "run").stat().st_gid == paas_gid
 
     # web runs as the unprivileged user, the agent as root
     pid = int((root / "run" / "paas-up.pid").read_text())
@@ -276,6 +286,6 @@ def test_a_second_run_changes_nothing(installed: Installed) -> None:
     assert "installing paas" not in second.stdout
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
     assert after == before
-    with sqlite3.connect(root / "data" / "paas.db") as db:
+    with sqlite3.connect(root / "data" / "db" / "paas.db") as db:
         assert db.execute("select count(*) from apitoken").fetchone() == (1,)
         assert db.execute("select username from user").fetchall() == [("admin",)]

@@ -15,7 +15,8 @@ def test_defaults_suit_a_debian_server(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings(_env_file=None)
     assert s.nginx_conf_dir == Path("/etc/nginx/conf.d")
     assert (s.http_port, s.https_port, s.web_port) == (80, 443, 8000)
-    assert s.db_url == "sqlite:////var/lib/paas/paas.db"
+    assert s.db_url == "sqlite:////var/lib/paas/db/paas.db"
+    assert s.agent_socket == Path("/run/paas/agent.sock") and s.web_account == "nobody"
     assert s.app_hostname("shop") == "shop.localhost"
 
 
