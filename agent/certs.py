@@ -48,6 +48,7 @@ from agent.nginx import (
 from paas import queue
 from paas.db import session_scope
 from paas.domains import ensure_defaults
+from paas.errors import InvalidInput
 from paas.models import App, CertState, Deployment, Domain, utcnow
 from paas.services import live_release
 from paas.settings import Settings
@@ -334,9 +335,13 @@ class CertManager:
             if not upstreams:
                 return
             hsts, version = app.hsts, current.version
-        spec = app_site(
-            self.settings, app=app_name, version=version, upstreams=upstreams, hosts=hosts, hsts=hsts
-        )
+        try:
+            spec = app_site(
+                self.settings, app=app_name, version=version, upstreams=upstreams, hosts=hosts, hsts=hsts
+            )
+        except InvalidInput as exc:
+            log.error("app %s: not rendering its nginx site: %s", app_name, exc)
+            return
         before = self.nginx.current(app_name)
         content = render_site(spec, self.settings)
         if before == content:

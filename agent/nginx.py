@@ -21,6 +21,7 @@ import httpx
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agent import commands
+from paas.errors import InvalidInput
 from paas.settings import Settings
 
 __all__ = [
@@ -96,6 +97,8 @@ def app_site(
     certificate files exist."""
     default = settings.app_hostname(app)
     names = [default] + [h for h, _ in hosts if h != default]
+    if settings.control_host in names:
+        raise InvalidInput(f"app {app!r} would be served at {settings.control_host}, the control plane's own")
     issued = {h for h, ok in hosts if ok}
     tls = tuple(t for t in (certificate_paths(settings, h) for h in names if h in issued) if t is not None)
     return SiteSpec(app=app, version=version, hostnames=tuple(names), upstreams=upstreams, tls=tls, hsts=hsts)

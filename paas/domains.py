@@ -26,7 +26,8 @@ def ensure_defaults(session: Session, settings: Settings) -> None:
     plane's (app_id None); a default that changed with PAAS_DOMAIN is replaced."""
     wanted: dict[str, int | None] = {settings.control_host: None}
     for app in session.exec(select(App).where(App.state == "active")).all():
-        wanted[settings.app_hostname(app.name)] = app.id
+        # the control plane's own row is never handed to an app (one named after its host)
+        wanted.setdefault(settings.app_hostname(app.name), app.id)
     existing = {d.hostname: d for d in session.exec(select(Domain).where(col(Domain.is_default))).all()}
     for hostname, domain in existing.items():
         if hostname not in wanted or domain.app_id != wanted[hostname]:

@@ -109,9 +109,15 @@ def list_apps(session: Session) -> list[App]:
     return list(session.exec(select(App).order_by(col(App.name))).all())
 
 
-def create_app(session: Session, *, spec: AppCreate, actor: str, keyring: Keyring) -> tuple[App, str]:
+def create_app(
+    session: Session, *, spec: AppCreate, actor: str, keyring: Keyring, settings: Settings
+) -> tuple[App, str]:
     """Create the app; returns it with its webhook secret, in clear this once
     (the database holds it encrypted)."""
+    if settings.app_hostname(spec.name) == settings.control_host:
+        raise Conflict(
+            f"{spec.name!r} is reserved: its hostname {settings.control_host} is the control plane's own"
+        )
     hold_key_lock(session)
     if session.exec(select(App).where(App.name == spec.name)).first() is not None:
         raise Conflict(f"an app named {spec.name!r} already exists")

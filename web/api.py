@@ -60,7 +60,9 @@ def list_apps(session: SessionDep, settings: SettingsDep, _token: CurrentToken) 
 def create_app(
     spec: AppCreate, session: SessionDep, settings: SettingsDep, keyring: KeyringDep, token: CurrentToken
 ) -> AppCreated:
-    app, secret = services.create_app(session, spec=spec, actor=actor(token), keyring=keyring)
+    app, secret = services.create_app(
+        session, spec=spec, actor=actor(token), keyring=keyring, settings=settings
+    )
     public = services.app_public(session, app=app, settings=settings)
     return AppCreated(**public.model_dump(), webhook_secret=secret)
 

@@ -250,7 +250,9 @@ def create_app(
         return render(request, "new_app.html", 403, values=values, errors={"form": STALE_FORM})
     try:
         spec = AppCreate(name=name.strip(), repo_url=repo_url, branch=branch, source_dir=source_dir)
-        app, secret = services.create_app(session, spec=spec, actor=f"user:{user}", keyring=keyring)
+        app, secret = services.create_app(
+            session, spec=spec, actor=f"user:{user}", keyring=keyring, settings=settings
+        )
     except ValidationError as exc:
         errors = field_errors(exc)
         return render(request, "new_app.html", 422, values=values, errors=errors)

@@ -7,7 +7,15 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import select
 
+from agent.nginx import app_site
+from paas.db import session_scope
+from paas.domains import ensure_defaults
+from paas.errors import InvalidInput
+from paas.models import App, Domain
+from paas.settings import Settings
 from tests.unit.cli_support import run
 from tests.unit.test_scale_api import assert_one_line_failure
 
@@ -111,3 +119,23 @@ def test_every_domain_with_the_control_plane_first(
         ("shop.apps.test", "shop"),
         ("www.shop.example", "shop"),
     ]
+
+
+def test_no_app_takes_the_control_planes_hostname(
+    client: TestClient, auth: dict[str, str], settings: Settings, engine: Engine
+) -> None:
+    """An app named after the control host (paas.<domain>) is refused; a row
+    for one written straight into the database (web taken over) gets neither
+    the control plane's domain row nor an nginx site claiming its hostname."""
+    r = client.post("/api/v1/apps", json={"name": "paas", "repo_url": REPO}, headers=auth)
+    assert r.status_code == 409 and "reserved" in r.json()["detail"], r.text
+    assert client.get("/api/v1/apps", headers=auth).json() == []
+
+    with session_scope(engine) as session:
+        session.add(App(name="paas", repo_url=REPO, webhook_secret="x"))
+        session.flush()
+        ensure_defaults(session, settings)
+        control = session.exec(select(Domain).where(Domain.hostname == settings.control_host)).one()
+        assert control.app_id is None
+    with pytest.raises(InvalidInput, match="the control plane's own"):
+        app_site(settings, app="paas", version=1, upstreams=("127.0.0.1:20001",))

@@ -121,6 +121,7 @@ def test_a_deploy_runs_every_step_before_the_engine(
             spec=AppCreate(name="shop", repo_url=str(repo), source_dir="svc"),
             actor="tests",
             keyring=keyring,
+            settings=settings,
         )
         job_id = services.request_deploy(session, app=app, actor="tests", trigger="manual").id
     with session_scope(engine) as session:
