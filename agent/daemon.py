@@ -61,7 +61,7 @@ class Agent:
             db=self.db,
             docker=self.docker,
             nginx=self.nginx,
-            source=SourceCache(settings.repos_dir),
+            source=SourceCache(settings.repos_dir, allow_local=settings.allow_local_repos),
             instance=self.instance,
             keyring=keyring or Keyring(settings.keys_dir, private=True),
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError
 
-from paas.schemas import COMMIT_ID, FULL_COMMIT, check_branch, check_repo_url, shown_url
+from paas.schemas import COMMIT_ID, FULL_COMMIT, check_branch, check_repo_url, is_local_repo, shown_url
 from paas.trust import check_app_name
 
 __all__ = ["CommitInfo", "SourceCache", "SourceError"]
@@ -61,8 +61,9 @@ _REPO_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare
 
 
 class SourceCache:
-    def __init__(self, repos_dir: Path) -> None:
+    def __init__(self, repos_dir: Path, *, allow_local: bool = False) -> None:
         self._dir = repos_dir
+        self._allow_local = allow_local
 
     def _repo(self, app: str) -> git.Repo:
         path = self._dir / f"{check_app_name(app, where='a fetch')}.git"
@@ -72,7 +73,8 @@ class SourceCache:
             git.Repo.init(path, bare=True, template="", allow_unsafe_options=True)
         _write_config(path / "config")
         repo = git.Repo(path)
-        repo.git.update_environment(**_GIT_ENV)
+        # local paths and file:// are the "file" protocol to git
+        repo.git.update_environment(**{**_GIT_ENV, **_file_protocol(allowed=self._allow_local)})
         return repo
 
     def fetch(
@@ -87,6 +89,10 @@ class SourceCache:
             raise SourceError(f"refusing to fetch {ref!r} from {shown_url(url)!r}: {exc}") from None
         if commit and not COMMIT_ID.fullmatch(commit):
             raise SourceError(f"refusing to fetch {commit!r}: not a commit id")
+        if is_local_repo(url) and not self._allow_local:
+            raise SourceError(
+                f"refusing to fetch {url!r}: a repository on this server needs PAAS_ALLOW_LOCAL_REPOS=true"
+            )
         repo = self._repo(app)
         ref, local = f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"
         on_line(f"git fetch {shown_url(url)} {ref}")
@@ -136,6 +142,15 @@ class SourceCache:
 
     def forget(self, app: str) -> None:
         shutil.rmtree(self._dir / f"{check_app_name(app, where='a clean-up')}.git", ignore_errors=True)
+
+
+def _file_protocol(*, allowed: bool) -> dict[str, str]:
+    n = int(_GIT_ENV["GIT_CONFIG_COUNT"])
+    return {
+        "GIT_CONFIG_COUNT": str(n + 1),
+        f"GIT_CONFIG_KEY_{n}": "protocol.file.allow",
+        f"GIT_CONFIG_VALUE_{n}": "always" if allowed else "never",
+    }
 
 
 def _write_config(path: Path) -> None:

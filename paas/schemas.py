@@ -63,16 +63,23 @@ def check_repo_url(value: str) -> str:
     if value.startswith("-") or any(ch in value for ch in "\n\r\t\0 "):
         raise ValueError("is not a git URL")
     if value.startswith(("https://", "http://", "ssh://", "git://", "file://")):
-        authority = value.split("://", 1)[1].split("/", 1)[0]
-        if ":" in authority.split("@", 1)[0] and "@" in authority:
+        scheme, rest = value.split("://", 1)
+        userinfo, at, _host = rest.split("/", 1)[0].rpartition("@")
+        # a token passes as a user name (https://TOKEN@github.com/...): only ssh names a user
+        if at and (scheme != "ssh" or ":" in userinfo):
             raise ValueError(
-                "must not contain a password or token (it would be stored and shown); "
+                "must not carry a user name, password or token (it would be stored and shown); "
                 "use an ssh URL with a deploy key for private repositories"
             )
         return value
     if _SCP_LIKE.fullmatch(value) or value.startswith("/"):
         return value
     raise ValueError("must be an https://, ssh:// or git@host:path URL, or an absolute local path")
+
+
+def is_local_repo(url: str) -> bool:
+    """A path or file:// URL on this server (root would read any repository there)."""
+    return url.startswith(("/", "file://"))
 
 
 def shown_url(url: str) -> str:

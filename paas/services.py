@@ -32,7 +32,15 @@ from paas.models import (
     utcnow,
 )
 from paas.procfile import formation
-from paas.schemas import AppCreate, AppPublic, AppUpdate, DeploymentPublic, JobPublic
+from paas.schemas import (
+    AppCreate,
+    AppPublic,
+    AppUpdate,
+    DeploymentPublic,
+    JobPublic,
+    is_local_repo,
+    shown_url,
+)
 from paas.settings import Settings
 
 __all__ = [
@@ -114,6 +122,7 @@ def create_app(
 ) -> tuple[App, str]:
     """Create the app; returns it with its webhook secret, in clear this once
     (the database holds it encrypted)."""
+    check_repo_allowed(spec.repo_url, settings)
     if settings.app_hostname(spec.name) == settings.control_host:
         raise Conflict(
             f"{spec.name!r} is reserved: its hostname {settings.control_host} is the control plane's own"
@@ -133,15 +142,25 @@ def create_app(
         actor=actor,
         action="app.create",
         app_name=app.name,
-        detail=f"repo {spec.repo_url} branch {spec.branch}",
+        detail=f"repo {shown_url(spec.repo_url)} branch {spec.branch}",
     )
     return app, secret
 
 
-def update_app(session: Session, *, name: str, changes: AppUpdate, actor: str) -> App:
+def check_repo_allowed(url: str, settings: Settings) -> None:
+    if is_local_repo(url) and not settings.allow_local_repos:
+        raise InvalidInput(
+            "repo_url: a repository on this server (a path or file://) needs PAAS_ALLOW_LOCAL_REPOS=true "
+            "on the server; use an https:// or ssh URL"
+        )
+
+
+def update_app(session: Session, *, name: str, changes: AppUpdate, actor: str, settings: Settings) -> App:
     """Change settings; they apply from the next deploy."""
     app = get_app(session, name)
     given = changes.model_dump(exclude_unset=True)
+    if "repo_url" in given:
+        check_repo_allowed(given["repo_url"], settings)
     for key, value in given.items():
         setattr(app, key, value)
     session.add(app)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     release_timeout: int = Field(default=600, ge=1)
     build_timeout: int = Field(default=1800, ge=1)
     build_network: str = ""  # docker network for RUN steps; empty: engine default
+    # apps may name a repository on this server (a path or file://): root reads any repository,
+    # so only for tests and single-user servers
+    allow_local_repos: bool = False
     # apps without a Dockerfile: the image they build FROM (a repo's Python pin picks the tag),
     # and gunicorn workers per web container (0: 2 × cores, at most 4; WEB_CONCURRENCY overrides)
     base_image: str = Field(default="python:3.11-slim", min_length=1, max_length=300)

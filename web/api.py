@@ -81,7 +81,7 @@ def get_app(name: str, session: SessionDep, settings: SettingsDep, _token: Curre
 def update_app(
     name: str, changes: AppUpdate, session: SessionDep, settings: SettingsDep, token: CurrentToken
 ) -> AppPublic:
-    app = services.update_app(session, name=name, changes=changes, actor=actor(token))
+    app = services.update_app(session, name=name, changes=changes, actor=actor(token), settings=settings)
     return services.app_public(session, app=app, settings=settings)
 
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from paas import services, users
-from paas.errors import Conflict
+from paas.errors import Conflict, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState
 from paas.schemas import AppCreate
 from web.deps import KeyringDep, SessionDep, SettingsDep
@@ -258,6 +258,9 @@ def create_app(
         return render(request, "new_app.html", 422, values=values, errors=errors)
     except Conflict as exc:
         return render(request, "new_app.html", 409, values=values, errors={"name": str(exc)})
+    except InvalidInput as exc:
+        message = str(exc).removeprefix("repo_url: ")
+        return render(request, "new_app.html", 422, values=values, errors={"repo_url": message})
     return render(
         request,
         "webhook.html",

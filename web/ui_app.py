@@ -509,7 +509,9 @@ def _update(ed: Editing, section: str, fields: tuple[str, ...]) -> Response:
                 del given[optional]  # empty: keep
     kept = {f"{section}.{f}": ed.form.get(f) for f in fields}
     try:
-        services.update_app(ed.session, name=ed.name, changes=AppUpdate(**given), actor=ed.form.actor)
+        services.update_app(
+            ed.session, name=ed.name, changes=AppUpdate(**given), actor=ed.form.actor, settings=ed.settings
+        )
     except ValidationError as exc:
         return ed.refuse(field_errors(exc, section), kept)
     except PaasError as exc:

@@ -109,6 +109,7 @@ class Stack:
             "PAAS_DATA_DIR": str(self.root / "data"),
             "PAAS_KEYS_DIR": str(self.root / "keys"),
             "PAAS_RUN_DIR": str(self.root / "run"),
+            "PAAS_ALLOW_LOCAL_REPOS": "true",  # the stand-in for GitHub is a bare repository here
             "PAAS_DOMAIN": self.domain,
             "PAAS_PUBLIC_URL": f"http://paas.{self.domain}:{nginx.port}",
             "PAAS_WEB_PORT": str(self.web_port),

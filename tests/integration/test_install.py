@@ -100,6 +100,7 @@ def installed() -> Iterator[Installed]:
             "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
             "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),
             "PAAS_PUBLIC_URL": f"http://paas.apps.test:{nginx.port}",
+            "PAAS_ALLOW_LOCAL_REPOS": "true",  # the new user's repository is a local one
         }
         first = _install(env)
         assert first.returncode == 0, first.stdout + first.stderr

@@ -56,6 +56,8 @@ def test_bad_input_is_422_naming_the_field_and_changes_nothing(
         ({"name": "shop", "repo_url": "--upload-pack=evil"}, "repo_url"),
         ({"name": "shop", "repo_url": "ext::sh -c evil"}, "repo_url"),
         ({"name": "shop", "repo_url": "https://bot:ghp_secret@github.com/o/r.git"}, "repo_url"),
+        ({"name": "shop", "repo_url": "https://ghp_secret@github.com/o/r.git"}, "repo_url"),
+        ({"name": "shop", "repo_url": "ssh://deploy:pw@example.com/r.git"}, "repo_url"),
         ({"name": "shop", "repo_url": REPO, "branch": "-x"}, "branch"),
         ({"name": "shop", "repo_url": REPO, "source_dir": "../etc"}, "source_dir"),
         ({"name": "shop", "repo_url": REPO, "dockerfile": "/etc/passwd"}, "dockerfile"),
@@ -122,3 +124,19 @@ def test_openapi_documents_errors(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "401" in paths["/api/v1/apps"]["get"]["responses"]
     assert {"401", "404", "413", "400", "202"} <= set(paths["/hooks/github/{app_name}"]["post"]["responses"])
+
+
+def test_a_repository_on_this_server_needs_the_servers_consent(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    for url in ("/srv/git/shop.git", "file:///srv/git/shop.git"):
+        r = client.post("/api/v1/apps", json={"name": "shop", "repo_url": url}, headers=auth)
+        assert r.status_code == 422 and "PAAS_ALLOW_LOCAL_REPOS=true" in r.json()["detail"], r.text
+    assert client.get("/api/v1/apps", headers=auth).json() == []
+    assert (
+        client.post("/api/v1/apps", json={"name": "shop", "repo_url": REPO}, headers=auth).status_code == 201
+    )
+    r = client.patch("/api/v1/apps/shop", json={"repo_url": "/srv/git/shop.git"}, headers=auth)
+    assert r.status_code == 422 and client.get("/api/v1/apps/shop", headers=auth).json()["repo_url"] == REPO
+    for url in ("ssh://git@example.com/shop.git", "ssh://deploy@example.com/shop.git", "git@example.com:o/s"):
+        assert client.patch("/api/v1/apps/shop", json={"repo_url": url}, headers=auth).status_code == 200

@@ -114,6 +114,7 @@ def test_a_deploy_runs_every_step_before_the_engine(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     repo = _repository(tmp_path / "repo")
+    settings = settings.model_copy(update={"allow_local_repos": True})
     keyring = Keyring(settings.keys_dir, private=True)
     with session_scope(engine) as session:
         app, _secret = services.create_app(
@@ -134,7 +135,7 @@ def test_a_deploy_runs_every_step_before_the_engine(
         db=engine,
         docker=docker,  # type: ignore[arg-type]
         nginx=None,  # type: ignore[arg-type]
-        source=SourceCache(settings.repos_dir),
+        source=SourceCache(settings.repos_dir, allow_local=True),
         instance="test",
         keyring=keyring,
     )

@@ -107,7 +107,9 @@ def test_cli_scale_and_apps_set(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert (
-        client.post("/api/v1/apps", json={"name": "shop", "repo_url": "/srv/r"}, headers=auth).status_code
+        client.post(
+            "/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/r.git"}, headers=auth
+        ).status_code
         == 201
     )
     code, out = run("scale", "shop", "web=2", env=env)
@@ -132,7 +134,9 @@ def test_build_plan_needs_the_agent(
     env: dict[str, str], client: TestClient, auth: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert (
-        client.post("/api/v1/apps", json={"name": "shop", "repo_url": "/srv/r"}, headers=auth).status_code
+        client.post(
+            "/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/r.git"}, headers=auth
+        ).status_code
         == 201
     )
     r = client.get("/api/v1/apps/shop/build-plan", params={"ref": "-bad"}, headers=auth)

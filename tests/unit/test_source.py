@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.source import SourceCache, SourceError
+from paas.schemas import shown_url
 from paas.trust import UntrustedRow
 
 
@@ -30,7 +31,7 @@ def test_export_is_world_readable_under_a_tight_umask(tmp_path: Path) -> None:
     (work / "run.sh").write_text("#!/bin/sh\n")
     (work / "run.sh").chmod(0o755)
     _commit(work)
-    cache = SourceCache(tmp_path / "repos")
+    cache = SourceCache(tmp_path / "repos", allow_local=True)
     old = os.umask(0o077)
     try:
         info = cache.fetch(app="a", url=str(work), ref="main", commit="", on_line=lambda _l: None)
@@ -52,7 +53,7 @@ def test_export_replaces_the_directory_and_keeps_links_as_links(tmp_path: Path) 
     (work / "app.py").write_text("print('hi')\n")
     (work / "escape").symlink_to(outside)
     _commit(work)
-    cache = SourceCache(tmp_path / "repos")
+    cache = SourceCache(tmp_path / "repos", allow_local=True)
     info = cache.fetch(app="a", url=str(work), ref="main", commit="", on_line=lambda _l: None)
     out = tmp_path / "out"
     out.mkdir()
@@ -69,7 +70,7 @@ def test_export_replaces_the_directory_and_keeps_links_as_links(tmp_path: Path) 
 
 @pytest.mark.parametrize("commit", ["main", "--output=/tmp/x", "a" * 39, "A" * 40, "a" * 40 + "\n"])
 def test_export_takes_only_a_full_commit_id(tmp_path: Path, commit: str) -> None:
-    cache = SourceCache(tmp_path / "repos")
+    cache = SourceCache(tmp_path / "repos", allow_local=True)
     with pytest.raises(SourceError, match="not a full commit id"):
         cache.export(app="a", commit=commit, dest=tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "repos").exists()
@@ -84,7 +85,7 @@ def test_nothing_planted_in_a_cache_clone_runs(tmp_path: Path) -> None:
     work.mkdir()
     (work / "app.py").write_text("print('hi')\n")
     _commit(work)
-    cache = SourceCache(tmp_path / "repos")
+    cache = SourceCache(tmp_path / "repos", allow_local=True)
     cache.fetch(app="a", url=str(work), ref="main", commit="", on_line=lambda _l: None)
     clone = tmp_path / "repos" / "a.git"
     evil = tmp_path / "evil.sh"
@@ -135,3 +136,28 @@ def test_fetch_refuses_options_and_unchecked_values(tmp_path: Path, url: str, re
 def test_an_app_name_that_is_a_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UntrustedRow):
         SourceCache(tmp_path / "repos").forget("../../etc")
+
+
+def test_a_repository_on_this_server_needs_the_setting(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.py").write_text("print('hi')\n")
+    _commit(work)
+    for url in (str(work), f"file://{work}"):
+        with pytest.raises(SourceError, match="PAAS_ALLOW_LOCAL_REPOS"):
+            SourceCache(tmp_path / "repos").fetch(app="a", url=url, ref="main", commit="", on_line=print)
+    assert not (tmp_path / "repos").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://ghp_secret@github.com/o/r.git", "https://github.com/o/r.git"),
+        ("https://bot:pw@example.com/r.git", "https://example.com/r.git"),
+        ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ("/srv/r.git", "/srv/r.git"),
+    ],
+)
+def test_urls_in_logs_carry_no_credentials(url: str, shown: str) -> None:
+    assert shown_url(url) == shown

@@ -96,7 +96,9 @@ def test_next_never_leaves_the_site(client: TestClient, admin: str, target: str)
 
 def test_the_apps_list(client: TestClient, auth: dict[str, str], admin: str, engine: Engine) -> None:
     assert (
-        client.post("/api/v1/apps", json={"name": "shop", "repo_url": "/srv/r"}, headers=auth).status_code
+        client.post(
+            "/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/r.git"}, headers=auth
+        ).status_code
         == 201
     )
     sign_in(client)
@@ -151,7 +153,9 @@ def test_app_overview_activity_and_a_release_log(
     client: TestClient, auth: dict[str, str], admin: str, engine: Engine, settings
 ) -> None:  # noqa: ANN001
     assert (
-        client.post("/api/v1/apps", json={"name": "shop", "repo_url": "/srv/r"}, headers=auth).status_code
+        client.post(
+            "/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/r.git"}, headers=auth
+        ).status_code
         == 201
     )
     for path in ("/apps/shop", "/apps/shop/releases/1"):

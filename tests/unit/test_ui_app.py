@@ -49,7 +49,9 @@ FORMS = [
 
 @pytest.fixture
 def shop(client: TestClient, auth: dict[str, str], admin: str) -> str:  # noqa: F811
-    r = client.post("/api/v1/apps", json={"name": "shop", "repo_url": "/srv/r"}, headers=auth)
+    r = client.post(
+        "/api/v1/apps", json={"name": "shop", "repo_url": "https://github.com/o/r.git"}, headers=auth
+    )
     assert r.status_code == 201
     return "shop"
 
