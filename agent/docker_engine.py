@@ -19,7 +19,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import kwargs_from_env
 
-__all__ = ["ContainerInfo", "DockerEngine", "EngineError", "OneOffResult"]
+__all__ = ["ContainerInfo", "DockerEngine", "EngineError", "Limits", "OneOffResult"]
 
 LineSink = Callable[[str], None]
 
@@ -37,6 +37,31 @@ class ContainerInfo:
     started_at: str = ""  # RFC 3339, from the engine
     restarts: int = 0
     health: str = ""  # the image's HEALTHCHECK status, if it has one
+    oom_killed: bool = False  # the kernel killed it at its memory limit
+
+
+# Docker's default capabilities that a web app or worker has no use for
+# (raw sockets, device nodes, file capabilities, chroot, audit, capability changes)
+DROPPED_CAPABILITIES = ("NET_RAW", "MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE", "SETPCAP")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one app container may take of the host."""
+
+    memory: int  # bytes; swap is not allowed beyond it
+    nano_cpus: int
+    pids: int
+
+    def create_kwargs(self) -> dict[str, Any]:
+        return {
+            "mem_limit": self.memory,
+            "memswap_limit": self.memory,
+            "nano_cpus": self.nano_cpus,
+            "pids_limit": self.pids,
+            "security_opt": ["no-new-privileges:true"],
+            "cap_drop": list(DROPPED_CAPABILITIES),
+        }
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,7 @@ class OneOffResult:
     exit_code: int | None  # None: killed on timeout or cancel
     timed_out: bool
     cancelled: bool = False
+    oom_killed: bool = False
 
 
 class DockerEngine:
@@ -73,8 +99,10 @@ class DockerEngine:
         network: str = "",
         buildargs: dict[str, str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        memory: int | None = None,
     ) -> str:
         """Build ``context`` (honouring its .dockerignore); returns the image id.
+        ``memory`` caps each step's container (bytes, no swap beyond it).
 
         A watcher thread drops the build's connection when ``should_stop``
         says so or the timeout passes, even while a step prints nothing: the
@@ -115,6 +143,7 @@ class DockerEngine:
                 timeout=timeout,
                 network_mode=network or None,
                 buildargs=buildargs or None,
+                container_limits={"memory": memory, "memswap": memory} if memory else None,
             )
             for chunk in stream:
                 if "error" in chunk:
@@ -212,6 +241,7 @@ class DockerEngine:
         on_line: LineSink,
         volumes: dict[str, dict[str, str]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        limits: Limits | None = None,
     ) -> OneOffResult:
         """Run ``command`` in a fresh container, stream its output, remove it.
         It is killed when ``timeout`` passes or ``should_stop`` says so."""
@@ -225,6 +255,7 @@ class DockerEngine:
                 labels=labels,
                 detach=True,
                 volumes=volumes or None,
+                **(limits.create_kwargs() if limits else {}),
             )
         except DockerException as exc:
             raise EngineError(_explain(exc)) from exc
@@ -248,7 +279,9 @@ class DockerEngine:
                         reader.join(timeout=5)
                         return OneOffResult(exit_code=None, timed_out=not cancelled, cancelled=cancelled)
             reader.join(timeout=10)
-            return OneOffResult(exit_code=int(result.get("StatusCode", -1)), timed_out=False)
+            container.reload()
+            oom = bool((container.attrs.get("State") or {}).get("OOMKilled"))
+            return OneOffResult(exit_code=int(result.get("StatusCode", -1)), timed_out=False, oom_killed=oom)
         except DockerException as exc:
             raise EngineError(_explain(exc)) from exc
         finally:
@@ -266,6 +299,7 @@ class DockerEngine:
         host_ip: str,
         host_port: int | None,
         volumes: dict[str, dict[str, str]] | None = None,
+        limits: Limits | None = None,
     ) -> str:
         """Start a long-running container, published on host_ip:host_port only
         (no port published when host_port is None: a worker)."""
@@ -283,6 +317,7 @@ class DockerEngine:
                 init=True,
                 volumes=volumes or None,
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                **(limits.create_kwargs() if limits else {}),
             )
         except DockerException as exc:
             _quietly(lambda: self._client.containers.get(name).remove(force=True))
@@ -398,6 +433,7 @@ def _info(c: Any) -> ContainerInfo:
         started_at=str(state.get("StartedAt") or ""),
         restarts=int(c.attrs.get("RestartCount") or 0),
         health=str((state.get("Health") or {}).get("Status") or ""),
+        oom_killed=bool(state.get("OOMKilled")),
     )
 
 

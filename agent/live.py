@@ -67,8 +67,11 @@ def describe(containers: list[ContainerInfo], current_deployment: int | None) ->
                 "started_at": c.started_at,
                 "uptime_seconds": _uptime(c.started_at, now) if running else None,
                 "restarts": c.restarts,
+                "oom_killed": c.oom_killed,
                 # the image's own HEALTHCHECK if it has one; else what paas knows
-                "health": c.health or ("serving" if live and running else ("stopped" if not running else "")),
+                "health": "killed: out of memory"
+                if c.oom_killed
+                else c.health or ("serving" if live and running else ("stopped" if not running else "")),
             }
         )
     return rows

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 
 from agent.certs import site_hosts
 from agent.deploylog import DeployLog
-from agent.docker_engine import DockerEngine, EngineError
+from agent.docker_engine import DockerEngine, EngineError, Limits
 from agent.health import HealthCheck, wait_healthy
 from agent.nginx import NginxError, NginxSites, app_site, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
@@ -43,9 +43,9 @@ from paas.db import hold_key_lock, session_scope
 from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import DeployError, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
-from paas.procfile import parse_procfile
+from paas.procfile import formation, parse_procfile
 from paas.services import find_release, live_release
-from paas.settings import Settings
+from paas.settings import Settings, memory_bytes
 from paas.trust import check_app, check_job, check_release
 
 __all__ = ["DeployResult", "Pipeline"]
@@ -193,6 +193,7 @@ class Pipeline:
                 network=s.build_network,
                 buildargs=env.build_args,
                 should_stop=attempt.should_stop,
+                memory=memory_bytes(s.build_memory),
             )
             self._update(dep_id, image=tag, procfile=procfile)
             plan = self._plan(attempt, tag, procfile)
@@ -286,6 +287,13 @@ class Pipeline:
         config = self.docker.image_config(image)
         # looking for prestart.sh creates containers: skip it when no release runs
         prestart = None if "release" in procfile or not find_prestart else self._find_prestart(image, config)
+        total = sum(formation(procfile, attempt.app.scale).values())
+        if total > self.settings.max_containers_per_app:
+            raise DeployError(
+                "start",
+                f"the Procfile and scale ask for {total} containers; an app may run at most "
+                f"{self.settings.max_containers_per_app} (PAAS_MAX_CONTAINERS_PER_APP)",
+            )
         return make_plan(
             app=attempt.app,
             deployment=self._get(attempt.dep_id),
@@ -386,12 +394,15 @@ class Pipeline:
             timeout=self.settings.release_timeout,
             on_line=lambda line: dlog.line(f"  | {line}"),
             should_stop=attempt.should_stop,
+            limits=self._limits(),
         )
         attempt.containers.remove(plan.release_container_name)  # run_once removed it
         if result.cancelled:
             raise Cancelled("release")
         if result.timed_out:
             raise RuntimeError(f"release command timed out after {self.settings.release_timeout}s")
+        if result.oom_killed:
+            raise RuntimeError(f"release command was killed: out of memory ({self._memory_note()})")
         if result.exit_code != 0:
             raise RuntimeError(f"release command exited with status {result.exit_code}")
 
@@ -440,6 +451,7 @@ class Pipeline:
                 host_ip=plan.host_ip,
                 host_port=host_port,
                 volumes=plan.volumes,
+                limits=self._limits(),
             )
         except EngineError:
             attempt.containers.remove(spec.name)  # the engine removed what it half-made
@@ -499,9 +511,18 @@ class Pipeline:
         info = self.docker.container(name)
         if info is None:
             return "the container is gone"
+        if info.oom_killed:
+            return f"was killed: out of memory ({self._memory_note()})"
         if info.status in ("exited", "dead") or info.restarts > 0:
             return f"exited with status {info.exit_code}"
         return None
+
+    def _limits(self) -> Limits:
+        s = self.settings
+        return Limits(memory=memory_bytes(s.app_memory), nano_cpus=int(s.app_cpus * 1e9), pids=s.app_pids)
+
+    def _memory_note(self) -> str:
+        return f"the limit is PAAS_APP_MEMORY={self.settings.app_memory}"
 
     def _log_tail(self, name: str, dlog: DeployLog) -> None:
         tail = self.docker.logs_tail(name, 30)

@@ -14,6 +14,7 @@ from paas.errors import InvalidInput
 __all__ = ["formation", "parse_procfile"]
 
 # a type becomes part of container names and labels: a letter, then letters, digits, - or _
+MAX_PROCESS_TYPES = 10  # each runs as containers of its own: a cap that keeps one app's share bounded
 _LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]{0,29})\s*:\s*(.*?)\s*")
 
 
@@ -35,6 +36,8 @@ def parse_procfile(text: str) -> dict[str, str]:
             raise InvalidInput(f"Procfile line {number}: process type {name!r} has no command")
         if name in processes:
             raise InvalidInput(f"Procfile line {number}: process type {name!r} is defined twice")
+        if len(processes) == MAX_PROCESS_TYPES:
+            raise InvalidInput(f"Procfile line {number}: more than {MAX_PROCESS_TYPES} process types")
         processes[name] = command
     return processes
 

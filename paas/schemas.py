@@ -330,7 +330,10 @@ class ProcessPublic(BaseModel):
     started_at: str
     uptime_seconds: float | None
     restarts: int
-    health: str  # the image's HEALTHCHECK status, else serving / stopped
+    oom_killed: bool = Field(
+        default=False, description="The kernel killed it at its memory limit (PAAS_APP_MEMORY)"
+    )
+    health: str  # the image's HEALTHCHECK status, else serving / stopped; "killed: out of memory"
 
 
 class RollbackRequest(BaseModel):

@@ -265,7 +265,7 @@ class ScaleOutcome:
 
 
 def request_scale(
-    session: Session, *, app: App, counts: dict[str, int], actor: str, limit: int
+    session: Session, *, app: App, counts: dict[str, int], actor: str, settings: Settings
 ) -> ScaleOutcome:
     """Set containers per process type (kept across deploys) and, with a live
     release, roll its containers out again in those numbers: same image, same
@@ -274,6 +274,7 @@ def request_scale(
         raise Conflict(f"app {app.name!r} is being deleted")
     if not counts:
         raise InvalidInput("name at least one process type and count, such as web=2")
+    limit, app_limit = settings.max_containers_per_process, settings.max_containers_per_app
     current = live_release(session, app)
     known = sorted(formation(current.procfile, {})) if current else []
     for process, count in counts.items():
@@ -290,6 +291,9 @@ def request_scale(
             raise InvalidInput(
                 f"{process}={count} is more than the limit of {limit} containers per process type"
             )
+    total = sum(formation(current.procfile if current else {}, {**app.scale, **counts}).values())
+    if total > app_limit:
+        raise InvalidInput(f"that makes {total} containers; an app may run at most {app_limit}")
     app.scale = {**app.scale, **counts}
     session.add(app)
     detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))

@@ -17,12 +17,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paas.errors import SettingsError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "memory_bytes"]
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+_MEMORY = re.compile(r"([0-9]{1,12})([kmg]?)")
+
+
+def memory_bytes(value: str) -> int:
+    """512m -> bytes, as docker reads it (k, m, g: powers of 1024)."""
+    match = _MEMORY.fullmatch(value.strip().lower())
+    if match is None:
+        raise ValueError(f"{value!r} is not a size such as 512m")
+    return int(match[1]) * 1024 ** " kmg".index(match[2] or " ")
+
+
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
@@ -82,6 +93,13 @@ class Settings(BaseSettings):
     base_image: str = Field(default="python:3.11-slim", min_length=1, max_length=300)
     web_workers: int = Field(default=0, ge=0, le=64)
     max_containers_per_process: int = Field(default=10, ge=1, le=100)  # the ceiling of `paas scale`
+    max_containers_per_app: int = Field(default=20, ge=1, le=1000)  # every process type together
+    # what one app container (web, worker, release command) may take of the host; docker's
+    # memory syntax (512m, 1g), swap not beyond it
+    app_memory: str = "512m"
+    app_cpus: float = Field(default=1.0, gt=0, le=256)
+    app_pids: int = Field(default=512, ge=16, le=1_000_000)
+    build_memory: str = "1g"  # a build's steps (compilers need more than a running app)
     port_range_start: Port = 20000
     port_range_end: Port = 29999
 
@@ -153,6 +171,14 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError("must be an email address")
+        return value
+
+    @field_validator("app_memory", "build_memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _MEMORY.fullmatch(value) or memory_bytes(value) < 16 * 1024 * 1024:
+            raise ValueError("must be a size of at least 16m, such as 512m or 2g")
         return value
 
     @model_validator(mode="after")

@@ -254,7 +254,7 @@ def scale(
         app=services.get_app(session, name),
         counts=body.processes,
         actor=actor(token),
-        limit=settings.max_containers_per_process,
+        settings=settings,
     )
     job = services.job_public(session, outcome.job) if outcome.job else None
     return ScaleResult(formation=outcome.formation, job=job)

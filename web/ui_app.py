@@ -541,9 +541,8 @@ def scale(ed: EditingDep) -> Response:
     changed = {k: v for k, v in counts.items() if v != known[k]}
     if not changed:
         return ed.saved("No process count changed.", "run")
-    limit = ed.settings.max_containers_per_process
     try:
-        services.request_scale(ed.session, app=app, counts=changed, actor=ed.form.actor, limit=limit)
+        services.request_scale(ed.session, app=app, counts=changed, actor=ed.form.actor, settings=ed.settings)
     except PaasError as exc:
         return ed.refuse({"scale.form": str(exc)}, kept)
     return ed.saved(

@@ -38,6 +38,8 @@ def test_describe_marks_the_live_release_and_its_uptime() -> None:
     assert 85 <= live["uptime_seconds"] < 3600  # (this machine's wall clock jumps: no tight bound)
     docker_health = describe([container("c", 2, health="unhealthy")], 2)[0]
     assert docker_health["health"] == "unhealthy"
+    killed = describe([container("d", 2, status="restarting", restarts=3, oom_killed=True)], 2)[0]
+    assert (killed["oom_killed"], killed["health"]) == (True, "killed: out of memory")
 
 
 class FakeDocker:

@@ -47,3 +47,10 @@ def test_any_type_name_is_a_process_type() -> None:
         "clock": "python clock.py",
         "beat_2": "celery beat",
     }
+
+
+def test_at_most_ten_process_types() -> None:
+    ten = "".join(f"p{i}: run {i}\n" for i in range(10))
+    assert len(parse_procfile(ten)) == 10
+    with pytest.raises(InvalidInput, match="line 11: more than 10 process types"):
+        parse_procfile(ten + "extra: run\n")

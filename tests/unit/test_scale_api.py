@@ -11,9 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from paas.settings import Settings
 from tests.unit.cli_support import invoke_main, run
 from tests.unit.test_rollback_api import jobs, release
 from tests.unit.test_rollback_api import shop as shop  # the fixture
+from web.app import create_app
 
 PROCFILE = {"web": "gunicorn app:app", "worker": "python -m worker", "release": "python migrate.py"}
 
@@ -144,3 +146,16 @@ def test_build_plan_needs_the_agent(
     r = client.get("/api/v1/apps/shop/build-plan", headers=auth)
     assert r.status_code == 503 and "agent does not answer" in r.text
     assert_one_line_failure(("build-plan", "shop"), env, capsys, "agent does not answer")
+
+
+def test_an_app_runs_at_most_its_share_of_containers(
+    settings: Settings, engine: Engine, auth: dict[str, str], shop: dict[str, Any]
+) -> None:
+    release(engine, 1, procfile=PROCFILE)
+    small = settings.model_copy(update={"max_containers_per_app": 5})
+    with TestClient(create_app(small, engine=engine)) as client:
+        r = client.put("/api/v1/apps/shop/scale", json={"processes": {"web": 3, "worker": 3}}, headers=auth)
+        assert r.status_code == 422 and "that makes 6 containers; an app may run at most 5" in r.text
+        assert client.get("/api/v1/apps/shop", headers=auth).json()["scale"] == {} and jobs(engine) == []
+        ok = client.put("/api/v1/apps/shop/scale", json={"processes": {"web": 3, "worker": 2}}, headers=auth)
+        assert ok.status_code == 202 and ok.json()["formation"] == {"web": 3, "worker": 2}, ok.text

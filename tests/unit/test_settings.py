@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.docker_engine import Limits
 from paas.errors import SettingsError
-from paas.settings import load_settings
+from paas.settings import load_settings, memory_bytes
 
 
 def test_defaults_suit_a_debian_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,3 +75,22 @@ def test_public_ips_and_resolver_are_normalised(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PAAS_DNS_RESOLVER", "127.0.0.1:8053")
     s = load_settings(_env_file=None)
     assert s.public_ips == "127.0.0.1,::1" and s.dns_resolver == "127.0.0.1:8053"
+
+
+def test_container_limits_read_as_docker_does() -> None:
+    s = load_settings(_env_file=None, app_memory="256M", build_memory="2g", app_cpus=0.5, app_pids=128)
+    assert (memory_bytes(s.app_memory), memory_bytes(s.build_memory)) == (256 << 20, 2 << 30)
+    for bad in ("lots", "1t", "8m", "-5m"):
+        with pytest.raises(SettingsError, match="PAAS_APP_MEMORY"):
+            load_settings(_env_file=None, app_memory=bad)
+    with pytest.raises(SettingsError, match="PAAS_APP_PIDS"):
+        load_settings(_env_file=None, app_pids=0)
+    limits = Limits(memory=256 << 20, nano_cpus=500_000_000, pids=128).create_kwargs()
+    assert limits == {
+        "mem_limit": 256 << 20,
+        "memswap_limit": 256 << 20,
+        "nano_cpus": 500_000_000,
+        "pids_limit": 128,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["NET_RAW", "MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE", "SETPCAP"],
+    }
