@@ -183,6 +183,23 @@ class DockerEngine:
         except DockerException as exc:
             raise EngineError(_explain(exc)) from exc
 
+    def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
+        """The tags and digests by which ``ref`` (a name, tag, digest or any
+        id prefix the engine resolves) is known, and its labels; None when
+        the engine has no such image."""
+        try:
+            image = self._client.images.get(ref)
+        except (ImageNotFound, NotFound):
+            return None
+        except APIError as exc:
+            if exc.status_code in (400, 404):  # not a reference the engine can read
+                return None
+            raise EngineError(_explain(exc)) from exc
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        names = [*(image.tags or []), *(image.attrs.get("RepoDigests") or [])]
+        return names, dict(image.labels or {})
+
     def image_config(self, ref: str) -> dict[str, Any]:
         try:
             return dict(self._client.images.get(ref).attrs.get("Config") or {})

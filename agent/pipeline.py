@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import shutil
 import socket
@@ -37,9 +38,10 @@ from agent.nginx import NginxError, NginxSites, app_site, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.source import SourceCache, SourceError
 from paas import queue
-from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, for_app
+from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, context_file, for_app
 from paas.crypto import Keyring
 from paas.db import hold_key_lock, session_scope
+from paas.dockerfile import image_references
 from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import DeployError, InvalidInput
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
@@ -182,6 +184,7 @@ class Pipeline:
             procfile = self._procfile(context)
             dockerfile = self._dockerfile(app, context, procfile, info.sha, dlog)
             labels = labels_for(instance=self.instance, app=app.name, deployment_id=dep_id, version=version)
+            self._check_images_read(app.name, context, dockerfile, env.build_args)
             attempt.image = tag
             self.docker.build(
                 context=context,
@@ -204,7 +207,7 @@ class Pipeline:
     ) -> GeneratedBuild | None:
         """None when the build context has the app's Dockerfile; the one
         generated for a Python app when it names none of its own."""
-        if (context / app.dockerfile).is_file():
+        if context_file(context, app.dockerfile) is not None:
             return None
         if app.dockerfile != DEFAULT_DOCKERFILE:
             raise InvalidInput(f"no {app.dockerfile} in {where}")
@@ -220,7 +223,11 @@ class Pipeline:
         if generated is None:
             return app.dockerfile
         path = context / GENERATED_DOCKERFILE
-        path.write_text(generated.dockerfile, encoding="utf-8")
+        if path.is_symlink() or path.exists():
+            path.unlink()  # the repository's own file of that name, or a link planted to redirect us
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(generated.dockerfile)
         path.chmod(0o644)  # like the checked-out source, whatever the agent's umask
         dlog.line(f"no Dockerfile in {where}: building a Python app from {generated.plan.installer_label}")
         for note in generated.plan.notes:
@@ -229,6 +236,29 @@ class Pipeline:
         for line in generated.dockerfile.splitlines():
             dlog.line(f"  | {line}")
         return GENERATED_DOCKERFILE
+
+    def _check_images_read(self, app: str, context: Path, dockerfile: str, buildargs: dict[str, str]) -> None:
+        """A build may read public base images and its own app's images: not
+        another app's (its code and build-time values), nor an untagged image
+        (another build's intermediate layers) named by id."""
+        path = context_file(context, dockerfile)
+        if path is None:
+            raise InvalidInput(f"{dockerfile} is not a file inside the build context")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for ref in image_references(text, buildargs):
+            known = self.docker.image_names_and_labels(ref)
+            if known is None:
+                continue  # not on this engine: a public image the engine may pull
+            names, labels = known
+            owner = labels.get("paas.app")
+            if owner is not None and owner != app:
+                raise InvalidInput(
+                    f"the Dockerfile reads {ref!r}, an image of another app: that is not allowed"
+                )
+            if not names:
+                raise InvalidInput(
+                    f"the Dockerfile reads {ref!r}, an untagged image: name a base image by its tag"
+                )
 
     def build_plan(self, app_name: str, *, ref: str = "", commit: str = "") -> dict[str, object]:
         """What a deploy of ``ref`` (default: the app's branch) would build:
@@ -251,7 +281,9 @@ class Pipeline:
             where = f"{app.source_dir or 'the repository root'} at {info.sha[:12]}"
             generated = self._choose_dockerfile(app, context, procfile, where)
             if generated is None:
-                text = (context / app.dockerfile).read_text(encoding="utf-8", errors="replace")
+                found = context_file(context, app.dockerfile)
+                assert found is not None  # _choose_dockerfile saw it
+                text = found.read_text(encoding="utf-8", errors="replace")
         if generated is None:
             summary, notes = f"the repository's {app.dockerfile}", []
         else:
@@ -362,8 +394,8 @@ class Pipeline:
             dlog.line(f"build args: {', '.join(sorted(env.build_args))}")
 
     def _procfile(self, context: Path) -> dict[str, str]:
-        path = context / "Procfile"
-        if not path.is_file():
+        path = context_file(context, "Procfile")
+        if path is None:
             return {}
         try:
             return parse_procfile(path.read_text(encoding="utf-8"))

@@ -29,6 +29,7 @@ __all__ = [
     "BuildPlan",
     "Entry",
     "GeneratedBuild",
+    "context_file",
     "for_app",
     "base_image_for",
     "default_workers",
@@ -99,8 +100,8 @@ def pinned_python(root: Path) -> str | None:
     """``3.12`` from ``.python-version`` (3.12 or 3.12.4) or ``runtime.txt``
     (python-3.12.4); None when the repository pins nothing."""
     for name in (".python-version", "runtime.txt"):
-        path = root / name
-        if not path.is_file():
+        path = context_file(root, name)
+        if path is None:
             continue
         for line in _read(path).splitlines():
             line = line.strip()
@@ -155,16 +156,16 @@ def server_command(entry: Entry, workers: int) -> str:
 def detect_entry(root: Path) -> Entry | None:
     """A Django project's wsgi/asgi module, else an app object assigned from a
     known framework in one of ENTRY_MODULES."""
-    if (root / "manage.py").is_file():
+    if context_file(root, "manage.py") is not None:
         for kind in ("wsgi", "asgi"):
             for found in sorted(root.glob(f"*/{kind}.py")):
-                if "application" in _read(found):
+                if context_file(root, str(found.relative_to(root))) and "application" in _read(found):
                     return Entry(
                         kind, f"{found.parent.name}.{kind}:application", str(found.relative_to(root))
                     )
     for name in ENTRY_MODULES:
-        path = root / name
-        if not path.is_file():
+        path = context_file(root, name)
+        if path is None:
             continue
         module = name.removesuffix(".py").replace("/", ".")
         for match in _ASSIGNED.finditer(_read(path)):
@@ -191,7 +192,7 @@ def detect(
     applied when containers start), else a detected ASGI/WSGI entry baked in
     as CMD. Raises InvalidInput naming what was looked for."""
     chosen = next(
-        ((key, label) for key, files, label in INSTALLERS if all((root / f).is_file() for f in files)), None
+        ((key, label) for key, files, label in INSTALLERS if all(context_file(root, f) for f in files)), None
     )
     if chosen is None:
         raise InvalidInput(
@@ -232,7 +233,7 @@ def detect(
         entry=entry,
         server_packages=tuple(packages),
         install_project=install_project,
-        pipfile_lock=(root / "Pipfile.lock").is_file(),
+        pipfile_lock=context_file(root, "Pipfile.lock") is not None,
         notes=tuple(notes),
     )
 
@@ -260,6 +261,14 @@ def render_dockerfile(plan: BuildPlan, *, app: str, port: int, data_path: str | 
     )
 
 
+def context_file(root: Path, name: str) -> Path | None:
+    """``root/name`` when it is a regular file inside ``root`` with every link
+    resolved; else None. A repository's symlink may point anywhere on the
+    server, and the agent that reads it is root."""
+    real = (root / name).resolve()
+    return real if real.is_relative_to(root.resolve()) and real.is_file() else None
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -268,8 +277,8 @@ def _read(path: Path) -> str:
 
 
 def _pyproject(root: Path) -> dict[str, object]:
-    path = root / "pyproject.toml"
-    if not path.is_file():
+    path = context_file(root, "pyproject.toml")
+    if path is None:
         return {}
     try:
         return tomllib.loads(_read(path))
@@ -287,7 +296,7 @@ def _declared_names(root: Path, installer: str) -> set[str]:
         "poetry": ["pyproject.toml", "poetry.lock"],
         "pyproject": ["pyproject.toml"],
     }[installer]
-    text = "\n".join(_read(root / f) for f in files if (root / f).is_file()).lower()
+    text = "\n".join(_read(path) for f in files if (path := context_file(root, f))).lower()
     return {name for name in ("gunicorn", "uvicorn") if re.search(rf"(?<![\w-]){name}(?![\w-])", text)}
 
 

@@ -128,3 +128,35 @@ def test_a_fork_bomb_and_a_memory_hog_stay_in_their_box(boxed: Stack) -> None:
     # the live release of the rough app still serves
     served = httpx.get(f"http://{LOOPBACK}:{boxed.nginx.port}/", headers={"Host": f"{ROUGH}.{boxed.domain}"})
     assert served.status_code == 200
+
+
+def test_a_build_cannot_read_another_apps_image(boxed: Stack) -> None:
+    """The real engine resolves every name and id; each way of naming the
+    calm app's image from another app's Dockerfile fails that build, saying why."""
+    calm = docker.from_env().images.get(f"paas/{CALM}:v1")
+    root = Path(tempfile.mkdtemp(prefix="paas-thief-", dir=boxed.root))
+    repo = GitRemote(root)
+    thief = f"thief{TAG}"
+    r = boxed.api("POST", "/apps", json={"name": thief, "repo_url": str(repo.bare)})
+    assert r.status_code == 201, r.text
+    secret = str(r.json()["webhook_secret"])
+    ways = [
+        f"FROM paas/{CALM}:v1\n",
+        f"FROM {calm.id}\n",
+        f"FROM {calm.id.removeprefix('sha256:')[:12]}\n",
+        f"FROM python:3.11-slim\nCOPY --from=paas/{CALM}:v1 /app /stolen\n",
+        f"ARG BASE=paas/{CALM}:v1\nFROM $BASE\n",
+    ]
+    for version, dockerfile in enumerate(ways, start=1):
+        assert (
+            boxed.webhook(
+                thief, secret, repo.commit({"Dockerfile": dockerfile}, f"try {version}")
+            ).status_code
+            == 202
+        )
+        release = boxed.wait_release(thief, version)
+        assert release["status"] == "failed" and "an image of another app" in release["error"], (
+            dockerfile,
+            release["error"],
+        )
+    assert docker.from_env().images.list(filters={"label": f"paas.app={thief}"}) == []

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine
 
 from agent.docker_engine import EngineError
-from agent.pipeline import Pipeline
+from agent.pipeline import DeployResult, Pipeline
 from agent.source import SourceCache
 from paas import services
 from paas.crypto import Keyring
@@ -74,8 +74,9 @@ class RecordingEngine:
     """Stands in for the Docker engine at its door: keeps what a build was
     handed, then fails the build as an engine would."""
 
-    def __init__(self) -> None:
+    def __init__(self, images: dict[str, tuple[list[str], dict[str, str]]] | None = None) -> None:
         self.builds: list[dict[str, Any]] = []
+        self.images = images or {}  # what the engine's store holds: ref -> (names, labels)
 
     def build(self, *, context: Path, dockerfile: str, **kwargs: Any) -> None:
         files = {
@@ -88,6 +89,9 @@ class RecordingEngine:
 
     def remove_image(self, ref: str) -> bool:
         return False
+
+    def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
+        return self.images.get(ref)
 
 
 def _repository(root: Path) -> Path:
@@ -110,26 +114,26 @@ def _repository(root: Path) -> Path:
     return root
 
 
-def test_a_deploy_runs_every_step_before_the_engine(
-    settings: Settings, engine: Engine, tmp_path: Path
-) -> None:
-    repo = _repository(tmp_path / "repo")
+def deploy_once(
+    settings: Settings, engine: Engine, repo: Path, docker: RecordingEngine, **app: Any
+) -> DeployResult:
+    """Create app ``shop`` from the local ``repo`` and run one deploy job
+    through the real pipeline, up to ``docker`` (under a tight umask)."""
     settings = settings.model_copy(update={"allow_local_repos": True})
     keyring = Keyring(settings.keys_dir, private=True)
     with session_scope(engine) as session:
-        app, _secret = services.create_app(
+        created, _secret = services.create_app(
             session,
-            spec=AppCreate(name="shop", repo_url=str(repo), source_dir="svc"),
+            spec=AppCreate(name="shop", repo_url=str(repo), **app),
             actor="tests",
             keyring=keyring,
             settings=settings,
         )
-        job_id = services.request_deploy(session, app=app, actor="tests", trigger="manual").id
+        job_id = services.request_deploy(session, app=created, actor="tests", trigger="manual").id
     with session_scope(engine) as session:
         job = session.get(Job, job_id)
         assert job is not None
         session.expunge(job)
-    docker = RecordingEngine()
     pipeline = Pipeline(
         settings=settings,
         db=engine,
@@ -139,12 +143,18 @@ def test_a_deploy_runs_every_step_before_the_engine(
         instance="test",
         keyring=keyring,
     )
-
     old_umask = os.umask(0o077)  # the build context is readable whatever the agent's umask
     try:
-        result = pipeline.deploy(job)
+        return pipeline.deploy(job)
     finally:
         os.umask(old_umask)
+
+
+def test_a_deploy_runs_every_step_before_the_engine(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    docker = RecordingEngine()
+    result = deploy_once(settings, engine, _repository(tmp_path / "repo"), docker, source_dir="svc")
 
     # it got as far as the engine: fetch, checkout, Procfile and Dockerfile all ran here
     assert not result.ok and result.error == "build: the recording engine builds nothing"
