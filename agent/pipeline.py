@@ -426,7 +426,7 @@ class Pipeline:
             timeout=self.settings.release_timeout,
             on_line=lambda line: dlog.line(f"  | {line}"),
             should_stop=attempt.should_stop,
-            limits=self._limits(),
+            limits=self._limits(attempt.app),
         )
         attempt.containers.remove(plan.release_container_name)  # run_once removed it
         if result.cancelled:
@@ -434,7 +434,9 @@ class Pipeline:
         if result.timed_out:
             raise RuntimeError(f"release command timed out after {self.settings.release_timeout}s")
         if result.oom_killed:
-            raise RuntimeError(f"release command was killed: out of memory ({self._memory_note()})")
+            raise RuntimeError(
+                f"release command was killed: out of memory ({self._memory_note(attempt.app)})"
+            )
         if result.exit_code != 0:
             raise RuntimeError(f"release command exited with status {result.exit_code}")
 
@@ -483,7 +485,7 @@ class Pipeline:
                 host_ip=plan.host_ip,
                 host_port=host_port,
                 volumes=plan.volumes,
-                limits=self._limits(),
+                limits=self._limits(attempt.app),
             )
         except EngineError:
             attempt.containers.remove(spec.name)  # the engine removed what it half-made
@@ -523,7 +525,7 @@ class Pipeline:
             def alive(name: str = spec.name) -> str | None:
                 if should_stop():
                     raise Cancelled("health")
-                return self._trouble(name)
+                return self._trouble(app, name)
 
             try:
                 wait_healthy(check, alive=alive, on_line=dlog.line)
@@ -533,27 +535,34 @@ class Pipeline:
         for spec in plan.processes:
             if spec.process == "web":
                 continue
-            trouble = self._trouble(spec.name)
+            trouble = self._trouble(app, spec.name)
             if trouble is not None:
                 self._log_tail(spec.name, dlog)
                 raise RuntimeError(f"{spec.process} container {spec.name}: {trouble}")
             dlog.line(f"{spec.name} is running")
 
-    def _trouble(self, name: str) -> str | None:
+    def _trouble(self, app: App, name: str) -> str | None:
         info = self.docker.container(name)
         if info is None:
             return "the container is gone"
         if info.oom_killed:
-            return f"was killed: out of memory ({self._memory_note()})"
+            return f"was killed: out of memory ({self._memory_note(app)})"
         if info.status in ("exited", "dead") or info.restarts > 0:
             return f"exited with status {info.exit_code}"
         return None
 
-    def _limits(self) -> Limits:
+    def _limits(self, app: App) -> Limits:
+        """The app's own limits, else the server's."""
         s = self.settings
-        return Limits(memory=memory_bytes(s.app_memory), nano_cpus=int(s.app_cpus * 1e9), pids=s.app_pids)
+        return Limits(
+            memory=memory_bytes(app.memory or s.app_memory),
+            nano_cpus=int((app.cpus or s.app_cpus) * 1e9),
+            pids=app.pids or s.app_pids,
+        )
 
-    def _memory_note(self) -> str:
+    def _memory_note(self, app: App) -> str:
+        if app.memory:
+            return f"the limit is {app.memory}, the app's memory setting"
         return f"the limit is PAAS_APP_MEMORY={self.settings.app_memory}"
 
     def _log_tail(self, name: str, dlog: DeployLog) -> None:

@@ -309,6 +309,9 @@ RUN_COMMAND_HELP = (
     "The web command (sh -c); default: the Procfile's web:, else the image's CMD or a detected app."
 )
 BASE_IMAGE_HELP = "What a build without a Dockerfile starts FROM; default: the server's PAAS_BASE_IMAGE."
+MEMORY_HELP = "Memory per container, e.g. 256m; default: the server's PAAS_APP_MEMORY."
+CPUS_HELP = "CPUs per container, e.g. 0.5; default: the server's PAAS_APP_CPUS."
+PIDS_HELP = "Processes per container; default: the server's PAAS_APP_PIDS."
 
 
 @apps_app.command("create")
@@ -327,6 +330,9 @@ def apps_create(
     ] = None,
     run_command: Annotated[str, typer.Option(help=RUN_COMMAND_HELP)] = "",
     base_image: Annotated[str, typer.Option(help=BASE_IMAGE_HELP)] = "",
+    memory: Annotated[str, typer.Option(help=MEMORY_HELP)] = "",
+    cpus: Annotated[float | None, typer.Option(help=CPUS_HELP)] = None,
+    pids: Annotated[int | None, typer.Option(help=PIDS_HELP)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an app; prints its webhook URL and secret for GitHub."""
@@ -341,6 +347,9 @@ def apps_create(
         "data_path": data_path,
         "run_command": run_command,
         "base_image": base_image,
+        "memory": memory,
+        "cpus": cpus,
+        "pids": pids,
     }
     created = _client().request("POST", "/apps", json=body)
     if as_json:
@@ -373,6 +382,9 @@ def apps_set(
         bool | None,
         typer.Option("--hsts/--no-hsts", help="Strict-Transport-Security on HTTPS (browsers remember it)."),
     ] = None,
+    memory: Annotated[str | None, typer.Option(help=MEMORY_HELP + " '' clears it.")] = None,
+    cpus: Annotated[float | None, typer.Option(help=CPUS_HELP + " 0 clears it.")] = None,
+    pids: Annotated[int | None, typer.Option(help=PIDS_HELP + " 0 clears it.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change an app's settings; they apply from the next deploy (HSTS at the next certificate check)."""
@@ -387,8 +399,12 @@ def apps_set(
         "run_command": run_command,
         "base_image": base_image,
         "hsts": hsts,
+        "memory": memory,
     }
-    body = {k: v for k, v in given.items() if v is not None}
+    body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    for key, value in (("cpus", cpus), ("pids", pids)):
+        if value is not None:
+            body[key] = value or None  # 0: back to the server's default
     if not body:
         _fail("nothing to change: give at least one option (see `paas apps set --help`)")
     info = _client().request("PATCH", f"/apps/{name}", json=body)

@@ -53,6 +53,10 @@ class App(SQLModel, table=True):
     # containers per process type, kept across deploys; a type not named runs 1
     scale: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     hsts: bool = False  # Strict-Transport-Security on its HTTPS hostnames (opt-in: hard to undo)
+    # what each of its containers may take; empty/None: PAAS_APP_MEMORY, PAAS_APP_CPUS, PAAS_APP_PIDS
+    memory: str = Field(default="", max_length=20)
+    cpus: float | None = None
+    pids: int | None = None
     webhook_secret: str = Field(sa_column=Column(Text, nullable=False))  # encrypted (paas.crypto)
     env_version: int = 0  # bumped by every env change; a release records the one it ran with
     # after a rollback, pushes are recorded but not deployed until `paas unpin` or `paas deploy`

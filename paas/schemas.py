@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from paas.models import EnvScope
+from paas.settings import check_memory_size
 
 __all__ = [
     "AppCreate",
@@ -158,7 +159,18 @@ def check_base_image(value: str) -> str:
     return value
 
 
+def check_memory(value: str) -> str:
+    return check_memory_size(value) if value.strip() else ""
+
+
 AppName = Annotated[str, AfterValidator(check_app_name)]
+Memory = Annotated[
+    str,
+    Field(max_length=20, description="Memory per container, e.g. 256m; empty: the server's PAAS_APP_MEMORY"),
+    AfterValidator(check_memory),
+]
+Cpus = Annotated[float, Field(gt=0, le=256, description="CPUs per container; null: PAAS_APP_CPUS")]
+Pids = Annotated[int, Field(ge=16, le=1_000_000, description="Processes per container; null: PAAS_APP_PIDS")]
 RunCommand = Annotated[str, Field(max_length=2000), AfterValidator(check_run_command)]
 BaseImage = Annotated[str, Field(max_length=300), AfterValidator(check_base_image)]
 RepoUrl = Annotated[str, AfterValidator(check_repo_url)]
@@ -190,6 +202,9 @@ class AppCreate(BaseModel):
     run_command: RunCommand = ""
     base_image: BaseImage = ""
     hsts: bool = False
+    memory: Memory = ""
+    cpus: Cpus | None = None
+    pids: Pids | None = None
 
 
 class AppUpdate(BaseModel):
@@ -211,11 +226,15 @@ class AppUpdate(BaseModel):
     run_command: RunCommand | None = None
     base_image: BaseImage | None = None
     hsts: bool | None = Field(default=None, description="Send Strict-Transport-Security on HTTPS (opt-in)")
+    memory: Memory | None = None  # "" clears it
+    cpus: Cpus | None = None  # null clears it
+    pids: Pids | None = None  # null clears it
 
     @field_validator(
         "hsts",
         "run_command",
         "base_image",
+        "memory",
         "repo_url",
         "branch",
         "source_dir",
@@ -227,7 +246,7 @@ class AppUpdate(BaseModel):
     )
     @classmethod
     def _not_null(cls, value: object) -> object:
-        """Omit a field to keep it; only port, health_path and data_path can be cleared."""
+        """Omit a field to keep it; only port, health_path, data_path, cpus and pids can be nulled."""
         if value is None:
             raise ValueError("cannot be null (omit it to keep the current value)")
         return value
@@ -248,6 +267,9 @@ class AppPublic(BaseModel):
     base_image: str
     scale: dict[str, int]
     hsts: bool
+    memory: str = ""
+    cpus: float | None = None
+    pids: int | None = None
     state: str
     url: str = ""
     webhook_url: str = ""

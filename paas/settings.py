@@ -17,13 +17,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paas.errors import SettingsError
 
-__all__ = ["Settings", "load_settings", "memory_bytes"]
+__all__ = ["Settings", "check_memory_size", "load_settings", "memory_bytes"]
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 _MEMORY = re.compile(r"([0-9]{1,12})([kmg]?)")
+
+
+def check_memory_size(value: str) -> str:
+    """A memory size as docker reads it, at least 16m; lower-cased."""
+    value = value.strip().lower()
+    if not _MEMORY.fullmatch(value) or memory_bytes(value) < 16 * 1024 * 1024:
+        raise ValueError("must be a size of at least 16m, such as 512m or 2g")
+    return value
 
 
 def memory_bytes(value: str) -> int:
@@ -176,10 +184,7 @@ class Settings(BaseSettings):
     @field_validator("app_memory", "build_memory")
     @classmethod
     def _check_memory(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not _MEMORY.fullmatch(value) or memory_bytes(value) < 16 * 1024 * 1024:
-            raise ValueError("must be a size of at least 16m, such as 512m or 2g")
-        return value
+        return check_memory_size(value)
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Settings:

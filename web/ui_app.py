@@ -318,6 +318,9 @@ def _settings_page(
         "run.health_interval": f"{app.health_interval:g}",
         "run.health_timeout": f"{app.health_timeout:g}",
         "run.health_retries": str(app.health_retries),
+        "run.memory": app.memory,
+        "run.cpus": f"{app.cpus:g}" if app.cpus else "",
+        "run.pids": str(app.pids or ""),
     }
     counts = services.current_formation(session, app=app) if app.current_deployment_id else {}
     shown |= {f"scale.{k}": str(v) for k, v in counts.items()}
@@ -331,6 +334,7 @@ def _settings_page(
         dotenv=envvars.export_env(session, name=name, keyring=keyring),
         domains=domains.list_domains(session, app=app, settings=settings),
         formation=counts,
+        defaults={"memory": settings.app_memory, "cpus": f"{settings.app_cpus:g}", "pids": settings.app_pids},
         errors=errors or {},
         values=shown | (values or {}),
     )
@@ -497,13 +501,25 @@ def domain_remove(ed: EditingDep) -> RedirectResponse:
 
 
 BUILD_FIELDS = ("branch", "source_dir", "dockerfile")
-RUN_FIELDS = ("run_command", "port", "health_path", "health_interval", "health_timeout", "health_retries")
+RUN_FIELDS = (
+    "run_command",
+    "port",
+    "health_path",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
+    "memory",
+    "cpus",
+    "pids",
+)
 
 
 def _update(ed: Editing, section: str, fields: tuple[str, ...]) -> Response:
     given: dict[str, Any] = {f: ed.form.get(f).strip() for f in fields}
     if section == "run":
         given["port"] = given["port"] or None  # empty: the image's EXPOSE, else the default
+        given["cpus"] = given["cpus"] or None  # empty: the server's default
+        given["pids"] = given["pids"] or None
         for optional in ("health_interval", "health_timeout", "health_retries"):
             if not given[optional]:
                 del given[optional]  # empty: keep
