@@ -378,6 +378,18 @@ class DockerEngine:
             raise EngineError(_explain(exc)) from exc
         return [_info(c) for c in found]
 
+    def processes(self, name: str) -> tuple[int, int] | None:
+        """(processes running, PID limit) of a running container; None when
+        the engine does not say (no limit, or the container stopped)."""
+        try:
+            stats = self._client.api.stats(name, stream=False, one_shot=True)
+        except DockerException:
+            return None
+        pids = stats.get("pids_stats") or {}
+        if not pids.get("limit"):
+            return None
+        return int(pids.get("current", 0)), int(pids["limit"])
+
     def start_existing(self, name: str) -> None:
         try:
             self._client.containers.get(name).start()

@@ -50,13 +50,30 @@ def _uptime(started_at: str, now: datetime) -> float | None:
     return max(0.0, (now - started).total_seconds())
 
 
-def describe(containers: list[ContainerInfo], current_deployment: int | None) -> list[dict[str, Any]]:
-    """What `paas ps` shows, per container: pure, so it is tested by equality."""
+def _health(c: ContainerInfo, *, live: bool, pids: tuple[int, int] | None) -> str:
+    """The box first (the kernel killed it, or it runs nearly as many
+    processes as it may), then the image's own HEALTHCHECK, then what paas knows."""
+    if c.oom_killed:
+        return "killed: out of memory"
+    if pids is not None and pids[0] * 10 >= pids[1] * 9:  # within 10%: new processes are about to fail
+        return f"limited: near its process limit ({pids[0]}/{pids[1]})"
+    running = c.status == "running"
+    return c.health or ("serving" if live and running else ("stopped" if not running else ""))
+
+
+def describe(
+    containers: list[ContainerInfo],
+    current_deployment: int | None,
+    processes: dict[str, tuple[int, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """What `paas ps` shows, per container: pure, so it is tested by
+    equality. ``processes``: (running, limit) by container name."""
     now = datetime.now(UTC)
     rows = []
     for c in sorted(containers, key=lambda c: (c.labels.get("paas.process", ""), c.name)):
         live = c.labels.get("paas.deployment") == str(current_deployment)
         running = c.status == "running"
+        pids = (processes or {}).get(c.name)
         rows.append(
             {
                 "name": c.name,
@@ -68,10 +85,9 @@ def describe(containers: list[ContainerInfo], current_deployment: int | None) ->
                 "uptime_seconds": _uptime(c.started_at, now) if running else None,
                 "restarts": c.restarts,
                 "oom_killed": c.oom_killed,
-                # the image's own HEALTHCHECK if it has one; else what paas knows
-                "health": "killed: out of memory"
-                if c.oom_killed
-                else c.health or ("serving" if live and running else ("stopped" if not running else "")),
+                "processes": pids[0] if pids else None,
+                "process_limit": pids[1] if pids else None,
+                "health": _health(c, live=live, pids=pids),
             }
         )
     return rows
@@ -143,7 +159,9 @@ def create_live_app(
     def ps(name: str) -> list[dict[str, Any]]:
         live = current(name)
         try:
-            return describe(docker.containers(owned(instance, name)), live)
+            found = docker.containers(owned(instance, name))
+            counts = {c.name: docker.processes(c.name) for c in found if c.status == "running"}
+            return describe(found, live, {k: v for k, v in counts.items() if v is not None})
         except EngineError as exc:
             raise HTTPException(503, f"the Docker engine: {exc}") from None
 

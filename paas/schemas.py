@@ -355,7 +355,11 @@ class ProcessPublic(BaseModel):
     oom_killed: bool = Field(
         default=False, description="The kernel killed it at its memory limit (PAAS_APP_MEMORY)"
     )
-    health: str  # the image's HEALTHCHECK status, else serving / stopped; "killed: out of memory"
+    processes: int | None = Field(default=None, description="Processes running in it")
+    process_limit: int | None = Field(default=None, description="Its PID limit (PAAS_APP_PIDS)")
+    # the box first (killed: out of memory; limited: at its process limit), then the image's
+    # HEALTHCHECK status, else serving / stopped
+    health: str
 
 
 class RollbackRequest(BaseModel):

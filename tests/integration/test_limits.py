@@ -112,9 +112,13 @@ def test_a_fork_bomb_and_a_memory_hog_stay_in_their_box(boxed: Stack) -> None:
         )
         assert bombed.status_code == 200, bombed.text
         assert 0 < bombed.json()["forked"] < PIDS  # the PID limit stopped it, not the loop's 5000
+        # while the bomb's processes live, ps says the container is at its limit (less the
+        # request's own thread, gone by now)
+        [web] = boxed.api("GET", f"/apps/{ROUGH}/ps").json()
+        assert web["health"].startswith("limited: near its process limit"), web["health"]
+        assert web["process_limit"] == PIDS and web["processes"] >= PIDS - 2, web
         # web and the agent answer while the bomb's processes are alive
         assert httpx.get(f"http://{LOOPBACK}:{boxed.web_port}/readyz", timeout=5).status_code == 200
-        assert boxed.api("GET", f"/apps/{ROUGH}/ps").status_code == 200
 
         # a release command that takes more memory than its box is killed, and the deploy says why
         hog = {**app_files, "Procfile": "web: python3 -u server.py\nrelease: python3 hog.py\n", "hog.py": HOG}

@@ -40,6 +40,16 @@ def test_describe_marks_the_live_release_and_its_uptime() -> None:
     assert docker_health["health"] == "unhealthy"
     killed = describe([container("d", 2, status="restarting", restarts=3, oom_killed=True)], 2)[0]
     assert (killed["oom_killed"], killed["health"]) == (True, "killed: out of memory")
+    boxed = describe(
+        [container("e", 2), container("f", 2), container("g", 2)],
+        2,
+        {"e": (64, 64), "f": (58, 64), "g": (57, 64)},
+    )
+    assert [(r["health"], r["processes"], r["process_limit"]) for r in boxed] == [
+        ("limited: near its process limit (64/64)", 64, 64),
+        ("limited: near its process limit (58/64)", 58, 64),
+        ("serving", 57, 64),
+    ]
 
 
 class FakeDocker:
@@ -51,6 +61,9 @@ class FakeDocker:
 
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         return [c for c in self._containers if all(c.labels.get(k, v) == v for k, v in labels.items())]
+
+    def processes(self, name: str) -> tuple[int, int] | None:
+        return (2, 512)
 
     def log_stream(self, name: str, *, tail: int, follow: bool) -> Iterator[bytes]:
         self.asked.append((name, tail, follow))
