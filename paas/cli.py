@@ -117,13 +117,19 @@ def run_agent(settings: Settings) -> None:
 
     _setup_logging()
     layout.make_run_dir(settings)
+    layout.hold_database_files(settings)
     trouble = layout.problems(settings)
     if trouble:
         _fail(f"refusing to start the agent: {'; '.join(trouble)}. Run `paas migrate` as root to fix it.")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    Agent(settings).run(stop)
+    agent = Agent(settings)
+    try:
+        agent.run(stop)
+    finally:
+        agent.db.dispose()  # its last connection may have removed the WAL files: root's again
+        layout.hold_database_files(settings)
 
 
 def _drop_privileges(settings: Settings) -> None:
@@ -159,6 +165,7 @@ def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
     if make_layout:
         for note in layout.prepare(settings):
             logging.getLogger("paas").warning("%s", note)
+    layout.hold_database_files(settings)  # before root opens them (a no-op for others)
     run_migrations(settings)
     if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_account):
         logging.getLogger("paas").warning("created new encryption keys in %s", settings.keys_dir)
@@ -167,6 +174,7 @@ def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
         encrypt_plain_webhook_secrets(engine, Keyring(settings.keys_dir, private=False))
     finally:
         engine.dispose()
+    layout.hold_database_files(settings)  # as root we may have closed the last connection
     return settings
 
 

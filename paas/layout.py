@@ -10,7 +10,9 @@ web cannot write, rename or plant a link:
 path                        mode   owner       why
 ==========================  =====  ==========  =====================================
 ``PAAS_DATA_DIR``           0751   root:web    web traverses it; nothing in it is web's
-``<data>/db``               2770   root:web    the SQLite database: web writes here
+``<data>/db``               3770   root:web    the SQLite database: web writes here (its
+                                               files are root's; sticky: web cannot
+                                               remove or replace them)
 ``<data>/logs``             2750   root:web    release logs: web reads them (files 0640)
 ``<data>/repos``            0700   root:root   git caches: the agent's alone
 ``<data>/builds``           0700   root:root   build directories: the agent's alone
@@ -37,7 +39,16 @@ from pathlib import Path
 from paas.errors import PaasError
 from paas.settings import Settings
 
-__all__ = ["LayoutError", "Place", "make_run_dir", "places", "prepare", "problems", "web_ids"]
+__all__ = [
+    "LayoutError",
+    "Place",
+    "hold_database_files",
+    "make_run_dir",
+    "places",
+    "prepare",
+    "problems",
+    "web_ids",
+]
 
 
 class LayoutError(PaasError):
@@ -64,7 +75,8 @@ def places(settings: Settings) -> tuple[Place, ...]:
         Place(s.run_dir, 0o750, True, "the agent's socket"),
     ]
     if s.default_database:
-        found.insert(1, Place(s.db_dir, 0o2770, True, "the database, the one place web writes"))
+        # setgid: web's group inherits; sticky: web cannot remove or rename root's files in it
+        found.insert(1, Place(s.db_dir, 0o3770, True, "the database, the one place web writes"))
     return tuple(found)
 
 
@@ -94,6 +106,54 @@ def prepare(settings: Settings) -> list[str]:
     return notes
 
 
+DATABASE_FILES = ("paas.db", "paas.db-wal", "paas.db-shm")
+
+
+def hold_database_files(settings: Settings) -> None:
+    """The SQLite file and its WAL and shared-memory files as root's own
+    regular files, 0660 root:web. SQLite (run by root too) opens them by name
+    and follows links, and deletes the WAL and -shm files when its last
+    connection closes: made root's here, in the sticky directory, web can
+    neither remove them nor plant a link in their place. Run before the agent
+    opens the database and after it closed it. A WAL or -shm that is not a
+    regular file is replaced (only web could have put it there); a database
+    that is not one is refused."""
+    db = settings.db_dir
+    if not settings.default_database or os.geteuid() != 0 or os.path.islink(db) or not os.path.isdir(db):
+        return  # another database; not root; or no layout yet (the agent's check says so)
+    gid = web_ids(settings)[1]
+    fd = os.open(settings.db_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in DATABASE_FILES:
+            try:
+                info = os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                info = None
+            if info is not None and not (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+                if name == DATABASE_FILES[0]:
+                    raise LayoutError(
+                        f"{settings.db_dir / name} is not a regular file of its own: move it away "
+                        "and restore the database from a backup"
+                    )
+                os.unlink(name, dir_fd=fd)
+                info = None
+            if info is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(name, flags, 0o660, dir_fd=fd))
+            os.chown(name, 0, gid, dir_fd=fd, follow_symlinks=False)
+            _chmod_regular(fd, name)
+    finally:
+        os.close(fd)
+
+
+def _chmod_regular(dir_fd: int, name: str) -> None:
+    file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fchmod(file_fd, 0o660)
+    finally:
+        os.close(file_fd)
+
+
 def make_run_dir(settings: Settings) -> None:
     """The agent's socket directory, made again at every agent start: /run
     is emptied by a reboot."""
@@ -108,6 +168,17 @@ def problems(settings: Settings) -> list[str]:
         return []
     gid = web_ids(settings)[1]
     found = []
+    if settings.default_database:
+        for name in DATABASE_FILES:
+            path = settings.db_dir / name
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_nlink != 1:
+                found.append(
+                    f"{path} is not a regular file of root's own (web must not be able to replace it)"
+                )
     for place in places(settings):
         want_gid = gid if place.shared else 0
         try:

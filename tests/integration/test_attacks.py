@@ -115,6 +115,11 @@ def plant_a_log_symlink(s: Scene) -> str:
     return _denied(s.as_web("ln", "-s", "/etc/passwd", str(s.data / "logs" / VICTIM / "v99.log")))
 
 
+def replace_the_databases_wal_with_a_link(s: Scene) -> str:
+    wal = s.data / "db" / "paas.db-wal"
+    return _denied(s.as_web("sh", "-c", f"rm -f {wal} && ln -s {s.marker} {wal}"))
+
+
 def read_the_agents_private_key(s: Scene) -> str:
     return _denied(s.as_web("cat", str(s.stack.root / "keys" / "secrets.key")))
 
@@ -172,6 +177,7 @@ ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
     ("plant a git hook in a clone", plant_a_hook),
     ("swap the git caches for its own", swap_the_repos_directory),
     ("plant a symlink as a release log", plant_a_log_symlink),
+    ("replace the database's WAL with a link", replace_the_databases_wal_with_a_link),
     ("read the agent's private key", read_the_agents_private_key),
     ("reach the Docker socket", reach_the_docker_socket),
     ("a job whose commit is --upload-pack=...", job_with_an_upload_pack_commit),

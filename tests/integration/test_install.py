@@ -221,7 +221,7 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
         (oct(p.stat().st_mode & 0o7777), p.stat().st_uid, p.stat().st_gid) for p in (data, data / "db")
     ] == [
         ("0o751", 0, paas_gid),
-        ("0o2770", 0, paas_gid),
+        ("0o3770", 0, paas_gid),
     ]
     assert (data / "repos").stat().st_mode & 0o777 == 0o700 and (root / "run").stat().st_gid == paas_gid
 

@@ -55,7 +55,7 @@ def test_prepare_makes_the_table_and_the_agent_finds_nothing_wrong(tmp_path: Pat
     group = grp.getgrgid(NOBODY_GID).gr_name
     assert {p.relative_to(tmp_path).as_posix(): _shape(p) for p in _all(s)} == {
         "data": ("0751", f"root:{group}"),
-        "data/db": ("2770", f"root:{group}"),
+        "data/db": ("3770", f"root:{group}"),
         "data/logs": ("2750", f"root:{group}"),
         "data/repos": ("0700", "root:root"),
         "data/builds": ("0700", "root:root"),
@@ -85,7 +85,12 @@ def test_the_web_user_can_write_the_database_directory_and_nothing_else(open_tmp
     def as_nobody(*args: str) -> int:
         return subprocess.run(["runuser", "-u", "nobody", "--", *args], capture_output=True).returncode
 
-    assert as_nobody("touch", str(s.db_dir / "paas.db")) == 0
+    layout.hold_database_files(s)
+    assert as_nobody("sh", "-c", f"echo x >> {s.db_dir / 'paas.db'}") == 0  # web writes the database
+    assert as_nobody("touch", str(s.db_dir / "web-made")) == 0  # and may make files beside it
+    # but cannot remove or replace root's: no link where SQLite (as root too) opens the WAL
+    assert as_nobody("rm", "-f", str(s.db_dir / "paas.db-wal")) != 0
+    assert as_nobody("mv", str(s.db_dir / "paas.db-shm"), str(s.db_dir / "old")) != 0
     for where in (s.data_dir, s.logs_dir, s.repos_dir, s.builds_dir, s.letsencrypt_dir, s.run_dir):
         assert as_nobody("touch", str(where / "planted")) != 0, where
     assert as_nobody("mv", str(s.repos_dir), str(s.data_dir / "moved")) != 0
@@ -160,3 +165,30 @@ def test_web_never_runs_as_root(tmp_path: Path) -> None:
         layout.web_ids(_settings(tmp_path, web_user="root"))
     with pytest.raises(layout.LayoutError, match="no user named"):
         layout.web_ids(_settings(tmp_path, web_user="no-such-user-here"))
+
+
+def test_the_database_files_are_roots_and_a_planted_link_is_replaced(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    layout.prepare(s)
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    (s.db_dir / "paas.db").write_bytes(b"")
+    (s.db_dir / "paas.db-wal").symlink_to(victim)  # what web could plant while the names were free
+    (s.db_dir / "paas.db-shm").write_bytes(b"web's")
+    os.chown(s.db_dir / "paas.db-shm", pwd.getpwnam("nobody").pw_uid, NOBODY_GID)
+    assert any("paas.db-wal is not a regular file" in p for p in layout.problems(s))
+
+    layout.hold_database_files(s)
+
+    group = grp.getgrgid(NOBODY_GID).gr_name
+    for name in layout.DATABASE_FILES:
+        assert _shape(s.db_dir / name) == ("0660", f"root:{group}"), name
+    assert not (s.db_dir / "paas.db-wal").is_symlink() and victim.read_text() == "root's file\n"
+    assert (s.db_dir / "paas.db-shm").read_bytes() == b"web's"  # kept, now root's
+    assert layout.problems(s) == []
+
+    (s.db_dir / "paas.db").unlink()
+    (s.db_dir / "paas.db").symlink_to(victim)
+    with pytest.raises(layout.LayoutError, match="paas.db is not a regular file"):
+        layout.hold_database_files(s)
+    assert victim.read_text() == "root's file\n"
