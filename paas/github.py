@@ -36,6 +36,7 @@ class PushDecision:
     commit: str = ""
     message: str = ""
     pusher: str = ""
+    pushed_at: int | None = None  # repository.pushed_at: when GitHub took this push (Unix seconds)
 
 
 def decide_push(payload: Any, *, branch: str) -> PushDecision:
@@ -64,6 +65,8 @@ def decide_push(payload: Any, *, branch: str) -> PushDecision:
     if len(after) != 40 or any(c not in "0123456789abcdef" for c in after):
         raise ValueError("push payload 'after' is not a commit id")
 
+    repository = payload.get("repository")
+    pushed_at = repository.get("pushed_at") if isinstance(repository, dict) else None
     head = payload.get("head_commit") or {}
     message = head.get("message", "") if isinstance(head, dict) else ""
     pusher = payload.get("pusher") or {}
@@ -75,4 +78,5 @@ def decide_push(payload: Any, *, branch: str) -> PushDecision:
         commit=after,
         message=str(message)[:2000],
         pusher=str(who)[:200],
+        pushed_at=pushed_at if type(pushed_at) is int and 0 <= pushed_at < 2**62 else None,
     )

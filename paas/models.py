@@ -11,7 +11,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from paas.scopes import EnvScope
@@ -63,6 +63,10 @@ class App(SQLModel, table=True):
     pinned: bool = False
     pending_pushes: int = 0
     pending_commit: str = Field(default="", max_length=64)
+    # the newest push accepted from GitHub (repository.pushed_at and its commit): an older or the
+    # same one again is a replay or an out-of-order delivery, recorded and not deployed
+    last_pushed_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    last_pushed_commit: str = Field(default="", max_length=64)
     state: str = Field(default="active", max_length=20)  # active | deleting
     current_deployment_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -19,7 +19,7 @@ from paas import envvars, queue  # envvars imports this module too: attributes o
 from paas.crypto import Keyring
 from paas.db import hold_key_lock
 from paas.errors import Conflict, InvalidInput, NotFound
-from paas.github import decide_push
+from paas.github import PushDecision, decide_push
 from paas.models import (
     ApiToken,
     App,
@@ -479,6 +479,28 @@ class WebhookOutcome:
     body: dict[str, Any]
 
 
+def _stale_push(app: App, decision: PushDecision) -> str | None:
+    """Why a signed push must not deploy: it is older than the newest one the
+    app accepted (an out-of-order delivery, or a replay of an old one), or
+    that very push again. The signature covers the body only, so a captured
+    push could otherwise be resent under a fresh delivery id. A push in the
+    same second with another commit still counts; a force-push to an older
+    commit is a new push, newer by its pushed_at, and deploys."""
+    newest, pushed = app.last_pushed_at, decision.pushed_at
+    if newest is None or pushed is None:
+        return None
+    if pushed < newest:
+        return (
+            f"ignored: push of {decision.commit[:12]} is older than the newest accepted one "
+            f"(pushed_at {pushed} < {newest}): a replay or an out-of-order delivery"
+        )
+    if pushed == newest and decision.commit == app.last_pushed_commit:
+        return (
+            f"ignored: push of {decision.commit[:12]} was accepted already (a replay under a new delivery id)"
+        )
+    return None
+
+
 def handle_github_event(
     session: Session, *, app: App, event: str, delivery_id: str, payload: Any
 ) -> WebhookOutcome:
@@ -499,7 +521,15 @@ def handle_github_event(
         outcome = WebhookOutcome(200, {"ok": True, "detail": "pong"})
     elif event == "push":
         decision = decide_push(payload, branch=app.branch)
-        if decision.deploy and app.pinned:
+        stale = _stale_push(app, decision) if decision.deploy else None
+        if decision.deploy and stale is None:
+            app.last_pushed_at = decision.pushed_at
+            app.last_pushed_commit = decision.commit
+            session.add(app)
+        if stale is not None:
+            record_event(session, actor="github", action="push.ignored", app_name=app.name, detail=stale)
+            outcome = WebhookOutcome(200, {"queued": False, "detail": stale})
+        elif decision.deploy and app.pinned:
             app.pending_pushes += 1
             app.pending_commit = decision.commit[:64]
             session.add(app)

@@ -117,6 +117,8 @@ def _decide(session: Session, keyring: Keyring, d: _Delivery) -> JSONResponse:
         return _reply(400, "body is not valid JSON (set the webhook content type to application/json)")
     if not d.event:
         return _reply(400, "missing X-GitHub-Event header")
+    if not d.delivery:
+        return _reply(400, "missing X-GitHub-Delivery header")
     try:
         with session.begin_nested():  # a failure below undoes whatever it had written
             outcome = services.handle_github_event(

@@ -338,9 +338,17 @@ class GitRemote:
 
 
 def push_payload(
-    *, repo_url: str, ref: str, before: str, after: str, message: str, files: list[str] | None = None
+    *,
+    repo_url: str,
+    ref: str,
+    before: str,
+    after: str,
+    message: str,
+    files: list[str] | None = None,
+    pushed_at: int | None = None,
 ) -> dict[str, Any]:
-    """A push event payload with the shape (and the fields) GitHub sends."""
+    """A push event payload with the shape (and the fields) GitHub sends;
+    ``pushed_at`` (when GitHub took the push) defaults to now."""
     owner = {
         "name": "octo",
         "email": "octo@example.com",
@@ -388,6 +396,7 @@ def push_payload(
             "ssh_url": "git@github.com:octo/app.git",
             "default_branch": "main",
             "master_branch": "main",
+            "pushed_at": int(time.time()) if pushed_at is None else pushed_at,
         },
         "pusher": {"name": "ada", "email": "ada@example.com"},
         "sender": owner,

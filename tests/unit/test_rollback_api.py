@@ -122,7 +122,11 @@ def test_a_pinned_app_records_pushes_and_unpin_or_deploy_resumes(
         r = client.post(
             "/hooks/github/shop",
             content=body,
-            headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(shop["webhook_secret"], body)},
+            headers={
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": f"pinned-{n}",
+                "X-Hub-Signature-256": sign(shop["webhook_secret"], body),
+            },
         )
         assert r.status_code == 200 and r.json()["pinned"] is True
         assert f"({n + 1} waiting)" in r.json()["detail"] and "paas unpin shop" in r.json()["detail"]

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from paas.github import sign
-from paas.models import Job, WebhookDelivery
+from paas.models import Event, Job, WebhookDelivery
 from tests.integration.harness import push_payload
 
 SHA = "b" * 40
@@ -180,3 +180,42 @@ def test_a_push_to_an_app_being_deleted_is_409(
     assert [j.kind for j in jobs(engine)] == ["delete"]
     with Session(engine) as s:
         assert s.exec(select(WebhookDelivery)).all() == []
+
+
+def _push(after: str, pushed_at: int) -> dict[str, Any]:
+    return push_payload(
+        repo_url="/r", ref="refs/heads/main", before="0" * 40, after=after, message="go", pushed_at=pushed_at
+    )
+
+
+def test_replayed_and_out_of_order_pushes_deploy_nothing_and_say_why(
+    client: TestClient, secret: str, engine: Engine
+) -> None:
+    """The signature covers the body only: a captured push resent under a
+    fresh delivery id, or GitHub's late delivery of an older push, is
+    recorded in the app's activity and not deployed; a force-push back to an
+    older commit is a new push and deploys."""
+    old, new = "1" * 40, "2" * 40
+    assert deliver(client, secret, _push(old, 1_700_000_000), delivery="a").status_code == 202
+    assert deliver(client, secret, _push(new, 1_700_000_100), delivery="b").status_code == 202
+    before = len(jobs(engine))
+
+    replay = deliver(client, secret, _push(new, 1_700_000_100), delivery="fresh-id")
+    late = deliver(client, secret, _push(old, 1_700_000_000), delivery="c")
+    assert replay.status_code == 200 and "accepted already (a replay" in replay.json()["detail"]
+    assert late.status_code == 200 and "older than the newest accepted one" in late.json()["detail"]
+    assert len(jobs(engine)) == before
+    with Session(engine) as s:
+        ignored = [e.detail for e in s.exec(select(Event).where(Event.action == "push.ignored")).all()]
+    assert len(ignored) == 2 and "replay" in ignored[0] and "out-of-order" in ignored[1]
+
+    same_second = deliver(client, secret, _push("3" * 40, 1_700_000_100), delivery="d")
+    forced_back = deliver(client, secret, _push(old, 1_700_000_200), delivery="e")
+    assert (same_second.status_code, forced_back.status_code) == (202, 202)
+    assert [j.payload["commit"] for j in jobs(engine)[-2:]] == ["3" * 40, old]
+
+
+def test_a_delivery_without_its_id_is_refused(client: TestClient, secret: str, engine: Engine) -> None:
+    r = deliver(client, secret, main_push(), delivery="")
+    assert r.status_code == 400 and "X-GitHub-Delivery" in r.json()["detail"]
+    assert jobs(engine) == []
