@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -41,6 +42,8 @@ keys_app = typer.Typer(
 env_app = typer.Typer(help="An app's env vars: encrypted at rest, secrets write-only.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
 app.add_typer(admin_app, name="admin")
+tokens_app = typer.Typer(help="API tokens: list and revoke (run on the server).", no_args_is_help=True)
+admin_app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 domains_app = typer.Typer(help="An app's hostnames and their HTTPS certificates.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
@@ -220,12 +223,26 @@ def up() -> None:
         _fail(f"{', '.join(dead)} stopped unexpectedly")
 
 
+def _lifetime(text: str | None) -> timedelta | None:
+    """90d, 12h or 30m; None for no expiry."""
+    if not text:
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) < 1:
+        _fail(f"--expires takes a lifetime such as 90d, 12h or 30m, not {text!r}")
+    return timedelta(**{units[unit]: int(number)})
+
+
 @admin_app.command("create-token")
 def create_token(
     name: Annotated[str, typer.Argument(help="A name to recognise the token by.")],
     if_none: Annotated[
         bool, typer.Option("--if-none", help="Only if no token exists yet (for install scripts).")
     ] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="Stop working after this long: 90d, 12h, 30m (default: never).")
+    ] = None,
 ) -> None:
     """Create an API token and print it alone on stdout."""
     from sqlmodel import select
@@ -234,12 +251,53 @@ def create_token(
     from paas.db import make_engine, session_scope
     from paas.models import ApiToken
 
+    lifetime = _lifetime(expires)
     settings = _prepare()
     with session_scope(make_engine(settings)) as session:
         if if_none and session.exec(select(ApiToken)).first() is not None:
             return
-        token = services.create_token(session, name=name)
+        token = services.create_token(session, name=name, lifetime=lifetime)
     typer.echo(token)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JsonOpt = False) -> None:
+    """The API tokens: name, prefix, created, last used, expiry (never the token)."""
+    from paas import services
+    from paas.db import make_engine, session_scope
+    from paas.schemas import TokenPublic
+
+    settings = _prepare()
+    with session_scope(make_engine(settings)) as session:
+        rows = [TokenPublic.model_validate(t).model_dump(mode="json") for t in services.list_tokens(session)]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "prefix", "created", "last used", "expires")
+    for r in rows:
+        table.add_row(
+            r["name"], r["prefix"], r["created_at"], r["last_used_at"] or "-", r["expires_at"] or "never"
+        )
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="The tokens' name, or one token's prefix.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Revoke API tokens: the next request with one gets 401."""
+    from paas import services
+    from paas.db import make_engine, session_scope
+
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("refusing to revoke without confirmation: pass --yes")
+        typer.confirm(f"Revoke the API tokens named {name}?", abort=True)
+    settings = _prepare()
+    with session_scope(make_engine(settings)) as session:
+        count = services.revoke_tokens(session, name=name, actor="admin")
+    typer.echo(f"revoked {count} token(s) named {name}")
 
 
 @admin_app.command("create-user")

@@ -229,7 +229,8 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True, index=True)
     prefix: str = Field(max_length=16)  # shown in listings so a token can be recognised
     created_at: datetime = Field(default_factory=utcnow)
-    last_used_at: datetime | None = None
+    last_used_at: datetime | None = None  # coarse: written at most once a minute
+    expires_at: datetime | None = None  # None: until revoked
 
 
 class Event(SQLModel, table=True):

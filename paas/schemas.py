@@ -38,6 +38,7 @@ __all__ = [
     "normalize_hostname",
     "ScaleRequest",
     "ScaleResult",
+    "TokenPublic",
 ]
 
 MAX_ROW_ID = 2**63 - 1  # ids and versions are 64-bit signed in every database we support
@@ -570,3 +571,15 @@ class DomainPublic(BaseModel):
     next_attempt_at: datetime | None
     https: bool = Field(default=False, description="nginx serves it over HTTPS (and redirects HTTP)")
     expiring: bool = Field(default=False, description="within the renewal window and not yet renewed")
+
+
+class TokenPublic(BaseModel):
+    """An API token as listed: never the token itself."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    prefix: str = Field(description="The token's first characters, to recognise it")
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Coarse: updated at most once a minute")
+    expires_at: datetime | None = Field(description="null: until revoked")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import PlainTextResponse
 
 from paas import domains, envvars, services
@@ -27,6 +27,7 @@ from paas.schemas import (
     RollbackResult,
     ScaleRequest,
     ScaleResult,
+    TokenPublic,
     check_env_key,
 )
 from web.deps import CurrentToken, KeyringDep, RowId, SessionDep, SettingsDep, actor
@@ -304,6 +305,26 @@ def releases(
 @router.get("/jobs/{job_id}", response_model=JobPublic, summary="Show a job", responses={404: ERRORS[404]})
 def get_job(job_id: RowId, session: SessionDep, _token: CurrentToken) -> JobPublic:
     return services.job_public(session, services.get_job(session, job_id))
+
+
+# API tokens ---------------------------------------------------------------------------
+
+
+@router.get("/tokens", response_model=list[TokenPublic], summary="List API tokens (never the tokens)")
+def list_tokens(session: SessionDep, _token: CurrentToken) -> list[TokenPublic]:
+    return [TokenPublic.model_validate(t) for t in services.list_tokens(session)]
+
+
+@router.delete(
+    "/tokens/{name}",
+    status_code=204,
+    summary="Revoke the API tokens of that name (or that prefix); they fail from the next request",
+    responses={404: {"description": "No token of that name"}},
+)
+def revoke_token(
+    name: Annotated[str, Path(max_length=100)], session: SessionDep, token: CurrentToken
+) -> None:
+    services.revoke_tokens(session, name=name, actor=actor(token))
 
 
 # env vars ----------------------------------------------------------------------------
