@@ -123,6 +123,7 @@ def test_keys_rotate_on_the_server(
     for key, value in {
         "PAAS_DATA_DIR": str(settings.data_dir),
         "PAAS_KEYS_DIR": str(settings.keys_dir),
+        "PAAS_RUN_DIR": str(settings.run_dir),
         "PAAS_DOMAIN": settings.domain,
     }.items():
         monkeypatch.setenv(key, value)

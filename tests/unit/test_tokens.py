@@ -91,7 +91,7 @@ def test_the_server_cli_creates_lists_and_revokes(
     for key, value in {
         "PAAS_DATA_DIR": str(settings.data_dir),
         "PAAS_KEYS_DIR": str(settings.keys_dir),
-        "PAAS_RUN_DIR": str(tmp_path / "run"),
+        "PAAS_RUN_DIR": str(settings.run_dir),
         "PAAS_DOMAIN": settings.domain,
     }.items():
         monkeypatch.setenv(key, value)

@@ -129,7 +129,11 @@ def test_create_user_command(
 
     from paas.cli import main
 
-    env = {"PAAS_DATA_DIR": str(settings.data_dir), "PAAS_KEYS_DIR": str(settings.keys_dir)}
+    env = {
+        "PAAS_DATA_DIR": str(settings.data_dir),
+        "PAAS_KEYS_DIR": str(settings.keys_dir),
+        "PAAS_RUN_DIR": str(settings.run_dir),
+    }
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
     with pytest.raises(SystemExit) as done:
         invoke_main(main, ("admin", "create-user", "Alice"), env)
