@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -86,7 +85,7 @@ def test_last_used_is_written_at_most_once_a_minute(
 
 
 def test_the_server_cli_creates_lists_and_revokes(
-    settings: Settings, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for key, value in {
         "PAAS_DATA_DIR": str(settings.data_dir),
