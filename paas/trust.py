@@ -19,11 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from paas import queue
+from paas import queue, schemas
 from paas.errors import InvalidInput
 from paas.models import App, Deployment, Job
 from paas.schemas import (
-    APP_NAME,
     COMMIT_ID,
     FULL_COMMIT,
     AppCreate,
@@ -66,9 +65,12 @@ def _same_through(model: type[BaseModel], data: dict[str, Any], *, where: str) -
 
 
 def check_app_name(name: object, *, where: str = "an app") -> str:
-    if not isinstance(name, str) or not APP_NAME.fullmatch(name) or name.endswith("-") or "--" in name:
-        raise _refuse(where, "name", f"{name!r} is not an app name")
-    return name
+    try:
+        if isinstance(name, str) and schemas.check_app_name(name) == name:
+            return name
+    except ValueError:
+        pass
+    raise _refuse(where, "name", f"{name!r} is not an app name")
 
 
 def check_app(app: App) -> App:
