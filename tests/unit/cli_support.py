@@ -5,6 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from paas.cli import app as cli
+from paas.settings import Settings
 
 runner = CliRunner()
 
@@ -29,3 +30,14 @@ def invoke_main(main: object, args: tuple[str, ...], env: dict[str, str]) -> Non
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    """The PAAS_ variables that point a server command (migrate, admin, keys)
+    at the test's own data, keys and run directory."""
+    return {
+        "PAAS_DATA_DIR": str(settings.data_dir),
+        "PAAS_KEYS_DIR": str(settings.keys_dir),
+        "PAAS_RUN_DIR": str(settings.run_dir),
+        "PAAS_DOMAIN": settings.domain,
+    }

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from paas.crypto import Keyring, load_keys
 from paas.models import EnvVar
 from paas.settings import Settings
-from tests.unit.cli_support import invoke_main, run
+from tests.unit.cli_support import invoke_main, run, server_env
 
 SECRET = "sk_cli_canary_42"  # noqa: S105  (a canary, not a credential)
 
@@ -120,12 +120,7 @@ def test_keys_rotate_on_the_server(
 ) -> None:
     run("env", "set", shop, f"API_TOKEN={SECRET}", "--secret", env=env)
     before = load_keys(settings.keys_dir, private=True)
-    for key, value in {
-        "PAAS_DATA_DIR": str(settings.data_dir),
-        "PAAS_KEYS_DIR": str(settings.keys_dir),
-        "PAAS_RUN_DIR": str(settings.run_dir),
-        "PAAS_DOMAIN": settings.domain,
-    }.items():
+    for key, value in server_env(settings).items():
         monkeypatch.setenv(key, value)
     code, out = run("keys", "rotate")
     assert code == 0 and "1 env values" in out and "old keys removed" in out, out

@@ -17,7 +17,7 @@ from paas.db import session_scope
 from paas.errors import PaasError
 from paas.models import ApiToken, Event, utcnow
 from paas.settings import Settings
-from tests.unit.cli_support import run
+from tests.unit.cli_support import run, server_env
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -87,12 +87,7 @@ def test_last_used_is_written_at_most_once_a_minute(
 def test_the_server_cli_creates_lists_and_revokes(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key, value in {
-        "PAAS_DATA_DIR": str(settings.data_dir),
-        "PAAS_KEYS_DIR": str(settings.keys_dir),
-        "PAAS_RUN_DIR": str(settings.run_dir),
-        "PAAS_DOMAIN": settings.domain,
-    }.items():
+    for key, value in server_env(settings).items():
         monkeypatch.setenv(key, value)
     code, token = run("admin", "create-token", "deploy-bot", "--expires", "90d")
     assert code == 0 and token.strip().startswith("paas_"), token

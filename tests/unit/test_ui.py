@@ -14,7 +14,7 @@ from sqlmodel import select
 from paas.db import session_scope
 from paas.models import User
 from paas.users import create_user
-from tests.unit.cli_support import invoke_main
+from tests.unit.cli_support import invoke_main, server_env
 from tests.unit.test_rollback_api import release
 
 PASSWORD = "correct horse battery"
@@ -129,11 +129,7 @@ def test_create_user_command(
 
     from paas.cli import main
 
-    env = {
-        "PAAS_DATA_DIR": str(settings.data_dir),
-        "PAAS_KEYS_DIR": str(settings.keys_dir),
-        "PAAS_RUN_DIR": str(settings.run_dir),
-    }
+    env = server_env(settings)
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
     with pytest.raises(SystemExit) as done:
         invoke_main(main, ("admin", "create-user", "Alice"), env)
