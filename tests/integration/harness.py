@@ -30,6 +30,14 @@ from paas.github import sign
 LOOPBACK = "127.0.0.1"
 
 
+def traversable_dir(prefix: str) -> Path:
+    """A new directory under /var/tmp that an unprivileged user (web, as
+    nobody or paas) can traverse: pytest's own temporary directories are 0700."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    root.chmod(0o755)
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
@@ -97,10 +105,9 @@ class Stack:
 
     def __init__(self, root: Path, nginx: Nginx, **overrides: str) -> None:
         # As root, `paas up` runs web as nobody (PAAS_WEB_USER unset), which must reach the
-        # data directory and keys: pytest's own temporary directories are 0700, so the
-        # installation lives in a traversable one of its own, named after ``root``.
-        self.root = Path(tempfile.mkdtemp(prefix=f"paas-{root.name}-", dir="/var/tmp"))
-        self.root.chmod(0o755)
+        # data directory and keys: the installation lives in a traversable directory of its
+        # own, named after ``root``.
+        self.root = traversable_dir(f"paas-{root.name}-")
         self.nginx = nginx
         self.web_port = free_port()
         base = 30000 + (os.getpid() % 200) * 100

@@ -20,7 +20,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import LOOPBACK, GitRemote, Nginx, free_port, remove_installation
+from tests.integration.harness import (
+    LOOPBACK,
+    GitRemote,
+    Nginx,
+    free_port,
+    remove_installation,
+    traversable_dir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +84,7 @@ class Installed:
 def installed() -> Iterator[Installed]:
     if os.geteuid() != 0:
         pytest.fail("install.sh needs root; scripts/test.sh runs as root")
-    # world-traversable, so the unprivileged web user can reach its data dir
-    root = Path(tempfile.mkdtemp(prefix="paas-install-", dir="/var/tmp"))
-    root.chmod(0o755)
+    root = traversable_dir("paas-install-")  # the unprivileged web user reaches its data dir
     nginx = Nginx(root / "nginx")
     nginx.start()
     try:

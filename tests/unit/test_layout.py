@@ -10,7 +10,6 @@ import pwd
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from agent.deploylog import DeployLog
 from paas import layout
 from paas.settings import Settings, load_settings
+from tests.integration.harness import traversable_dir
 
 NOBODY_GID = pwd.getpwnam("nobody").pw_gid
 
@@ -73,7 +73,7 @@ def _all(s: Settings) -> list[Path]:
 @pytest.fixture
 def open_tmp() -> Iterator[Path]:
     """A directory nobody can traverse to (pytest's own are 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="paas-layout-", dir="/var/tmp"))
+    root = traversable_dir("paas-layout-")
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
