@@ -136,9 +136,9 @@ class CertManager:
             domain = session.get(Domain, domain_id)
             if domain is None:
                 return False
-            if not self.settings.acme_email:
+            if not self.settings.acme:
                 if domain.cert_state != CertState.disabled:
-                    domain.cert_state, domain.cert_error = CertState.disabled, "PAAS_ACME_EMAIL is not set"
+                    domain.cert_state, domain.cert_error = CertState.disabled, "PAAS_ACME is off"
                     session.add(domain)
                 return False
             if app_id is not None and not self._live(session, app_id):

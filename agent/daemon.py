@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from agent.certs import CertManager, live_upstreams
 from agent.docker_engine import DockerEngine, EngineError
 from agent.live import LiveServer, create_live_app
-from agent.nginx import NginxSites
+from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
 from agent.plan import owned
 from agent.source import SourceCache
@@ -246,6 +246,10 @@ class Agent:
     def reconcile(self) -> None:
         """Make Docker and nginx match the database (run at start)."""
         self.nginx.ensure_common()
+        try:
+            self.nginx.ensure_default()
+        except NginxError as exc:
+            log.error("unknown hostnames may reach a paas site: %s", exc)
         self.certs.refresh_control_site()
         with session_scope(self.db) as session:
             apps = {a.name for a in session.exec(select(App)).all()}

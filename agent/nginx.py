@@ -33,6 +33,7 @@ __all__ = [
     "certificate_paths",
     "render_common",
     "render_control",
+    "render_default",
     "render_site",
 ]
 
@@ -40,6 +41,7 @@ Runner = Callable[..., commands.CommandResult]
 
 COMMON_FILE = "paas-0-common.conf"
 CONTROL_SITE = "0-control"  # the control plane's site file: paas-app-0-control.conf
+DEFAULT_SITE = "0-default"  # unknown hostnames: paas-app-0-default.conf
 
 
 class NginxError(Exception):
@@ -151,9 +153,23 @@ def render_common() -> str:
     return _env().get_template("common.conf.j2").render()
 
 
+def render_default(settings: Settings) -> str:
+    """The default server for HTTP (and HTTPS unless PAAS_ACME is off): no answer for unknown hostnames."""
+    return (
+        _env()
+        .get_template("default.conf.j2")
+        .render(
+            https=settings.acme,
+            listen=listen_directive(settings, settings.http_port),
+            **_https_context(settings),
+        )
+    )
+
+
 def render_control(settings: Settings, *, tls: TlsHost | None = None) -> str:
     """The control plane's own site: GitHub and browsers reach web through it.
-    With ``tls`` (its certificate on disk), HTTPS, and HTTP redirects but for webhooks."""
+    With ``tls`` (its certificate on disk), HTTPS with HSTS as well; web answers plain HTTP
+    (webhooks and probes served, the rest redirected or refused)."""
     return (
         _env()
         .get_template("control.conf.j2")
@@ -223,6 +239,16 @@ class NginxSites:
                 else:
                     _atomic_write(path, previous)
                 raise
+
+    def ensure_default(self) -> None:
+        """The default server for unknown hostnames, validated and reloaded like a site."""
+        try:
+            self.apply(DEFAULT_SITE, render_default(self._settings))
+        except NginxError as exc:
+            raise NginxError(
+                f"{exc} (does another default_server listen on the same port, such as Debian's "
+                "/etc/nginx/sites-enabled/default? install.sh disables it)"
+            ) from exc
 
     def reload(self) -> None:
         """Validate and reload with the files as they are (a renewed certificate)."""

@@ -85,7 +85,7 @@ def add_domain(session: Session, *, app: App, hostname: str, settings: Settings,
         owner = session.get(App, taken.app_id) if taken.app_id else None
         where = f"app {owner.name!r}" if owner else "the control plane"
         raise Conflict(f"{name} is already served for {where}")
-    state = CertState.pending if settings.acme_email else CertState.disabled
+    state = CertState.pending if settings.acme else CertState.disabled
     domain = Domain(app_id=app.id, hostname=name, cert_state=state)
     session.add(domain)
     try:

@@ -24,8 +24,10 @@ from paas.github import PushDecision, decide_push
 from paas.models import (
     ApiToken,
     App,
+    CertState,
     Deployment,
     DeploymentStatus,
+    Domain,
     Event,
     Job,
     JobState,
@@ -48,6 +50,9 @@ __all__ = [
     "WebhookOutcome",
     "app_public",
     "authenticate_token",
+    "control_url",
+    "served_url",
+    "webhook_url",
     "list_tokens",
     "revoke_tokens",
     "create_app",
@@ -472,11 +477,10 @@ def get_job(session: Session, job_id: int) -> Job:
 
 def app_public(session: Session, *, app: App, settings: Settings) -> AppPublic:
     current = live_release(session, app)
-    port = "" if settings.http_port == 80 else f":{settings.http_port}"  # nginx on another port
     return AppPublic.model_validate(app).model_copy(
         update={
-            "url": f"http://{settings.app_hostname(app.name)}{port}",
-            "webhook_url": webhook_url(settings, app),
+            "url": served_url(session, settings, settings.app_hostname(app.name)),
+            "webhook_url": webhook_url(session, settings, app),
             "current_version": current.version if current else None,
             "current_commit": current.commit if current else None,
             "env_staged": current is not None and current.env_version != app.env_version,
@@ -484,8 +488,33 @@ def app_public(session: Session, *, app: App, settings: Settings) -> AppPublic:
     )
 
 
-def webhook_url(settings: Settings, app: App) -> str:
-    return f"{settings.base_url}/hooks/github/{app.name}"
+def webhook_url(session: Session, settings: Settings, app: App) -> str:
+    """The Payload URL to give GitHub: https:// once the control plane's certificate is served."""
+    return f"{control_url(session, settings)}/hooks/github/{app.name}"
+
+
+def served_url(session: Session, settings: Settings, hostname: str) -> str:
+    """How nginx serves ``hostname``: https:// once its certificate is issued
+    (the agent switches HTTPS on as it records it), else http://; with the
+    port when it is not the scheme's own."""
+    state = session.exec(select(Domain.cert_state).where(Domain.hostname == hostname)).first()
+    if state == CertState.issued:
+        port = "" if settings.https_port == 443 else f":{settings.https_port}"
+        return f"https://{hostname}{port}"
+    port = "" if settings.http_port == 80 else f":{settings.http_port}"
+    return f"http://{hostname}{port}"
+
+
+def control_url(session: Session, settings: Settings) -> str:
+    """The control plane's base URL: PAAS_PUBLIC_URL if it is https://, else
+    https://<host> as soon as the control plane has its certificate, else
+    PAAS_PUBLIC_URL or http://<host>."""
+    if settings.public_url.startswith("https://"):
+        return settings.public_url
+    served = served_url(session, settings, settings.control_host)
+    if served.startswith("https://") or not settings.public_url:
+        return served
+    return settings.public_url
 
 
 def deployment_public(dep: Deployment) -> DeploymentPublic:

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
 
     # names and addresses
     domain: str = "localhost"  # apps are served as <app>.<domain>
-    public_url: str = ""  # how GitHub reaches the control plane; empty: http://<host>
+    # how GitHub and browsers reach the control plane; empty: http://<host>, then https://<host>
+    # once its certificate is served
+    public_url: str = ""
     host: str = ""  # the control plane's own hostname; empty: paas.<domain>
 
     # the web process (control plane) listens here, behind nginx
@@ -117,7 +119,8 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
 
     # HTTPS: certificates by ACME HTTP-01 (certbot, webroot mode)
-    acme_email: str = ""  # empty: no certificates are requested (HTTP only)
+    acme: bool = True  # off: no certificate is ever requested, and everything travels in clear
+    acme_email: str = ""  # the CA's expiry notices go here; empty: registered without an email
     acme_directory: str = LETSENCRYPT  # or "staging", or any ACME directory URL (tests: Pebble)
     acme_ca_bundle: Path | None = None  # trust for the ACME server's own TLS (Pebble's test CA)
     certbot_bin: str = "certbot"
@@ -216,10 +219,6 @@ class Settings(BaseSettings):
     @property
     def control_host(self) -> str:
         return self.host or f"paas.{self.domain}"
-
-    @property
-    def base_url(self) -> str:
-        return self.public_url or f"http://{self.control_host}"
 
     @property
     def logs_dir(self) -> Path:

@@ -59,6 +59,7 @@ def settings(tmp_path: Path) -> Settings:
         nginx_conf_dir=tmp_path / "nginx",
         keys_dir=tmp_path / "keys",
         webhook_max_bytes=64 * 1024,
+        acme=False,  # unit tests ask no CA; tests/unit/test_certs.py turns it on
     )
 
 

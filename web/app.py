@@ -23,6 +23,7 @@ from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
 from web import api, hooks, live, ui, ui_app
+from web.plain_http import PlainHttpGuard, control_certificate_issued
 
 __all__ = ["create_app"]
 
@@ -44,10 +45,15 @@ def create_app(
     app.add_middleware(
         SessionBySchemeMiddleware,
         secret_key=settings.secret_key or secrets.token_urlsafe(48),
-        always_secure=settings.base_url.startswith("https://"),
+        always_secure=settings.public_url.startswith("https://"),
         max_age=settings.session_hours * 3600,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(  # outermost: a refused request reaches nothing else
+        PlainHttpGuard,
+        settings=settings,
+        has_certificate=control_certificate_issued(app.state.engine, settings),
+    )
 
     @app.exception_handler(ui.NotSignedIn)
     async def _not_signed_in(request: Request, exc: ui.NotSignedIn) -> Response:

@@ -266,7 +266,7 @@ def create_app(
         "webhook.html",
         201,
         app=app.name,
-        webhook_url=services.webhook_url(settings, app),
+        webhook_url=services.webhook_url(session, settings, app),
         secret=secret,
         received=False,
     )

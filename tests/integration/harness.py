@@ -75,7 +75,8 @@ http {{
     scgi_temp_path {self.root}/tmp/scgi;
     include {self.conf_dir}/*.conf;
     server {{
-        listen {LOOPBACK}:{self.port} default_server;
+        # the default until paas writes its own default_server (no answer for unknown names)
+        listen {LOOPBACK}:{self.port};
         return 404;
     }}
 }}
@@ -121,6 +122,8 @@ class Stack:
             "PAAS_PUBLIC_URL": f"http://paas.{self.domain}:{nginx.port}",
             "PAAS_WEB_PORT": str(self.web_port),
             "PAAS_HTTP_PORT": str(nginx.port),
+            "PAAS_HTTPS_PORT": str(free_port()),
+            "PAAS_ACME": "off",  # apps.test has no DNS: test_tls.py's stack asks Pebble
             "PAAS_LISTEN_ADDRESS": LOOPBACK,
             "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
             "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),

@@ -100,6 +100,7 @@ def installed() -> Iterator[Installed]:
             "PAAS_DOMAIN": "apps.test",
             "PAAS_WEB_PORT": str(free_port()),
             "PAAS_HTTP_PORT": str(nginx.port),
+            "PAAS_HTTPS_PORT": str(free_port()),
             "PAAS_LISTEN_ADDRESS": LOOPBACK,
             "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
             "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),

@@ -139,13 +139,32 @@ def test_an_issued_certificate_not_due_is_left_alone(
     assert certbot.calls == []
 
 
-def test_without_an_acme_email_nothing_is_requested(settings: Settings, engine: Engine) -> None:
+def test_with_acme_off_nothing_is_requested(settings: Settings, engine: Engine) -> None:
+    assert settings.acme is False
     certbot = FakeCertbot()
     m = CertManager(settings, engine, NginxSites(settings), runner=certbot)
     did = domain_row(engine)
     m._work_on(did, "www.shop.example", 1)
     d = get(engine, did)
-    assert d.cert_state == CertState.disabled and "PAAS_ACME_EMAIL" in d.cert_error and certbot.calls == []
+    assert d.cert_state == CertState.disabled and "PAAS_ACME is off" in d.cert_error and certbot.calls == []
+
+
+@pytest.mark.parametrize(
+    ("email", "wanted"),
+    [("", ["--register-unsafely-without-email"]), ("ops@shop.example", ["--email", "ops@shop.example"])],
+)
+def test_certbot_registers_with_an_email_only_when_one_is_given(email: str, wanted: list[str]) -> None:
+    args = commands.certbot_args(
+        "certbot",
+        hostname="shop.example",
+        email=email,
+        directory="https://ca.test/dir",
+        webroot=Path("/w"),
+        state_dir=Path("/s"),
+    )
+    assert all(flag in args for flag in wanted)
+    assert ("--email" in args) == bool(email)
+    assert ("--register-unsafely-without-email" in args) != bool(email)
 
 
 def test_default_rows_follow_the_apps(acme_settings: Settings, engine: Engine, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from agent.nginx import (
     TlsHost,
     render_common,
     render_control,
+    render_default,
     render_site,
 )
 from paas.settings import Settings, load_settings
@@ -79,6 +80,10 @@ CASES = {
         _settings(web_port=8000, host="paas.example.com"), tls=_tls("paas.example.com")
     ),
     "common.conf": render_common,
+    "default.conf": lambda: render_default(_settings()),
+    "default-acme-off.conf": lambda: render_default(
+        _settings(acme=False, listen_address="127.0.0.1", http_port=8080)
+    ),
 }
 
 

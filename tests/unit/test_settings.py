@@ -30,7 +30,16 @@ def test_settings_come_from_paas_variables(monkeypatch: pytest.MonkeyPatch, tmp_
     assert s.domain == "example.com"
     assert s.http_port == 8080
     assert s.db_url == "postgresql+psycopg://u@db/paas"
-    assert s.base_url == "http://paas.example.com"
+    assert s.control_host == "paas.example.com"
+
+
+def test_certificates_are_on_by_default_and_need_no_email(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PAAS_ACME", "PAAS_ACME_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings(_env_file=None)
+    assert s.acme is True and s.acme_email == ""
+    monkeypatch.setenv("PAAS_ACME", "off")
+    assert load_settings(_env_file=None).acme is False
 
 
 def test_settings_read_a_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
