@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from paas.client import ApiClient, ClientError, save_login
+from paas.client import ApiClient, ClientError, https_twin, is_loopback_url, save_login
 from paas.errors import PaasError
 from paas.scopes import EnvScope
 from paas.settings import Settings, load_settings
@@ -358,12 +358,23 @@ def keys_rotate() -> None:
 def login(
     url: Annotated[str, typer.Argument(help="The control plane, e.g. https://paas.example.com")],
     token: Annotated[str, typer.Option(help="An API token from `paas admin create-token`.")],
+    insecure: Annotated[
+        bool, typer.Option(help="Allow the token over plain HTTP to another machine (it travels in clear).")
+    ] = False,
 ) -> None:
-    """Save the server URL and token, after checking them."""
+    """Save the server URL and token, after checking them. An http:// URL whose
+    server also answers over HTTPS (with a valid certificate) is saved as https://."""
     if not url.startswith(("http://", "https://")):
         _fail("URL must start with http:// or https://")
-    ApiClient(url.rstrip("/"), token).request("GET", "/apps")
-    path = save_login(url, token)
+    url = url.rstrip("/")
+    if url.startswith("http://") and not is_loopback_url(url):
+        twin = https_twin(url)
+        if twin is not None:
+            typer.echo(f"{url} answers over HTTPS: using {twin}")
+            url = twin
+    insecure = insecure and url.startswith("http://")
+    ApiClient(url, token, insecure=insecure).request("GET", "/apps")
+    path = save_login(url, token, insecure=insecure)
     typer.echo(f"logged in to {url} (saved in {path})")
 
 

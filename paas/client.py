@@ -2,22 +2,36 @@
 
 The login (server URL and token) lives in ``<config dir>/paas/config.json``
 with 0600 permissions; ``PAAS_URL`` and ``PAAS_TOKEN`` override it.
+
+The token never goes over plain HTTP to anything but a loopback address,
+unless the login says ``--insecure`` (``PAAS_INSECURE=1`` beside the
+variables), and then every command says so.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import typer
 
 from paas.errors import PaasError
 
-__all__ = ["ApiClient", "ClientError", "config_path", "load_login", "save_login"]
+__all__ = [
+    "ApiClient",
+    "ClientError",
+    "Login",
+    "config_path",
+    "https_twin",
+    "is_loopback_url",
+    "load_login",
+    "save_login",
+]
 
 
 class ClientError(PaasError):
@@ -28,32 +42,103 @@ def config_path() -> Path:
     return Path(typer.get_app_dir("paas")) / "config.json"
 
 
-def save_login(url: str, token: str) -> Path:
+class Login(NamedTuple):
+    url: str
+    token: str
+    insecure: bool = False  # the person said a token may cross the network in clear
+
+
+def save_login(url: str, token: str, *, insecure: bool = False) -> Path:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    saved: dict[str, Any] = {"url": url.rstrip("/"), "token": token}
+    if insecure:
+        saved["insecure"] = True
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"url": url.rstrip("/"), "token": token}, handle)
+        json.dump(saved, handle)
     os.chmod(path, 0o600)
     return path
 
 
-def load_login() -> tuple[str, str]:
+def load_login() -> Login:
     url, token = os.environ.get("PAAS_URL", ""), os.environ.get("PAAS_TOKEN", "")
+    insecure = os.environ.get("PAAS_INSECURE", "").lower() in ("1", "true", "yes", "on")
     if not (url and token):
         try:
             saved = json.loads(config_path().read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             saved = {}
+        if not url:
+            insecure = insecure or saved.get("insecure") is True
         url = url or saved.get("url", "")
         token = token or saved.get("token", "")
     if not url or not token:
         raise ClientError("not logged in: run `paas login URL --token TOKEN` first")
-    return url.rstrip("/"), token
+    return Login(url.rstrip("/"), token, insecure)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine: localhost or a loopback address."""
+    host = httpx.URL(url).host
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str, *, insecure: bool) -> None:
+    """Refuse to send a token over plain HTTP off this machine, unless told to."""
+    if not url.startswith("http://") or is_loopback_url(url):
+        return
+    host = httpx.URL(url).host
+    if not insecure:
+        raise ClientError(
+            f"refusing to send your token in clear to {url}: log in with https:// "
+            f"(paas login https://{host} --token …), or add --insecure to send it anyway"
+        )
+    typer.echo(f"warning: your API token crosses the network in clear to {url} (--insecure)", err=True)
+
+
+def https_twin(url: str, *, timeout: float = 5) -> str | None:
+    """The same control plane over HTTPS, if it answers there with a valid
+    certificate; found without sending any credential.
+
+    Candidates: where a plain GET of ``/`` redirects to (an https:// URL on the
+    same host, so a tampered redirect cannot send us elsewhere), then the
+    host on HTTPS's own port."""
+    plain = httpx.URL(url)
+    candidates = []
+    try:
+        answer = httpx.get(url + "/", timeout=timeout, follow_redirects=False)
+        target = httpx.URL(answer.headers.get("location", ""))
+        if answer.is_redirect and target.scheme == "https" and target.host == plain.host:
+            candidates.append(f"https://{target.netloc.decode('ascii')}")
+    except (httpx.HTTPError, httpx.InvalidURL):
+        pass
+    candidates.append(f"https://[{plain.host}]" if ":" in plain.host else f"https://{plain.host}")
+    for origin in dict.fromkeys(candidates):
+        twin = origin + plain.path.rstrip("/")
+        try:
+            if httpx.get(twin + "/healthz", timeout=timeout).status_code == 200:
+                return twin
+        except httpx.HTTPError:
+            continue
+    return None
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        insecure: bool = False,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        check_transport(url, insecure=insecure)
         self._url = url
         self._http = httpx.Client(
             base_url=url,
@@ -64,7 +149,8 @@ class ApiClient:
 
     @classmethod
     def from_login(cls) -> ApiClient:
-        return cls(*load_login())
+        login = load_login()
+        return cls(login.url, login.token, insecure=login.insecure)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -86,3 +86,78 @@ def test_wrong_token_and_server_down(
             invoke_main(main, ("apps", "list"), bad_env)
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "url", ["http://paas.example.invalid", "http://203.0.113.9:8080", "http://[2001:db8::1]/base"]
+)
+def test_no_token_goes_over_plain_http_off_this_machine(url: str, env: dict[str, str]) -> None:
+    from paas.client import ClientError
+
+    with pytest.raises(ClientError, match=r"refusing to send your token in clear to .*--insecure"):
+        run("apps", "list", env={"PAAS_URL": url, "PAAS_TOKEN": env["PAAS_TOKEN"]})
+    # (refused before any connection; `paas login` to such a URL first looks for its HTTPS
+    # twin: tests/integration/test_https_default.py, from a network namespace)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000",
+        "http://127.8.9.10",
+        "http://localhost:8000",
+        "http://[::1]:80",
+        "https://x.test",
+    ],
+)
+def test_loopback_and_https_urls_may_carry_the_token(url: str) -> None:
+    from paas.client import check_transport
+
+    check_transport(url, insecure=False)  # no error
+
+
+def test_insecure_sends_it_anyway_and_says_so_every_time(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from paas.client import ApiClient, load_login, save_login
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("PAAS_URL", "PAAS_TOKEN", "PAAS_INSECURE"):
+        monkeypatch.delenv(name, raising=False)
+    save_login("http://paas.example.invalid", "paas_x", insecure=True)
+    assert load_login().insecure is True
+    ApiClient.from_login()
+    assert "crosses the network in clear to http://paas.example.invalid" in capsys.readouterr().err
+    monkeypatch.setenv("PAAS_URL", "http://other.example.invalid")  # the variables carry their own choice
+    monkeypatch.setenv("PAAS_TOKEN", "paas_y")
+    assert load_login().insecure is False
+    monkeypatch.setenv("PAAS_INSECURE", "1")
+    assert load_login().insecure is True
+
+
+def test_an_https_redirect_to_another_host_is_never_followed() -> None:
+    """Finding the HTTPS twin sends no credential, and a tampered plain-HTTP
+    redirect to someone else's https:// site is ignored."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(301)
+            self.send_header("Location", "https://attacker.example/")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    port = free_port()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), Redirect) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        from paas.client import https_twin
+
+        assert https_twin(f"http://127.0.0.1:{port}", timeout=2) is None
+        server.shutdown()
+    assert seen == [""]
