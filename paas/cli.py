@@ -44,6 +44,10 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(admin_app, name="admin")
 tokens_app = typer.Typer(help="API tokens: list and revoke (run on the server).", no_args_is_help=True)
 admin_app.add_typer(tokens_app, name="tokens")
+users_app = typer.Typer(
+    help="Web UI users: list, delete, new password (run on the server).", no_args_is_help=True
+)
+admin_app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 domains_app = typer.Typer(help="An app's hostnames and their HTTPS certificates.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
@@ -320,13 +324,84 @@ def create_user(
         with session_scope(engine) as session:
             if session.exec(select(User)).first() is not None:
                 return
-    if sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\n")
+    password = _read_password()
     with session_scope(engine) as session:
         user = users.create_user(session, username=username, password=password)
     typer.echo(f"created user {user.username}")
+
+
+def _read_password() -> str:
+    """From a hidden prompt (twice), or the first line of stdin."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\n")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """The web UI users: name, created, last sign-in (never a password)."""
+    from paas import users
+    from paas.db import make_engine, session_scope
+
+    settings = _prepare()
+    with session_scope(make_engine(settings)) as session:
+        rows = [
+            {
+                "username": u.username,
+                "created_at": u.created_at.isoformat(),
+                "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
+            }
+            for u in users.list_users(session)
+        ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("username", "created", "last sign-in")
+    for r in rows:
+        table.add_row(r["username"], r["created_at"], r["last_login_at"] or "never")
+    out.print(table)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="Whose password to set.")],
+) -> None:
+    """Set a new password (hidden prompt, twice, or stdin); every session of the user ends."""
+    from paas import services, users
+    from paas.db import make_engine, session_scope
+
+    settings = _prepare()
+    engine = make_engine(settings)
+    with session_scope(engine) as session:
+        users.get_user(session, username)  # before asking for a password
+    password = _read_password()
+    with session_scope(engine) as session:
+        user = users.change_password(session, username=username, password=password)
+        services.record_event(session, actor="admin", action="user.password", detail=user.username)
+    typer.echo(f"new password set for {user.username}; their sessions have ended")
+
+
+@users_app.command("delete")
+def users_delete(
+    username: Annotated[str, typer.Argument(help="The user to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a web UI user; their sessions end at their next request."""
+    from paas import services, users
+    from paas.db import make_engine, session_scope
+
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("refusing to delete without confirmation: pass --yes")
+        typer.confirm(f"Delete the web UI user {username}?", abort=True)
+    settings = _prepare()
+    with session_scope(make_engine(settings)) as session:
+        users.delete_user(session, username=username)
+        services.record_event(session, actor="admin", action="user.delete", detail=username)
+        left = len(users.list_users(session))
+    typer.echo(f"deleted user {username}; their sessions have ended")
+    if not left:
+        typer.echo("no user can sign in to the web UI now: create one with `paas admin create-user NAME`")
 
 
 @keys_app.command("rotate")

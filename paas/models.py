@@ -219,6 +219,8 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
+    # in every session cookie; a new password (or deletion) moves it on, ending those sessions
+    session_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class ApiToken(SQLModel, table=True):

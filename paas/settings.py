@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     # the web UI: signs its session cookies (install.sh writes one); empty: a random key per
     # process, so sign-ins do not survive a restart
     secret_key: str = Field(default="", repr=False)
-    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)  # a sign-in lasts at most this long
+    session_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)  # ...and ends after this long unused
 
     # HTTPS: certificates by ACME HTTP-01 (certbot, webroot mode)
     acme: bool = True  # off: no certificate is ever requested, and everything travels in clear

@@ -1,5 +1,9 @@
 """Web UI users: argon2id password hashes (argon2-cffi), created on the
-server with `paas admin create-user`; there is never a default password."""
+server with `paas admin create-user`; there is never a default password.
+
+Each user has a session version that every session cookie carries: a new
+password or a deletion moves it on, and every session made before stops
+working at its next request (web/sessions.py checks it)."""
 
 from __future__ import annotations
 
@@ -9,10 +13,19 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
-from paas.errors import Conflict, InvalidInput
+from paas.errors import Conflict, InvalidInput, NotFound
 from paas.models import User, utcnow
 
-__all__ = ["MIN_PASSWORD", "authenticate", "create_user"]
+__all__ = [
+    "MIN_PASSWORD",
+    "authenticate",
+    "change_password",
+    "create_user",
+    "delete_user",
+    "get_user",
+    "list_users",
+    "session_version",
+]
 
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
@@ -27,8 +40,7 @@ def create_user(session: Session, *, username: str, password: str) -> User:
         raise InvalidInput(
             "username must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter"
         )
-    if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
+    _check_password(password)
     if session.exec(select(User).where(User.username == username)).first() is not None:
         raise Conflict(f"a user named {username!r} already exists")
     user = User(username=username, password_hash=_hasher.hash(password))
@@ -52,3 +64,41 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     user.last_login_at = utcnow()
     session.add(user)
     return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(User.username)).all())
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.exec(select(User).where(User.username == username.strip().lower())).first()
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return user
+
+
+def change_password(session: Session, *, username: str, password: str) -> User:
+    """Set a new password; every session the user had ends."""
+    _check_password(password)
+    user = get_user(session, username)
+    user.password_hash = _hasher.hash(password)
+    user.session_version += 1
+    session.add(user)
+    session.flush()
+    return user
+
+
+def delete_user(session: Session, *, username: str) -> None:
+    """Remove the user; their sessions end at their next request."""
+    session.delete(get_user(session, username))
+    session.flush()
+
+
+def session_version(session: Session, username: str) -> int | None:
+    """The user's current session version, or None when there is no such user."""
+    return session.exec(select(User.session_version).where(User.username == username)).first()

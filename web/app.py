@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paas.crypto import Keyring
@@ -24,6 +23,7 @@ from paas.errors import PaasError
 from paas.settings import Settings
 from web import api, hooks, live, ui, ui_app
 from web.plain_http import PlainHttpGuard, control_certificate_issued
+from web.sessions import SessionBySchemeMiddleware, SessionCheck
 
 __all__ = ["create_app"]
 
@@ -41,12 +41,12 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings)
     app.state.keyring = keyring or Keyring(settings.keys_dir, private=False)
-    app.state.login_limiter = ui.LoginLimiter()
+    app.state.login_throttle = ui.LoginThrottle()
+    app.add_middleware(SessionCheck, engine=app.state.engine, settings=settings)
     app.add_middleware(
         SessionBySchemeMiddleware,
         secret_key=settings.secret_key or secrets.token_urlsafe(48),
-        always_secure=settings.public_url.startswith("https://"),
-        max_age=settings.session_hours * 3600,
+        settings=settings,
     )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(  # outermost: a refused request reaches nothing else
@@ -140,31 +140,6 @@ NOT_UI = ("/api/", "/hooks/", "/static/", "/healthz", "/readyz", "/openapi.json"
 def is_ui(request: Request) -> bool:
     """Browser pages answer errors with HTML; the API, webhooks and probes with JSON."""
     return not request.url.path.startswith(NOT_UI)
-
-
-class SessionBySchemeMiddleware:
-    """Starlette's signed session cookie (paas_session: HttpOnly, SameSite=Lax,
-    host-only), marked Secure when the request came over HTTPS (nginx passes
-    X-Forwarded-Proto; uvicorn trusts it from 127.0.0.1) or when the public
-    URL is https."""
-
-    def __init__(self, app: ASGIApp, *, secret_key: str, always_secure: bool, max_age: int) -> None:
-        def sessions(secure: bool) -> SessionMiddleware:
-            return SessionMiddleware(
-                app,
-                secret_key=secret_key,
-                session_cookie="paas_session",
-                max_age=max_age,
-                same_site="lax",
-                https_only=secure,
-            )
-
-        self.secure = sessions(True)
-        self.plain = self.secure if always_secure else sessions(False)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        https = scope.get("scheme") in ("https", "wss")
-        await (self.secure if https else self.plain)(scope, receive, send)
 
 
 SECURITY_HEADERS = [
