@@ -19,7 +19,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 # 1. system packages ----------------------------------------------------------------
 need=()
-for pkg in docker.io nginx git debootstrap ca-certificates python3-venv certbot pebble chromium fonts-dejavu-core; do
+for pkg in docker.io nginx git debootstrap ca-certificates python3-venv certbot pebble chromium fonts-dejavu-core \
+    iproute2; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -136,6 +136,7 @@ class Stack:
             "PAAS_LOG_LEVEL": "INFO",
             **overrides,
         }
+        self.address = self.env["PAAS_LISTEN_ADDRESS"]  # where nginx serves paas's sites
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
         self.log_path = root / "paas-up.log"
@@ -199,7 +200,7 @@ class Stack:
     def _control_plane_ready(self) -> bool:
         try:
             r = httpx.get(
-                f"http://{LOOPBACK}:{self.nginx.port}/readyz",
+                f"http://{self.address}:{self.nginx.port}/readyz",
                 headers={"Host": f"paas.{self.domain}"},
                 timeout=2,
             )
@@ -244,7 +245,7 @@ class Stack:
         """Deliver a webhook the way GitHub does: through nginx, to the control host."""
         body = json.dumps(payload).encode()
         return httpx.post(
-            f"http://{LOOPBACK}:{self.nginx.port}/hooks/github/{app}",
+            f"http://{self.address}:{self.nginx.port}/hooks/github/{app}",
             content=body,
             headers={
                 "Host": f"paas.{self.domain}",
@@ -260,7 +261,9 @@ class Stack:
 
     def get_app(self, app: str, path: str = "/") -> httpx.Response:
         return httpx.get(
-            f"http://{LOOPBACK}:{self.nginx.port}{path}", headers={"Host": f"{app}.{self.domain}"}, timeout=10
+            f"http://{self.address}:{self.nginx.port}{path}",
+            headers={"Host": f"{app}.{self.domain}"},
+            timeout=10,
         )
 
     def wait_release(self, app: str, version: int, *, timeout: float = 600) -> dict[str, Any]:
@@ -416,6 +419,53 @@ def push_payload(
 # load -----------------------------------------------------------------------------------
 
 
+# another address on this machine ---------------------------------------------------------
+
+
+class NetworkNamespace:
+    """A network namespace joined to this machine by a veth pair, so a client
+    in it has an address that is not loopback while every packet stays on this
+    machine. ``hosts`` become its /etc/hosts (``ip netns exec`` mounts
+    /etc/netns/<name>/hosts there)."""
+
+    def __init__(self) -> None:
+        tag = os.getpid() % 100000
+        subnet = os.getpid() % 250 + 1
+        self.name = f"paas-test-{tag}"
+        self.host_link, self.link = f"pth{tag}", f"ptn{tag}"  # interface names: 15 characters at most
+        self.host_address, self.address = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+        self.etc = Path("/etc/netns") / self.name
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+    def start(self, hosts: dict[str, str]) -> None:
+        self.stop()  # what a killed run may have left
+        self._ip("netns", "add", self.name)
+        self._ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.link)
+        self._ip("link", "set", self.link, "netns", self.name)
+        self._ip("addr", "add", f"{self.host_address}/30", "dev", self.host_link)
+        self._ip("link", "set", self.host_link, "up")
+        inside = ("netns", "exec", self.name, "ip")
+        self._ip(*inside, "addr", "add", f"{self.address}/30", "dev", self.link)
+        self._ip(*inside, "link", "set", self.link, "up")
+        self._ip(*inside, "link", "set", "lo", "up")
+        self.etc.mkdir(parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in hosts.items())]
+        (self.etc / "hosts").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def run(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.name, *args], capture_output=True, text=True, timeout=120, **kwargs
+        )
+
+    def stop(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)  # takes its veth end along
+        subprocess.run(["ip", "link", "del", self.host_link], capture_output=True)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+
 @dataclass
 class LoadReport:
     total: int = 0
@@ -552,9 +602,10 @@ class Pebble:
     unless told otherwise (``point``); Pebble validates HTTP-01 on ``http_port``
     (our nginx). Pebble's own HTTPS listener uses a CA made here (``ca_bundle``)."""
 
-    def __init__(self, root: Path, *, http_port: int) -> None:
+    def __init__(self, root: Path, *, http_port: int, address: str = LOOPBACK) -> None:
         self.root = root
         self.http_port = http_port
+        self.address = address  # what challtestsrv answers for every name not pointed elsewhere
         self.acme_port, self.admin_port = free_port(), free_port()
         self.dns_port, self.dns_admin_port = free_udp_tcp_port(), free_port()
         self.ca_bundle = root / "pebble-ca.pem"
@@ -600,7 +651,7 @@ class Pebble:
                     "-https01", "",
                     "-tlsalpn01", "",
                     "-management", f"{LOOPBACK}:{self.dns_admin_port}",
-                    "-defaultIPv4", LOOPBACK,
+                    "-defaultIPv4", self.address,
                     "-defaultIPv6", "",
                 ],
                 stdout=log,
