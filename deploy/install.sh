@@ -125,6 +125,13 @@ if ! docker info >/dev/null 2>&1; then
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || die "dockerd did not start (see /var/log/dockerd.log)"
 fi
+# Debian's packaged site claims default_server on port 80; paas has its own, which answers
+# unknown hostnames with nothing at all, so the packaged one is switched off (it stays in
+# /etc/nginx/sites-available)
+if [ -z "${PAAS_NGINX_MAIN_CONF:-}" ] && [ -L /etc/nginx/sites-enabled/default ]; then
+    say "disabling nginx's packaged default site (paas answers unknown hostnames itself)"
+    rm -f /etc/nginx/sites-enabled/default
+fi
 nginx_bin="${PAAS_NGINX_BIN:-nginx}"
 nginx_args=()
 [ -n "${PAAS_NGINX_MAIN_CONF:-}" ] && nginx_args=(-c "$PAAS_NGINX_MAIN_CONF")
@@ -216,8 +223,27 @@ for _ in range(120):
 sys.exit(1)
 PY
 
-url="${PAAS_PUBLIC_URL:-http://paas.${PAAS_DOMAIN}}"
+# 10. HTTPS (on unless PAAS_ACME=off): the control plane's URL is https:// once its certificate
+#     is served; the agent asks for it as soon as DNS points here and port 80 answers
+acme_off=""
+case "$(printf '%s' "${PAAS_ACME:-on}" | tr '[:upper:]' '[:lower:]')" in off | false | no | 0) acme_off=1 ;; esac
+why="$(mktemp)"
+if [ -n "$acme_off" ]; then
+    url="$("$PAAS" admin url 2>/dev/null)"
+else
+    url="$("$PAAS" admin url --wait 90 2>"$why")"
+fi
 say "paas is running. Control plane: $url"
+if [ -n "$acme_off" ]; then
+    say "WARNING: PAAS_ACME=off, so nothing is encrypted: API tokens, web UI passwords and"
+    say "WARNING: sessions, and webhook secrets cross the network in clear. The CLI refuses to"
+    say "WARNING: send a token to such a URL unless you log in with --insecure."
+elif [ "${url#https://}" = "$url" ]; then
+    say "HTTPS is not on yet ($(cat "$why")). paas keeps trying every few minutes: point DNS"
+    say "for paas.${PAAS_DOMAIN} and *.${PAAS_DOMAIN} here and open ports 80 and 443. Every URL paas"
+    say "shows switches to https:// by itself, and \`paas login\` sends no token in clear meanwhile."
+fi
+rm -f "$why"
 token="$("$PAAS" admin create-token admin --if-none)"
 if [ -n "$token" ]; then
     say "API token (shown once; keep it safe):"

@@ -264,6 +264,40 @@ def create_token(
     typer.echo(token)
 
 
+@admin_app.command("url")
+def admin_url(
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the control plane's certificate while it is requested.")
+    ] = 0,
+) -> None:
+    """The control plane's URL to give people and GitHub: https:// once its
+    certificate is served. Without one, why not goes to stderr."""
+    from sqlmodel import col, select
+
+    from paas import services
+    from paas.db import make_engine, session_scope
+    from paas.models import CertState, Domain
+
+    settings = _prepare()
+    engine = make_engine(settings)
+    deadline = time.monotonic() + wait
+    while True:
+        with session_scope(engine) as session:
+            url = services.control_url(session, settings)
+            row = session.exec(
+                select(Domain).where(Domain.hostname == settings.control_host, col(Domain.app_id).is_(None))
+            ).first()
+            state, error = (row.cert_state, row.cert_error) if row else (CertState.pending, "")
+        settled = url.startswith("https://") or state != CertState.pending or not settings.acme
+        if settled or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    typer.echo(url)
+    if not url.startswith("https://"):
+        reason = "PAAS_ACME is off" if not settings.acme else error or f"{state}, not requested yet"
+        typer.echo(f"no certificate for {settings.control_host} yet: {reason}", err=True)
+
+
 @tokens_app.command("list")
 def tokens_list(as_json: JsonOpt = False) -> None:
     """The API tokens: name, prefix, created, last used, expiry (never the token)."""
@@ -514,6 +548,20 @@ def apps_create(
     out.print(f"  Secret:       {created['webhook_secret']}", markup=False)
     out.print("  Events:       just the push event")
     out.print("The secret is shown only now.")
+
+
+@apps_app.command("rotate-secret")
+def apps_rotate_secret(name: str, as_json: JsonOpt = False) -> None:
+    """Replace the app's webhook secret; prints the new one, this once."""
+    rotated = _client().request("POST", f"/apps/{name}/webhook-secret")
+    if as_json:
+        _print_json({k: rotated[k] for k in ("name", "webhook_url", "webhook_secret")})
+        return
+    out.print(f"new webhook secret for [bold]{rotated['name']}[/bold] (shown only now):")
+    out.print(f"  Secret:       {rotated['webhook_secret']}", markup=False)
+    out.print("In GitHub: Settings → Webhooks → Edit, paste it as the Secret, and check")
+    out.print(f"  Payload URL:  {rotated['webhook_url']}", markup=False)
+    out.print("Deliveries signed with the old secret are refused from now on.")
 
 
 @apps_app.command("set")

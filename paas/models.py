@@ -120,7 +120,7 @@ class CertState(enum.StrEnum):
     dns_mismatch = "dns_mismatch"  # the preflight found DNS pointing elsewhere: nothing requested
     unreachable = "unreachable"  # the preflight could not fetch its token over port 80
     failed = "failed"  # the CA refused; retried after a back-off
-    disabled = "disabled"  # no PAAS_ACME_EMAIL: HTTP only
+    disabled = "disabled"  # PAAS_ACME=off: HTTP only
 
 
 class Domain(SQLModel, table=True):

@@ -55,6 +55,7 @@ __all__ = [
     "webhook_url",
     "list_tokens",
     "revoke_tokens",
+    "rotate_webhook_secret",
     "create_app",
     "create_token",
     "deployment_public",
@@ -147,6 +148,17 @@ def get_app(session: Session, name: str) -> App:
     if app is None:
         raise NotFound(f"no app named {name!r}")
     return app
+
+
+def rotate_webhook_secret(session: Session, *, app: App, actor: str, keyring: Keyring) -> str:
+    """A new webhook secret for ``app``, in clear this once; deliveries signed
+    with the old one are refused from now on."""
+    hold_key_lock(session)
+    secret = secrets.token_hex(32)
+    app.webhook_secret = keyring.encrypt(secret)
+    session.add(app)
+    record_event(session, actor=actor, action="app.webhook_secret", app_name=app.name, detail="rotated")
+    return secret
 
 
 def list_apps(session: Session) -> list[App]:

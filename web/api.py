@@ -68,6 +68,25 @@ def create_app(
     return AppCreated(**public.model_dump(), webhook_secret=secret)
 
 
+@router.post(
+    "/apps/{name}/webhook-secret",
+    response_model=AppCreated,
+    summary="Replace the app's webhook secret",
+    description=(
+        "Returns the new secret, shown only here. Deliveries signed with the old one are refused from now "
+        "on: paste the new one into GitHub (Settings → Webhooks → Edit → Secret)."
+    ),
+    responses={404: ERRORS[404]},
+)
+def rotate_webhook_secret(
+    name: str, session: SessionDep, settings: SettingsDep, keyring: KeyringDep, token: CurrentToken
+) -> AppCreated:
+    app = services.get_app(session, name)
+    secret = services.rotate_webhook_secret(session, app=app, actor=actor(token), keyring=keyring)
+    public = services.app_public(session, app=app, settings=settings)
+    return AppCreated(**public.model_dump(), webhook_secret=secret)
+
+
 @router.get("/apps/{name}", response_model=AppPublic, summary="Show an app", responses={404: ERRORS[404]})
 def get_app(name: str, session: SessionDep, settings: SettingsDep, _token: CurrentToken) -> AppPublic:
     return services.app_public(session, app=services.get_app(session, name), settings=settings)

@@ -219,3 +219,22 @@ def test_a_delivery_without_its_id_is_refused(client: TestClient, secret: str, e
     r = deliver(client, secret, main_push(), delivery="")
     assert r.status_code == 400 and "X-GitHub-Delivery" in r.json()["detail"]
     assert jobs(engine) == []
+
+
+def test_a_rotated_secret_refuses_the_old_one_at_once(
+    client: TestClient, auth: dict[str, str], secret: str, env: dict[str, str], engine: Engine
+) -> None:
+    from tests.unit.cli_support import run
+
+    assert deliver(client, secret, {"zen": "x"}, event="ping", delivery="p-1").status_code == 200
+    code, out = run("apps", "rotate-secret", "shop", "--json", env=env)
+    assert code == 0, out
+    rotated = json.loads(out)
+    new = rotated["webhook_secret"]
+    assert new != secret and len(new) == 64 and rotated["webhook_url"].endswith("/hooks/github/shop")
+    assert deliver(client, secret, {"zen": "x"}, event="ping", delivery="p-2").status_code == 401
+    assert deliver(client, new, {"zen": "x"}, event="ping", delivery="p-3").status_code == 200
+    shown = (
+        client.get("/api/v1/apps/shop", headers=auth).text + client.get("/api/v1/events", headers=auth).text
+    )
+    assert new not in shown and secret not in shown  # shown that once only
