@@ -72,6 +72,15 @@ def _fail(message: str) -> NoReturn:
     raise PaasError(message)
 
 
+def _confirm(yes: bool, verb: str, question: str) -> None:
+    """Go on with --yes or a yes at the terminal; with no terminal to ask, refuse."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail(f"refusing to {verb} without confirmation: pass --yes")
+    typer.confirm(question, abort=True)
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -328,10 +337,7 @@ def tokens_revoke(
     from paas import services
     from paas.db import make_engine, session_scope
 
-    if not yes:
-        if not sys.stdin.isatty():
-            _fail("refusing to revoke without confirmation: pass --yes")
-        typer.confirm(f"Revoke the API tokens named {name}?", abort=True)
+    _confirm(yes, "revoke", f"Revoke the API tokens named {name}?")
     settings = _prepare()
     with session_scope(make_engine(settings)) as session:
         count = services.revoke_tokens(session, name=name, actor="admin")
@@ -424,10 +430,7 @@ def users_delete(
     from paas import services, users
     from paas.db import make_engine, session_scope
 
-    if not yes:
-        if not sys.stdin.isatty():
-            _fail("refusing to delete without confirmation: pass --yes")
-        typer.confirm(f"Delete the web UI user {username}?", abort=True)
+    _confirm(yes, "delete", f"Delete the web UI user {username}?")
     settings = _prepare()
     with session_scope(make_engine(settings)) as session:
         users.delete_user(session, username=username)
@@ -663,10 +666,7 @@ def apps_delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete an app: its containers, nginx site, images and history."""
-    if not yes:
-        if not sys.stdin.isatty():
-            _fail("refusing to delete without confirmation: pass --yes")
-        typer.confirm(f"Delete {name}, its containers, images and history?", abort=True)
+    _confirm(yes, "delete", f"Delete {name}, its containers, images and history?")
     job = _client().request("DELETE", f"/apps/{name}")
     if as_json:
         _print_json(job)
