@@ -1,7 +1,8 @@
 """Certificates: every hostname paas serves gets one by ACME HTTP-01 (certbot
 in webroot mode), renewed before expiry, and checked as actually served.
 
-The agent runs :meth:`CertManager.run_once` on a schedule. Each run:
+Only ACME lives here; what a site looks like is agent/sites.py. The agent
+runs :meth:`CertManager.run_once` on a schedule. Each run:
 1. makes sure every app's nginx site names all its hostnames (HTTP always
    serves ``/.well-known/acme-challenge/`` from the webroot, so issuing never
    needs a restart);
@@ -33,28 +34,19 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from agent import commands
-from agent.nginx import (
-    CONTROL_SITE,
-    NginxError,
-    NginxSites,
-    app_site,
-    certificate_paths,
-    render_control,
-    render_site,
-)
-from paas import queue
+from agent.nginx import NginxSites
+from agent.sites import Sites
 from paas.db import session_scope
 from paas.domains import ensure_defaults
-from paas.errors import InvalidInput
 from paas.models import App, CertState, Deployment, Domain, utcnow
 from paas.services import live_release
 from paas.settings import Settings
-from paas.trust import UntrustedRow, check_app, check_hostname, check_release
+from paas.trust import UntrustedRow, check_hostname
 
-__all__ = ["BACKOFF", "CertManager", "live_upstreams", "site_hosts"]
+__all__ = ["BACKOFF", "CertManager"]
 
 log = logging.getLogger("paas.agent.certs")
 
@@ -64,39 +56,20 @@ PREFLIGHT_DIR = ".well-known/acme-challenge"
 Runner = Callable[..., commands.CommandResult]
 
 
-def site_hosts(session: Session, app_id: int | None) -> tuple[tuple[str, bool], ...]:
-    """(hostname, has an issued certificate) for an app, default first."""
-    rows = session.exec(
-        select(Domain)
-        .where(Domain.app_id == app_id)
-        .order_by(col(Domain.is_default).desc(), col(Domain.hostname))
-    ).all()
-    return tuple(
-        (check_hostname(d.hostname, where=f"a domain of app {app_id}"), d.cert_state == CertState.issued)
-        for d in rows
-    )
-
-
-def live_upstreams(release: Deployment) -> tuple[str, ...]:
-    """host:port of a release's web containers (one host_port for releases
-    made before process types)."""
-    if release.upstreams:
-        return tuple(release.upstreams)
-    return (f"127.0.0.1:{release.host_port}",) if release.host_port else ()
-
-
 class CertManager:
     def __init__(
         self,
         settings: Settings,
         db: Engine,
         nginx: NginxSites,
+        sites: Sites,
         *,
         runner: Runner = commands.run,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.nginx = nginx
+        self.nginx = nginx  # reloaded after a renewal (same files, new contents)
+        self.sites = sites  # re-rendered when a certificate is new
         self._run = runner
 
     # the scheduled job -----------------------------------------------------------
@@ -107,8 +80,8 @@ class CertManager:
             apps = {a.id: a.name for a in session.exec(select(App).where(App.state == "active")).all()}
             domains = [(d.id, d.hostname, d.app_id) for d in session.exec(select(Domain)).all()]
         for name in sorted(apps.values()):
-            self.refresh_site(name)
-        self.refresh_control_site()
+            self.sites.refresh_app(name)
+        self.sites.refresh_control()
         issued: dict[int | None, list[str]] = {}
         for domain_id, hostname, app_id in domains:
             if app_id is not None and app_id not in apps:
@@ -122,9 +95,9 @@ class CertManager:
                 issued.setdefault(app_id, []).append(hostname)
         for app_id, hostnames in issued.items():
             if app_id is None:
-                self.refresh_control_site()
+                self.sites.refresh_control()
             else:
-                self.refresh_site(apps[app_id])
+                self.sites.refresh_app(apps[app_id])
             for hostname in hostnames:  # HTTPS switched on: is it the certificate we just got?
                 self.check_served(hostname)
 
@@ -310,64 +283,6 @@ class CertManager:
                 domain.cert_error = message
                 session.add(domain)
         return False
-
-    # nginx ---------------------------------------------------------------------------
-
-    def refresh_site(self, app_name: str) -> None:
-        """Re-render the app's site from its live release and its hostnames
-        (a no-op when nothing changed); an app with a job running is left to
-        that job, which renders the same way at its switch."""
-        with session_scope(self.db) as session:
-            app = session.exec(select(App).where(App.name == app_name)).first()
-            if app is None or app.id is None or app.state != "active":
-                return
-            current = self._live(session, app.id)
-            if current is None or queue.running_job(session, app.id) is not None:
-                return
-            try:
-                check_app(app)
-                check_release(current, app=app_name)
-                hosts = site_hosts(session, app.id)
-            except UntrustedRow as exc:
-                log.error("app %s: not rendering its nginx site: %s", app_name, exc)
-                return
-            upstreams = live_upstreams(current)
-            if not upstreams:
-                return
-            hsts, version = app.hsts, current.version
-        try:
-            spec = app_site(
-                self.settings, app=app_name, version=version, upstreams=upstreams, hosts=hosts, hsts=hsts
-            )
-        except InvalidInput as exc:
-            log.error("app %s: not rendering its nginx site: %s", app_name, exc)
-            return
-        before = self.nginx.current(app_name)
-        content = render_site(spec, self.settings)
-        if before == content:
-            return
-        try:
-            self.nginx.apply(app_name, content)
-        except NginxError as exc:
-            log.error("app %s: cannot update its nginx site: %s", app_name, exc)
-
-    def refresh_control_site(self) -> None:
-        with session_scope(self.db) as session:
-            own = session.exec(
-                select(Domain).where(
-                    Domain.hostname == self.settings.control_host, col(Domain.app_id).is_(None)
-                )
-            ).first()
-            issued = own is not None and own.cert_state == CertState.issued
-        before = self.nginx.current(CONTROL_SITE)
-        tls = certificate_paths(self.settings, self.settings.control_host) if issued else None
-        content = render_control(self.settings, tls=tls)
-        if before == content:
-            return
-        try:
-            self.nginx.apply(CONTROL_SITE, content)
-        except NginxError as exc:
-            log.error("cannot update the control plane's nginx site: %s", exc)
 
     # helpers ---------------------------------------------------------------------------
 

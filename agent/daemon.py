@@ -19,12 +19,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from agent.certs import CertManager, live_upstreams
+from agent.build_plan import BuildPlanner
+from agent.certs import CertManager
 from agent.docker_engine import DockerEngine, EngineError
 from agent.live import LiveServer, create_live_app
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
 from agent.plan import owned
+from agent.sites import Sites
 from agent.source import SourceCache
 from paas import queue
 from paas.crypto import Keyring
@@ -56,16 +58,19 @@ class Agent:
         self.nginx = nginx or NginxSites(settings)
         self.instance = instance_id(settings.data_dir)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        source = SourceCache(settings.repos_dir, allow_local=settings.allow_local_repos)
         self.pipeline = Pipeline(
             settings=settings,
             db=self.db,
             docker=self.docker,
             nginx=self.nginx,
-            source=SourceCache(settings.repos_dir, allow_local=settings.allow_local_repos),
+            source=source,
             instance=self.instance,
             keyring=keyring or Keyring(settings.keys_dir, private=True),
         )
-        self.certs = CertManager(settings, self.db, self.nginx)
+        self.build_plan = BuildPlanner(settings, self.db, source)
+        self.sites = Sites(settings, self.db, self.nginx, self.docker, self.instance)
+        self.certs = CertManager(settings, self.db, self.nginx, self.sites)
         self._running: dict[int, Future[None]] = {}
         self._last_recover = float("-inf")
         self._lock = threading.Lock()
@@ -99,7 +104,7 @@ class Agent:
         )
         scheduler.start()
         live = LiveServer(
-            create_live_app(self.docker, self.db, self.instance, build_plan=self.pipeline.build_plan),
+            create_live_app(self.docker, self.db, self.instance, build_plan=self.build_plan),
             self.settings.agent_socket,
             web_user=self.settings.web_account,
         )
@@ -185,7 +190,7 @@ class Agent:
         state, error, dep_id = JobState.failed, "", None
         try:
             if job.kind in queue.CANCELLABLE:
-                result = self.pipeline.deploy(job)
+                result = self.pipeline.run(job)
                 dep_id = result.deployment_id
                 if result.ok:
                     state, error = JobState.done, ""
@@ -250,7 +255,7 @@ class Agent:
             self.nginx.ensure_default()
         except NginxError as exc:
             log.error("unknown hostnames may reach a paas site: %s", exc)
-        self.certs.refresh_control_site()
+        self.sites.refresh_control()
         with session_scope(self.db) as session:
             apps = {a.name for a in session.exec(select(App)).all()}
         for c in self.docker.containers(owned(self.instance)):
@@ -281,8 +286,9 @@ class Agent:
             if c.labels.get("paas.deployment") != keep:
                 log.info("removing leftover container %s", c.name)
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
-        if current is None or not live_upstreams(current):
-            return
+        if current is None or not (current.upstreams or current.host_port):
+            return  # no live release with web containers
+
         for cname in current.containers:
             info = self.docker.container(cname)
             if info is None:
@@ -295,4 +301,4 @@ class Agent:
                     log.info("restarted %s", cname)
                 except EngineError as exc:
                     log.error("app %s: cannot restart %s: %s", name, cname, exc)
-        self.certs.refresh_site(name)
+        self.sites.refresh_app(name)

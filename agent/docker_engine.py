@@ -19,13 +19,17 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import kwargs_from_env
 
+from paas.errors import PaasError
+
 __all__ = ["ContainerInfo", "DockerEngine", "EngineError", "Limits", "OneOffResult"]
 
 LineSink = Callable[[str], None]
 
 
-class EngineError(Exception):
+class EngineError(PaasError):
     """The engine refused or failed an operation."""
+
+    status_code = 503
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class ContainerInfo:
     restarts: int = 0
     health: str = ""  # the image's HEALTHCHECK status, if it has one
     oom_killed: bool = False  # the kernel killed it at its memory limit
+    published: tuple[str, ...] = ()  # host_ip:host_port of each published port
 
 
 # Docker's default capabilities that a web app or worker has no use for
@@ -463,6 +468,18 @@ def _info(c: Any) -> ContainerInfo:
         restarts=int(c.attrs.get("RestartCount") or 0),
         health=str((state.get("Health") or {}).get("Status") or ""),
         oom_killed=bool(state.get("OOMKilled")),
+        published=_published(c.attrs),
+    )
+
+
+def _published(attrs: dict[str, Any]) -> tuple[str, ...]:
+    """The container's port bindings as the engine holds them (set at create, kept while stopped)."""
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return tuple(
+        f"{b.get('HostIp') or '0.0.0.0'}:{b['HostPort']}"  # noqa: S104  (what the engine says, not a bind)
+        for _port, binds in sorted(bindings.items())
+        for b in binds or ()
+        if b.get("HostPort")
     )
 
 

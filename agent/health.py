@@ -15,9 +15,15 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["HealthCheck", "check_once", "wait_healthy"]
+from paas.errors import PaasError
+
+__all__ = ["HealthCheck", "Unhealthy", "check_once", "wait_healthy"]
 
 TCP_HOLD_SECONDS = 0.3
+
+
+class Unhealthy(PaasError):
+    """The container never passed its health check, or stopped first."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def wait_healthy(
     on_line: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Return once healthy; raise RuntimeError with the reason otherwise.
+    """Return once healthy; raise Unhealthy with the reason otherwise.
 
     ``alive`` returns None while the container runs, else why it stopped.
     """
@@ -70,7 +76,7 @@ def wait_healthy(
     for attempt in range(1, check.retries + 1):
         dead = alive()
         if dead:
-            raise RuntimeError(f"the container stopped before it was healthy: {dead}")
+            raise Unhealthy(f"the container stopped before it was healthy: {dead}")
         ok, last = check_once(check)
         if ok:
             on_line(f"healthy after {attempt} attempt(s): {last}")
@@ -78,4 +84,4 @@ def wait_healthy(
         if attempt == 1 or attempt % 10 == 0:
             on_line(f"waiting for health ({attempt}/{check.retries}): {last}")
         sleep(check.interval)
-    raise RuntimeError(f"not healthy after {check.retries} attempts; last: {last}")
+    raise Unhealthy(f"not healthy after {check.retries} attempts; last: {last}")

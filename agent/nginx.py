@@ -21,7 +21,7 @@ import httpx
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agent import commands
-from paas.errors import InvalidInput
+from paas.errors import InvalidInput, PaasError
 from paas.settings import Settings
 
 __all__ = [
@@ -44,8 +44,8 @@ CONTROL_SITE = "0-control"  # the control plane's site file: paas-app-0-control.
 DEFAULT_SITE = "0-default"  # unknown hostnames: paas-app-0-default.conf
 
 
-class NginxError(Exception):
-    pass
+class NginxError(PaasError):
+    """nginx refused a site (``nginx -t``), did not reload, or does not serve it."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError
 
+from paas.errors import PaasError
 from paas.schemas import COMMIT_ID, FULL_COMMIT, check_branch, check_repo_url, is_local_repo, shown_url
 from paas.trust import check_app_name
 
@@ -29,8 +30,8 @@ __all__ = ["CommitInfo", "SourceCache", "SourceError"]
 GIT_TIMEOUT = 600
 
 
-class SourceError(Exception):
-    pass
+class SourceError(PaasError):
+    """git could not fetch or check out what a deploy asked for."""
 
 
 @dataclass(frozen=True)

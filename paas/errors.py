@@ -6,19 +6,26 @@ PaasError
 ├── SettingsError        a PAAS_ variable is missing or invalid
 ├── NotFound             an app, deployment or job does not exist
 ├── Conflict             the name is taken, or the state forbids it
+├── Unavailable          a part paas needs (the agent, the engine) does not answer
 ├── InvalidInput         bad input from a user; nothing was changed
-└── DeployError          a deploy step failed (carries the step name)
+└── StepFailed           a deploy step failed (carries the step name)
+
+The agent's door modules raise their own, all PaasErrors: EngineError
+(agent/docker_engine.py), NginxError (agent/nginx.py), SourceError
+(agent/source.py), Unhealthy (agent/health.py) and Cancelled
+(agent/steps.py); a step that meets one fails as StepFailed.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "Conflict",
-    "DeployError",
     "InvalidInput",
     "NotFound",
     "PaasError",
     "SettingsError",
+    "StepFailed",
+    "Unavailable",
 ]
 
 
@@ -50,7 +57,7 @@ class InvalidInput(PaasError):
     status_code = 422
 
 
-class DeployError(PaasError):
+class StepFailed(PaasError):
     """A pipeline step failed; ``step`` names it (fetch, build, release, ...)."""
 
     def __init__(self, step: str, message: str) -> None:

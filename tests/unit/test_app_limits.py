@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from agent.docker_engine import Limits
-from agent.pipeline import Pipeline
+from agent.steps import limits
 from paas.db import session_scope
 from paas.models import App
 from paas.settings import Settings
@@ -62,16 +62,7 @@ def test_the_run_settings_form(client: TestClient, signed: str, engine: Engine) 
 
 
 def test_the_pipeline_gives_each_container_the_apps_limits_else_the_servers(settings: Settings) -> None:
-    pipeline = Pipeline(
-        settings=settings,
-        db=None,  # type: ignore[arg-type]
-        docker=None,  # type: ignore[arg-type]
-        nginx=None,  # type: ignore[arg-type]
-        source=None,  # type: ignore[arg-type]
-        instance="test",
-        keyring=None,  # type: ignore[arg-type]
-    )
     plain = App(name="shop", repo_url=REPO, webhook_secret="x")
-    assert pipeline._limits(plain) == Limits(memory=512 << 20, nano_cpus=1_000_000_000, pids=512)
+    assert limits(settings, plain) == Limits(memory=512 << 20, nano_cpus=1_000_000_000, pids=512)
     own = App(name="shop", repo_url=REPO, webhook_secret="x", memory="2g", cpus=0.5, pids=64)
-    assert pipeline._limits(own) == Limits(memory=2 << 30, nano_cpus=500_000_000, pids=64)
+    assert limits(settings, own) == Limits(memory=2 << 30, nano_cpus=500_000_000, pids=64)

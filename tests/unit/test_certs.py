@@ -16,6 +16,7 @@ from sqlmodel import select
 from agent import commands
 from agent.certs import BACKOFF, CertManager
 from agent.nginx import NginxSites
+from agent.sites import Sites
 from paas.db import session_scope
 from paas.models import App, CertState, Domain, utcnow
 from paas.settings import Settings, load_settings
@@ -52,8 +53,15 @@ def acme_settings(settings: Settings) -> Settings:
     )
 
 
+def no_sites(settings: Settings, engine: Engine) -> Sites:
+    """Sites with no engine behind them: these tests never render an app's site."""
+    return Sites(settings, engine, NginxSites(settings), None, "test")  # type: ignore[arg-type]
+
+
 def manager(acme_settings: Settings, engine: Engine, certbot: FakeCertbot, **kw: Any) -> CertManager:
-    m = CertManager(acme_settings, engine, NginxSites(acme_settings), runner=certbot)
+    m = CertManager(
+        acme_settings, engine, NginxSites(acme_settings), no_sites(acme_settings, engine), runner=certbot
+    )
     for name, value in kw.items():
         setattr(m, name, value)
     return m
@@ -142,7 +150,7 @@ def test_an_issued_certificate_not_due_is_left_alone(
 def test_with_acme_off_nothing_is_requested(settings: Settings, engine: Engine) -> None:
     assert settings.acme is False
     certbot = FakeCertbot()
-    m = CertManager(settings, engine, NginxSites(settings), runner=certbot)
+    m = CertManager(settings, engine, NginxSites(settings), no_sites(settings, engine), runner=certbot)
     did = domain_row(engine)
     m._work_on(did, "www.shop.example", 1)
     d = get(engine, did)

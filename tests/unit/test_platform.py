@@ -145,7 +145,7 @@ def deploy_once(
     )
     old_umask = os.umask(0o077)  # the build context is readable whatever the agent's umask
     try:
-        return pipeline.deploy(job)
+        return pipeline.run(job)
     finally:
         os.umask(old_umask)
 

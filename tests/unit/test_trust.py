@@ -147,7 +147,7 @@ def test_a_poisoned_job_reaches_neither_git_nor_the_engine(
         keyring=Keyring(settings.keys_dir, private=True),
     )
     with pytest.raises(UntrustedRow, match="payload.commit"):
-        pipeline.deploy(job)
+        pipeline.run(job)
     assert not marker.exists()
     assert not settings.repos_dir.exists()
     with session_scope(engine) as session:

@@ -1,0 +1,138 @@
+"""Deployment rows, as the pipeline keeps them: a new version with its env
+snapshot, the step it is at and each step's timing, what it built and
+started, and how it ended. Every change is its own short transaction, so the
+UI and the CLI see a deploy move while it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+
+from paas import queue
+from paas.crypto import Keyring
+from paas.db import hold_key_lock, session_scope
+from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
+from paas.errors import StepFailed
+from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
+from paas.services import find_release, live_release
+from paas.trust import check_app, check_release
+
+__all__ = ["NewRelease", "Releases"]
+
+
+@dataclass(frozen=True)
+class NewRelease:
+    dep_id: int
+    version: int
+    app: App  # detached from its session: read freely, never written back
+    env: OpenedEnv
+
+
+class Releases:
+    def __init__(self, db: Engine, keyring: Keyring) -> None:
+        self.db = db
+        self.keyring = keyring
+
+    def create(self, job: Job) -> NewRelease:
+        """vN for ``job``, with the app's env snapshot opened in the same
+        transaction (so key rotation cannot slip between copying and opening).
+        A release, restart, scale or rollback job takes its base release's
+        image, commit and Procfile (and, but for an env release, its env)."""
+        with session_scope(self.db) as session:
+            hold_key_lock(session)
+            app = session.get(App, job.app_id) if job.app_id else None
+            if app is None or app.id is None:
+                raise StepFailed("fetch", f"app {job.app_name!r} no longer exists")
+            check_app(app)
+            latest = session.exec(
+                select(func.max(Deployment.version)).where(Deployment.app_id == app.id)
+            ).one()
+            snapshot = snapshot_env(session, app)
+            dep = Deployment(
+                app_id=app.id,
+                version=(latest or 0) + 1,
+                ref=str(job.payload.get("ref", "")),
+                commit=str(job.payload.get("commit", "")),
+                commit_message=str(job.payload.get("message", ""))[:2000],
+                trigger=str(job.payload.get("trigger", "")),
+                created_by=str(job.payload.get("actor", "")),
+                job_id=job.id,
+                env=snapshot,
+                env_version=app.env_version,
+            )
+            if job.kind in (queue.RELEASE, queue.ROLLBACK):
+                base = self._base_release(session, app, job)
+                dep.ref, dep.commit, dep.commit_message = base.ref, base.commit, base.commit_message
+                dep.image, dep.procfile = base.image, dict(base.procfile)
+                if "source_version" in job.payload:  # rollback or restart: that release's own env
+                    snapshot = list(base.env)
+                    dep.env = snapshot
+                    dep.env_version = int(job.payload.get("env_version", base.env_version))
+                if job.kind == queue.ROLLBACK:
+                    dep.rollback_of = base.version
+            session.add(dep)
+            session.flush()
+            row = session.get(Job, job.id)
+            if row is not None:
+                row.deployment_id = dep.id
+                session.add(row)
+            assert dep.id is not None
+            env = open_snapshot(snapshot, self.keyring)
+            session.expunge(app)
+            return NewRelease(dep.id, dep.version, app, env)
+
+    @staticmethod
+    def _base_release(session: Session, app: App, job: Job) -> Deployment:
+        """The release whose image (and, for a rollback, env) a release job reuses."""
+        source = job.payload.get("source_version")
+        base = live_release(session, app) if source is None else find_release(session, app, int(source))
+        if base is None or not base.image:
+            what = f"v{source}" if source is not None else "a live release"
+            raise StepFailed("release", f"app {app.name!r} has no {what} to reuse")
+        return check_release(base, app=app.name)
+
+    def get(self, dep_id: int) -> Deployment:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, dep_id)
+            assert dep is not None
+            session.expunge(dep)
+            return dep
+
+    def update(self, dep_id: int, **values: object) -> None:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, dep_id)
+            if dep is None:
+                return
+            for key, value in values.items():
+                setattr(dep, key, value)
+            session.add(dep)
+
+    def record_timing(self, dep_id: int, step: str, seconds: float) -> None:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, dep_id)
+            if dep is not None:
+                dep.timings = {**dep.timings, step: round(seconds, 3)}
+                session.add(dep)
+
+    def finish(self, dep_id: int, status: DeploymentStatus, *, error: str = "") -> None:
+        self.update(dep_id, status=status, error=error, finished_at=utcnow())
+
+    def make_current(self, app_name: str, dep_id: int) -> None:
+        """The release is live: make it the app's current one and mark it
+        succeeded, in one transaction (retire then counts it among the kept)."""
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).one()
+            app.current_deployment_id = dep_id
+            session.add(app)
+            dep = session.get(Deployment, dep_id)
+            if dep is not None:
+                dep.status = DeploymentStatus.succeeded
+                session.add(dep)
+
+    def cancel_requested(self, job_id: int) -> bool:
+        with session_scope(self.db) as session:
+            row = session.get(Job, job_id)
+            return bool(row is not None and row.cancel_requested)

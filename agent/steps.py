@@ -1,0 +1,464 @@
+"""The deploy steps, one function each: fetch, build, release, start, health,
+switch, retire.
+
+Every step has the same signature, ``step(doors, attempt)``: it acts through
+the door modules in ``doors`` (the tests pass fakes), records what it made
+on the attempt, and registers how to undo it (``attempt.on_undo``). A step
+that fails for a reason of the app or the machine raises ``StepFailed`` with
+its name, or an error of a door module (the runner names the step); a
+cancel raises ``Cancelled``. The runner (agent/pipeline.py) decides which
+steps a job walks, times them and undoes in reverse.
+
+Release jobs (an env change, a restart, a scale, a rollback) reuse an image
+already built: ``reuse_image`` prepares them, then they walk from release on.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from agent.build_context import check_images_read, read_procfile, write_dockerfile
+from agent.deploylog import DeployLog
+from agent.docker_engine import DockerEngine, EngineError, Limits
+from agent.health import HealthCheck, Unhealthy, wait_healthy
+from agent.nginx import NginxError, NginxSites, render_site
+from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
+from agent.releases import Releases
+from agent.retention import prune_images
+from agent.sites import app_site_for
+from agent.source import SourceCache
+from paas import queue
+from paas.envvars import OpenedEnv
+from paas.errors import PaasError, StepFailed
+from paas.models import App, Job
+from paas.procfile import formation
+from paas.settings import Settings, memory_bytes
+
+__all__ = [
+    "STEPS",
+    "Attempt",
+    "Cancelled",
+    "Doors",
+    "Step",
+    "reuse_image",
+    "steps_for",
+]
+
+
+class Cancelled(PaasError):
+    """``paas cancel`` asked this deploy to stop; the argument names the step."""
+
+    status_code = 409
+
+
+@dataclass
+class Doors:
+    """Everything a step acts through."""
+
+    settings: Settings
+    db: Engine
+    docker: DockerEngine
+    nginx: NginxSites
+    source: SourceCache
+    releases: Releases
+    instance: str
+    wait_healthy: Callable[..., None] = wait_healthy
+
+
+Undo = Callable[[], str | None]  # undoes one thing; returns the log line, if any
+
+
+@dataclass
+class Attempt:
+    """One run of a job: what it works on, what it made, and how to undo that."""
+
+    job: Job
+    app: App
+    dep_id: int
+    version: int
+    env: OpenedEnv
+    dlog: DeployLog
+    should_stop: Callable[[], bool]
+    build_dir: Path
+    commit: str = ""
+    image: str = ""
+    procfile: dict[str, str] = field(default_factory=dict)
+    plan: ReleasePlan | None = None
+    run_release: bool = True
+    switched: bool = False
+    undo: dict[str, tuple[str, Undo]] = field(default_factory=dict)  # key → (what, how), in order made
+
+    def on_undo(self, key: str, what: str, how: Undo) -> None:
+        self.undo[key] = (what, how)
+
+    def made_for_good(self, key: str) -> None:
+        """``key`` needs no undo after all (removed already, or never made)."""
+        self.undo.pop(key, None)
+
+    def need_plan(self) -> ReleasePlan:
+        assert self.plan is not None, "build or reuse_image makes the plan"
+        return self.plan
+
+
+Step = Callable[[Doors, Attempt], None]
+
+
+# fetch and build (deploy jobs) ----------------------------------------------------------
+
+
+def fetch(doors: Doors, a: Attempt) -> None:
+    info = doors.source.fetch(
+        app=a.app.name,
+        url=a.app.repo_url,
+        ref=str(a.job.payload.get("ref") or a.app.branch),
+        commit=str(a.job.payload.get("commit") or ""),
+        on_line=a.dlog.line,
+    )
+    doors.source.export(app=a.app.name, commit=info.sha, dest=a.build_dir)
+    a.commit = info.sha
+    doors.releases.update(a.dep_id, commit=info.sha, commit_message=info.message[:2000])
+
+
+def build(doors: Doors, a: Attempt) -> None:
+    s, app = doors.settings, a.app
+    context = a.build_dir / app.source_dir if app.source_dir else a.build_dir
+    tag = image_tag(app.name, a.version)
+    procfile = read_procfile(context)
+    dockerfile = write_dockerfile(s, app, context, procfile, a.commit, a.dlog.line)
+    labels = labels_for(instance=doors.instance, app=app.name, deployment_id=a.dep_id, version=a.version)
+    check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args)
+    a.image = tag
+    a.on_undo(
+        f"image {tag}",
+        f"image {tag}",
+        lambda: f"removed image {tag}" if doors.docker.remove_image(tag) else None,
+    )
+    doors.docker.build(
+        context=context,
+        dockerfile=dockerfile,
+        tag=tag,
+        labels=labels,
+        on_line=a.dlog.line,
+        timeout=s.build_timeout,
+        network=s.build_network,
+        buildargs=a.env.build_args,
+        should_stop=a.should_stop,
+        memory=memory_bytes(s.build_memory),
+    )
+    a.procfile = procfile
+    doors.releases.update(a.dep_id, image=tag, procfile=procfile)
+    a.plan = _plan(doors, a, find_prestart=True)
+
+
+def reuse_image(doors: Doors, a: Attempt) -> None:
+    """A release job: the image already built (the live one, or a
+    rollback's), with an env; no fetch, no build."""
+    dep = doors.releases.get(a.dep_id)
+    a.dlog.line(f"reusing image {dep.image} (no build)")
+    if doors.docker.image_id(dep.image) is None:
+        raise StepFailed(
+            "release",
+            f"image {dep.image} is gone; rebuild its commit with "
+            f"`paas deploy {a.app.name} --commit {dep.commit[:12]}`",
+        )
+    a.image, a.procfile = dep.image, dict(dep.procfile)
+    a.run_release = bool(a.job.payload.get("run_release", True))
+    a.plan = _plan(doors, a, find_prestart=a.run_release)
+
+
+def _plan(doors: Doors, a: Attempt, *, find_prestart: bool) -> ReleasePlan:
+    config = doors.docker.image_config(a.image)
+    # looking for prestart.sh creates containers: skip it when no release runs
+    wanted = find_prestart and "release" not in a.procfile
+    prestart = _find_prestart(doors.docker, a.image, config) if wanted else None
+    total = sum(formation(a.procfile, a.app.scale).values())
+    limit = doors.settings.max_containers_per_app
+    if total > limit:
+        raise StepFailed(
+            "start",
+            f"the Procfile and scale ask for {total} containers; an app may run at most "
+            f"{limit} (PAAS_MAX_CONTAINERS_PER_APP)",
+        )
+    return make_plan(
+        app=a.app,
+        deployment=doors.releases.get(a.dep_id),
+        instance=doors.instance,
+        procfile=a.procfile,
+        exposed=config.get("ExposedPorts"),
+        prestart_path=prestart,
+        env=a.env.run,
+    )
+
+
+def _find_prestart(docker: DockerEngine, tag: str, config: dict[str, object]) -> str | None:
+    workdir = str(config.get("WorkingDir") or "/")
+    for candidate in PRESTART_CANDIDATES:
+        path = candidate if candidate.startswith("/") else f"{workdir.rstrip('/')}/{candidate}"
+        if docker.image_has_file(tag, path):
+            return path
+    return None
+
+
+# release, start, health ------------------------------------------------------------------
+
+
+def release(doors: Doors, a: Attempt) -> None:
+    plan, dlog = a.need_plan(), a.dlog
+    if not a.run_release:
+        dlog.line("release command not run (a rollback or restart; --run-release runs it)")
+        return
+    if plan.release_command is None:
+        dlog.line("no release command (Procfile release: or prestart.sh); skipped")
+        return
+    dlog.line(f"running {' '.join(plan.release_command)} in a one-off container")
+    name = plan.release_container_name
+    a.on_undo(name, name, _remove_container(doors, name))
+    result = doors.docker.run_once(
+        image=plan.image,
+        command=plan.release_command,
+        name=name,
+        env=plan.env,
+        labels={**plan.labels, "paas.process": "release"},
+        volumes=plan.volumes,
+        timeout=doors.settings.release_timeout,
+        on_line=lambda line: dlog.line(f"  | {line}"),
+        should_stop=a.should_stop,
+        limits=limits(doors.settings, a.app),
+    )
+    a.made_for_good(name)  # run_once removed it
+    if result.cancelled:
+        raise Cancelled("release")
+    if result.timed_out:
+        raise StepFailed("release", f"release command timed out after {doors.settings.release_timeout}s")
+    if result.oom_killed:
+        raise StepFailed(
+            "release", f"release command was killed: out of memory ({memory_note(doors.settings, a.app)})"
+        )
+    if result.exit_code != 0:
+        raise StepFailed("release", f"release command exited with status {result.exit_code}")
+
+
+def start(doors: Doors, a: Attempt) -> None:
+    """Every container of every process type; web ones each on a free host port."""
+    plan, started = a.need_plan(), []
+    for spec in plan.processes:
+        if spec.process == "web":
+            spec = _start_web(doors, a, spec, plan)
+            a.dlog.line(
+                f"started {spec.name} on {plan.host_ip}:{spec.host_port} (PORT={plan.container_port})"
+            )
+        else:
+            _start_one(doors, a, spec, plan, host_port=None)
+            a.dlog.line(f"started {spec.name} ({spec.process})")
+        started.append(spec)
+    a.plan = plan = replace(plan, processes=tuple(started))
+    doors.releases.update(
+        a.dep_id,
+        host_port=plan.web[0].host_port,
+        upstreams=list(plan.upstreams),
+        container_port=plan.container_port,
+        containers=[p.name for p in plan.processes],
+    )
+
+
+_port_lock = threading.Lock()  # one port choice at a time, across every pipeline thread
+
+
+def _start_web(doors: Doors, a: Attempt, spec: ProcessSpec, plan: ReleasePlan) -> ProcessSpec:
+    last_error = ""
+    for _ in range(5):  # a port can be taken between our check and Docker's bind
+        with _port_lock:
+            port = free_port(doors.settings, doors.docker.published_ports())
+            try:
+                _start_one(doors, a, spec, plan, host_port=port)
+            except EngineError as exc:
+                last_error = str(exc)
+                if "port is already allocated" in last_error or "address already in use" in last_error:
+                    continue
+                raise
+        return replace(spec, host_port=port)
+    raise StepFailed("start", f"could not bind a free port: {last_error}")
+
+
+def _start_one(
+    doors: Doors, a: Attempt, spec: ProcessSpec, plan: ReleasePlan, *, host_port: int | None
+) -> None:
+    a.on_undo(spec.name, spec.name, _remove_container(doors, spec.name))
+    try:
+        doors.docker.start(
+            image=plan.image,
+            name=spec.name,
+            command=spec.command,
+            env=plan.env,
+            labels=spec.labels,
+            container_port=plan.container_port,
+            host_ip=plan.host_ip,
+            host_port=host_port,
+            volumes=plan.volumes,
+            limits=limits(doors.settings, a.app),
+        )
+    except EngineError:
+        a.made_for_good(spec.name)  # the engine removed what it half-made
+        raise
+
+
+def free_port(settings: Settings, used: set[int]) -> int:
+    """A port of PAAS_PORT_RANGE that Docker has not published and nothing binds."""
+    ports = list(range(settings.port_range_start, settings.port_range_end + 1))
+    random.shuffle(ports)
+    for port in ports[:500]:
+        if port in used:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise StepFailed("start", f"no free port in {settings.port_range_start}-{settings.port_range_end}")
+
+
+def health(doors: Doors, a: Attempt) -> None:
+    """Every web container passes the health check; then every other
+    process is still running (a worker that crashed at start fails the deploy)."""
+    plan, app, dlog = a.need_plan(), a.app, a.dlog
+    for spec in plan.web:
+        if len(plan.web) > 1:
+            dlog.line(f"checking {spec.name}")
+        check = HealthCheck(
+            host=plan.host_ip,
+            port=spec.host_port,
+            path=app.health_path,
+            interval=app.health_interval,
+            timeout=app.health_timeout,
+            retries=app.health_retries,
+        )
+
+        def alive(name: str = spec.name) -> str | None:
+            if a.should_stop():
+                raise Cancelled("health")
+            return trouble(doors, app, name)
+
+        try:
+            doors.wait_healthy(check, alive=alive, on_line=dlog.line)
+        except Unhealthy:
+            _log_tail(doors, spec.name, dlog)
+            raise
+    for spec in plan.processes:
+        if spec.process == "web":
+            continue
+        problem = trouble(doors, app, spec.name)
+        if problem is not None:
+            _log_tail(doors, spec.name, dlog)
+            raise StepFailed("health", f"{spec.process} container {spec.name}: {problem}")
+        dlog.line(f"{spec.name} is running")
+
+
+def trouble(doors: Doors, app: App, name: str) -> str | None:
+    """Why a container is not running well, or None."""
+    info = doors.docker.container(name)
+    if info is None:
+        return "the container is gone"
+    if info.oom_killed:
+        return f"was killed: out of memory ({memory_note(doors.settings, app)})"
+    if info.status in ("exited", "dead") or info.restarts > 0:
+        return f"exited with status {info.exit_code}"
+    return None
+
+
+def limits(settings: Settings, app: App) -> Limits:
+    """The app's own limits, else the server's."""
+    return Limits(
+        memory=memory_bytes(app.memory or settings.app_memory),
+        nano_cpus=int((app.cpus or settings.app_cpus) * 1e9),
+        pids=app.pids or settings.app_pids,
+    )
+
+
+def memory_note(settings: Settings, app: App) -> str:
+    if app.memory:
+        return f"the limit is {app.memory}, the app's memory setting"
+    return f"the limit is PAAS_APP_MEMORY={settings.app_memory}"
+
+
+def _log_tail(doors: Doors, name: str, dlog: DeployLog) -> None:
+    tail = doors.docker.logs_tail(name, 30)
+    if tail:
+        dlog.line(f"last lines of {name}'s output:")
+        for line in tail:
+            dlog.line(f"  | {line}")
+
+
+def _remove_container(doors: Doors, name: str) -> Undo:
+    def undo() -> str:
+        doors.docker.stop_and_remove(name, timeout=0)
+        return f"removed {name}"
+
+    return undo
+
+
+# switch and retire -----------------------------------------------------------------------
+
+
+def switch(doors: Doors, a: Attempt) -> None:
+    """Point nginx at the new containers and wait until it serves them; the
+    previous site comes back if it never does. Live from here on."""
+    plan, s = a.need_plan(), doors.settings
+    spec = app_site_for(doors.db, s, a.app, version=a.version, upstreams=plan.upstreams)
+    before = doors.nginx.current(a.app.name)
+    doors.nginx.apply(a.app.name, render_site(spec, s))
+    try:
+        doors.nginx.verify(spec)  # a reload only signals nginx: wait until it serves us
+    except NginxError:
+        doors.nginx.apply(a.app.name, before)  # put the previous site back
+        raise
+    a.switched = True
+    a.undo.clear()  # what is live stays
+    doors.releases.make_current(a.app.name, a.dep_id)
+    a.dlog.line(f"nginx now routes {spec.hostnames[0]} to {', '.join(plan.upstreams)}")
+
+
+def retire(doors: Doors, a: Attempt) -> None:
+    """Drain, stop and remove the previous release's containers; prune images."""
+    s, app, dlog = doors.settings, a.app.name, a.dlog
+    old = [
+        c
+        for c in doors.docker.containers(owned(doors.instance, app))
+        if c.labels.get("paas.deployment") != str(a.dep_id)
+    ]
+    if old:
+        dlog.line(f"draining {s.drain_seconds:g}s before stopping " + ", ".join(c.name for c in old))
+        time.sleep(s.drain_seconds)
+        for c in old:
+            doors.docker.stop_and_remove(c.name, timeout=s.stop_timeout)
+            dlog.line(f"stopped {c.name}")
+    prune_images(
+        doors.db, doors.docker, instance=doors.instance, app=app, keep=s.keep_releases, on_line=dlog.line
+    )
+
+
+STEPS: dict[str, Step] = {
+    "fetch": fetch,
+    "build": build,
+    "release": release,
+    "start": start,
+    "health": health,
+    "switch": switch,
+    "retire": retire,
+}
+AFTER_SWITCH = ("retire",)  # the new release is live: trouble here is logged, not a failure
+
+
+def steps_for(kind: str) -> tuple[str, ...]:
+    """A deploy walks every step; a release, restart, scale or rollback reuses
+    an image (``reuse_image``) and walks from release on."""
+    names = tuple(STEPS)
+    return names if kind == queue.DEPLOY else names[names.index("release") :]

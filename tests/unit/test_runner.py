@@ -1,0 +1,399 @@
+"""The pipeline's runner without dockerd: fakes stand at the door modules
+(the engine, nginx, git and the health check) and the database is real.
+
+Every job kind walks its steps in order; a failure at each step undoes what
+the attempt made, newest first, and leaves the live release serving; a
+cancel at each step stops there; after the switch a failure is only logged.
+The retention decision is checked by equality. (What the real engine and
+nginx do is tests/integration.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from agent.docker_engine import ContainerInfo, EngineError, OneOffResult
+from agent.health import Unhealthy
+from agent.nginx import NginxError, SiteSpec
+from agent.pipeline import DeployResult, Pipeline
+from agent.retention import Kept, images_to_remove
+from agent.source import CommitInfo, SourceError
+from agent.steps import STEPS, steps_for
+from paas import queue, services
+from paas.crypto import Keyring
+from paas.db import session_scope
+from paas.models import App, Deployment, DeploymentStatus, Job, JobState
+from paas.schemas import AppCreate
+from paas.settings import Settings
+
+FILES = {"Dockerfile": "FROM python:3.11-slim\n", "Procfile": "web: serve\nworker: work\nrelease: migrate\n"}
+ALL = tuple(STEPS)
+
+
+class FakeSource:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def fetch(
+        self, *, app: str, url: str, ref: str, commit: str, on_line: Callable[[str], None]
+    ) -> CommitInfo:
+        self.world.at("fetch", SourceError("no such branch"))
+        return CommitInfo("a" * 40, "a commit")
+
+    def export(self, *, app: str, commit: str, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, text in FILES.items():
+            (dest / name).write_text(text)
+
+
+class FakeEngine:
+    """The Docker engine's door, in memory: what exists, and every call made."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls: list[str] = []
+        self.store: dict[str, dict[str, str]] = {}  # image tag -> labels
+        self.running: dict[str, ContainerInfo] = {}
+        self.port = 20000
+
+    def build(self, *, tag: str, labels: dict[str, str], should_stop: Callable[[], bool], **_kw: Any) -> None:
+        self.calls.append(f"build {tag}")
+        self.store[tag] = labels
+        self.world.at("build", EngineError("the build failed"))
+        if should_stop():
+            raise EngineError("build cancelled")
+
+    def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
+        return None
+
+    def image_id(self, ref: str) -> str | None:
+        return f"sha256:{ref}" if ref in self.store else None
+
+    def image_config(self, ref: str) -> dict[str, Any]:
+        return {"ExposedPorts": {"8000/tcp": {}}, "WorkingDir": "/app"}
+
+    def image_has_file(self, ref: str, path: str) -> bool:
+        return False
+
+    def run_once(self, *, name: str, should_stop: Callable[[], bool], **_kw: Any) -> OneOffResult:
+        self.calls.append(f"run_once {name}")
+        self.world.at("release", None)
+        if should_stop():
+            return OneOffResult(exit_code=None, timed_out=False, cancelled=True)
+        return OneOffResult(exit_code=1 if self.world.fail_at == "release" else 0, timed_out=False)
+
+    def published_ports(self) -> set[int]:
+        return set()
+
+    def start(
+        self, *, name: str, labels: dict[str, str], host_ip: str, host_port: int | None, **_kw: Any
+    ) -> str:
+        self.world.at("start", EngineError("no such image"))
+        self.calls.append(f"start {name}")
+        published = (f"{host_ip}:{host_port}",) if host_port else ()
+        self.running[name] = ContainerInfo(name, "running", dict(labels), published=published)
+        return name
+
+    def container(self, name: str) -> ContainerInfo | None:
+        return self.running.get(name)
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        return [c for c in self.running.values() if labels.items() <= c.labels.items()]
+
+    def logs_tail(self, name: str, lines: int = 30) -> list[str]:
+        return ["a line it printed"]
+
+    def stop_and_remove(self, name: str, *, timeout: int) -> None:
+        if self.world.fail_at == "retire" and timeout > 0:
+            raise EngineError("the engine is busy")
+        self.calls.append(f"remove {name}")
+        self.running.pop(name, None)
+
+    def images(self, labels: dict[str, str]) -> list[tuple[str, list[str], dict[str, str]]]:
+        return [(f"sha256:{t}", [t], lab) for t, lab in self.store.items() if labels.items() <= lab.items()]
+
+    def remove_image(self, ref: str) -> bool:
+        self.calls.append(f"remove image {ref}")
+        return self.store.pop(ref, None) is not None
+
+
+class FakeNginx:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.sites: dict[str, str] = {}
+        self.served: dict[str, str] = {}  # what "nginx" serves: the release marker per app
+
+    def current(self, app: str) -> str | None:
+        return self.sites.get(app)
+
+    def apply(self, app: str, content: str | None) -> None:
+        if content is None:
+            self.sites.pop(app, None)
+        else:
+            self.sites[app] = content
+
+    def verify(self, spec: SiteSpec) -> None:
+        self.world.at("switch", NginxError("nginx does not serve it"))
+        self.served[spec.app] = f"v{spec.version}"
+
+
+class World:
+    """Where the fakes fail or `paas cancel` arrives, and the job the runner works on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.db = engine
+        self.fail_at = ""
+        self.cancel_inside = ""
+        self.job_id = 0
+
+    def at(self, step: str, error: Exception | None) -> None:
+        """Called by each fake as its step runs."""
+        if self.cancel_inside == step:
+            self.request_cancel()
+        if self.fail_at == step and error is not None:
+            raise error
+
+    def request_cancel(self) -> None:
+        with session_scope(self.db) as session:
+            job = session.get(Job, self.job_id)
+            assert job is not None
+            job.cancel_requested = True
+            session.add(job)
+
+
+class Rig:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings.model_copy(update={"drain_seconds": 0.0, "keep_releases": 2})
+        self.db = engine
+        self.world = World(engine)
+        self.docker = FakeEngine(self.world)
+        self.nginx = FakeNginx(self.world)
+        self.pipeline = Pipeline(
+            settings=self.settings,
+            db=engine,
+            docker=self.docker,  # type: ignore[arg-type]
+            nginx=self.nginx,  # type: ignore[arg-type]
+            source=FakeSource(self.world),  # type: ignore[arg-type]
+            instance="test",
+            keyring=Keyring(settings.keys_dir, private=True),
+            cancel_poll_seconds=0,
+        )
+        self.pipeline.doors.wait_healthy = self.wait_healthy
+        with session_scope(engine) as session:
+            services.create_app(
+                session,
+                spec=AppCreate(name="shop", repo_url="https://github.com/o/shop.git"),
+                actor="tests",
+                keyring=Keyring(settings.keys_dir, private=False),
+                settings=self.settings,
+            )
+
+    def wait_healthy(
+        self, check: Any, *, alive: Callable[[], str | None], on_line: Callable[[str], None]
+    ) -> None:
+        self.world.at("health", None)
+        dead = alive()  # raises Cancelled once `paas cancel` arrived
+        self.world.at("health", Unhealthy("not healthy after 3 attempts"))
+        if dead:
+            raise Unhealthy(dead)
+        on_line("healthy")
+
+    def run(self, kind: str = queue.DEPLOY, **payload: Any) -> DeployResult:
+        """Queue a job, claim and run it, and finish it, as the agent does."""
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == "shop")).one()
+            queue.enqueue(session, kind=kind, app=app, payload={"trigger": "test", **payload})
+        with session_scope(self.db) as session:
+            job = queue.claim(session, owner="tests", lease_seconds=60)
+            assert job is not None and job.kind == kind
+            self.world.job_id = int(job.id or 0)
+            session.expunge(job)
+        result = self.pipeline.run(job)
+        with session_scope(self.db) as session:
+            state = JobState.done if result.ok else JobState.failed
+            queue.finish(session, job_id=self.world.job_id, owner="tests", state=state, error=result.error)
+        return result
+
+    def release_row(self, result: DeployResult) -> Deployment:
+        with session_scope(self.db) as session:
+            dep = session.get(Deployment, result.deployment_id)
+            assert dep is not None
+            session.expunge(dep)
+            return dep
+
+    def log(self, result: DeployResult) -> str:
+        return self.settings.release_log("shop", result.version).read_text()
+
+    def walked(self, result: DeployResult) -> list[str]:
+        return re.findall(r"==> (\w+)", self.log(result))
+
+
+@pytest.fixture
+def rig(settings: Settings, engine: Engine) -> Iterator[Rig]:
+    yield Rig(settings, engine)
+
+
+# kinds of job × the steps they walk ----------------------------------------------------------
+
+KINDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "deploy": (queue.DEPLOY, {}),
+    "env release": (queue.RELEASE, {}),
+    "restart": (queue.RELEASE, {"source_version": 1, "run_release": False}),
+    "scale": (queue.RELEASE, {"trigger": "scale", "source_version": 1, "run_release": False}),
+    "rollback": (queue.ROLLBACK, {"source_version": 1, "run_release": False}),
+}
+
+
+def live(rig: Rig) -> DeployResult:
+    """A first release, live: what the later jobs start from."""
+    first = rig.run()
+    assert first.ok, rig.log(first)
+    rig.docker.calls.clear()
+    return first
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_of_job_walks_its_steps_in_order(rig: Rig, kind: str) -> None:
+    first = live(rig)
+    job_kind, payload = KINDS[kind]
+    result = rig.run(job_kind, **payload)
+    assert result.ok, rig.log(result)
+    assert rig.walked(result) == list(steps_for(job_kind))
+    assert set(rig.release_row(result).timings) == set(steps_for(job_kind))
+    assert rig.nginx.served["shop"] == f"v{result.version}"
+    old = [f"remove paas-shop-web-v{first.version}-1", f"remove paas-shop-worker-v{first.version}-1"]
+    assert [c for c in rig.docker.calls if c.startswith("remove paas")] == old  # retire
+    ran_release = any(c.startswith("run_once") for c in rig.docker.calls)
+    assert ran_release == (kind in ("deploy", "env release"))
+    assert any(c.startswith("build") for c in rig.docker.calls) == (kind == "deploy")
+
+
+FAILING = {
+    "fetch": "fetch: no such branch",
+    "build": "build: the build failed",
+    "release": "release: release command exited with status 1",
+    "start": "start: no such image",
+    "health": "health: not healthy after 3 attempts",
+    "switch": "switch: nginx does not serve it",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("step", list(FAILING))
+def test_a_failure_at_each_step_undoes_newest_first_and_keeps_the_live_release(
+    rig: Rig, kind: str, step: str
+) -> None:
+    job_kind, payload = KINDS[kind]
+    walks = steps_for(job_kind)
+    first = live(rig)
+    site_before = rig.nginx.sites["shop"]
+    rig.world.fail_at = step
+    result = rig.run(job_kind, **payload)
+    if step not in walks or (step == "release" and not payload.get("run_release", True)):
+        assert result.ok, rig.log(result)  # that kind never meets this failure
+        return
+    assert not result.ok and result.error == FAILING[step]
+    assert rig.walked(result) == list(walks[: walks.index(step) + 1])
+    row = rig.release_row(result)
+    assert row.status == DeploymentStatus.failed and row.error == FAILING[step]
+    assert set(row.timings) == set(walks[: walks.index(step) + 1])
+    # undo: this attempt's containers, newest first, then its image; nothing of v1
+    v = result.version
+    started = step in ("health", "switch")  # a failed start made nothing (the fake fails the first)
+    made = [f"remove paas-shop-worker-v{v}-1", f"remove paas-shop-web-v{v}-1"] if started else []
+    built = job_kind == queue.DEPLOY and step != "fetch"
+    undone = [c for c in rig.docker.calls if c.startswith("remove")]
+    assert undone == made + ([f"remove image paas/shop:v{v}"] if built else [])
+    assert set(rig.docker.running) == {
+        f"paas-shop-web-v{first.version}-1",
+        f"paas-shop-worker-v{first.version}-1",
+    }
+    assert rig.nginx.sites["shop"] == site_before and rig.nginx.served["shop"] == f"v{first.version}"
+    assert f"v{v} failed; the previous release keeps serving" in rig.log(result)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("step", [s for s in ALL if s not in ("fetch", "retire")])
+def test_a_cancel_before_each_step_stops_there(
+    rig: Rig, kind: str, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_kind, payload = KINDS[kind]
+    walks = steps_for(job_kind)
+    first = live(rig)
+    if step not in walks[1:]:
+        return  # the cancel would arrive before this kind's first step, or not at all
+    before = walks[walks.index(step) - 1]
+    step_before = STEPS[before]
+
+    def then_cancel(doors: Any, attempt: Any) -> None:  # `paas cancel` arrives as that step ends
+        step_before(doors, attempt)
+        rig.world.request_cancel()
+
+    monkeypatch.setitem(STEPS, before, then_cancel)
+    result = rig.run(job_kind, **payload)
+    assert result.cancelled and not result.ok, rig.log(result)
+    assert rig.walked(result) == list(walks[: walks.index(step)])
+    assert rig.release_row(result).status == DeploymentStatus.cancelled
+    assert set(rig.docker.running) == {
+        f"paas-shop-web-v{first.version}-1",
+        f"paas-shop-worker-v{first.version}-1",
+    }
+    assert f"v{first.version}" == rig.nginx.served["shop"]
+    assert f"paas/shop:v{result.version}" not in rig.docker.store
+
+
+@pytest.mark.parametrize("step", ["build", "release", "health"])
+def test_a_cancel_inside_a_step_stops_it(rig: Rig, step: str) -> None:
+    first = live(rig)
+    rig.world.cancel_inside = step
+    result = rig.run()
+    assert result.cancelled, rig.log(result)
+    assert f"!!! cancelled during {step}" in rig.log(result)
+    assert rig.release_row(result).error == f"{step}: cancelled on request"
+    assert set(rig.docker.running) == {
+        f"paas-shop-web-v{first.version}-1",
+        f"paas-shop-worker-v{first.version}-1",
+    }
+    assert f"paas/shop:v{result.version}" not in rig.docker.store
+
+
+def test_after_the_switch_a_failure_is_logged_not_a_failed_deploy(rig: Rig) -> None:
+    live(rig)
+    rig.world.fail_at = "retire"
+    result = rig.run()
+    assert result.ok
+    assert "<== retire had a problem after" in rig.log(result) and "the engine is busy" in rig.log(result)
+    assert rig.release_row(result).status == DeploymentStatus.succeeded
+
+
+def test_a_bug_in_a_step_fails_as_an_internal_error(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    live(rig)
+
+    def broken(*_args: Any) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setitem(STEPS, "health", broken)
+    result = rig.run()
+    assert not result.ok and result.error == "health: internal error: KeyError('oops')"
+    assert f"remove image paas/shop:v{result.version}" in rig.docker.calls
+
+
+# retention ------------------------------------------------------------------------------------
+
+
+def test_images_to_remove_keeps_what_a_kept_release_names() -> None:
+    kept = Kept(deployments=frozenset({"7", "9"}), tags=frozenset({"paas/shop:v3"}))
+    images = [
+        ("sha256:a", ["paas/shop:v7"], {"paas.deployment": "7"}),  # a kept release's own
+        ("sha256:b", ["paas/shop:v3"], {"paas.deployment": "3"}),  # named by a kept release (reused)
+        ("sha256:c", ["paas/shop:v2"], {"paas.deployment": "2"}),
+        ("sha256:d", [], {"paas.deployment": "1"}),  # untagged: removed by id
+    ]
+    assert images_to_remove(kept, images) == [["paas/shop:v2"], ["sha256:d"]]
+    assert images_to_remove(Kept(frozenset(), frozenset()), []) == []
