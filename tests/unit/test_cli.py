@@ -14,7 +14,7 @@ from tests.unit.cli_support import invoke_main, run
 def test_login_saves_url_and_token_with_0600(server: str, token: str, env: dict[str, str]) -> None:
     code, out = run("login", server, "--token", token)
     assert code == 0, out
-    from paas.client import config_path
+    from paas.cli.http import config_path
 
     path = config_path()
     assert path.stat().st_mode & 0o777 == 0o600
@@ -92,7 +92,7 @@ def test_wrong_token_and_server_down(
     "url", ["http://paas.example.invalid", "http://203.0.113.9:8080", "http://[2001:db8::1]/base"]
 )
 def test_no_token_goes_over_plain_http_off_this_machine(url: str, env: dict[str, str]) -> None:
-    from paas.client import ClientError
+    from paas.cli.http import ClientError
 
     with pytest.raises(ClientError, match=r"refusing to send your token in clear to .*--insecure"):
         run("apps", "list", env={"PAAS_URL": url, "PAAS_TOKEN": env["PAAS_TOKEN"]})
@@ -111,7 +111,7 @@ def test_no_token_goes_over_plain_http_off_this_machine(url: str, env: dict[str,
     ],
 )
 def test_loopback_and_https_urls_may_carry_the_token(url: str) -> None:
-    from paas.client import check_transport
+    from paas.cli.http import check_transport
 
     check_transport(url, insecure=False)  # no error
 
@@ -119,7 +119,7 @@ def test_loopback_and_https_urls_may_carry_the_token(url: str) -> None:
 def test_insecure_sends_it_anyway_and_says_so_every_time(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from paas.client import ApiClient, load_login, save_login
+    from paas.cli.http import ApiClient, load_login, save_login
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     for name in ("PAAS_URL", "PAAS_TOKEN", "PAAS_INSECURE"):
@@ -156,7 +156,7 @@ def test_an_https_redirect_to_another_host_is_never_followed() -> None:
     port = free_port()
     with http.server.ThreadingHTTPServer(("127.0.0.1", port), Redirect) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        from paas.client import https_twin
+        from paas.cli.http import https_twin
 
         assert https_twin(f"http://127.0.0.1:{port}", timeout=2) is None
         server.shutdown()

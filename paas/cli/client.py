@@ -1,469 +1,35 @@
-"""The ``paas`` command line.
-
-Server commands (``up``, ``web``, ``agent``, ``migrate``, ``admin``) run on
-the server itself; client commands talk to the REST API with the login saved
-by ``paas login``. Expected failures print one line and exit non-zero.
+"""Client commands: they talk to the REST API over HTTP with the login
+saved by ``paas login`` (paas/cli/http.py), and never touch the server's
+files, database or daemons.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import multiprocessing
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from pydantic import BaseModel
 from rich.table import Table
 
-from paas.client import ApiClient, ClientError, https_twin, is_loopback_url, save_login
-from paas.errors import PaasError
+from paas.cli.common import (
+    JsonOpt,
+    app,
+    apps_app,
+    confirm,
+    domains_app,
+    env_app,
+    err,
+    fail,
+    out,
+    print_json,
+)
+from paas.cli.http import ApiClient, https_twin, is_loopback_url, save_login
+from paas.schemas import AppCreate, AppUpdate
 from paas.scopes import EnvScope
-from paas.settings import Settings, load_settings
-
-app = typer.Typer(
-    help="paas: push to GitHub, get a zero-downtime release.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-apps_app = typer.Typer(help="Create, list, inspect and delete apps.", no_args_is_help=True)
-admin_app = typer.Typer(help="Server-side administration (run on the server).", no_args_is_help=True)
-keys_app = typer.Typer(
-    help="The encryption keys of env values (run on the server, as root).", no_args_is_help=True
-)
-env_app = typer.Typer(help="An app's env vars: encrypted at rest, secrets write-only.", no_args_is_help=True)
-app.add_typer(apps_app, name="apps")
-app.add_typer(admin_app, name="admin")
-tokens_app = typer.Typer(help="API tokens: list and revoke (run on the server).", no_args_is_help=True)
-admin_app.add_typer(tokens_app, name="tokens")
-users_app = typer.Typer(
-    help="Web UI users: list, delete, new password (run on the server).", no_args_is_help=True
-)
-admin_app.add_typer(users_app, name="users")
-app.add_typer(keys_app, name="keys")
-domains_app = typer.Typer(help="An app's hostnames and their HTTPS certificates.", no_args_is_help=True)
-app.add_typer(env_app, name="env")
-app.add_typer(domains_app, name="domains")
-
-out = Console()
-err = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def main() -> None:
-    try:
-        app()
-    except PaasError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the width
-        typer.echo(f"error: {message}", err=True)
-        sys.exit(1)
-
-
-def _fail(message: str) -> NoReturn:
-    raise PaasError(message)
-
-
-def _confirm(yes: bool, verb: str, question: str) -> None:
-    """Go on with --yes or a yes at the terminal; with no terminal to ask, refuse."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        _fail(f"refusing to {verb} without confirmation: pass --yes")
-    typer.confirm(question, abort=True)
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-# server side --------------------------------------------------------------------
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PAAS_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # one line per scheduled run is noise; its warnings and errors still show
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
-@app.command()
-def migrate() -> None:
-    """Make the data layout, apply pending database migrations, create the encryption keys if absent."""
-    from paas.instance import instance_id
-
-    settings = _prepare()
-    instance_id(settings.data_dir)
-    typer.echo("database is up to date")
-    typer.echo(f"encryption keys in {settings.keys_dir}")
-
-
-def run_web(settings: Settings) -> None:
-    import uvicorn
-
-    from web.app import create_app
-
-    _drop_privileges(settings)
-    _setup_logging()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.web_host,
-        port=settings.web_port,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-        log_level="info",
-        # live log streams never end by themselves: do not let them hold up a stop
-        timeout_graceful_shutdown=10,
-    )
-
-
-def run_agent(settings: Settings) -> None:
-    from agent.daemon import Agent
-    from paas import layout
-
-    _setup_logging()
-    layout.make_run_dir(settings)
-    layout.hold_database_files(settings)
-    trouble = layout.problems(settings)
-    if trouble:
-        _fail(f"refusing to start the agent: {'; '.join(trouble)}. Run `paas migrate` as root to fix it.")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    agent = Agent(settings)
-    try:
-        agent.run(stop)
-    finally:
-        agent.db.dispose()  # its last connection may have removed the WAL files: root's again
-        layout.hold_database_files(settings)
-
-
-def _drop_privileges(settings: Settings) -> None:
-    """Started as root, the web process becomes PAAS_WEB_USER, else nobody:
-    it never runs as root."""
-    if os.geteuid() != 0:
-        return
-    from paas import layout
-
-    uid, gid = layout.web_ids(settings)
-    if not settings.web_user:
-        typer.echo("paas web: PAAS_WEB_USER is not set; running web as nobody", err=True)
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-
-
-def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
-    """Make the data layout, migrate the database and make sure the keys exist.
-
-    Only the privileged side (migrate, agent, up) may create keys: created by
-    the web user, the agent's private key would be readable by the web. The
-    agent checks the layout rather than making it (``paas migrate`` does).
-    """
-    from paas import layout
-    from paas.crypto import Keyring, ensure_keys
-    from paas.db import make_engine
-    from paas.db import migrate as run_migrations
-    from paas.envvars import encrypt_plain_webhook_secrets
-
-    settings = load_settings()
-    os.umask(0o007)  # the web user's group shares the database
-    if make_layout:
-        for note in layout.prepare(settings):
-            logging.getLogger("paas").warning("%s", note)
-    layout.hold_database_files(settings)  # before root opens them (a no-op for others)
-    run_migrations(settings)
-    if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_account):
-        logging.getLogger("paas").warning("created new encryption keys in %s", settings.keys_dir)
-    engine = make_engine(settings)
-    try:
-        encrypt_plain_webhook_secrets(engine, Keyring(settings.keys_dir, private=False))
-    finally:
-        engine.dispose()
-    layout.hold_database_files(settings)  # as root we may have closed the last connection
-    return settings
-
-
-@app.command()
-def web() -> None:
-    """Run the control plane (API, webhooks, UI) in the foreground."""
-    run_web(_prepare(create_keys=False, make_layout=False))
-
-
-@app.command()
-def agent() -> None:
-    """Run the deploy agent in the foreground (after `paas migrate` made its layout)."""
-    run_agent(_prepare(make_layout=False))
-
-
-@app.command()
-def up() -> None:
-    """Run web and agent together in the foreground (Ctrl-C stops both)."""
-    settings = _prepare()
-    ctx = multiprocessing.get_context("spawn")
-    children = {
-        "web": ctx.Process(target=run_web, args=(settings,), name="paas-web"),
-        "agent": ctx.Process(target=run_agent, args=(settings,), name="paas-agent"),
-    }
-    for child in children.values():
-        child.start()
-    typer.echo(
-        f"paas is up: control plane on http://{settings.web_host}:{settings.web_port}, "
-        f"apps at http://<app>.{settings.domain}:{settings.http_port}"
-    )
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    while not stopping.is_set() and all(c.is_alive() for c in children.values()):
-        stopping.wait(0.5)
-    for child in children.values():
-        if child.is_alive():
-            child.terminate()
-    for child in children.values():
-        child.join(timeout=60)
-    dead = [n for n, c in children.items() if c.exitcode not in (0, -signal.SIGTERM)]
-    if dead and not stopping.is_set():
-        _fail(f"{', '.join(dead)} stopped unexpectedly")
-
-
-def _lifetime(text: str | None) -> timedelta | None:
-    """90d, 12h or 30m; None for no expiry."""
-    if not text:
-        return None
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) < 1:
-        _fail(f"--expires takes a lifetime such as 90d, 12h or 30m, not {text!r}")
-    return timedelta(**{units[unit]: int(number)})
-
-
-@admin_app.command("create-token")
-def create_token(
-    name: Annotated[str, typer.Argument(help="A name to recognise the token by.")],
-    if_none: Annotated[
-        bool, typer.Option("--if-none", help="Only if no token exists yet (for install scripts).")
-    ] = False,
-    expires: Annotated[
-        str | None, typer.Option(help="Stop working after this long: 90d, 12h, 30m (default: never).")
-    ] = None,
-) -> None:
-    """Create an API token and print it alone on stdout."""
-    from sqlmodel import select
-
-    from paas import services
-    from paas.db import make_engine, session_scope
-    from paas.models import ApiToken
-
-    lifetime = _lifetime(expires)
-    settings = _prepare()
-    with session_scope(make_engine(settings)) as session:
-        if if_none and session.exec(select(ApiToken)).first() is not None:
-            return
-        token = services.create_token(session, name=name, lifetime=lifetime)
-    typer.echo(token)
-
-
-@admin_app.command("url")
-def admin_url(
-    wait: Annotated[
-        float, typer.Option(help="Seconds to wait for the control plane's certificate while it is requested.")
-    ] = 0,
-) -> None:
-    """The control plane's URL to give people and GitHub: https:// once its
-    certificate is served. Without one, why not goes to stderr."""
-    from sqlmodel import col, select
-
-    from paas import services
-    from paas.db import make_engine, session_scope
-    from paas.models import CertState, Domain
-
-    settings = _prepare()
-    engine = make_engine(settings)
-    deadline = time.monotonic() + wait
-    while True:
-        with session_scope(engine) as session:
-            url = services.control_url(session, settings)
-            row = session.exec(
-                select(Domain).where(Domain.hostname == settings.control_host, col(Domain.app_id).is_(None))
-            ).first()
-            state, error = (row.cert_state, row.cert_error) if row else (CertState.pending, "")
-        settled = url.startswith("https://") or state != CertState.pending or not settings.acme
-        if settled or time.monotonic() >= deadline:
-            break
-        time.sleep(1)
-    typer.echo(url)
-    if not url.startswith("https://"):
-        reason = "PAAS_ACME is off" if not settings.acme else error or f"{state}, not requested yet"
-        typer.echo(f"no certificate for {settings.control_host} yet: {reason}", err=True)
-
-
-@tokens_app.command("list")
-def tokens_list(as_json: JsonOpt = False) -> None:
-    """The API tokens: name, prefix, created, last used, expiry (never the token)."""
-    from paas import services
-    from paas.db import make_engine, session_scope
-    from paas.schemas import TokenPublic
-
-    settings = _prepare()
-    with session_scope(make_engine(settings)) as session:
-        rows = [TokenPublic.model_validate(t).model_dump(mode="json") for t in services.list_tokens(session)]
-    if as_json:
-        _print_json(rows)
-        return
-    table = Table("name", "prefix", "created", "last used", "expires")
-    for r in rows:
-        table.add_row(
-            r["name"], r["prefix"], r["created_at"], r["last_used_at"] or "-", r["expires_at"] or "never"
-        )
-    out.print(table)
-
-
-@tokens_app.command("revoke")
-def tokens_revoke(
-    name: Annotated[str, typer.Argument(help="The tokens' name, or one token's prefix.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Revoke API tokens: the next request with one gets 401."""
-    from paas import services
-    from paas.db import make_engine, session_scope
-
-    _confirm(yes, "revoke", f"Revoke the API tokens named {name}?")
-    settings = _prepare()
-    with session_scope(make_engine(settings)) as session:
-        count = services.revoke_tokens(session, name=name, actor="admin")
-    typer.echo(f"revoked {count} token(s) named {name}")
-
-
-@admin_app.command("create-user")
-def create_user(
-    username: Annotated[str, typer.Argument(help="The name to sign in to the web UI with.")],
-    if_none: Annotated[
-        bool, typer.Option("--if-none", help="Do nothing (and read no password) if any user exists.")
-    ] = False,
-) -> None:
-    """Create a web UI user; the password is read from a hidden prompt (twice) or from stdin."""
-    from sqlmodel import select
-
-    from paas import users
-    from paas.db import make_engine, session_scope
-    from paas.models import User
-
-    settings = _prepare()
-    engine = make_engine(settings)
-    if if_none:
-        with session_scope(engine) as session:
-            if session.exec(select(User)).first() is not None:
-                return
-    password = _read_password()
-    with session_scope(engine) as session:
-        user = users.create_user(session, username=username, password=password)
-    typer.echo(f"created user {user.username}")
-
-
-def _read_password() -> str:
-    """From a hidden prompt (twice), or the first line of stdin."""
-    if sys.stdin.isatty():
-        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
-    return sys.stdin.readline().rstrip("\n")
-
-
-@users_app.command("list")
-def users_list(as_json: JsonOpt = False) -> None:
-    """The web UI users: name, created, last sign-in (never a password)."""
-    from paas import users
-    from paas.db import make_engine, session_scope
-
-    settings = _prepare()
-    with session_scope(make_engine(settings)) as session:
-        rows = [
-            {
-                "username": u.username,
-                "created_at": u.created_at.isoformat(),
-                "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
-            }
-            for u in users.list_users(session)
-        ]
-    if as_json:
-        _print_json(rows)
-        return
-    table = Table("username", "created", "last sign-in")
-    for r in rows:
-        table.add_row(r["username"], r["created_at"], r["last_login_at"] or "never")
-    out.print(table)
-
-
-@users_app.command("passwd")
-def users_passwd(
-    username: Annotated[str, typer.Argument(help="Whose password to set.")],
-) -> None:
-    """Set a new password (hidden prompt, twice, or stdin); every session of the user ends."""
-    from paas import services, users
-    from paas.db import make_engine, session_scope
-
-    settings = _prepare()
-    engine = make_engine(settings)
-    with session_scope(engine) as session:
-        users.get_user(session, username)  # before asking for a password
-    password = _read_password()
-    with session_scope(engine) as session:
-        user = users.change_password(session, username=username, password=password)
-        services.record_event(session, actor="admin", action="user.password", detail=user.username)
-    typer.echo(f"new password set for {user.username}; their sessions have ended")
-
-
-@users_app.command("delete")
-def users_delete(
-    username: Annotated[str, typer.Argument(help="The user to delete.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Delete a web UI user; their sessions end at their next request."""
-    from paas import services, users
-    from paas.db import make_engine, session_scope
-
-    _confirm(yes, "delete", f"Delete the web UI user {username}?")
-    settings = _prepare()
-    with session_scope(make_engine(settings)) as session:
-        users.delete_user(session, username=username)
-        services.record_event(session, actor="admin", action="user.delete", detail=username)
-        left = len(users.list_users(session))
-    typer.echo(f"deleted user {username}; their sessions have ended")
-    if not left:
-        typer.echo("no user can sign in to the web UI now: create one with `paas admin create-user NAME`")
-
-
-@keys_app.command("rotate")
-def keys_rotate() -> None:
-    """Re-encrypt every env value and webhook secret under new keys.
-
-    Web and agent keep running: they pick up the new keys from the files.
-    The old keys are gone when this finishes.
-    """
-    from paas.db import make_engine
-    from paas.envvars import rotate_keys
-
-    settings = _prepare()
-    engine = make_engine(settings)
-    try:
-        report = rotate_keys(engine, settings.keys_dir, web_user=settings.web_account)
-    finally:
-        engine.dispose()
-    typer.echo(
-        f"keys rotated: {report.env_values} env values, {report.release_snapshots} release "
-        f"snapshots and {report.webhook_secrets} webhook secrets re-encrypted; old keys removed"
-    )
-
-
-# client side --------------------------------------------------------------------
 
 
 @app.command()
@@ -477,7 +43,7 @@ def login(
     """Save the server URL and token, after checking them. An http:// URL whose
     server also answers over HTTPS (with a valid certificate) is saved as https://."""
     if not url.startswith(("http://", "https://")):
-        _fail("URL must start with http:// or https://")
+        fail("URL must start with http:// or https://")
     url = url.rstrip("/")
     if url.startswith("http://") and not is_loopback_url(url):
         twin = https_twin(url)
@@ -494,55 +60,56 @@ def _client() -> ApiClient:
     return ApiClient.from_login()
 
 
-RUN_COMMAND_HELP = (
-    "The web command (sh -c); default: the Procfile's web:, else the image's CMD or a detected app."
-)
-BASE_IMAGE_HELP = "What a build without a Dockerfile starts FROM; default: the server's PAAS_BASE_IMAGE."
-MEMORY_HELP = "Memory per container, e.g. 256m; default: the server's PAAS_APP_MEMORY."
-CPUS_HELP = "CPUs per container, e.g. 0.5; default: the server's PAAS_APP_CPUS."
-PIDS_HELP = "Processes per container; default: the server's PAAS_APP_PIDS."
+# One line per app setting, shared by `apps create` and `apps set`; the options are the
+# fields of schemas.AppCreate and AppUpdate (--repo is repo_url), and _app_fields maps them.
+HELP = {
+    "repo": "Git URL: https, ssh, or a local path.",
+    "branch": "Branch whose pushes deploy.",
+    "source_dir": "Build context inside the repository.",
+    "dockerfile": "Dockerfile path inside the build context.",
+    "port": "Port the app listens on ($PORT).",
+    "run_command": (
+        "The web command (sh -c); default: the Procfile's web:, else the image's CMD or a detected app."
+    ),
+    "base_image": "What a build without a Dockerfile starts FROM; default: the server's PAAS_BASE_IMAGE.",
+    "memory": "Memory per container, e.g. 256m; default: the server's PAAS_APP_MEMORY.",
+    "cpus": "CPUs per container, e.g. 0.5; default: the server's PAAS_APP_CPUS.",
+    "pids": "Processes per container; default: the server's PAAS_APP_PIDS.",
+}
+
+
+def _app_fields(schema: type[BaseModel], given: dict[str, Any]) -> dict[str, Any]:
+    """The options given (None: not given), named as ``schema`` names its fields."""
+    named = {("repo_url" if k == "repo" else k): v for k, v in given.items()}
+    return {k: v for k, v in named.items() if k in schema.model_fields and v is not None}
 
 
 @apps_app.command("create")
 def apps_create(
     name: str,
-    repo: Annotated[str, typer.Option(help="Git URL: https, ssh, or a local path.")],
-    branch: Annotated[str, typer.Option(help="Branch whose pushes deploy.")] = "main",
-    source_dir: Annotated[str, typer.Option(help="Build context inside the repository.")] = "",
-    dockerfile: Annotated[str, typer.Option(help="Dockerfile path inside the build context.")] = "Dockerfile",
-    port: Annotated[int | None, typer.Option(help="Port the app listens on ($PORT).")] = None,
+    repo: Annotated[str, typer.Option(help=HELP["repo"])],
+    branch: Annotated[str, typer.Option(help=HELP["branch"])] = "main",
+    source_dir: Annotated[str, typer.Option(help=HELP["source_dir"])] = "",
+    dockerfile: Annotated[str, typer.Option(help=HELP["dockerfile"])] = "Dockerfile",
+    port: Annotated[int | None, typer.Option(help=HELP["port"])] = None,
     health_path: Annotated[
         str | None, typer.Option(help="HTTP path for health checks (default: TCP).")
     ] = None,
     data_path: Annotated[
         str | None, typer.Option(help="Mount a persistent volume here, shared by releases.")
     ] = None,
-    run_command: Annotated[str, typer.Option(help=RUN_COMMAND_HELP)] = "",
-    base_image: Annotated[str, typer.Option(help=BASE_IMAGE_HELP)] = "",
-    memory: Annotated[str, typer.Option(help=MEMORY_HELP)] = "",
-    cpus: Annotated[float | None, typer.Option(help=CPUS_HELP)] = None,
-    pids: Annotated[int | None, typer.Option(help=PIDS_HELP)] = None,
+    run_command: Annotated[str, typer.Option(help=HELP["run_command"])] = "",
+    base_image: Annotated[str, typer.Option(help=HELP["base_image"])] = "",
+    memory: Annotated[str, typer.Option(help=HELP["memory"])] = "",
+    cpus: Annotated[float | None, typer.Option(help=HELP["cpus"])] = None,
+    pids: Annotated[int | None, typer.Option(help=HELP["pids"])] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an app; prints its webhook URL and secret for GitHub."""
-    body = {
-        "name": name,
-        "repo_url": repo,
-        "branch": branch,
-        "source_dir": source_dir,
-        "dockerfile": dockerfile,
-        "port": port,
-        "health_path": health_path,
-        "data_path": data_path,
-        "run_command": run_command,
-        "base_image": base_image,
-        "memory": memory,
-        "cpus": cpus,
-        "pids": pids,
-    }
+    body = _app_fields(AppCreate, locals())
     created = _client().request("POST", "/apps", json=body)
     if as_json:
-        _print_json(created)
+        print_json(created)
         return
     out.print(f"created [bold]{created['name']}[/bold], served at {created['url']}")
     out.print("In GitHub: Settings → Webhooks → Add webhook, with")
@@ -558,7 +125,7 @@ def apps_rotate_secret(name: str, as_json: JsonOpt = False) -> None:
     """Replace the app's webhook secret; prints the new one, this once."""
     rotated = _client().request("POST", f"/apps/{name}/webhook-secret")
     if as_json:
-        _print_json({k: rotated[k] for k in ("name", "webhook_url", "webhook_secret")})
+        print_json({k: rotated[k] for k in ("name", "webhook_url", "webhook_secret")})
         return
     out.print(f"new webhook secret for [bold]{rotated['name']}[/bold] (shown only now):")
     out.print(f"  Secret:       {rotated['webhook_secret']}", markup=False)
@@ -570,49 +137,36 @@ def apps_rotate_secret(name: str, as_json: JsonOpt = False) -> None:
 @apps_app.command("set")
 def apps_set(
     name: str,
-    repo: Annotated[str | None, typer.Option(help="Git URL: https, ssh, or a local path.")] = None,
-    branch: Annotated[str | None, typer.Option(help="Branch whose pushes deploy.")] = None,
-    source_dir: Annotated[str | None, typer.Option(help="Build context inside the repository.")] = None,
-    dockerfile: Annotated[str | None, typer.Option(help="Dockerfile path inside the build context.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port the app listens on ($PORT).")] = None,
+    repo: Annotated[str | None, typer.Option(help=HELP["repo"])] = None,
+    branch: Annotated[str | None, typer.Option(help=HELP["branch"])] = None,
+    source_dir: Annotated[str | None, typer.Option(help=HELP["source_dir"])] = None,
+    dockerfile: Annotated[str | None, typer.Option(help=HELP["dockerfile"])] = None,
+    port: Annotated[int | None, typer.Option(help=HELP["port"])] = None,
     health_path: Annotated[str | None, typer.Option(help="HTTP path for health checks; '' for TCP.")] = None,
     data_path: Annotated[
         str | None, typer.Option(help="Mount a persistent volume here; '' for none.")
     ] = None,
-    run_command: Annotated[str | None, typer.Option(help=RUN_COMMAND_HELP + " '' clears it.")] = None,
-    base_image: Annotated[str | None, typer.Option(help=BASE_IMAGE_HELP + " '' clears it.")] = None,
+    run_command: Annotated[str | None, typer.Option(help=HELP["run_command"] + " '' clears it.")] = None,
+    base_image: Annotated[str | None, typer.Option(help=HELP["base_image"] + " '' clears it.")] = None,
     hsts: Annotated[
         bool | None,
         typer.Option("--hsts/--no-hsts", help="Strict-Transport-Security on HTTPS (browsers remember it)."),
     ] = None,
-    memory: Annotated[str | None, typer.Option(help=MEMORY_HELP + " '' clears it.")] = None,
-    cpus: Annotated[float | None, typer.Option(help=CPUS_HELP + " 0 clears it.")] = None,
-    pids: Annotated[int | None, typer.Option(help=PIDS_HELP + " 0 clears it.")] = None,
+    memory: Annotated[str | None, typer.Option(help=HELP["memory"] + " '' clears it.")] = None,
+    cpus: Annotated[float | None, typer.Option(help=HELP["cpus"] + " 0 clears it.")] = None,
+    pids: Annotated[int | None, typer.Option(help=HELP["pids"] + " 0 clears it.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change an app's settings; they apply from the next deploy (HSTS at the next certificate check)."""
-    given = {
-        "repo_url": repo,
-        "branch": branch,
-        "source_dir": source_dir,
-        "dockerfile": dockerfile,
-        "port": port,
-        "health_path": health_path,
-        "data_path": data_path,
-        "run_command": run_command,
-        "base_image": base_image,
-        "hsts": hsts,
-        "memory": memory,
-    }
-    body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    for key, value in (("cpus", cpus), ("pids", pids)):
-        if value is not None:
-            body[key] = value or None  # 0: back to the server's default
+    body = _app_fields(AppUpdate, locals())
+    for key in ("cpus", "pids"):
+        if key in body:
+            body[key] = body[key] or None  # 0: back to the server's default
     if not body:
-        _fail("nothing to change: give at least one option (see `paas apps set --help`)")
+        fail("nothing to change: give at least one option (see `paas apps set --help`)")
     info = _client().request("PATCH", f"/apps/{name}", json=body)
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     typer.echo(f"{name}: changed {', '.join(sorted(body))}; they apply from the next deploy")
 
@@ -622,7 +176,7 @@ def apps_list(as_json: JsonOpt = False) -> None:
     """List apps."""
     apps = _client().request("GET", "/apps")
     if as_json:
-        _print_json(apps)
+        print_json(apps)
         return
     table = Table("name", "state", "version", "commit", "branch", "url")
     for a in apps:
@@ -638,7 +192,7 @@ def apps_info(name: str, as_json: JsonOpt = False) -> None:
     """Show one app."""
     info = _client().request("GET", f"/apps/{name}")
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     for key in (
         "name",
@@ -666,10 +220,10 @@ def apps_delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete an app: its containers, nginx site, images and history."""
-    _confirm(yes, "delete", f"Delete {name}, its containers, images and history?")
+    confirm(yes, "delete", f"Delete {name}, its containers, images and history?")
     job = _client().request("DELETE", f"/apps/{name}")
     if as_json:
-        _print_json(job)
+        print_json(job)
     else:
         typer.echo(f"deleting {name} (job {job['id']})")
 
@@ -697,19 +251,19 @@ def _finish_release(
     if wait:
         job = _follow_job(client, name, job["id"], show_log=not as_json)
     if as_json:
-        _print_json(job)
+        print_json(job)
     elif not wait:
         typer.echo(f"{what} queued (job {job['id']})")
     elif job["state"] == "done":
         typer.echo(f"{name} v{job['version']} is live")
     else:
-        _fail(f"{what} {job['state']}: {job['error']}")
+        fail(f"{what} {job['state']}: {job['error']}")
 
 
 def _version(text: str, *, option: str = "--to") -> int:
     digits = text.removeprefix("v")
     if not digits.isdigit() or int(digits) < 1:
-        _fail(f"{option} takes a version such as v3, not {text!r}")
+        fail(f"{option} takes a version such as v3, not {text!r}")
     return int(digits)
 
 
@@ -746,7 +300,7 @@ def unpin(name: str, as_json: JsonOpt = False) -> None:
     before = client.request("GET", f"/apps/{name}")
     info = client.request("POST", f"/apps/{name}/unpin")
     if as_json:
-        _print_json(info)
+        print_json(info)
         return
     waiting = before["pending_pushes"]
     latest = f" (latest {before['pending_commit'][:12]})" if before["pending_commit"] else ""
@@ -768,7 +322,7 @@ def cancel(name: str, as_json: JsonOpt = False) -> None:
     """Cancel the app's running or queued deploy; the live release keeps serving."""
     job = _client().request("POST", f"/apps/{name}/cancel")
     if as_json:
-        _print_json(job)
+        print_json(job)
     elif job["state"] == "cancelled":
         typer.echo(f"cancelled queued job {job['id']} ({job['kind']})")
     else:
@@ -836,11 +390,11 @@ def _parse_pairs(pairs: list[str]) -> list[tuple[str, str]]:
     parsed: list[tuple[str, str]] = []
     bare = [p for p in pairs if "=" not in p]
     if len(bare) > 1 and not sys.stdin.isatty():
-        _fail("only one KEY without =VALUE can read its value from stdin")
+        fail("only one KEY without =VALUE can read its value from stdin")
     for index, pair in enumerate(pairs, start=1):
         key, sep, value = pair.partition("=")
         if not key:
-            _fail(f"argument {index} has no name before '='")
+            fail(f"argument {index} has no name before '='")
         if not sep:
             if sys.stdin.isatty():
                 value = typer.prompt(f"value of {key}", hide_input=True)
@@ -860,7 +414,7 @@ def _report_change(
         job = _wait_for_job(client, job["id"], lambda j: err.print(f"  {j['state']}…", highlight=False))
         result = {**result, "job": job}
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     done = []
     if result["changed"]:
@@ -879,7 +433,7 @@ def _report_change(
     elif job["state"] == "done":
         typer.echo(f"{result['app']} v{job['version']} is live with this env")
     else:
-        _fail(f"release {job['state']}: {job['error']}")
+        fail(f"release {job['state']}: {job['error']}")
 
 
 @env_app.command("list")
@@ -887,7 +441,7 @@ def env_list(name: str, as_json: JsonOpt = False) -> None:
     """List an app's env vars; secret values show masked."""
     rows = _client().request("GET", f"/apps/{name}/env")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("key", "value", "scope", "updated", "by")
     for r in rows:
@@ -944,7 +498,7 @@ def env_import(
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
+        fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
     body = {"dotenv": text, "secret": secret, "scope": scope, "restart": not no_restart}
     client = _client()
     result = client.request("POST", f"/apps/{name}/env/import", json=body)
@@ -971,7 +525,7 @@ def scale(
     if not processes:
         counts = client.request("GET", f"/apps/{name}/scale")
         if as_json:
-            _print_json(counts)
+            print_json(counts)
         else:
             typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
         return
@@ -979,13 +533,13 @@ def scale(
     for pair in processes:
         process, sep, count = pair.partition("=")
         if not sep or not count.strip().isdigit():
-            _fail(f"expected TYPE=COUNT such as web=2, got {pair!r}")
+            fail(f"expected TYPE=COUNT such as web=2, got {pair!r}")
         wanted[process.strip()] = int(count)
     result = client.request("PUT", f"/apps/{name}/scale", json={"processes": wanted})
     shown = " ".join(f"{k}={v}" for k, v in result["formation"].items())
     if result["job"] is None:
         if as_json:
-            _print_json(result)
+            print_json(result)
         else:
             typer.echo(f"{name}: {shown}; applies at the first deploy")
         return
@@ -1002,7 +556,7 @@ def build_plan(
     params = {"ref": ref} if ref else {}
     plan = _client().request("GET", f"/apps/{name}/build-plan", params=params)
     if as_json:
-        _print_json(plan)
+        print_json(plan)
         return
     err.print(f"# {name} at {plan['commit'][:12]}: {plan['summary']}", markup=False, highlight=False)
     for note in plan["notes"]:
@@ -1020,7 +574,7 @@ def domains_list(
     """Hostnames: HTTPS or not, certificate state, expiry, last error."""
     rows = _client().request("GET", f"/apps/{name}/domains" if name else "/domains")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("hostname", "app", "https", "certificate", "expires", "note")
     for d in rows:
@@ -1039,7 +593,7 @@ def domains_add(name: str, hostname: str, as_json: JsonOpt = False) -> None:
     """Serve the app at HOSTNAME too; its certificate is requested once DNS points here."""
     domain = _client().request("POST", f"/apps/{name}/domains", json={"hostname": hostname})
     if as_json:
-        _print_json(domain)
+        print_json(domain)
         return
     typer.echo(
         f"{name} will be served at {domain['hostname']} (certificate: {domain['cert_state']}); "
@@ -1059,7 +613,7 @@ def ps(name: str, as_json: JsonOpt = False) -> None:
     """The app's containers: process type, version, state, uptime, restarts, health."""
     rows = _client().request("GET", f"/apps/{name}/ps")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("process", "version", "state", "up", "restarts", "health", "container")
     for r in rows:
@@ -1112,7 +666,7 @@ def releases(name: str, as_json: JsonOpt = False) -> None:
     """List an app's releases, newest first."""
     rows = _client().request("GET", f"/apps/{name}/releases")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("version", "status", "commit", "message", "trigger", "by", "created", "duration")
     for r in rows:
@@ -1128,6 +682,3 @@ def releases(name: str, as_json: JsonOpt = False) -> None:
             duration,
         )
     out.print(table)
-
-
-__all__ = ["app", "main", "ClientError"]

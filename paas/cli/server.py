@@ -1,0 +1,408 @@
+"""Server commands: ``up``, ``web``, ``agent``, ``migrate``, ``admin`` and
+``keys`` run on the server itself, as root (web drops to its own user). The
+only module of the command line that imports ``web`` or ``agent``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from paas.cli.common import (
+    JsonOpt,
+    admin_app,
+    app,
+    confirm,
+    fail,
+    keys_app,
+    out,
+    print_json,
+    tokens_app,
+    users_app,
+)
+from paas.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the database's modules load when a command needs them
+    from sqlmodel import Session, SQLModel
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("PAAS_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # one line per scheduled run is noise; its warnings and errors still show
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+@app.command()
+def migrate() -> None:
+    """Make the data layout, apply pending database migrations, create the encryption keys if absent."""
+    from paas.instance import instance_id
+
+    settings = _prepare()
+    instance_id(settings.data_dir)
+    typer.echo("database is up to date")
+    typer.echo(f"encryption keys in {settings.keys_dir}")
+
+
+def run_web(settings: Settings) -> None:
+    import uvicorn
+
+    from web.app import create_app
+
+    _drop_privileges(settings)
+    _setup_logging()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.web_host,
+        port=settings.web_port,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        log_level="info",
+        # live log streams never end by themselves: do not let them hold up a stop
+        timeout_graceful_shutdown=10,
+    )
+
+
+def run_agent(settings: Settings) -> None:
+    from agent.daemon import Agent
+    from paas import layout
+
+    _setup_logging()
+    layout.make_run_dir(settings)
+    layout.hold_database_files(settings)
+    trouble = layout.problems(settings)
+    if trouble:
+        fail(f"refusing to start the agent: {'; '.join(trouble)}. Run `paas migrate` as root to fix it.")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent = Agent(settings)
+    try:
+        agent.run(stop)
+    finally:
+        agent.db.dispose()  # its last connection may have removed the WAL files: root's again
+        layout.hold_database_files(settings)
+
+
+def _drop_privileges(settings: Settings) -> None:
+    """Started as root, the web process becomes PAAS_WEB_USER, else nobody:
+    it never runs as root."""
+    if os.geteuid() != 0:
+        return
+    from paas import layout
+
+    uid, gid = layout.web_ids(settings)
+    if not settings.web_user:
+        typer.echo("paas web: PAAS_WEB_USER is not set; running web as nobody", err=True)
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
+    """Make the data layout, migrate the database and make sure the keys exist.
+
+    Only the privileged side (migrate, agent, up) may create keys: created by
+    the web user, the agent's private key would be readable by the web. The
+    agent checks the layout rather than making it (``paas migrate`` does).
+    """
+    from paas import layout
+    from paas.crypto import Keyring, ensure_keys
+    from paas.db import make_engine
+    from paas.db import migrate as run_migrations
+    from paas.envvars import encrypt_plain_webhook_secrets
+
+    settings = load_settings()
+    os.umask(0o007)  # the web user's group shares the database
+    if make_layout:
+        for note in layout.prepare(settings):
+            logging.getLogger("paas").warning("%s", note)
+    layout.hold_database_files(settings)  # before root opens them (a no-op for others)
+    run_migrations(settings)
+    if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_account):
+        logging.getLogger("paas").warning("created new encryption keys in %s", settings.keys_dir)
+    engine = make_engine(settings)
+    try:
+        encrypt_plain_webhook_secrets(engine, Keyring(settings.keys_dir, private=False))
+    finally:
+        engine.dispose()
+    layout.hold_database_files(settings)  # as root we may have closed the last connection
+    return settings
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[Session]:
+    """A session on the server's database, its layout made and migrated first."""
+    from paas.db import make_engine, session_scope
+
+    with session_scope(make_engine(_prepare())) as session:
+        yield session
+
+
+def _none_yet(model: type[SQLModel]) -> bool:
+    """No row of ``model`` exists yet (for --if-none)."""
+    from sqlmodel import select
+
+    with _database() as session:
+        return session.exec(select(model)).first() is None
+
+
+@app.command()
+def web() -> None:
+    """Run the control plane (API, webhooks, UI) in the foreground."""
+    run_web(_prepare(create_keys=False, make_layout=False))
+
+
+@app.command()
+def agent() -> None:
+    """Run the deploy agent in the foreground (after `paas migrate` made its layout)."""
+    run_agent(_prepare(make_layout=False))
+
+
+@app.command()
+def up() -> None:
+    """Run web and agent together in the foreground (Ctrl-C stops both)."""
+    settings = _prepare()
+    ctx = multiprocessing.get_context("spawn")
+    children = {
+        "web": ctx.Process(target=run_web, args=(settings,), name="paas-web"),
+        "agent": ctx.Process(target=run_agent, args=(settings,), name="paas-agent"),
+    }
+    for child in children.values():
+        child.start()
+    typer.echo(
+        f"paas is up: control plane on http://{settings.web_host}:{settings.web_port}, "
+        f"apps at http://<app>.{settings.domain}:{settings.http_port}"
+    )
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    while not stopping.is_set() and all(c.is_alive() for c in children.values()):
+        stopping.wait(0.5)
+    for child in children.values():
+        if child.is_alive():
+            child.terminate()
+    for child in children.values():
+        child.join(timeout=60)
+    dead = [n for n, c in children.items() if c.exitcode not in (0, -signal.SIGTERM)]
+    if dead and not stopping.is_set():
+        fail(f"{', '.join(dead)} stopped unexpectedly")
+
+
+def _lifetime(text: str | None) -> timedelta | None:
+    """90d, 12h or 30m; None for no expiry."""
+    if not text:
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) < 1:
+        fail(f"--expires takes a lifetime such as 90d, 12h or 30m, not {text!r}")
+    return timedelta(**{units[unit]: int(number)})
+
+
+@admin_app.command("create-token")
+def create_token(
+    name: Annotated[str, typer.Argument(help="A name to recognise the token by.")],
+    if_none: Annotated[
+        bool, typer.Option("--if-none", help="Only if no token exists yet (for install scripts).")
+    ] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="Stop working after this long: 90d, 12h, 30m (default: never).")
+    ] = None,
+) -> None:
+    """Create an API token and print it alone on stdout."""
+    from paas import services
+    from paas.models import ApiToken
+
+    lifetime = _lifetime(expires)
+    if if_none and not _none_yet(ApiToken):
+        return
+    with _database() as session:
+        token = services.create_token(session, name=name, lifetime=lifetime)
+    typer.echo(token)
+
+
+@admin_app.command("url")
+def admin_url(
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the control plane's certificate while it is requested.")
+    ] = 0,
+) -> None:
+    """The control plane's URL to give people and GitHub: https:// once its
+    certificate is served. Without one, why not goes to stderr."""
+    from sqlmodel import col, select
+
+    from paas import services
+    from paas.db import make_engine, session_scope
+    from paas.models import CertState, Domain
+
+    settings = _prepare()
+    engine = make_engine(settings)
+    deadline = time.monotonic() + wait
+    while True:
+        with session_scope(engine) as session:
+            url = services.control_url(session, settings)
+            row = session.exec(
+                select(Domain).where(Domain.hostname == settings.control_host, col(Domain.app_id).is_(None))
+            ).first()
+            state, error = (row.cert_state, row.cert_error) if row else (CertState.pending, "")
+        settled = url.startswith("https://") or state != CertState.pending or not settings.acme
+        if settled or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    typer.echo(url)
+    if not url.startswith("https://"):
+        reason = "PAAS_ACME is off" if not settings.acme else error or f"{state}, not requested yet"
+        typer.echo(f"no certificate for {settings.control_host} yet: {reason}", err=True)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JsonOpt = False) -> None:
+    """The API tokens: name, prefix, created, last used, expiry (never the token)."""
+    from paas import services
+    from paas.schemas import TokenPublic
+
+    with _database() as session:
+        rows = [TokenPublic.model_validate(t).model_dump(mode="json") for t in services.list_tokens(session)]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "prefix", "created", "last used", "expires")
+    for r in rows:
+        table.add_row(
+            r["name"], r["prefix"], r["created_at"], r["last_used_at"] or "-", r["expires_at"] or "never"
+        )
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="The tokens' name, or one token's prefix.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Revoke API tokens: the next request with one gets 401."""
+    from paas import services
+
+    confirm(yes, "revoke", f"Revoke the API tokens named {name}?")
+    with _database() as session:
+        count = services.revoke_tokens(session, name=name, actor="admin")
+    typer.echo(f"revoked {count} token(s) named {name}")
+
+
+@admin_app.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Argument(help="The name to sign in to the web UI with.")],
+    if_none: Annotated[
+        bool, typer.Option("--if-none", help="Do nothing (and read no password) if any user exists.")
+    ] = False,
+) -> None:
+    """Create a web UI user; the password is read from a hidden prompt (twice) or from stdin."""
+    from paas import users
+    from paas.models import User
+
+    if if_none and not _none_yet(User):
+        return
+    password = _read_password()
+    with _database() as session:
+        user = users.create_user(session, username=username, password=password)
+    typer.echo(f"created user {user.username}")
+
+
+def _read_password() -> str:
+    """From a hidden prompt (twice), or the first line of stdin."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\n")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """The web UI users: name, created, last sign-in (never a password)."""
+    from paas import users
+
+    with _database() as session:
+        rows = [
+            {
+                "username": u.username,
+                "created_at": u.created_at.isoformat(),
+                "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
+            }
+            for u in users.list_users(session)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("username", "created", "last sign-in")
+    for r in rows:
+        table.add_row(r["username"], r["created_at"], r["last_login_at"] or "never")
+    out.print(table)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="Whose password to set.")],
+) -> None:
+    """Set a new password (hidden prompt, twice, or stdin); every session of the user ends."""
+    from paas import services, users
+
+    with _database() as session:
+        users.get_user(session, username)  # before asking for a password
+    password = _read_password()
+    with _database() as session:
+        user = users.change_password(session, username=username, password=password)
+        services.record_event(session, actor="admin", action="user.password", detail=user.username)
+    typer.echo(f"new password set for {user.username}; their sessions have ended")
+
+
+@users_app.command("delete")
+def users_delete(
+    username: Annotated[str, typer.Argument(help="The user to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a web UI user; their sessions end at their next request."""
+    from paas import services, users
+
+    confirm(yes, "delete", f"Delete the web UI user {username}?")
+    with _database() as session:
+        users.delete_user(session, username=username)
+        services.record_event(session, actor="admin", action="user.delete", detail=username)
+        left = len(users.list_users(session))
+    typer.echo(f"deleted user {username}; their sessions have ended")
+    if not left:
+        typer.echo("no user can sign in to the web UI now: create one with `paas admin create-user NAME`")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every env value and webhook secret under new keys.
+
+    Web and agent keep running: they pick up the new keys from the files.
+    The old keys are gone when this finishes.
+    """
+    from paas.db import make_engine
+    from paas.envvars import rotate_keys
+
+    settings = _prepare()
+    engine = make_engine(settings)
+    try:
+        report = rotate_keys(engine, settings.keys_dir, web_user=settings.web_account)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"keys rotated: {report.env_values} env values, {report.release_snapshots} release "
+        f"snapshots and {report.webhook_secrets} webhook secrets re-encrypted; old keys removed"
+    )
