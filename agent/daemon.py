@@ -22,11 +22,11 @@ from sqlmodel import col, select
 from agent.build_plan import BuildPlanner
 from agent.certs import CertManager
 from agent.docker_engine import DockerEngine, EngineError
-from agent.live import LiveServer, create_live_app
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
 from agent.plan import owned
 from agent.sites import Sites
+from agent.socket_api import LiveServer, create_live_app
 from agent.source import SourceCache
 from paas import queue
 from paas.crypto import Keyring

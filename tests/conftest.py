@@ -30,7 +30,7 @@ from paas import services
 from paas.crypto import ensure_keys
 from paas.db import make_engine, migrate, session_scope
 from paas.settings import Settings, load_settings
-from web.app import create_app
+from web.app import create_web_app
 
 
 def pytest_report_header() -> list[str]:
@@ -80,7 +80,7 @@ def token(engine: Engine) -> str:
 
 @pytest.fixture
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, engine=engine)) as test_client:
+    with TestClient(create_web_app(settings, engine=engine)) as test_client:
         yield test_client
 
 

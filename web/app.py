@@ -1,4 +1,4 @@
-"""The control plane's FastAPI application, built by ``create_app(settings)``.
+"""The control plane's FastAPI application, built by ``create_web_app(settings)``.
 
 It never touches the Docker socket and never runs a subprocess: it records
 intent in the database and the agent acts on it.
@@ -21,14 +21,18 @@ from paas.crypto import Keyring
 from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
-from web import api, hooks, live, ui, ui_app
+from web.pages import app as app_pages
+from web.pages import apps as apps_pages
+from web.pages import common as pages
+from web.pages import signin
 from web.plain_http import PlainHttpGuard, control_certificate_issued
+from web.routes import api, hooks, runtime
 from web.sessions import SessionBySchemeMiddleware, SessionCheck
 
-__all__ = ["create_app"]
+__all__ = ["create_web_app"]
 
 
-def create_app(
+def create_web_app(
     settings: Settings, *, engine: Engine | None = None, keyring: Keyring | None = None
 ) -> FastAPI:
     """The web process's app. Its keyring never holds the private key: it can
@@ -41,7 +45,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings)
     app.state.keyring = keyring or Keyring(settings.keys_dir, private=False)
-    app.state.login_throttle = ui.LoginThrottle()
+    app.state.login_throttle = signin.LoginThrottle()
     app.add_middleware(SessionCheck, engine=app.state.engine, settings=settings)
     app.add_middleware(
         SessionBySchemeMiddleware,
@@ -55,37 +59,37 @@ def create_app(
         has_certificate=control_certificate_issued(app.state.engine, settings),
     )
 
-    @app.exception_handler(ui.NotSignedIn)
-    async def _not_signed_in(request: Request, exc: ui.NotSignedIn) -> Response:
-        return ui.login_redirect(request, exc)
+    @app.exception_handler(pages.NotSignedIn)
+    async def _not_signed_in(request: Request, exc: pages.NotSignedIn) -> Response:
+        return pages.login_redirect(request, exc)
 
-    @app.exception_handler(ui.StaleForm)
-    async def _stale_form(request: Request, _exc: ui.StaleForm) -> Response:
-        return ui.error_page(request, 403, "The form expired: go back, reload the page and try again.")
+    @app.exception_handler(pages.StaleForm)
+    async def _stale_form(request: Request, _exc: pages.StaleForm) -> Response:
+        return pages.error_page(request, 403, "The form expired: go back, reload the page and try again.")
 
     @app.exception_handler(PaasError)
     async def _paas_error(request: Request, exc: PaasError) -> Response:
         if is_ui(request):
-            return ui.error_page(request, exc.status_code, str(exc))
+            return pages.error_page(request, exc.status_code, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if is_ui(request) and exc.status_code in (404, 405):
-            return ui.error_page(request, exc.status_code, "There is no such page.")
+            return pages.error_page(request, exc.status_code, "There is no such page.")
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, _exc: Exception) -> Response:
         # logged with its traceback by the server; the answer names no internals
         if is_ui(request):
-            return ui.error_page(request, 500, "Something went wrong on the server; it is in the web log.")
+            return pages.error_page(request, 500, "Something went wrong on the server; it is in the web log.")
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if is_ui(request):
-            return ui.error_page(
+            return pages.error_page(
                 request,
                 422,
                 "That address is not valid: "
@@ -127,9 +131,10 @@ def create_app(
 
     app.include_router(hooks.router, tags=["webhooks"])
     app.include_router(api.router, tags=["api"])
-    app.include_router(live.router, tags=["api"])
-    app.include_router(ui.router)
-    app.include_router(ui_app.router)
+    app.include_router(runtime.router, tags=["api"])
+    app.include_router(signin.router)
+    app.include_router(apps_pages.router)
+    app.include_router(app_pages.router)
     app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
     return app
 

@@ -61,12 +61,12 @@ def migrate() -> None:
 def run_web(settings: Settings) -> None:
     import uvicorn
 
-    from web.app import create_app
+    from web.app import create_web_app
 
     _drop_privileges(settings)
     _setup_logging()
     uvicorn.run(
-        create_app(settings),
+        create_web_app(settings),
         host=settings.web_host,
         port=settings.web_port,
         proxy_headers=True,

@@ -13,14 +13,14 @@ from sqlalchemy import Engine
 
 from paas.settings import Settings
 from tests.integration.harness import free_port
-from web.app import create_app
+from web.app import create_web_app
 
 
 @pytest.fixture
 def server(settings: Settings, engine: Engine) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
+        create_web_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
     )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

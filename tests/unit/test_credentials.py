@@ -22,8 +22,8 @@ from paas.settings import Settings
 from tests.unit.cli_support import run, server_env
 from tests.unit.test_ui import PASSWORD, csrf_of, sign_in
 from web import sessions
-from web.app import create_app
-from web.ui import LoginThrottle
+from web.app import create_web_app
+from web.pages.signin import LoginThrottle
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -36,7 +36,7 @@ def admin(engine: Engine) -> str:
 
 
 def browser(settings: Settings, engine: Engine, address: str = "198.51.100.7", **kw: object) -> TestClient:
-    return TestClient(create_app(settings, engine=engine), client=(address, 40000), **kw)  # type: ignore[arg-type]
+    return TestClient(create_web_app(settings, engine=engine), client=(address, 40000), **kw)  # type: ignore[arg-type]
 
 
 def signed_in(client: TestClient) -> bool:
@@ -175,7 +175,7 @@ def test_delays_grow_for_one_pair_and_never_touch_another_address() -> None:
 def test_the_owner_signs_in_from_another_address_while_one_is_slowed(
     settings: Settings, engine: Engine, admin: str
 ) -> None:
-    app = create_app(settings, engine=engine)
+    app = create_web_app(settings, engine=engine)
     with (
         TestClient(app, client=("203.0.113.5", 1)) as attacker,
         TestClient(app, client=("198.51.100.7", 1)) as owner,

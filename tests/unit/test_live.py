@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from agent.docker_engine import ContainerInfo
-from agent.live import create_live_app, describe
+from agent.socket_api import create_live_app, describe
 from paas.db import session_scope
 from paas.models import App, Deployment
 
@@ -127,7 +127,7 @@ def test_release_log_follow_ends_when_the_release_has_finished(
 
 
 def test_logs_of_several_containers_are_merged_line_by_line_and_labelled() -> None:
-    from agent.live import merge_lines
+    from agent.socket_api import merge_lines
 
     def chunks(*parts: bytes) -> Iterator[bytes]:
         yield from parts

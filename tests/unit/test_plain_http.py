@@ -19,7 +19,7 @@ from paas.db import session_scope
 from paas.domains import ensure_defaults
 from paas.models import App, CertState, Domain
 from paas.settings import Settings
-from web.app import create_app
+from web.app import create_web_app
 
 OUTSIDE = ("203.0.113.9", 40000)  # TEST-NET-3: never a loopback address
 
@@ -36,7 +36,7 @@ def issue_control_certificate(engine: Engine, settings: Settings) -> None:
 def outside(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     """A client from a public address, over plain HTTP, not following redirects."""
     with TestClient(
-        create_app(settings, engine=engine), client=OUTSIDE, follow_redirects=False
+        create_web_app(settings, engine=engine), client=OUTSIDE, follow_redirects=False
     ) as test_client:
         yield test_client
 
@@ -83,7 +83,7 @@ def test_loopback_and_https_clients_are_not_refused(
     settings: Settings, engine: Engine, auth: dict[str, str]
 ) -> None:
     issue_control_certificate(engine, settings)
-    app = create_app(settings, engine=engine)
+    app = create_web_app(settings, engine=engine)
     with TestClient(app, client=("127.0.0.5", 1)) as local:
         assert local.get("/api/v1/apps", headers=auth).status_code == 200
     with TestClient(app, client=OUTSIDE, base_url="https://paas.apps.test") as secure:

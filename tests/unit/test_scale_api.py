@@ -15,7 +15,7 @@ from paas.settings import Settings
 from tests.unit.cli_support import invoke_main, run
 from tests.unit.test_rollback_api import jobs, release
 from tests.unit.test_rollback_api import shop as shop  # the fixture
-from web.app import create_app
+from web.app import create_web_app
 
 PROCFILE = {"web": "gunicorn app:app", "worker": "python -m worker", "release": "python migrate.py"}
 
@@ -153,7 +153,7 @@ def test_an_app_runs_at_most_its_share_of_containers(
 ) -> None:
     release(engine, 1, procfile=PROCFILE)
     small = settings.model_copy(update={"max_containers_per_app": 5})
-    with TestClient(create_app(small, engine=engine)) as client:
+    with TestClient(create_web_app(small, engine=engine)) as client:
         r = client.put("/api/v1/apps/shop/scale", json={"processes": {"web": 3, "worker": 3}}, headers=auth)
         assert r.status_code == 422 and "that makes 6 containers; an app may run at most 5" in r.text
         assert client.get("/api/v1/apps/shop", headers=auth).json()["scale"] == {} and jobs(engine) == []

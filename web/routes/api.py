@@ -58,7 +58,7 @@ def list_apps(session: SessionDep, settings: SettingsDep, _token: CurrentToken) 
         422: {"description": "Invalid field"},
     },
 )
-def create_app(
+def post_app(
     spec: AppCreate, session: SessionDep, settings: SettingsDep, keyring: KeyringDep, token: CurrentToken
 ) -> AppCreated:
     app, secret = services.create_app(

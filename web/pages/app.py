@@ -29,9 +29,11 @@ from paas.procfile import formation
 from paas.schemas import PROCESS_TYPE, AppUpdate, EnvChange, EnvChangeResult, EnvImport, EnvSet
 from paas.scopes import EnvScope
 from paas.settings import Settings
-from web import live
+from web import agent_client
 from web.deps import KeyringDep, RowId, SessionDep, SettingsDep
-from web.ui import Posted, PostedDep, app_row, field_errors, flash, render, signed_in
+from web.pages.apps import app_row
+from web.pages.common import Posted, PostedDep, field_errors, flash, render, signed_in
+from web.release_logs import follow_file
 
 __all__ = ["router"]
 
@@ -76,7 +78,7 @@ def overview(request: Request, name: str, session: SessionDep, settings: Setting
     processes: list[Any] = []
     problem = ""
     try:
-        processes = live.ask_agent(settings, f"/apps/{quote(name)}/ps", timeout=5)
+        processes = agent_client.ask_agent(settings, f"/apps/{quote(name)}/ps", timeout=5)
     except (Unavailable, NotFound, InvalidInput) as exc:
         problem = f"Containers are not shown: {exc}"
     return render(
@@ -235,7 +237,7 @@ def release_stream(
         start = max(0, int(request.headers.get("last-event-id", "0")))
     except ValueError:
         start = 0
-    chunks = live.follow_file(path, request.app.state.engine, dep_id, offset=start)
+    chunks = follow_file(path, request.app.state.engine, dep_id, offset=start)
     return StreamingResponse(_sse_chunks(chunks, start), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -273,7 +275,7 @@ async def logs_stream(
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            lines, close = await live.open_runtime_logs(
+            lines, close = await agent_client.open_runtime_logs(
                 settings, request.app.state.engine, name, process=process, tail=tail, follow=True
             )
         except PaasError as exc:

@@ -1,31 +1,22 @@
-"""Live data: a release's log as it is written, and the containers' status
-and runtime logs, which web asks the agent for over its unix socket (web
-never touches Docker)."""
+"""/api/v1 routes for what runs: a release's log as it is written, and the
+containers' status, runtime logs and build plans, which web asks the agent
+for (web/agent_client.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 
 from paas import services
-from paas.db import session_scope
-from paas.errors import InvalidInput, NotFound, Unavailable
-from paas.models import Deployment, DeploymentStatus
+from paas.errors import InvalidInput, NotFound
 from paas.schemas import COMMIT_ID, PROCESS_TYPE, BuildPlanPublic, ProcessPublic, check_branch
-from paas.settings import Settings
+from web.agent_client import ask_agent, open_runtime_logs
 from web.deps import CurrentToken, RowId, SessionDep, SettingsDep
+from web.release_logs import follow_file
 
 router = APIRouter(prefix="/api/v1", responses={401: {"description": "Missing or invalid API token"}})
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"description": "No such app or release"}}
@@ -57,42 +48,6 @@ def release_log(
     return StreamingResponse(
         follow_file(path, request.app.state.engine, dep.id), media_type="text/plain; charset=utf-8"
     )
-
-
-async def follow_file(path: Path, engine: Engine, dep_id: int, *, offset: int = 0) -> AsyncIterator[bytes]:
-    """The file (from byte ``offset``) as it grows, until its deployment has
-    finished (at most 3 h)."""
-    deadline = time.monotonic() + 3 * 3600
-    while time.monotonic() < deadline:
-        finished = await run_in_threadpool(_finished, engine, dep_id)
-        data = await run_in_threadpool(_read_from, path, offset)
-        if data:
-            offset += len(data)
-            yield data
-        elif finished:
-            return
-        else:
-            await asyncio.sleep(0.25)
-
-
-def _finished(engine: Engine, dep_id: int) -> bool:
-    with session_scope(engine) as session:
-        dep = session.get(Deployment, dep_id)
-        return dep is None or dep.finished_at is not None or dep.status != DeploymentStatus.running
-
-
-def _read_from(path: Path, offset: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            return handle.read(1 << 20)
-    except FileNotFoundError:
-        return b""
-
-
-# live data, from the agent ------------------------------------------------------------
-
-AGENT_DOWN = "the agent does not answer on its socket: is `paas agent` (or `paas up`) running?"
 
 
 @router.get(
@@ -132,39 +87,6 @@ async def runtime_logs(
     return StreamingResponse(lines, media_type="text/plain; charset=utf-8", background=BackgroundTask(close))
 
 
-async def open_runtime_logs(
-    settings: Settings, engine: Engine, name: str, *, process: str, tail: int, follow: bool
-) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
-    """The agent's log stream for the app's live containers of one process
-    type, and the function that closes it (the API's route and the UI's
-    Server-Sent Events both read it)."""
-    await run_in_threadpool(_known_app, engine, name)
-    agent = httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=str(settings.agent_socket)),
-        base_url="http://agent",
-        timeout=httpx.Timeout(15, read=None),
-    )
-    params: dict[str, str | int] = {"process": process, "tail": tail, "follow": str(follow).lower()}
-    try:
-        response = await agent.send(
-            agent.build_request("GET", f"/apps/{quote(name)}/logs", params=params), stream=True
-        )
-    except httpx.HTTPError:
-        await agent.aclose()
-        raise Unavailable(AGENT_DOWN) from None
-    if response.status_code != 200:
-        body = await response.aread()
-        await response.aclose()
-        await agent.aclose()
-        _raise_for_agent(response.status_code, body)
-
-    async def close() -> None:
-        await response.aclose()
-        await agent.aclose()
-
-    return response.aiter_raw(), close
-
-
 @router.get(
     "/apps/{name}/build-plan",
     response_model=BuildPlanPublic,
@@ -194,35 +116,3 @@ def build_plan(
         except ValueError as exc:
             raise InvalidInput(f"ref {exc}") from None
     return ask_agent(settings, f"/apps/{quote(name)}/build-plan", params=params, timeout=300)
-
-
-def ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str, str] | None = None) -> Any:
-    """GET a JSON answer from the agent's socket, its errors turned into ours."""
-    transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
-    try:
-        with httpx.Client(transport=transport, base_url="http://agent", timeout=timeout) as agent:
-            response = agent.get(path, params=params)
-    except httpx.HTTPError:
-        raise Unavailable(AGENT_DOWN) from None
-    _raise_for_agent(response.status_code, response.content)
-    return response.json()
-
-
-def _known_app(engine: Engine, name: str) -> None:
-    """Raise NotFound unless the app exists (before anything asks the agent)."""
-    with session_scope(engine) as session:
-        services.get_app(session, name)
-
-
-def _raise_for_agent(status_code: int, body: bytes) -> None:
-    if status_code == 200:
-        return
-    try:
-        detail = str(json.loads(body).get("detail"))
-    except (ValueError, AttributeError):
-        detail = f"the agent answered HTTP {status_code}"
-    if status_code == 404:
-        raise NotFound(detail)
-    if status_code == 422:
-        raise InvalidInput(detail)
-    raise Unavailable(detail)

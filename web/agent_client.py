@@ -1,0 +1,89 @@
+"""Web's one door to the agent: a unix socket that answers questions about
+live containers (status, runtime logs) and build plans. Web never touches
+Docker; the agent's errors come back as ours (NotFound, InvalidInput,
+Unavailable)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+
+from paas import services
+from paas.db import session_scope
+from paas.errors import InvalidInput, NotFound, Unavailable
+from paas.settings import Settings
+
+__all__ = ["AGENT_DOWN", "ask_agent", "open_runtime_logs"]
+
+AGENT_DOWN = "the agent does not answer on its socket: is `paas agent` (or `paas up`) running?"
+
+
+async def open_runtime_logs(
+    settings: Settings, engine: Engine, name: str, *, process: str, tail: int, follow: bool
+) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
+    """The agent's log stream for the app's live containers of one process
+    type, and the function that closes it (the API's route and the UI's
+    Server-Sent Events both read it)."""
+    await run_in_threadpool(_known_app, engine, name)
+    agent = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=str(settings.agent_socket)),
+        base_url="http://agent",
+        timeout=httpx.Timeout(15, read=None),
+    )
+    params: dict[str, str | int] = {"process": process, "tail": tail, "follow": str(follow).lower()}
+    try:
+        response = await agent.send(
+            agent.build_request("GET", f"/apps/{quote(name)}/logs", params=params), stream=True
+        )
+    except httpx.HTTPError:
+        await agent.aclose()
+        raise Unavailable(AGENT_DOWN) from None
+    if response.status_code != 200:
+        body = await response.aread()
+        await response.aclose()
+        await agent.aclose()
+        _raise_for_agent(response.status_code, body)
+
+    async def close() -> None:
+        await response.aclose()
+        await agent.aclose()
+
+    return response.aiter_raw(), close
+
+
+def ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str, str] | None = None) -> Any:
+    """GET a JSON answer from the agent's socket, its errors turned into ours."""
+    transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
+    try:
+        with httpx.Client(transport=transport, base_url="http://agent", timeout=timeout) as agent:
+            response = agent.get(path, params=params)
+    except httpx.HTTPError:
+        raise Unavailable(AGENT_DOWN) from None
+    _raise_for_agent(response.status_code, response.content)
+    return response.json()
+
+
+def _known_app(engine: Engine, name: str) -> None:
+    """Raise NotFound unless the app exists (before anything asks the agent)."""
+    with session_scope(engine) as session:
+        services.get_app(session, name)
+
+
+def _raise_for_agent(status_code: int, body: bytes) -> None:
+    if status_code == 200:
+        return
+    try:
+        detail = str(json.loads(body).get("detail"))
+    except (ValueError, AttributeError):
+        detail = f"the agent answered HTTP {status_code}"
+    if status_code == 404:
+        raise NotFound(detail)
+    if status_code == 422:
+        raise InvalidInput(detail)
+    raise Unavailable(detail)
