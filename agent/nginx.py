@@ -9,8 +9,6 @@ half-written file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +20,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agent import commands
 from paas.errors import InvalidInput, PaasError
+from paas.files import atomic_write
 from paas.settings import Settings
 
 __all__ = [
+    "CONTROL_SITE",
+    "DEFAULT_SITE",
     "app_site",
     "NginxError",
     "NginxSites",
@@ -296,15 +297,5 @@ class NginxSites:
 
 
 def _atomic_write(path: Path, content: str) -> None:
-    """Write to a hidden temp file nginx does not include, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A site file nginx's workers can read, swapped in whole."""
+    atomic_write(path, content, mode=0o644)

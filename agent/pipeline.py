@@ -32,7 +32,7 @@ from agent.source import SourceCache
 from agent.steps import AFTER_SWITCH, STEPS, Attempt, Cancelled, Doors, reuse_image, steps_for
 from paas import queue
 from paas.crypto import Keyring
-from paas.envvars import OpenedEnv
+from paas.env_snapshots import OpenedEnv
 from paas.errors import PaasError, StepFailed
 from paas.models import DeploymentStatus, Job
 from paas.settings import Settings

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from paas import queue
 from paas.crypto import Keyring
 from paas.db import hold_key_lock, session_scope
-from paas.envvars import OpenedEnv, open_snapshot, snapshot_env
+from paas.env_snapshots import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import StepFailed
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
 from paas.services import find_release, live_release

@@ -10,7 +10,6 @@ ssh, or a local path.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ import git
 from git.exc import GitCommandError
 
 from paas.errors import PaasError
+from paas.files import atomic_write
 from paas.schemas import COMMIT_ID, FULL_COMMIT, check_branch, check_repo_url, is_local_repo, shown_url
 from paas.trust import check_app_name
 
@@ -157,15 +157,7 @@ def _file_protocol(*, allowed: bool) -> dict[str, str]:
 def _write_config(path: Path) -> None:
     """Replace the clone's config with ours (a rename: a planted symlink is
     replaced, never followed)."""
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(_REPO_CONFIG)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, _REPO_CONFIG, mode=0o600)
 
 
 def _world_readable(root: Path) -> None:

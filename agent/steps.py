@@ -36,13 +36,14 @@ from agent.retention import prune_images
 from agent.sites import app_site_for
 from agent.source import SourceCache
 from paas import queue
-from paas.envvars import OpenedEnv
+from paas.env_snapshots import OpenedEnv
 from paas.errors import PaasError, StepFailed
 from paas.models import App, Job
 from paas.procfile import formation
 from paas.settings import Settings, memory_bytes
 
 __all__ = [
+    "AFTER_SWITCH",
     "STEPS",
     "Attempt",
     "Cancelled",

@@ -30,6 +30,7 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from paas.errors import PaasError
+from paas.files import atomic_write
 
 __all__ = [
     "FERNET_FILE",
@@ -90,20 +91,7 @@ def _b64(raw: bytes) -> str:
 
 def _write_file(path: Path, lines: list[str], *, owner: tuple[int, int] | None) -> None:
     """Write atomically, 0600 from the first byte, then rename into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write("\n".join(lines) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        if owner is not None:
-            os.chown(tmp, *owner)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, "\n".join(lines) + "\n", mode=0o600, owner=owner, encoding="ascii")
 
 
 def _web_owner(web_user: str) -> tuple[int, int] | None:

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from paas import envvars, queue  # envvars imports this module too: attributes only, at call time
+from paas import queue
 from paas.crypto import Keyring
 from paas.db import hold_key_lock
+from paas.env_snapshots import restore_snapshot
 from paas.errors import Conflict, InvalidInput, NotFound
 from paas.github import PushDecision, decide_push
 from paas.models import (
@@ -47,31 +48,40 @@ from paas.schemas import (
 from paas.settings import Settings
 
 __all__ = [
+    "RollbackRequested",
+    "ScaleOutcome",
     "WebhookOutcome",
     "app_public",
     "authenticate_token",
+    "check_repo_allowed",
     "control_url",
-    "served_url",
-    "webhook_url",
-    "list_tokens",
-    "revoke_tokens",
-    "rotate_webhook_secret",
     "create_app",
     "create_token",
+    "current_formation",
     "deployment_public",
+    "find_release",
     "get_app",
+    "get_job",
     "handle_github_event",
+    "job_public",
     "list_apps",
     "list_releases",
+    "list_tokens",
+    "live_release",
     "record_event",
+    "request_cancel",
     "request_delete",
     "request_deploy",
-    "request_cancel",
     "request_release",
     "request_restart",
     "request_rollback",
+    "request_scale",
+    "revoke_tokens",
+    "rotate_webhook_secret",
+    "served_url",
     "unpin",
     "update_app",
+    "webhook_url",
 ]
 
 TOKEN_PREFIX = "paas_"  # noqa: S105  (a prefix, not a secret)
@@ -365,7 +375,9 @@ def current_formation(session: Session, *, app: App) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class RollbackPlan:
+class RollbackRequested:
+    """What a rollback request queued: the job, the release it brings back, and what to warn about."""
+
     job: Job
     target: Deployment
     warnings: list[str]
@@ -373,7 +385,7 @@ class RollbackPlan:
 
 def request_rollback(
     session: Session, *, app: App, actor: str, to: int | None = None, run_release: bool = False
-) -> RollbackPlan:
+) -> RollbackRequested:
     """Bring back release ``to`` (default: the newest successful one before
     the live one) as a new release: its image and its env, no build.
 
@@ -406,7 +418,7 @@ def request_rollback(
             f"the image of v{target.version} was removed by retention (PAAS_KEEP_RELEASES); rebuild "
             f"its commit with `paas deploy {app.name} --commit {target.commit[:12]}`"
         )
-    envvars.restore_snapshot(session, app, target.env, actor=f"{actor} (rollback to v{target.version})")
+    restore_snapshot(session, app, target.env, actor=f"{actor} (rollback to v{target.version})")
     app.pinned = True
     session.add(app)
     payload = {
@@ -427,7 +439,7 @@ def request_rollback(
     warnings = ["database migrations are not undone: the old code runs against today's schema"]
     if not run_release:
         warnings.append("the release command did not run (pass --run-release to run it)")
-    return RollbackPlan(job=job, target=target, warnings=warnings)
+    return RollbackRequested(job=job, target=target, warnings=warnings)
 
 
 def unpin(session: Session, *, app: App, actor: str) -> App:

@@ -21,6 +21,7 @@ import httpx
 import typer
 
 from paas.errors import PaasError
+from paas.files import atomic_write
 
 __all__ = [
     "ApiClient",
@@ -54,10 +55,7 @@ def save_login(url: str, token: str, *, insecure: bool = False) -> Path:
     saved: dict[str, Any] = {"url": url.rstrip("/"), "token": token}
     if insecure:
         saved["insecure"] = True
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(saved, handle)
-    os.chmod(path, 0o600)
+    atomic_write(path, json.dumps(saved), mode=0o600)
     return path
 
 

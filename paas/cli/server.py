@@ -124,7 +124,7 @@ def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
     from paas.crypto import Keyring, ensure_keys
     from paas.db import make_engine
     from paas.db import migrate as run_migrations
-    from paas.envvars import encrypt_plain_webhook_secrets
+    from paas.key_rotation import encrypt_plain_webhook_secrets
 
     settings = load_settings()
     os.umask(0o007)  # the web user's group shares the database
@@ -394,7 +394,7 @@ def keys_rotate() -> None:
     The old keys are gone when this finishes.
     """
     from paas.db import make_engine
-    from paas.envvars import rotate_keys
+    from paas.key_rotation import rotate_keys
 
     settings = _prepare()
     engine = make_engine(settings)

@@ -18,9 +18,11 @@ from sqlmodel import Session, select
 from paas import crypto
 from paas.crypto import DecryptError, Keyring
 from paas.db import session_scope
-from paas.envvars import open_snapshot, parse_dotenv, rotate_keys, snapshot_env
+from paas.env_snapshots import open_snapshot, snapshot_env
+from paas.envvars import parse_dotenv
 from paas.errors import InvalidInput
 from paas.github import sign
+from paas.key_rotation import rotate_keys
 from paas.models import App, Deployment, EnvVar, Event, Job
 from paas.settings import Settings
 
@@ -399,7 +401,7 @@ def test_rotation_reencrypts_everything_and_drops_the_old_keys(
 def test_plain_webhook_secrets_from_before_encryption_are_encrypted_by_migrate(
     engine: Engine, settings: Settings
 ) -> None:
-    from paas.envvars import encrypt_plain_webhook_secrets
+    from paas.key_rotation import encrypt_plain_webhook_secrets
 
     with session_scope(engine) as s:
         s.add(App(name="old", repo_url=REPO, webhook_secret="plain-secret-from-0001"))

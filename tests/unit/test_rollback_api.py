@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from paas.db import session_scope
-from paas.envvars import snapshot_env
+from paas.env_snapshots import snapshot_env
 from paas.github import sign
 from paas.models import App, Deployment, EnvVar, Job
 from tests.integration.harness import push_payload

@@ -1,0 +1,97 @@
+"""An app's env rows, and the snapshot each release keeps of them: the
+ciphertexts as stored (``snapshot_env``), copied back for a rollback
+(``restore_snapshot``), and opened in the agent's memory only
+(``open_snapshot``). Imports no service module, so services (rollback) and
+envvars (changes) can both use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from paas.crypto import Keyring
+from paas.models import App, EnvScope, EnvVar, utcnow
+
+__all__ = ["OpenedEnv", "open_snapshot", "put_row", "restore_snapshot", "rows_of", "snapshot_env"]
+
+
+def rows_of(session: Session, app: App) -> dict[str, EnvVar]:
+    rows = session.exec(select(EnvVar).where(EnvVar.app_id == app.id).order_by(col(EnvVar.key))).all()
+    return {r.key: r for r in rows}
+
+
+def put_row(
+    session: Session,
+    rows: dict[str, EnvVar],
+    app: App,
+    *,
+    key: str,
+    ciphertext: str,
+    secret: bool,
+    scope: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Create or replace one variable; ``ciphertext`` is already encrypted."""
+    row = rows.get(key) or EnvVar(app_id=app.id, key=key, value="")  # type: ignore[arg-type]
+    row.value, row.secret, row.scope = ciphertext, secret, scope
+    row.updated_at, row.updated_by = now, actor
+    session.add(row)
+
+
+def snapshot_env(session: Session, app: App) -> list[dict[str, Any]]:
+    """The app's env as a release keeps it: ciphertexts, not values."""
+    return [
+        {"key": r.key, "scope": r.scope, "secret": r.secret, "value": r.value}
+        for r in rows_of(session, app).values()
+    ]
+
+
+def restore_snapshot(session: Session, app: App, snapshot: list[dict[str, Any]], *, actor: str) -> None:
+    """Make the app's env what a release's snapshot says (for a rollback):
+    ciphertexts are copied as they are, so web needs no key to open them."""
+    rows = rows_of(session, app)
+    wanted = {item["key"] for item in snapshot}
+    for key, row in rows.items():
+        if key not in wanted:
+            session.delete(row)
+    now = utcnow()
+    for item in snapshot:
+        put_row(
+            session,
+            rows,
+            app,
+            key=item["key"],
+            ciphertext=item["value"],
+            secret=item["secret"],
+            scope=item["scope"],
+            actor=actor,
+            now=now,
+        )
+    app.env_version += 1
+    session.add(app)
+
+
+@dataclass(frozen=True)
+class OpenedEnv:
+    """A snapshot in clear, held in the agent's memory only."""
+
+    run: dict[str, str] = field(default_factory=dict)
+    build_args: dict[str, str] = field(default_factory=dict)
+    secret_keys: frozenset[str] = frozenset()
+
+
+def open_snapshot(snapshot: list[dict[str, Any]], keyring: Keyring) -> OpenedEnv:
+    run: dict[str, str] = {}
+    build: dict[str, str] = {}
+    for item in snapshot:
+        value = keyring.decrypt(item["value"])
+        if item["scope"] in (EnvScope.run, EnvScope.both):
+            run[item["key"]] = value
+        if item["scope"] in (EnvScope.build, EnvScope.both) and not item["secret"]:
+            build[item["key"]] = value  # secrets never become build args, whatever the row says
+    secret_keys = frozenset(i["key"] for i in snapshot if i["secret"])
+    return OpenedEnv(run=run, build_args=build, secret_keys=secret_keys)

@@ -1,0 +1,87 @@
+"""Key rotation: re-encrypt every env value, release snapshot and webhook
+secret under new keys while web and agent run, and encrypt webhook secrets
+stored before encryption existed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from paas.crypto import KeyMaterial, Keyring, generate_keys, load_keys, write_keys
+from paas.db import hold_key_lock, session_scope
+from paas.models import App, Deployment, EnvVar
+
+__all__ = ["RotationReport", "encrypt_plain_webhook_secrets", "rotate_keys"]
+
+log = logging.getLogger("paas.env")
+
+
+def encrypt_plain_webhook_secrets(engine: Engine, keyring: Keyring) -> int:
+    """Encrypt webhook secrets stored before encryption existed (migration 0002)."""
+    with session_scope(engine) as session:
+        hold_key_lock(session)
+        count = 0
+        for app in session.exec(select(App)).all():
+            if not app.webhook_secret.startswith(("f1:", "s1:")):
+                app.webhook_secret = keyring.encrypt(app.webhook_secret)
+                session.add(app)
+                count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    env_values: int
+    release_snapshots: int
+    webhook_secrets: int
+
+
+def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> RotationReport:
+    """Re-encrypt every stored value under new keys, while web and agent run.
+
+    1. Write new keys alongside the old (old ones still open everything).
+       Every process re-reads the files before it encrypts, and encrypts with
+       the newest key from here on.
+    2. Holding the key lock, re-encrypt every value, release snapshot and
+       webhook secret under the new keys; commit.
+    3. Drop the old keys from the files.
+    A crash before 3 leaves both generations on disk (still correct); run
+    rotate again.
+    """
+    old = load_keys(keys_dir, private=True)
+    new = generate_keys()
+    both = KeyMaterial(fernet=new.fernet + old.fernet, public=new.public, private=new.private + old.private)
+    write_keys(keys_dir, both, web_user=web_user)
+    opener = Keyring.from_material(both)
+    target = Keyring.from_material(new)
+
+    with session_scope(engine) as session:
+        hold_key_lock(session, exclusive=True)
+        env_count = 0
+        for row in session.exec(select(EnvVar)).all():
+            row.value = opener.reencrypt(row.value, target)
+            session.add(row)
+            env_count += 1
+        snap_count = 0
+        for dep in session.exec(select(Deployment)).all():
+            if dep.env:
+                dep.env = [{**item, "value": opener.reencrypt(item["value"], target)} for item in dep.env]
+                session.add(dep)
+                snap_count += 1
+        hook_count = 0
+        for app in session.exec(select(App)).all():
+            app.webhook_secret = opener.reencrypt(app.webhook_secret, target)
+            session.add(app)
+            hook_count += 1
+    write_keys(keys_dir, new, web_user=web_user)
+    log.info(
+        "keys rotated: %d env values, %d release snapshots, %d webhook secrets",
+        env_count,
+        snap_count,
+        hook_count,
+    )
+    return RotationReport(env_count, snap_count, hook_count)
