@@ -141,6 +141,31 @@ def merge_lines(streams: list[tuple[bytes, Iterator[bytes]]]) -> Iterator[bytes]
             lines.get_nowait()
 
 
+def _log_body(
+    docker: DockerEngine, instance: str, name: str, live: int | None, *, process: str, tail: int, follow: bool
+) -> Iterator[bytes]:
+    """The runtime log of the live release's running containers of one process type."""
+    try:
+        found = [
+            c
+            for c in docker.containers({**owned(instance, name), "paas.process": process})
+            if c.labels.get("paas.deployment") == str(live) and c.status == "running"
+        ]
+    except EngineError as exc:
+        raise HTTPException(503, f"the Docker engine: {exc}") from None
+    if not found:
+        raise HTTPException(404, f"{name} has no running {process} container")
+    if len(found) == 1:
+        return docker.log_stream(found[0].name, tail=tail, follow=follow)
+    # several containers of the type (paas scale): lines interleaved, each labelled
+    return merge_lines(
+        [
+            (_label(c), docker.log_stream(c.name, tail=tail, follow=follow))
+            for c in sorted(found, key=lambda c: c.name)
+        ]
+    )
+
+
 def create_live_app(
     docker: DockerEngine, db: Engine, instance: str, *, build_plan: BuildPlanner | None = None
 ) -> FastAPI:
@@ -172,26 +197,7 @@ def create_live_app(
         tail: int = Query(100, ge=0, le=10000),
         follow: bool = False,
     ) -> StreamingResponse:
-        live = current(name)
-        try:
-            found = [
-                c
-                for c in docker.containers({**owned(instance, name), "paas.process": process})
-                if c.labels.get("paas.deployment") == str(live) and c.status == "running"
-            ]
-        except EngineError as exc:
-            raise HTTPException(503, f"the Docker engine: {exc}") from None
-        if not found:
-            raise HTTPException(404, f"{name} has no running {process} container")
-        if len(found) == 1:
-            body = docker.log_stream(found[0].name, tail=tail, follow=follow)
-        else:  # several containers of the type (paas scale): lines interleaved, each labelled
-            body = merge_lines(
-                [
-                    (_label(c), docker.log_stream(c.name, tail=tail, follow=follow))
-                    for c in sorted(found, key=lambda c: c.name)
-                ]
-            )
+        body = _log_body(docker, instance, name, current(name), process=process, tail=tail, follow=follow)
         return StreamingResponse(body, media_type="text/plain; charset=utf-8")
 
     @app.get("/apps/{name}/build-plan")

@@ -59,6 +59,21 @@ def create_web_app(
         has_certificate=control_certificate_issued(app.state.engine, settings),
     )
 
+    _add_error_handlers(app)
+    _add_health(app, settings)
+    app.include_router(hooks.router, tags=["webhooks"])
+    app.include_router(api.router, tags=["api"])
+    app.include_router(runtime.router, tags=["api"])
+    app.include_router(signin.router)
+    app.include_router(apps_pages.router)
+    app.include_router(app_pages.router)
+    app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Pages get an HTML page, the API and webhooks JSON; neither names internals or echoes input."""
+
     @app.exception_handler(pages.NotSignedIn)
     async def _not_signed_in(request: Request, exc: pages.NotSignedIn) -> Response:
         return pages.login_redirect(request, exc)
@@ -104,6 +119,10 @@ def create_web_app(
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 
+
+def _add_health(app: FastAPI, settings: Settings) -> None:
+    """/healthz (the process is up) and /readyz (the database answers and is migrated)."""
+
     @app.get("/healthz", summary="The web process is up", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -128,15 +147,6 @@ def create_web_app(
                 503,
             )
         return JSONResponse({"status": "ok"})
-
-    app.include_router(hooks.router, tags=["webhooks"])
-    app.include_router(api.router, tags=["api"])
-    app.include_router(runtime.router, tags=["api"])
-    app.include_router(signin.router)
-    app.include_router(apps_pages.router)
-    app.include_router(app_pages.router)
-    app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
-    return app
 
 
 NOT_UI = ("/api/", "/hooks/", "/static/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
