@@ -7,10 +7,8 @@ nginx or a subprocess: the agent does that, from the jobs enqueued here.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -21,9 +19,7 @@ from paas.crypto import Keyring
 from paas.db import hold_key_lock
 from paas.env_snapshots import restore_snapshot
 from paas.errors import Conflict, InvalidInput, NotFound
-from paas.github import PushDecision, decide_push
 from paas.models import (
-    ApiToken,
     App,
     CertState,
     Deployment,
@@ -32,7 +28,6 @@ from paas.models import (
     Event,
     Job,
     JobState,
-    WebhookDelivery,
     utcnow,
 )
 from paas.procfile import formation
@@ -50,23 +45,18 @@ from paas.settings import Settings
 __all__ = [
     "RollbackRequested",
     "ScaleOutcome",
-    "WebhookOutcome",
     "app_public",
-    "authenticate_token",
     "check_repo_allowed",
     "control_url",
     "create_app",
-    "create_token",
     "current_formation",
     "deployment_public",
     "find_release",
     "get_app",
     "get_job",
-    "handle_github_event",
     "job_public",
     "list_apps",
     "list_releases",
-    "list_tokens",
     "live_release",
     "record_event",
     "request_cancel",
@@ -76,7 +66,6 @@ __all__ = [
     "request_restart",
     "request_rollback",
     "request_scale",
-    "revoke_tokens",
     "rotate_webhook_secret",
     "served_url",
     "unpin",
@@ -84,70 +73,11 @@ __all__ = [
     "webhook_url",
 ]
 
-TOKEN_PREFIX = "paas_"  # noqa: S105  (a prefix, not a secret)
-
-
 # audit ------------------------------------------------------------------------
 
 
 def record_event(session: Session, *, actor: str, action: str, app_name: str = "", detail: str = "") -> None:
     session.add(Event(actor=actor, action=action, app_name=app_name, detail=detail[:2000]))
-
-
-# tokens -----------------------------------------------------------------------
-
-
-def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is coarse: no write per request
-
-
-def create_token(session: Session, *, name: str, lifetime: timedelta | None = None) -> str:
-    """Create an API token and return it; only its hash is stored. With a
-    ``lifetime`` it stops working when that has passed."""
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise InvalidInput("token name must be 1-100 characters")
-    if lifetime is not None and lifetime <= timedelta(0):
-        raise InvalidInput("a token's lifetime must be positive")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires = utcnow() + lifetime if lifetime is not None else None
-    session.add(ApiToken(name=name, token_hash=_hash_token(token), prefix=token[:12], expires_at=expires))
-    record_event(session, actor="admin", action="token.create", detail=f"token {name!r}")
-    return token
-
-
-def list_tokens(session: Session) -> list[ApiToken]:
-    return list(session.exec(select(ApiToken).order_by(col(ApiToken.created_at))).all())
-
-
-def revoke_tokens(session: Session, *, name: str, actor: str) -> int:
-    """Delete every token named ``name`` (or whose shown prefix it is); the
-    next request with one gets 401. Returns how many."""
-    rows = session.exec(select(ApiToken).where((ApiToken.name == name) | (ApiToken.prefix == name))).all()
-    if not rows:
-        raise NotFound(f"no API token named {name!r}")
-    for row in rows:
-        session.delete(row)
-    record_event(session, actor=actor, action="token.revoke", detail=f"token {name!r} ({len(rows)})")
-    return len(rows)
-
-
-def authenticate_token(session: Session, token: str) -> ApiToken | None:
-    if not token.startswith(TOKEN_PREFIX):
-        return None
-    row = session.exec(select(ApiToken).where(ApiToken.token_hash == _hash_token(token))).first()
-    if row is None:
-        return None
-    now = utcnow()
-    if row.expires_at is not None and row.expires_at <= now:
-        return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
-        row.last_used_at = now
-        session.add(row)
-    return row
 
 
 # apps -------------------------------------------------------------------------
@@ -552,108 +482,3 @@ def job_public(session: Session, job: Job) -> JobPublic:
         dep = session.get(Deployment, job.deployment_id)
         version = dep.version if dep else None
     return JobPublic.model_validate(job).model_copy(update={"version": version})
-
-
-# GitHub -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebhookOutcome:
-    status_code: int
-    body: dict[str, Any]
-
-
-def _stale_push(app: App, decision: PushDecision) -> str | None:
-    """Why a signed push must not deploy: it is older than the newest one the
-    app accepted (an out-of-order delivery, or a replay of an old one), or
-    that very push again. The signature covers the body only, so a captured
-    push could otherwise be resent under a fresh delivery id. A push in the
-    same second with another commit still counts; a force-push to an older
-    commit is a new push, newer by its pushed_at, and deploys."""
-    newest, pushed = app.last_pushed_at, decision.pushed_at
-    if newest is None or pushed is None:
-        return None
-    if pushed < newest:
-        return (
-            f"ignored: push of {decision.commit[:12]} is older than the newest accepted one "
-            f"(pushed_at {pushed} < {newest}): a replay or an out-of-order delivery"
-        )
-    if pushed == newest and decision.commit == app.last_pushed_commit:
-        return (
-            f"ignored: push of {decision.commit[:12]} was accepted already (a replay under a new delivery id)"
-        )
-    return None
-
-
-def handle_github_event(
-    session: Session, *, app: App, event: str, delivery_id: str, payload: Any
-) -> WebhookOutcome:
-    """Act on a verified GitHub delivery: ping, push, or anything else.
-
-    Raises ValueError for a push whose payload is malformed (the caller
-    answers 400); a redelivery of an accepted delivery id changes nothing.
-    """
-    if delivery_id:
-        seen = session.exec(select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id)).first()
-        if seen is not None:
-            return WebhookOutcome(
-                200, {"duplicate": True, "job_id": seen.job_id, "detail": "delivery already received"}
-            )
-
-    job_id: int | None = None
-    if event == "ping":
-        outcome = WebhookOutcome(200, {"ok": True, "detail": "pong"})
-    elif event == "push":
-        decision = decide_push(payload, branch=app.branch)
-        stale = _stale_push(app, decision) if decision.deploy else None
-        if decision.deploy and stale is None:
-            app.last_pushed_at = decision.pushed_at
-            app.last_pushed_commit = decision.commit
-            session.add(app)
-        if stale is not None:
-            record_event(session, actor="github", action="push.ignored", app_name=app.name, detail=stale)
-            outcome = WebhookOutcome(200, {"queued": False, "detail": stale})
-        elif decision.deploy and app.pinned:
-            app.pending_pushes += 1
-            app.pending_commit = decision.commit[:64]
-            session.add(app)
-            outcome = WebhookOutcome(
-                200,
-                {
-                    "queued": False,
-                    "pinned": True,
-                    "detail": f"{app.name} is pinned after a rollback: push recorded, not deployed "
-                    f"({app.pending_pushes} waiting); `paas unpin {app.name}` or "
-                    f"`paas deploy {app.name}` resumes",
-                },
-            )
-        elif decision.deploy:
-            job = request_deploy(
-                session,
-                app=app,
-                actor=f"github:{decision.pusher}" if decision.pusher else "github",
-                trigger="push",
-                ref=decision.ref,
-                commit=decision.commit,
-                message=decision.message,
-            )
-            job_id = job.id
-            outcome = WebhookOutcome(
-                202, {"queued": True, "job_id": job.id, "commit": decision.commit, "detail": decision.reason}
-            )
-        else:
-            outcome = WebhookOutcome(200, {"queued": False, "detail": decision.reason})
-    else:
-        outcome = WebhookOutcome(200, {"queued": False, "detail": f"ignored: {event!r} event"})
-
-    if delivery_id:
-        session.add(
-            WebhookDelivery(
-                delivery_id=delivery_id[:100],
-                app_id=app.id,
-                event=event[:50],
-                outcome=str(outcome.body.get("detail", ""))[:300],
-                job_id=job_id,
-            )
-        )
-    return outcome

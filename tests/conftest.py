@@ -26,7 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from paas import services
+from paas import tokens
 from paas.crypto import ensure_keys
 from paas.db import make_engine, migrate, session_scope
 from paas.settings import Settings, load_settings
@@ -75,7 +75,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 @pytest.fixture
 def token(engine: Engine) -> str:
     with session_scope(engine) as session:
-        return services.create_token(session, name="tests")
+        return tokens.create_token(session, name="tests")
 
 
 @pytest.fixture

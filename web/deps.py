@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from paas import services
+from paas import tokens
 from paas.crypto import Keyring
 from paas.db import session_scope
 from paas.models import ApiToken
@@ -47,7 +47,7 @@ def current_token(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
-    token = services.authenticate_token(session, credentials.credentials) if credentials else None
+    token = tokens.authenticate_token(session, credentials.credentials) if credentials else None
     if token is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

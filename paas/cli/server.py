@@ -225,14 +225,14 @@ def create_token(
     ] = None,
 ) -> None:
     """Create an API token and print it alone on stdout."""
-    from paas import services
+    from paas import tokens
     from paas.models import ApiToken
 
     lifetime = _lifetime(expires)
     if if_none and not _none_yet(ApiToken):
         return
     with _database() as session:
-        token = services.create_token(session, name=name, lifetime=lifetime)
+        token = tokens.create_token(session, name=name, lifetime=lifetime)
     typer.echo(token)
 
 
@@ -273,11 +273,11 @@ def admin_url(
 @tokens_app.command("list")
 def tokens_list(as_json: JsonOpt = False) -> None:
     """The API tokens: name, prefix, created, last used, expiry (never the token)."""
-    from paas import services
+    from paas import tokens
     from paas.schemas import TokenPublic
 
     with _database() as session:
-        rows = [TokenPublic.model_validate(t).model_dump(mode="json") for t in services.list_tokens(session)]
+        rows = [TokenPublic.model_validate(t).model_dump(mode="json") for t in tokens.list_tokens(session)]
     if as_json:
         print_json(rows)
         return
@@ -295,11 +295,11 @@ def tokens_revoke(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Revoke API tokens: the next request with one gets 401."""
-    from paas import services
+    from paas import tokens
 
     confirm(yes, "revoke", f"Revoke the API tokens named {name}?")
     with _database() as session:
-        count = services.revoke_tokens(session, name=name, actor="admin")
+        count = tokens.revoke_tokens(session, name=name, actor="admin")
     typer.echo(f"revoked {count} token(s) named {name}")
 
 

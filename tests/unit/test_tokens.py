@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from paas import services
+from paas import tokens
 from paas.db import session_scope
 from paas.errors import PaasError
 from paas.models import ApiToken, Event, utcnow
@@ -28,7 +28,7 @@ def test_list_shows_every_token_but_never_one(
     client: TestClient, auth: dict[str, str], engine: Engine
 ) -> None:
     with session_scope(engine) as session:
-        ci = services.create_token(session, name="ci", lifetime=timedelta(days=90))
+        ci = tokens.create_token(session, name="ci", lifetime=timedelta(days=90))
     listed = client.get("/api/v1/tokens", headers=auth)
     assert listed.status_code == 200
     rows = {r["name"]: r for r in listed.json()}
@@ -42,7 +42,7 @@ def test_a_revoked_token_fails_on_its_next_request(
     client: TestClient, auth: dict[str, str], engine: Engine
 ) -> None:
     with session_scope(engine) as session:
-        ci = services.create_token(session, name="ci")
+        ci = tokens.create_token(session, name="ci")
     assert client.get("/api/v1/apps", headers=_bearer(ci)).status_code == 200
     assert client.delete("/api/v1/tokens/ci", headers=auth).status_code == 204
     assert client.get("/api/v1/apps", headers=_bearer(ci)).status_code == 401
@@ -54,7 +54,7 @@ def test_a_revoked_token_fails_on_its_next_request(
 
 def test_an_expired_token_fails(client: TestClient, engine: Engine) -> None:
     with session_scope(engine) as session:
-        short = services.create_token(session, name="short", lifetime=timedelta(hours=1))
+        short = tokens.create_token(session, name="short", lifetime=timedelta(hours=1))
     assert client.get("/api/v1/apps", headers=_bearer(short)).status_code == 200
     with session_scope(engine) as session:
         row = session.exec(select(ApiToken).where(ApiToken.name == "short")).one()
@@ -62,7 +62,7 @@ def test_an_expired_token_fails(client: TestClient, engine: Engine) -> None:
         session.add(row)
     assert client.get("/api/v1/apps", headers=_bearer(short)).status_code == 401
     with session_scope(engine) as session, pytest.raises(Exception, match="lifetime must be positive"):
-        services.create_token(session, name="never", lifetime=timedelta(0))
+        tokens.create_token(session, name="never", lifetime=timedelta(0))
 
 
 def test_last_used_is_written_at_most_once_a_minute(

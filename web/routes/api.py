@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import PlainTextResponse
 
-from paas import domains, envvars, services
+from paas import domains, envvars, services, tokens
 from paas.errors import InvalidInput
 from paas.schemas import (
     AppCreate,
@@ -331,7 +331,7 @@ def get_job(job_id: RowId, session: SessionDep, _token: CurrentToken) -> JobPubl
 
 @router.get("/tokens", response_model=list[TokenPublic], summary="List API tokens (never the tokens)")
 def list_tokens(session: SessionDep, _token: CurrentToken) -> list[TokenPublic]:
-    return [TokenPublic.model_validate(t) for t in services.list_tokens(session)]
+    return [TokenPublic.model_validate(t) for t in tokens.list_tokens(session)]
 
 
 @router.delete(
@@ -343,7 +343,7 @@ def list_tokens(session: SessionDep, _token: CurrentToken) -> list[TokenPublic]:
 def revoke_token(
     name: Annotated[str, Path(max_length=100)], session: SessionDep, token: CurrentToken
 ) -> None:
-    services.revoke_tokens(session, name=name, actor=actor(token))
+    tokens.revoke_tokens(session, name=name, actor=actor(token))
 
 
 # env vars ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from paas import services
+from paas import services, webhooks
 from paas.crypto import Keyring
 from paas.db import session_scope
 from paas.errors import Conflict, NotFound
@@ -121,7 +121,7 @@ def _decide(session: Session, keyring: Keyring, d: _Delivery) -> JSONResponse:
         return _reply(400, "missing X-GitHub-Delivery header")
     try:
         with session.begin_nested():  # a failure below undoes whatever it had written
-            outcome = services.handle_github_event(
+            outcome = webhooks.handle_github_event(
                 session, app=app, event=d.event, delivery_id=d.delivery, payload=payload
             )
     except ValueError as exc:
