@@ -22,9 +22,9 @@ from paas.db import current_revision, head_revision, make_engine
 from paas.errors import PaasError
 from paas.settings import Settings
 from web.pages import app as app_pages
+from web.pages import app_settings, signin
 from web.pages import apps as apps_pages
 from web.pages import common as pages
-from web.pages import signin
 from web.plain_http import PlainHttpGuard, control_certificate_issued
 from web.routes import api, hooks, runtime
 from web.sessions import SessionBySchemeMiddleware, SessionCheck
@@ -67,6 +67,7 @@ def create_web_app(
     app.include_router(signin.router)
     app.include_router(apps_pages.router)
     app.include_router(app_pages.router)
+    app.include_router(app_settings.router)
     app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
     return app
 

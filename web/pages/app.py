@@ -1,6 +1,6 @@
 """The web UI's app pages: Overview, Activity (with redeploy, cancel and
-rollback), a release's log (streamed live while it runs), runtime logs, and
-Settings (env vars, domains, build and run settings, process counts, delete).
+rollback), a release's log (streamed live while it runs) and runtime logs.
+The Settings tab is web/pages/app_settings.py.
 
 Every action calls the same services as the REST API. Forms post back,
 show their errors next to the field with what was typed kept (never a value
@@ -12,35 +12,31 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from paas import domains, envvars, services
-from paas.crypto import Keyring
-from paas.errors import Conflict, InvalidInput, NotFound, PaasError, Unavailable
+from paas import domains, services
+from paas.errors import InvalidInput, NotFound, PaasError, Unavailable
 from paas.models import App, Deployment, WebhookDelivery
 from paas.procfile import formation
-from paas.schemas import PROCESS_TYPE, AppUpdate, EnvChange, EnvChangeResult, EnvImport, EnvSet
-from paas.scopes import EnvScope
+from paas.schemas import PROCESS_TYPE
 from paas.settings import Settings
 from web import agent_client
-from web.deps import KeyringDep, RowId, SessionDep, SettingsDep
+from web.deps import RowId, SessionDep, SettingsDep
 from web.pages.apps import app_row
-from web.pages.common import Posted, PostedDep, field_errors, flash, render, signed_in
+from web.pages.common import PostedDep, flash, render, signed_in
 from web.release_logs import follow_file
 
-__all__ = ["router"]
+__all__ = ["act", "back_to", "page_context", "router"]
 
 router = APIRouter(prefix="/apps/{name}", include_in_schema=False)
 
 
-def _page(session: Session, settings: Settings, name: str) -> tuple[App, dict[str, Any]]:
+def page_context(session: Session, settings: Settings, name: str) -> tuple[App, dict[str, Any]]:
     app = services.get_app(session, name)
     return app, app_row(session, app, settings)
 
@@ -49,7 +45,7 @@ def _releases(session: Session, app: App, limit: int) -> list[Any]:
     return [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=limit)]
 
 
-def _back(name: str, tab: str = "") -> RedirectResponse:
+def back_to(name: str, tab: str = "") -> RedirectResponse:
     return RedirectResponse(f"/apps/{quote(name)}{tab}", status_code=303)
 
 
@@ -70,7 +66,7 @@ def hook_status(request: Request, name: str, session: SessionDep) -> HTMLRespons
 def overview(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """Live URLs, the live release, processes and their health, hostnames, recent activity."""
     signed_in(request)
-    app, row = _page(session, settings, name)
+    app, row = page_context(session, settings, name)
     current = services.live_release(session, app)
     hostnames = domains.list_domains(session, app=app, settings=settings)
     releases = _releases(session, app, 5)
@@ -97,7 +93,7 @@ def overview(request: Request, name: str, session: SessionDep, settings: Setting
 @router.get("/activity")
 def activity(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     signed_in(request)
-    app, row = _page(session, settings, name)
+    app, row = page_context(session, settings, name)
     releases = _releases(session, app, 100)
     return render(request, "activity.html", tab="activity", app=row, releases=releases, show_actions=True)
 
@@ -112,12 +108,12 @@ def activity_table(
 ) -> HTMLResponse:
     """The releases table alone, for htmx to refresh while a deploy runs."""
     signed_in(request)
-    app, row = _page(session, settings, name)
+    app, row = page_context(session, settings, name)
     releases = _releases(session, app, 100 if all else 5)
     return render(request, "_activity_table.html", app=row, releases=releases, show_actions=all)
 
 
-def _act(
+def act(
     name: str, session: SessionDep, tab: str, request: Request, action: Callable[[App], str]
 ) -> RedirectResponse:
     """Run one action on the app; its outcome (or refusal) is the next page's message."""
@@ -127,7 +123,7 @@ def _act(
     except PaasError as exc:
         session.rollback()
         flash(request, str(exc), bad=True)
-    return _back(name, tab)
+    return back_to(name, tab)
 
 
 @router.post("/deploy")
@@ -136,7 +132,7 @@ def deploy(request: Request, name: str, session: SessionDep, form: PostedDep) ->
         services.request_deploy(session, app=app, actor=form.actor, trigger="manual")
         return f"Deploying the head of {app.branch}: the new release appears below."
 
-    return _act(name, session, "/activity", request, go)
+    return act(name, session, "/activity", request, go)
 
 
 @router.post("/restart")
@@ -145,7 +141,7 @@ def restart(request: Request, name: str, session: SessionDep, form: PostedDep) -
         services.request_restart(session, app=app, actor=form.actor)
         return "Restarting: new containers of the live release replace the old ones."
 
-    return _act(name, session, "/activity", request, go)
+    return act(name, session, "/activity", request, go)
 
 
 @router.post("/cancel")
@@ -156,7 +152,7 @@ def cancel(request: Request, name: str, session: SessionDep, form: PostedDep) ->
             return "Cancelling: the running deploy stops within seconds; what is live stays live."
         return "Cancelled the queued deploy."
 
-    return _act(name, session, "/activity", request, go)
+    return act(name, session, "/activity", request, go)
 
 
 @router.get("/rollback/{version}")
@@ -165,7 +161,7 @@ def rollback_page(
 ) -> HTMLResponse:
     """Says what a rollback to this release will do, with the button that does it."""
     signed_in(request)
-    app, row = _page(session, settings, name)
+    app, row = page_context(session, settings, name)
     target = _release(session, app, version)
     return render(request, "rollback.html", tab="activity", app=row, target=target, error="")
 
@@ -179,14 +175,14 @@ def rollback(
         plan = services.request_rollback(session, app=app, actor=form.actor, to=version)
     except PaasError as exc:
         session.rollback()
-        app, row = _page(session, settings, name)
+        app, row = page_context(session, settings, name)
         target = _release(session, app, version)
         return render(
             request, "rollback.html", exc.status_code, tab="activity", app=row, target=target, error=str(exc)
         )
     pinned = "The app is pinned: pushes wait until you deploy."
     flash(request, f"Rolling back to v{plan.target.version}. {pinned}")
-    return _back(name, "/activity")
+    return back_to(name, "/activity")
 
 
 def _release(session: Session, app: App, version: int) -> Deployment:
@@ -206,7 +202,7 @@ def release_page(
     """One release: its steps and timings, and its build and release log
     (streamed in while the release runs)."""
     signed_in(request)
-    app, row = _page(session, settings, name)
+    app, row = page_context(session, settings, name)
     release = services.deployment_public(_release(session, app, version))
     path = settings.release_log(app.name, version)
     log_text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
@@ -255,7 +251,7 @@ async def _sse_chunks(chunks: AsyncIterator[bytes], offset: int) -> AsyncIterato
 def logs_page(request: Request, name: str, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """Runtime logs: live tail with a choice of process type, pause and resume."""
     signed_in(request)
-    app, row = _page(session, settings, name)
+    app, row = page_context(session, settings, name)
     current = services.live_release(session, app)
     types = sorted(formation(current.procfile if current else {}, app.scale)) or ["web"]
     return render(request, "logs.html", tab="logs", app=row, process_types=types)
@@ -293,293 +289,3 @@ async def logs_stream(
         yield _event("the containers stopped", event="end")
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-# settings -------------------------------------------------------------------------------------
-
-
-def _settings_page(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    keyring: Keyring,
-    name: str,
-    *,
-    status_code: int = 200,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
-) -> HTMLResponse:
-    app, row = _page(session, settings, name)
-    shown = {
-        "build.branch": app.branch,
-        "build.source_dir": app.source_dir,
-        "build.dockerfile": app.dockerfile,
-        "run.run_command": app.run_command,
-        "run.port": str(app.port or ""),
-        "run.health_path": app.health_path or "",
-        "run.health_interval": f"{app.health_interval:g}",
-        "run.health_timeout": f"{app.health_timeout:g}",
-        "run.health_retries": str(app.health_retries),
-        "run.memory": app.memory,
-        "run.cpus": f"{app.cpus:g}" if app.cpus else "",
-        "run.pids": str(app.pids or ""),
-    }
-    counts = services.current_formation(session, app=app) if app.current_deployment_id else {}
-    shown |= {f"scale.{k}": str(v) for k, v in counts.items()}
-    return render(
-        request,
-        "settings.html",
-        status_code,
-        tab="settings",
-        app=row,
-        env=envvars.list_env(session, name=name, keyring=keyring),
-        dotenv=envvars.export_env(session, name=name, keyring=keyring),
-        domains=domains.list_domains(session, app=app, settings=settings),
-        formation=counts,
-        defaults={"memory": settings.app_memory, "cpus": f"{settings.app_cpus:g}", "pids": settings.app_pids},
-        errors=errors or {},
-        values=shown | (values or {}),
-    )
-
-
-@router.get("/settings")
-def settings_page(
-    request: Request, name: str, session: SessionDep, settings: SettingsDep, keyring: KeyringDep
-) -> HTMLResponse:
-    signed_in(request)
-    return _settings_page(request, session, settings, keyring, name)
-
-
-@dataclass(frozen=True)
-class Editing:
-    """A Settings form being handled, with what it takes to show the page
-    again when it is refused."""
-
-    request: Request
-    session: Session
-    settings: Settings
-    keyring: Keyring
-    form: Posted
-    name: str
-
-    def refuse(
-        self, errors: dict[str, str], kept: dict[str, str], *, secret_dropped: bool = False
-    ) -> Response:
-        """The Settings page again (422): nothing saved, each error by its
-        field, what was typed kept (never a value marked Encrypt)."""
-        self.session.rollback()
-        if secret_dropped:
-            first = next(iter(errors))
-            errors[first] += (
-                " Nothing was saved; enter the value again (encrypted values are never sent back)."
-            )
-        return _settings_page(
-            self.request,
-            self.session,
-            self.settings,
-            self.keyring,
-            self.name,
-            status_code=422,
-            errors=errors,
-            values=kept,
-        )
-
-    def saved(self, message: str, anchor: str) -> Response:
-        flash(self.request, message)
-        return _back(self.name, f"/settings#{anchor}")
-
-
-def editing(
-    request: Request,
-    name: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    keyring: KeyringDep,
-    form: PostedDep,
-) -> Editing:
-    return Editing(request, session, settings, keyring, form, name)
-
-
-EditingDep = Annotated[Editing, Depends(editing)]
-
-
-def _env_saved(result: EnvChangeResult) -> str:
-    if result.job is not None:
-        text = "Saved. A new release with these values is rolling out (see Activity)."
-    else:
-        text = "Saved. Nothing is live yet: the values apply from the first deploy."
-    return " ".join([text, *result.warnings])
-
-
-@router.post("/env", response_model=None)
-def env_set(ed: EditingDep) -> Response:
-    """Add a variable, or give one a new value (form=edit). "Encrypt" makes it
-    write-only; an edit without it makes a secret general again."""
-    form = ed.form
-    which = "edit" if form.get("form") == "edit" else "add"
-    key, value, encrypt = form.get("key").strip(), form.get("value"), form.get("encrypt") == "1"
-    kept = {f"{which}.key": key, f"{which}.encrypt": "1" if encrypt else ""}
-    if not encrypt:  # a value to be encrypted is never sent back, even in its own form
-        kept[f"{which}.value"] = value
-    if which == "add":
-        kept["add.scope"] = form.get("scope", "run")
-    try:
-        scope = EnvScope(form.get("scope", "run")) if which == "add" else None
-    except ValueError:
-        return ed.refuse({"add.form": "unknown scope"}, kept, secret_dropped=encrypt)
-    try:
-        item = EnvSet(key=key, value=value, secret=encrypt, scope=scope)
-        change = EnvChange(set=[item])
-        result = envvars.change_env(
-            ed.session, name=ed.name, change=change, actor=form.actor, keyring=ed.keyring
-        )
-    except ValidationError as exc:
-        errors = {k.replace(".form", ".value"): v for k, v in field_errors(exc, which).items()}
-        return ed.refuse(errors, kept, secret_dropped=encrypt)
-    except PaasError as exc:
-        field = "value" if which == "edit" else "form"
-        return ed.refuse({f"{which}.{field}": str(exc)}, kept, secret_dropped=encrypt)
-    return ed.saved(_env_saved(result), "env")
-
-
-@router.post("/env/delete")
-def env_delete(ed: EditingDep) -> Response:
-    key = ed.form.get("key")
-    try:
-        change = EnvChange(unset=[key])
-        result = envvars.change_env(
-            ed.session, name=ed.name, change=change, actor=ed.form.actor, keyring=ed.keyring
-        )
-    except (ValueError, PaasError) as exc:
-        ed.session.rollback()
-        flash(ed.request, f"{key} was not deleted: {exc}", bad=True)
-        return _back(ed.name, "/settings#env")
-    return ed.saved(_env_saved(result), "env")
-
-
-@router.post("/env/bulk", response_model=None)
-def env_bulk(ed: EditingDep) -> Response:
-    text, encrypt = ed.form.get("dotenv"), ed.form.get("encrypt") == "1"
-    kept = {} if encrypt else {"bulk.dotenv": text}
-    try:
-        body = EnvImport(dotenv=text, secret=encrypt)
-        result = envvars.import_env(
-            ed.session, name=ed.name, body=body, actor=ed.form.actor, keyring=ed.keyring
-        )
-    except ValidationError as exc:
-        message = "; ".join(field_errors(exc, "bulk").values())
-        return ed.refuse({"bulk.dotenv": message}, kept, secret_dropped=encrypt)
-    except PaasError as exc:
-        return ed.refuse({"bulk.dotenv": str(exc)}, kept, secret_dropped=encrypt)
-    return ed.saved(_env_saved(result), "env")
-
-
-@router.post("/domains", response_model=None)
-def domain_add(ed: EditingDep) -> Response:
-    hostname = ed.form.get("hostname").strip()
-    app = services.get_app(ed.session, ed.name)
-    try:
-        domain = domains.add_domain(
-            ed.session, app=app, hostname=hostname, settings=ed.settings, actor=ed.form.actor
-        )
-    except PaasError as exc:
-        return ed.refuse({"domain.hostname": str(exc)}, {"domain.hostname": hostname})
-    return ed.saved(
-        f"Added {domain.hostname}. Its certificate is requested once its DNS points here.", "domains"
-    )
-
-
-@router.post("/domains/remove")
-def domain_remove(ed: EditingDep) -> RedirectResponse:
-    hostname = ed.form.get("hostname")
-
-    def go(app: App) -> str:
-        domains.remove_domain(
-            ed.session, app=app, hostname=hostname, settings=ed.settings, actor=ed.form.actor
-        )
-        return f"Removed {hostname}."
-
-    return _act(ed.name, ed.session, "/settings#domains", ed.request, go)
-
-
-BUILD_FIELDS = ("branch", "source_dir", "dockerfile")
-RUN_FIELDS = (
-    "run_command",
-    "port",
-    "health_path",
-    "health_interval",
-    "health_timeout",
-    "health_retries",
-    "memory",
-    "cpus",
-    "pids",
-)
-
-
-def _update(ed: Editing, section: str, fields: tuple[str, ...]) -> Response:
-    given: dict[str, Any] = {f: ed.form.get(f).strip() for f in fields}
-    if section == "run":
-        given["port"] = given["port"] or None  # empty: the image's EXPOSE, else the default
-        given["cpus"] = given["cpus"] or None  # empty: the server's default
-        given["pids"] = given["pids"] or None
-        for optional in ("health_interval", "health_timeout", "health_retries"):
-            if not given[optional]:
-                del given[optional]  # empty: keep
-    kept = {f"{section}.{f}": ed.form.get(f) for f in fields}
-    try:
-        services.update_app(
-            ed.session, name=ed.name, changes=AppUpdate(**given), actor=ed.form.actor, settings=ed.settings
-        )
-    except ValidationError as exc:
-        return ed.refuse(field_errors(exc, section), kept)
-    except PaasError as exc:
-        return ed.refuse({f"{section}.form": str(exc)}, kept)
-    return ed.saved(f"Saved the {section} settings. They apply from the next deploy.", section)
-
-
-@router.post("/settings/build", response_model=None)
-def build_settings(ed: EditingDep) -> Response:
-    return _update(ed, "build", BUILD_FIELDS)
-
-
-@router.post("/settings/run", response_model=None)
-def run_settings(ed: EditingDep) -> Response:
-    return _update(ed, "run", RUN_FIELDS)
-
-
-@router.post("/scale", response_model=None)
-def scale(ed: EditingDep) -> Response:
-    app = services.get_app(ed.session, ed.name)
-    known = services.current_formation(ed.session, app=app)
-    kept = {f"scale.{k}": ed.form.get(k) for k in known}
-    try:
-        counts = {k: int(ed.form.get(k)) for k in known if ed.form.get(k).strip()}
-    except ValueError:
-        return ed.refuse({"scale.form": "counts are whole numbers"}, kept)
-    changed = {k: v for k, v in counts.items() if v != known[k]}
-    if not changed:
-        return ed.saved("No process count changed.", "run")
-    try:
-        services.request_scale(ed.session, app=app, counts=changed, actor=ed.form.actor, settings=ed.settings)
-    except PaasError as exc:
-        return ed.refuse({"scale.form": str(exc)}, kept)
-    return ed.saved(
-        "Scaling: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + " rolls out now.", "run"
-    )
-
-
-@router.post("/delete", response_model=None)
-def delete(ed: EditingDep) -> Response:
-    typed = ed.form.get("confirm").strip()
-    if typed != ed.name:
-        return ed.refuse(
-            {"delete.confirm": f"Type {ed.name} exactly to delete it."}, {"delete.confirm": typed}
-        )
-    try:
-        services.request_delete(ed.session, name=ed.name, actor=ed.form.actor)
-    except Conflict as exc:
-        ed.session.rollback()
-        flash(ed.request, str(exc), bad=True)
-        return _back(ed.name, "/settings")
-    flash(ed.request, f"Deleting {ed.name}: its containers, site, images and env vars are being removed.")
-    return RedirectResponse("/", status_code=303)
