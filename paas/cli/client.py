@@ -8,10 +8,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
 from rich.table import Table
 
 from paas.cli.common import (
@@ -25,7 +24,9 @@ from paas.cli.common import (
     print_json,
 )
 from paas.cli.http import ApiClient, https_twin, is_loopback_url, save_login
-from paas.schemas import AppCreate, AppUpdate
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @app.command()
@@ -101,6 +102,8 @@ def apps_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an app; prints its webhook URL and secret for GitHub."""
+    from paas.schemas import AppCreate  # loads the database models: only when asked
+
     body = _app_fields(AppCreate, locals())
     created = api_client().request("POST", "/apps", json=body)
     if as_json:
@@ -153,6 +156,8 @@ def apps_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Change an app's settings; they apply from the next deploy (HSTS at the next certificate check)."""
+    from paas.schemas import AppUpdate
+
     body = _app_fields(AppUpdate, locals())
     for key in ("cpus", "pids"):
         if key in body:

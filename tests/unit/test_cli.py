@@ -161,3 +161,23 @@ def test_an_https_redirect_to_another_host_is_never_followed() -> None:
         assert https_twin(f"http://127.0.0.1:{port}", timeout=2) is None
         server.shutdown()
     assert seen == [""]
+
+
+def test_the_command_line_loads_no_server_side_modules_to_start() -> None:
+    """A client command starts without the database, web or agent modules
+    (they cost a `paas rollback --wait` half a second before it asks anything)."""
+    import subprocess
+    import sys
+
+    code = "import sys, paas.cli; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    heavy = {
+        m
+        for m in loaded
+        if m.split(".")[0] in ("sqlalchemy", "sqlmodel", "docker", "fastapi", "web", "agent")
+    }
+    assert heavy == set()
