@@ -1,0 +1,466 @@
+"""The benchmark suite (issue 17): ``scripts/bench.sh`` runs it.
+
+Every figure is measured several times on this machine, beside its floor
+measured in the same run:
+
+- a cached redeploy (only the source changed): signed webhook → nginx serves
+  the new version; floor: raw ``docker build`` (cached) + ``docker run`` +
+  the first good answer;
+- the first line of the build log visible through the API after the webhook;
+- a rollback: ``paas rollback`` → the old version served, and → the CLI
+  returns; floor: ``docker start`` of a kept container + the first answer;
+- the idle control plane's memory: PSS of every process ``paas up`` starts,
+  after one app is deployed; floor: an empty FastAPI app under uvicorn;
+- signed webhooks from 8 concurrent senders through nginx: deliveries per
+  second and p50/p99 latency; floor: a minimal FastAPI endpoint that checks
+  the same HMAC signature.
+
+paas runs with its default timings (the tests' harness shortens some). The
+results go to benchmarks/results/ (a dated file and latest.md) and between
+the markers in README.md. Only loopback addresses are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.figures import Figure, Samples, percentile, process_tree, pss_kib, render
+from tests.integration.harness import (
+    LOOPBACK,
+    GitRemote,
+    Nginx,
+    Stack,
+    free_port,
+    push_payload,
+    traversable_dir,
+)
+from tests.integration.test_deploy_e2e import DOCKERFILE, PRESTART, REQUIREMENTS
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = """\
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def root():
+    return {{"version": "{version}"}}
+
+
+@app.get("/healthz")
+def healthz():
+    return {{"ok": True}}
+"""
+APP = "bench"
+POLL = 0.02  # how often the benchmarks look for what they wait for
+
+
+def app_files(version: str) -> dict[str, str]:
+    return {
+        "Dockerfile": DOCKERFILE,
+        "requirements.txt": REQUIREMENTS,
+        "main.py": MAIN.format(version=version),
+        "prestart.sh": PRESTART.format(version=version).replace("/data/mark", "/tmp/mark"),
+    }
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float = 300, what: str) -> float:
+    """Poll ``check`` every POLL seconds; the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(POLL)
+    raise SystemExit(f"benchmark: {what} did not happen in {timeout:.0f}s")
+
+
+def version_at(url: str, host: str | None = None) -> str:
+    try:
+        answer = httpx.get(url, headers={"Host": host} if host else None, timeout=2)
+        return str(answer.json().get("version", "")) if answer.status_code == 200 else ""
+    except (httpx.HTTPError, ValueError):
+        return ""
+
+
+def shows(url: str, version: str, host: str | None = None) -> Callable[[], bool]:
+    return lambda: version_at(url, host) == version
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+# deploys and their floor -----------------------------------------------------------------------
+
+
+def redeploys(stack: Stack, runs: int) -> tuple[Samples, Samples, dict[str, Any]]:
+    """Cached redeploys: webhook → new version served, and → first log line."""
+    repo = GitRemote(Path(tempfile.mkdtemp(prefix="bench-git-", dir=stack.root)))
+    created = json.loads(
+        stack.paas(
+            "apps", "create", APP, "--repo", str(repo.bare), "--health-path", "/healthz", "--json"
+        ).stdout
+    )
+    secret = created["webhook_secret"]
+    assert stack.webhook(APP, secret, repo.commit(app_files("r0"), "r0")).status_code == 202
+    stack.wait_release(APP, 1)  # the first build fills Docker's cache
+    served, first_line = Samples(), Samples()
+    timings: dict[str, Any] = {}
+    for run in range(1, runs + 1):
+        version = f"r{run}"
+        payload = repo.commit(app_files(version), version)
+        started = time.monotonic()
+        assert stack.webhook(APP, secret, payload).status_code == 202
+        release = run + 1
+        seen_line = None
+        while True:
+            now = time.monotonic() - started
+            if seen_line is None:
+                log = stack.api("GET", f"/apps/{APP}/releases/{release}/log")
+                if log.status_code == 200 and log.text.strip():
+                    seen_line = time.monotonic() - started
+            if stack.get_app(APP).json().get("version") == version:
+                served.add(time.monotonic() - started)
+                break
+            if now > 300:
+                raise SystemExit(f"benchmark: {version} was never served")
+            time.sleep(POLL)
+        first_line.add(seen_line if seen_line is not None else served.values[-1])
+        timings[version] = stack.wait_release(APP, release)["timings"]  # retire done before the next
+    return served, first_line, timings
+
+
+def docker_floor(runs: int, work: Path) -> tuple[Samples, Samples]:
+    """The same change by hand: docker build (cached) + docker run + first
+    answer; then docker start of a kept, stopped container + first answer."""
+    context = work / "floor"
+    context.mkdir()
+    deploy, start = Samples(), Samples()
+    for name, text in app_files("f0").items():
+        (context / name).write_text(text)
+    docker("build", "-q", "-t", "paas-bench-floor:f0", str(context))  # fill the cache, as paas's first deploy
+    containers = []
+    try:
+        for run in range(1, runs + 1):
+            version = f"f{run}"
+            (context / "main.py").write_text(MAIN.format(version=version))
+            port = free_port()
+            name = f"paas-bench-floor-{version}"
+            containers.append(name)
+            url = f"http://{LOOPBACK}:{port}/"
+            started = time.monotonic()
+            docker("build", "-q", "-t", f"paas-bench-floor:{version}", str(context))
+            docker("run", "-d", "--name", name, "-e", "PORT=8000", "-p", f"{LOOPBACK}:{port}:8000",
+                   f"paas-bench-floor:{version}")  # fmt: skip
+            wait_for(shows(url, version), what=f"{version} (floor)")
+            deploy.add(time.monotonic() - started)
+            docker("stop", "-t", "1", name)
+            started = time.monotonic()
+            docker("start", name)
+            wait_for(shows(url, version), what=f"{version} restarted (floor)")
+            start.add(time.monotonic() - started)
+            docker("stop", "-t", "1", name)
+    finally:
+        for name in containers:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "image", "rm", "-f", *(f"paas-bench-floor:f{i}" for i in range(runs + 1))],
+                       capture_output=True)  # fmt: skip
+    return deploy, start
+
+
+def rollbacks(stack: Stack, runs: int) -> tuple[Samples, Samples]:
+    """paas rollback --to an earlier release: → its version served, → the CLI returns."""
+    served, returned = Samples(), Samples()
+    for run in range(1, runs + 1):
+        target = run + 1  # release vN serves r(N-1); v2.. are earlier releases with their images kept
+        version = f"r{target - 1}"
+        started = time.monotonic()
+        cli = stack.spawn("rollback", APP, "--to", f"v{target}")
+        app_url = f"http://{stack.address}:{stack.nginx.port}/"
+        served.add(wait_for(shows(app_url, version, f"{APP}.{stack.domain}"), what="rollback"))
+        cli.communicate(timeout=300)
+        returned.add(time.monotonic() - started)
+        if cli.returncode != 0:
+            raise SystemExit(f"benchmark: paas rollback exited {cli.returncode}")
+        wait_for(lambda: not _busy(stack), what="the rollback's retire")
+    return served, returned
+
+
+def _busy(stack: Stack) -> bool:
+    rows = stack.api("GET", f"/apps/{APP}/releases").json()
+    return any(r["finished_at"] is None for r in rows)
+
+
+# memory -----------------------------------------------------------------------------------------
+
+
+def control_plane_memory(stack: Stack, samples: int = 5) -> tuple[Samples, dict[str, float]]:
+    """PSS (MiB) of every process of `paas up`, idle; the last sample per process."""
+    assert stack.proc is not None
+    total, per = Samples(), {}
+    time.sleep(10)  # idle: the deploys' work is done
+    for _ in range(samples):
+        tree = process_tree(stack.proc.pid)
+        sizes = {pid: pss_kib(pid) / 1024 for pid in tree}
+        total.add(sum(sizes.values()))
+        per = {_short(pid, tree[pid]): size for pid, size in sizes.items()}
+        time.sleep(2)
+    return total, per
+
+
+def _short(pid: int, cmdline: str) -> str:
+    """What a process of `paas up` is: web runs as its own user, the agent as root."""
+    if "resource_tracker" in cmdline:
+        return "multiprocessing resource tracker"
+    if "spawn_main" in cmdline:
+        return "agent" if _uid(pid) == 0 else "web"
+    return "supervisor (paas up)" if "paas up" in cmdline else cmdline[:60]
+
+
+def _uid(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return -1
+
+
+EMPTY_APP = """
+import sys, uvicorn
+from fastapi import FastAPI
+app = FastAPI()
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+@contextmanager
+def bare_server(code: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(port), *args], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _answers(port), timeout=30, what="the floor's server")
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://{LOOPBACK}:{port}/", timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def empty_fastapi_memory(samples: int = 5) -> Samples:
+    result = Samples()
+    with bare_server(EMPTY_APP) as (proc, _port):
+        time.sleep(2)
+        for _ in range(samples):
+            result.add(pss_kib(proc.pid) / 1024)
+            time.sleep(1)
+    return result
+
+
+# webhooks ---------------------------------------------------------------------------------------
+
+HMAC_APP = """
+import hashlib, hmac, sys, uvicorn
+from fastapi import FastAPI, Request, Response
+app = FastAPI()
+SECRET = sys.argv[2].encode()
+
+@app.post("/hooks/github/{name}")
+async def hook(name: str, request: Request) -> Response:
+    body = await request.body()
+    good = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    given = request.headers.get("x-hub-signature-256", "")
+    return Response(status_code=202 if hmac.compare_digest(good, given) else 401)
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+SENDERS = 8
+
+
+def webhook_load(url: str, secret: str, host: str, *, per_sender: int) -> tuple[float, list[float]]:
+    """SENDERS threads each send ``per_sender`` signed pushes (to a branch no
+    app deploys); deliveries per second and every latency in ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def sender(index: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            for n in range(per_sender):
+                payload = push_payload(repo_url="/bench", ref="refs/heads/bench-elsewhere", before="0" * 40,
+                                       after=f"{index:02d}{n:038d}", message="bench")  # fmt: skip
+                body = json.dumps(payload).encode()
+                signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+                headers = {
+                    "Host": host, "Content-Type": "application/json", "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": os.urandom(16).hex(), "X-Hub-Signature-256": signature,
+                }  # fmt: skip
+                started = time.monotonic()
+                answer = client.post(url, content=body, headers=headers)
+                took = (time.monotonic() - started) * 1000
+                with lock:
+                    latencies.append(took)
+                    if answer.status_code >= 300:
+                        errors.append(f"HTTP {answer.status_code}")
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(SENDERS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        raise SystemExit(f"benchmark: {len(errors)} webhook deliveries failed, e.g. {errors[0]}")
+    return len(latencies) / elapsed, latencies
+
+
+def webhooks(stack: Stack, rounds: int, per_sender: int) -> dict[str, Samples]:
+    secret = json.loads(stack.paas("apps", "rotate-secret", APP, "--json").stdout)["webhook_secret"]
+    paas_url = f"http://{stack.address}:{stack.nginx.port}/hooks/github/{APP}"
+    figures = {k: Samples() for k in ("rate", "p50", "p99", "floor rate", "floor p50", "floor p99")}
+    with bare_server(HMAC_APP, secret) as (_proc, port):
+        floor_url = f"http://{LOOPBACK}:{port}/hooks/github/{APP}"
+        for _ in range(rounds):
+            for prefix, url, host in (
+                ("", paas_url, f"paas.{stack.domain}"),
+                ("floor ", floor_url, LOOPBACK),
+            ):
+                rate, latencies = webhook_load(url, secret, host, per_sender=per_sender)
+                figures[f"{prefix}rate"].add(rate)
+                figures[f"{prefix}p50"].add(percentile(latencies, 0.5))
+                figures[f"{prefix}p99"].add(percentile(latencies, 0.99))
+    return figures
+
+
+# the run ----------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    memory = ""
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{when}, commit {commit or '?'}, {cpus} CPUs, {memory} RAM, {platform.platform()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench.sh", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="repetitions of each deploy figure (default 5)")
+    parser.add_argument("--webhooks", type=int, default=100, help="deliveries per sender per round")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--readme", default=str(ROOT / "README.md"), help="whose table to rewrite ('': none)")
+    options = parser.parse_args()
+
+    root = traversable_dir("paas-bench-")
+    nginx = Nginx(root / "nginx")
+    nginx.start()
+    defaults = {"PAAS_POLL_SECONDS": "0.5", "PAAS_DRAIN_SECONDS": "5", "PAAS_STOP_TIMEOUT": "10",
+                "PAAS_JOB_LEASE_SECONDS": "30", "PAAS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    (root / "stack").mkdir()
+    stack = Stack(root / "stack", nginx, **defaults)
+    try:
+        stack.start()
+        print("benchmark: floor deploys (docker build + run)", flush=True)
+        floor_deploy, floor_start = docker_floor(options.runs, root)
+        print("benchmark: paas redeploys", flush=True)
+        served, first_line, timings = redeploys(stack, options.runs)
+        print("benchmark: rollbacks", flush=True)
+        rb_served, rb_returned = rollbacks(stack, min(options.runs, 3))
+        print("benchmark: memory", flush=True)
+        memory, per_process = control_plane_memory(stack)
+        floor_memory = empty_fastapi_memory()
+        print("benchmark: webhooks", flush=True)
+        hooks = webhooks(stack, 3, options.webhooks)
+    finally:
+        stack.stop()
+        stack.remove_everything()
+        nginx.stop()
+
+    figures = [
+        Figure("cached redeploy: webhook → new version served", served, "s",
+               "within 1.0 s of the floor", floor_deploy, "docker build + run + first answer"),
+        Figure("first build-log line visible after the webhook", first_line, "s", "≤ 1 s",
+               floor_name="none"),
+        Figure("rollback: command → old version served", rb_served, "s", "its health time + 1 s",
+               floor_start, "docker start + first answer"),
+        Figure("rollback: command → the CLI returns", rb_returned, "s", "", floor_start,
+               "docker start + first answer"),
+        Figure("idle control plane, PSS of every process of `paas up`", memory, "MiB", "≤ 120 MiB",
+               floor_memory, "an empty FastAPI app under uvicorn", digits=0),
+        Figure(f"signed webhooks, {SENDERS} concurrent senders: deliveries/s", hooks["rate"], "/s",
+               "≥ 300/s", hooks["floor rate"], "a minimal FastAPI HMAC endpoint", digits=0),
+        Figure("signed webhooks: p50 latency", hooks["p50"], "ms", "", hooks["floor p50"],
+               "the same endpoint", digits=1),
+        Figure("signed webhooks: p99 latency", hooks["p99"], "ms", "≤ 50 ms", hooks["floor p99"],
+               "the same endpoint", digits=1),
+    ]  # fmt: skip
+    extra = [
+        "PSS per process, idle (MiB): "
+        + ", ".join(f"{name} {size:.0f}" for name, size in sorted(per_process.items())),
+        "",
+        "Step timings of the redeploys (s): "
+        + "; ".join(
+            f"{v}: " + " ".join(f"{k}={t:.2f}" for k, t in steps.items()) for v, steps in timings.items()
+        ),
+    ]
+    table = render(
+        figures, machine=machine(), extra=[textwrap.fill(line, 110) if line else "" for line in extra]
+    )
+    options.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M")
+    (options.out / f"{stamp}.md").write_text(table, encoding="utf-8")
+    (options.out / "latest.md").write_text(table, encoding="utf-8")
+    if options.readme:
+        _into_readme(Path(options.readme), table)
+    print(table)
+
+
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def _into_readme(readme: Path, table: str) -> None:
+    text = readme.read_text(encoding="utf-8")
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _old, tail = rest.split(END, 1)
+        readme.write_text(f"{head}{START}\n{table}{END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
