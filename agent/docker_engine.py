@@ -385,10 +385,11 @@ class DockerEngine:
 
     def processes(self, name: str) -> tuple[int, int] | None:
         """(processes running, PID limit) of a running container; None when
-        the engine does not say (no limit, or the container stopped)."""
+        the engine does not say (no limit, or the container stopped: one
+        being stopped as it is asked answers with an empty body)."""
         try:
             stats = self._client.api.stats(name, stream=False, one_shot=True)
-        except DockerException:
+        except (DockerException, ValueError):  # ValueError: that empty body, as JSON
             return None
         pids = stats.get("pids_stats") or {}
         if not pids.get("limit"):

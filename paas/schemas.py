@@ -340,6 +340,9 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     version: int | None = None
+    live: bool = Field(
+        default=False, description="Its release is switched in and serving (retiring the old may go on)"
+    )
 
 
 class ProcessPublic(BaseModel):

@@ -477,8 +477,9 @@ def deployment_public(dep: Deployment) -> DeploymentPublic:
 
 
 def job_public(session: Session, job: Job) -> JobPublic:
-    version = None
-    if job.deployment_id:
-        dep = session.get(Deployment, job.deployment_id)
-        version = dep.version if dep else None
-    return JobPublic.model_validate(job).model_copy(update={"version": version})
+    """The job, with its release's version and whether that release is live yet."""
+    dep = session.get(Deployment, job.deployment_id) if job.deployment_id else None
+    live = dep is not None and dep.status == DeploymentStatus.succeeded
+    return JobPublic.model_validate(job).model_copy(
+        update={"version": dep.version if dep else None, "live": live}
+    )

@@ -254,7 +254,7 @@ def finish_release(
         print_json(job)
     elif not wait:
         typer.echo(f"{what} queued (job {job['id']})")
-    elif job["state"] == "done":
+    elif job["state"] == "done" or job.get("live"):
         typer.echo(f"{name} v{job['version']} is live")
     else:
         fail(f"{what} {job['state']}: {job['error']}")
@@ -350,12 +350,14 @@ def follow_job(client: ApiClient, name: str, job_id: int, *, show_log: bool) -> 
 def wait_for_job(
     client: ApiClient, job_id: int, on_change: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
+    """Until the job's release is live (the old one may still be retiring,
+    off the path to live) or the job has ended."""
     last = ""
     while True:
         job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
         if job["state"] != last:
             last = job["state"]
             on_change(job)
-        if job["state"] not in ("queued", "running"):
+        if job["state"] not in ("queued", "running") or job.get("live"):
             return job
-        time.sleep(1)
+        time.sleep(0.25)

@@ -80,10 +80,10 @@ def _report_change(
             if not restart
             else "no live release yet: applies at the first deploy"
         )
+    elif job["state"] == "done" or job.get("live"):
+        typer.echo(f"{result['app']} v{job['version']} is live with this env")
     elif job["state"] in ("queued", "running"):
         typer.echo(f"rolling out a new release with this env (job {job['id']}); no rebuild")
-    elif job["state"] == "done":
-        typer.echo(f"{result['app']} v{job['version']} is live with this env")
     else:
         fail(f"release {job['state']}: {job['error']}")
 

@@ -206,6 +206,7 @@ def test_rollback_and_restart_after_the_agent_restarts(stack: Stack, three: dict
     restarted = latest(stack)
     assert restarted["trigger"] == "restart" and restarted["image"] == f"paas/{APP}:v2"
     assert served(stack) == "c2/g2"
+    stack.wait_release(APP, restarted["version"])  # `paas restart` returns once live; retire runs after
 
 
 def test_retention_keeps_what_kept_releases_name_and_says_when_an_image_is_gone(

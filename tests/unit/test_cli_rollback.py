@@ -78,3 +78,42 @@ def test_errors_are_one_line_without_a_trace(
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_wait_returns_once_the_release_is_live_not_after_retire(
+    env: dict[str, str], shop: str, engine: Engine
+) -> None:
+    """--wait ends when the job's release is switched in: the old one's drain
+    and stop (retire) go on after, off the path to live."""
+    from sqlmodel import select
+
+    from paas import queue
+    from paas.cli.client import finish_release
+    from paas.cli.http import ApiClient
+    from paas.db import session_scope
+    from paas.models import App, Deployment, Job, JobState
+
+    release(engine, 1)
+    with session_scope(engine) as s:
+        app = s.exec(select(App)).one()
+        job = queue.enqueue(s, kind=queue.RELEASE, app=app, payload={"trigger": "restart"})
+        job.state = JobState.running  # the agent is retiring v1
+        dep = s.exec(select(Deployment)).one()
+        job.deployment_id = dep.id
+        s.add(job)
+        s.flush()
+        job_id = int(job.id or 0)
+    client = ApiClient(env["PAAS_URL"], env["PAAS_TOKEN"])
+    shown = client.request("GET", f"/jobs/{job_id}")
+    assert shown["state"] == "running" and shown["live"] is True
+    import typer.testing
+
+    def finish() -> None:
+        finish_release(client, shop, {"id": job_id}, wait=True, as_json=False, what="restart")
+
+    app_ = typer.Typer()
+    app_.command()(finish)
+    result = typer.testing.CliRunner().invoke(app_, [])
+    assert result.exit_code == 0 and "shop v1 is live" in result.output
+    with session_scope(engine) as s:
+        assert s.get(Job, job_id).state == JobState.running  # type: ignore[union-attr]  (still retiring)
