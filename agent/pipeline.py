@@ -174,7 +174,7 @@ class Pipeline:
         """Remove what a failed attempt made, newest first (nothing once it is live)."""
         if a.switched:
             return
-        for what, how in reversed(list(a.undo.values())):
+        for what, how in reversed(list(a.undo.items())):
             try:
                 line = how()
             except EngineError as exc:

@@ -95,14 +95,14 @@ class Attempt:
     plan: ReleasePlan | None = None
     run_release: bool = True
     switched: bool = False
-    undo: dict[str, tuple[str, Undo]] = field(default_factory=dict)  # key → (what, how), in order made
+    undo: dict[str, Undo] = field(default_factory=dict)  # what was made → how to remove it, in order
 
-    def on_undo(self, key: str, what: str, how: Undo) -> None:
-        self.undo[key] = (what, how)
+    def on_undo(self, what: str, how: Undo) -> None:
+        self.undo[what] = how
 
-    def made_for_good(self, key: str) -> None:
-        """``key`` needs no undo after all (removed already, or never made)."""
-        self.undo.pop(key, None)
+    def made_for_good(self, what: str) -> None:
+        """``what`` needs no undo after all (removed already, or never made)."""
+        self.undo.pop(what, None)
 
     def need_plan(self) -> ReleasePlan:
         assert self.plan is not None, "build or reuse_image makes the plan"
@@ -137,11 +137,7 @@ def build(doors: Doors, a: Attempt) -> None:
     labels = labels_for(instance=doors.instance, app=app.name, deployment_id=a.dep_id, version=a.version)
     check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args)
     a.image = tag
-    a.on_undo(
-        f"image {tag}",
-        f"image {tag}",
-        lambda: f"removed image {tag}" if doors.docker.remove_image(tag) else None,
-    )
+    a.on_undo(f"image {tag}", _remove_image(doors, tag))
     doors.docker.build(
         context=context,
         dockerfile=dockerfile,
@@ -221,7 +217,7 @@ def release(doors: Doors, a: Attempt) -> None:
         return
     dlog.line(f"running {' '.join(plan.release_command)} in a one-off container")
     name = plan.release_container_name
-    a.on_undo(name, name, _remove_container(doors, name))
+    a.on_undo(name, _remove_container(doors, name))
     result = doors.docker.run_once(
         image=plan.image,
         command=plan.release_command,
@@ -292,7 +288,7 @@ def _start_web(doors: Doors, a: Attempt, spec: ProcessSpec, plan: ReleasePlan) -
 def _start_one(
     doors: Doors, a: Attempt, spec: ProcessSpec, plan: ReleasePlan, *, host_port: int | None
 ) -> None:
-    a.on_undo(spec.name, spec.name, _remove_container(doors, spec.name))
+    a.on_undo(spec.name, _remove_container(doors, spec.name))
     try:
         doors.docker.start(
             image=plan.image,
@@ -402,6 +398,13 @@ def _remove_container(doors: Doors, name: str) -> Undo:
     def undo() -> str:
         doors.docker.stop_and_remove(name, timeout=0)
         return f"removed {name}"
+
+    return undo
+
+
+def _remove_image(doors: Doors, tag: str) -> Undo:
+    def undo() -> str | None:
+        return f"removed image {tag}" if doors.docker.remove_image(tag) else None
 
     return undo
 

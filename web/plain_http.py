@@ -47,19 +47,20 @@ def is_loopback(host: str) -> bool:
 def control_certificate_issued(engine: Engine, settings: Settings) -> Callable[[], bool]:
     """Whether the control plane's certificate is issued, asked of the
     database at most every CHECK_SECONDS."""
-    cached: list[float | bool] = [float("-inf"), False]
+    checked_at, answer = float("-inf"), False
 
     def issued() -> bool:
+        nonlocal checked_at, answer
         now = time.monotonic()
-        if now - float(cached[0]) >= CHECK_SECONDS:
+        if now - checked_at >= CHECK_SECONDS:
             with Session(engine) as session:
                 state = session.exec(
                     select(Domain.cert_state).where(
                         Domain.hostname == settings.control_host, col(Domain.app_id).is_(None)
                     )
                 ).first()
-            cached[:] = [now, state == CertState.issued]
-        return bool(cached[1])
+            checked_at, answer = now, state == CertState.issued
+        return answer
 
     return issued
 
