@@ -32,6 +32,7 @@ from paas.cli.common import (
     tokens_app,
     users_app,
 )
+from paas.errors import PaasError
 from paas.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # the database's modules load when a command needs them
@@ -176,8 +177,16 @@ def agent() -> None:
 @app.command()
 def up() -> None:
     """Run web and agent together in the foreground (Ctrl-C stops both)."""
-    settings = _prepare()
+    settings = load_settings()
+    os.umask(0o007)  # as _prepare sets it: web and agent inherit it from here
     ctx = multiprocessing.get_context("spawn")
+    # The layout, migrations and keys are made in a process of their own: this one stays up
+    # for as long as paas runs, and need not keep the database and migration code in memory.
+    preparing = ctx.Process(target=_prepare_for_up, name="paas-prepare")
+    preparing.start()
+    preparing.join()
+    if preparing.exitcode != 0:
+        fail("paas up: the data directory, database or keys could not be prepared (why is above)")
     children = {
         "web": ctx.Process(target=run_web, args=(settings,), name="paas-web"),
         "agent": ctx.Process(target=run_agent, args=(settings,), name="paas-agent"),
@@ -201,6 +210,15 @@ def up() -> None:
     dead = [n for n, c in children.items() if c.exitcode not in (0, -signal.SIGTERM)]
     if dead and not stopping.is_set():
         fail(f"{', '.join(dead)} stopped unexpectedly")
+
+
+def _prepare_for_up() -> None:
+    """`paas up`'s first child: _prepare, its failure in one line."""
+    try:
+        _prepare()
+    except PaasError as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(1)
 
 
 def _lifetime(text: str | None) -> timedelta | None:
