@@ -112,8 +112,8 @@ def docker(*args: str) -> str:
 # deploys and their floor -----------------------------------------------------------------------
 
 
-def redeploys(stack: Stack, runs: int) -> tuple[Samples, Samples, dict[str, Any]]:
-    """Cached redeploys: webhook → new version served, and → first log line."""
+def first_deploy(stack: Stack) -> tuple[GitRemote, str]:
+    """Create the app and deploy it once (which fills Docker's cache)."""
     repo = GitRemote(Path(tempfile.mkdtemp(prefix="bench-git-", dir=stack.root)))
     created = json.loads(
         stack.paas(
@@ -122,7 +122,14 @@ def redeploys(stack: Stack, runs: int) -> tuple[Samples, Samples, dict[str, Any]
     )
     secret = created["webhook_secret"]
     assert stack.webhook(APP, secret, repo.commit(app_files("r0"), "r0")).status_code == 202
-    stack.wait_release(APP, 1)  # the first build fills Docker's cache
+    stack.wait_release(APP, 1)
+    return repo, secret
+
+
+def redeploys(
+    stack: Stack, runs: int, repo: GitRemote, secret: str
+) -> tuple[Samples, Samples, dict[str, Any]]:
+    """Cached redeploys: webhook → new version served, and → first log line."""
     served, first_line = Samples(), Samples()
     timings: dict[str, Any] = {}
     for run in range(1, runs + 1):
@@ -379,14 +386,64 @@ def machine() -> str:
     )
 
 
+PARTS = ("deploys", "memory", "webhooks")
+
+
+def deploy_figures(
+    stack: Stack, root: Path, runs: int, repo: GitRemote, secret: str, extra: list[str]
+) -> list[Figure]:
+    print("benchmark: floor deploys (docker build + run)", flush=True)
+    floor_deploy, floor_start = docker_floor(runs, root)
+    print("benchmark: paas redeploys", flush=True)
+    served, first_line, timings = redeploys(stack, runs, repo, secret)
+    print("benchmark: rollbacks", flush=True)
+    rb_served, rb_returned = rollbacks(stack, min(runs, 3))
+    extra.append(
+        "Step timings of the redeploys (s): "
+        + "; ".join(
+            f"{v}: " + " ".join(f"{k}={t:.2f}" for k, t in steps.items()) for v, steps in timings.items()
+        )
+    )
+    return [
+        Figure("cached redeploy: webhook → new version served", served, "s",
+               "within 1.0 s of the floor", floor_deploy, "docker build + run + first answer"),
+        Figure("first build-log line visible after the webhook", first_line, "s", "≤ 1 s",
+               floor_name="none"),
+        Figure("rollback: command → old version served", rb_served, "s", "its health time + 1 s",
+               floor_start, "docker start + first answer"),
+        Figure("rollback: command → the CLI returns", rb_returned, "s", "", floor_start,
+               "docker start + first answer"),
+    ]  # fmt: skip
+
+
+def webhook_figures(hooks: dict[str, Samples]) -> list[Figure]:
+    return [
+        Figure(f"signed webhooks, {SENDERS} concurrent senders: deliveries/s", hooks["rate"], "/s",
+               "≥ 300/s", hooks["floor rate"], "a minimal FastAPI HMAC endpoint", digits=0),
+        Figure("signed webhooks: p50 latency", hooks["p50"], "ms", "", hooks["floor p50"],
+               "the same endpoint", digits=1),
+        Figure("signed webhooks: p99 latency", hooks["p99"], "ms", "≤ 50 ms", hooks["floor p99"],
+               "the same endpoint", digits=1),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="repetitions of each deploy figure (default 5)")
     parser.add_argument("--webhooks", type=int, default=100, help="deliveries per sender per round")
+    parser.add_argument("--only", default="", help=f"comma-separated parts of {','.join(PARTS)} "
+                        "(the default is all; a partial run only prints its table)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="whose table to rewrite ('': none)")
     options = parser.parse_args()
 
+    parts = set(options.only.split(",")) if options.only else set(PARTS)
+    if parts - set(PARTS):
+        parser.error(
+            f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}; choose from {', '.join(PARTS)}"
+        )
+    figures: list[Figure] = []
+    extra: list[str] = []
     root = traversable_dir("paas-bench-")
     nginx = Nginx(root / "nginx")
     nginx.start()
@@ -396,59 +453,49 @@ def main() -> None:
     stack = Stack(root / "stack", nginx, **defaults)
     try:
         stack.start()
-        print("benchmark: floor deploys (docker build + run)", flush=True)
-        floor_deploy, floor_start = docker_floor(options.runs, root)
-        print("benchmark: paas redeploys", flush=True)
-        served, first_line, timings = redeploys(stack, options.runs)
-        print("benchmark: rollbacks", flush=True)
-        rb_served, rb_returned = rollbacks(stack, min(options.runs, 3))
-        print("benchmark: memory", flush=True)
-        memory, per_process = control_plane_memory(stack)
-        floor_memory = empty_fastapi_memory()
-        print("benchmark: webhooks", flush=True)
-        hooks = webhooks(stack, 3, options.webhooks)
+        repo, secret = first_deploy(stack)
+        if "deploys" in parts:
+            figures += deploy_figures(stack, root, options.runs, repo, secret, extra)
+        if "memory" in parts:
+            print("benchmark: memory", flush=True)
+            memory, per_process = control_plane_memory(stack)
+            floor_memory = empty_fastapi_memory()
+            figures.append(
+                Figure(
+                    "idle control plane, PSS of every process of `paas up`",
+                    memory,
+                    "MiB",
+                    "≤ 120 MiB",
+                    floor_memory,
+                    "an empty FastAPI app under uvicorn",
+                    digits=0,
+                )  # fmt: skip
+            )
+            extra[:0] = [
+                "PSS per process, idle (MiB): "
+                + ", ".join(f"{name} {size:.0f}" for name, size in sorted(per_process.items())),
+                "",
+            ]
+        if "webhooks" in parts:
+            print("benchmark: webhooks", flush=True)
+            figures += webhook_figures(webhooks(stack, 3, options.webhooks))
     finally:
         stack.stop()
         stack.remove_everything()
         nginx.stop()
 
-    figures = [
-        Figure("cached redeploy: webhook → new version served", served, "s",
-               "within 1.0 s of the floor", floor_deploy, "docker build + run + first answer"),
-        Figure("first build-log line visible after the webhook", first_line, "s", "≤ 1 s",
-               floor_name="none"),
-        Figure("rollback: command → old version served", rb_served, "s", "its health time + 1 s",
-               floor_start, "docker start + first answer"),
-        Figure("rollback: command → the CLI returns", rb_returned, "s", "", floor_start,
-               "docker start + first answer"),
-        Figure("idle control plane, PSS of every process of `paas up`", memory, "MiB", "≤ 120 MiB",
-               floor_memory, "an empty FastAPI app under uvicorn", digits=0),
-        Figure(f"signed webhooks, {SENDERS} concurrent senders: deliveries/s", hooks["rate"], "/s",
-               "≥ 300/s", hooks["floor rate"], "a minimal FastAPI HMAC endpoint", digits=0),
-        Figure("signed webhooks: p50 latency", hooks["p50"], "ms", "", hooks["floor p50"],
-               "the same endpoint", digits=1),
-        Figure("signed webhooks: p99 latency", hooks["p99"], "ms", "≤ 50 ms", hooks["floor p99"],
-               "the same endpoint", digits=1),
-    ]  # fmt: skip
-    extra = [
-        "PSS per process, idle (MiB): "
-        + ", ".join(f"{name} {size:.0f}" for name, size in sorted(per_process.items())),
-        "",
-        "Step timings of the redeploys (s): "
-        + "; ".join(
-            f"{v}: " + " ".join(f"{k}={t:.2f}" for k, t in steps.items()) for v, steps in timings.items()
-        ),
-    ]
     table = render(
         figures, machine=machine(), extra=[textwrap.fill(line, 110) if line else "" for line in extra]
     )
+    print(table)
+    if parts != set(PARTS):
+        return  # a partial run is for looking, not for the record
     options.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M")
     (options.out / f"{stamp}.md").write_text(table, encoding="utf-8")
     (options.out / "latest.md").write_text(table, encoding="utf-8")
     if options.readme:
         _into_readme(Path(options.readme), table)
-    print(table)
 
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"

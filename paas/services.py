@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -83,8 +84,11 @@ def record_event(session: Session, *, actor: str, action: str, app_name: str = "
 # apps -------------------------------------------------------------------------
 
 
+_APP_BY_NAME = select(App).where(App.name == bindparam("name"))  # built once: looked up on every request
+
+
 def get_app(session: Session, name: str) -> App:
-    app = session.exec(select(App).where(App.name == name)).first()
+    app = session.exec(_APP_BY_NAME, params={"name": name}).first()
     if app is None:
         raise NotFound(f"no app named {name!r}")
     return app

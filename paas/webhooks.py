@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from paas import services
@@ -15,6 +16,9 @@ from paas.github import PushDecision, decide_push
 from paas.models import App, WebhookDelivery
 
 __all__ = ["WebhookOutcome", "handle_github_event"]
+
+
+_DELIVERY_BY_ID = select(WebhookDelivery).where(WebhookDelivery.delivery_id == bindparam("delivery_id"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def handle_github_event(
     answers 400); a redelivery of an accepted delivery id changes nothing.
     """
     if delivery_id:
-        seen = session.exec(select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id)).first()
+        seen = session.exec(_DELIVERY_BY_ID, params={"delivery_id": delivery_id}).first()
         if seen is not None:
             return WebhookOutcome(
                 200, {"duplicate": True, "job_id": seen.job_id, "detail": "delivery already received"}

@@ -32,6 +32,13 @@ class _TooLarge(Exception):
     pass
 
 
+class _Refused(Exception):
+    """Raised out of the transaction, so that whatever it wrote is undone."""
+
+    def __init__(self, reply: JSONResponse) -> None:
+        self.reply = reply
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -101,6 +108,8 @@ def _process(engine: Engine, keyring: Keyring, d: _Delivery) -> JSONResponse:
             return _decide(session, keyring, d)
     except IntegrityError:  # the same delivery id raced in twice; the first one won
         return _reply(200, "delivery already received", duplicate=True)
+    except _Refused as refused:
+        return refused.reply
 
 
 def _decide(session: Session, keyring: Keyring, d: _Delivery) -> JSONResponse:
@@ -120,12 +129,11 @@ def _decide(session: Session, keyring: Keyring, d: _Delivery) -> JSONResponse:
     if not d.delivery:
         return _reply(400, "missing X-GitHub-Delivery header")
     try:
-        with session.begin_nested():  # a failure below undoes whatever it had written
-            outcome = webhooks.handle_github_event(
-                session, app=app, event=d.event, delivery_id=d.delivery, payload=payload
-            )
+        outcome = webhooks.handle_github_event(
+            session, app=app, event=d.event, delivery_id=d.delivery, payload=payload
+        )
     except ValueError as exc:
-        return _reply(400, f"malformed {d.event} payload: {exc}")
+        raise _Refused(_reply(400, f"malformed {d.event} payload: {exc}")) from exc
     except Conflict as exc:
-        return _reply(409, str(exc))
+        raise _Refused(_reply(409, str(exc))) from exc
     return JSONResponse(outcome.body, status_code=outcome.status_code)
