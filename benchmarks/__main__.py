@@ -220,11 +220,13 @@ def _busy(stack: Stack) -> bool:
 # memory -----------------------------------------------------------------------------------------
 
 
-def control_plane_memory(stack: Stack, samples: int = 5) -> tuple[Samples, dict[str, float]]:
+def control_plane_memory(
+    stack: Stack, samples: int = 5, settle: float = 10
+) -> tuple[Samples, dict[str, float]]:
     """PSS (MiB) of every process of `paas up`, idle; the last sample per process."""
     assert stack.proc is not None
     total, per = Samples(), {}
-    time.sleep(10)  # idle: the deploys' work is done
+    time.sleep(settle)  # idle: the deploys' work is done
     for _ in range(samples):
         tree = process_tree(stack.proc.pid)
         sizes = {pid: pss_kib(pid) / 1024 for pid in tree}
@@ -235,22 +237,14 @@ def control_plane_memory(stack: Stack, samples: int = 5) -> tuple[Samples, dict[
 
 
 def _short(pid: int, cmdline: str) -> str:
-    """What a process of `paas up` is: web runs as its own user, the agent as root."""
-    if "resource_tracker" in cmdline:
-        return "multiprocessing resource tracker"
-    if "spawn_main" in cmdline:
-        return "agent" if _uid(pid) == 0 else "web"
-    return "supervisor (paas up)" if "paas up" in cmdline else cmdline[:60]
-
-
-def _uid(pid: int) -> int:
+    """What a process of `paas up` is: its children name themselves (paas/supervisor.py)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
+        comm = Path(f"/proc/{pid}/comm").read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        pass
-    return -1
+        comm = ""
+    if comm in ("paas-web", "paas-agent"):
+        return comm.removeprefix("paas-")
+    return "supervisor (paas up)" if "paas up" in cmdline or "paas.supervisor" in cmdline else cmdline[:60]
 
 
 EMPTY_APP = """
@@ -453,6 +447,8 @@ def main() -> None:
     stack = Stack(root / "stack", nginx, **defaults)
     try:
         stack.start()
+        if "memory" in parts:
+            _, at_start = control_plane_memory(stack, samples=1, settle=5)
         repo, secret = first_deploy(stack)
         if "deploys" in parts:
             figures += deploy_figures(stack, root, options.runs, repo, secret, extra)
@@ -472,8 +468,10 @@ def main() -> None:
                 )  # fmt: skip
             )
             extra[:0] = [
-                "PSS per process, idle (MiB): "
-                + ", ".join(f"{name} {size:.0f}" for name, size in sorted(per_process.items())),
+                "PSS per process, idle after one deploy (MiB): "
+                + ", ".join(f"{name} {size:.0f}" for name, size in sorted(per_process.items()))
+                + "; just started, before any deploy: "
+                + ", ".join(f"{name} {size:.0f}" for name, size in sorted(at_start.items())),
                 "",
             ]
         if "webhooks" in parts:

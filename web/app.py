@@ -141,7 +141,7 @@ def _add_health(app: FastAPI, settings: Settings) -> None:
             current = current_revision(app.state.engine)
         except Exception as exc:  # noqa: BLE001  (any DB failure means not ready)
             return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, 503)
-        head = head_revision(settings)
+        head = head_revision()
         if current != head:
             return JSONResponse(
                 {"status": "unavailable", "detail": f"database at {current}, code expects {head}"},

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -32,7 +31,6 @@ from paas.cli.common import (
     tokens_app,
     users_app,
 )
-from paas.errors import PaasError
 from paas.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # the database's modules load when a command needs them
@@ -174,51 +172,44 @@ def agent() -> None:
     run_agent(_prepare(make_layout=False))
 
 
+# What web and agent import, loaded by `paas up` before it forks them (paas/supervisor.py),
+# with what uvicorn, anyio and httpx load only once they serve or send
+SHARED_MODULES = (
+    "web.app",
+    "agent.daemon",
+    "paas.layout",
+    "uvicorn",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.asyncio",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.websockets.auto",
+    "anyio._backends._asyncio",
+    "httpcore",
+    "apscheduler.triggers.interval",
+)
+
+
 @app.command()
 def up() -> None:
     """Run web and agent together in the foreground (Ctrl-C stops both)."""
+    from paas import supervisor
+
     settings = load_settings()
     os.umask(0o007)  # as _prepare sets it: web and agent inherit it from here
-    ctx = multiprocessing.get_context("spawn")
-    # The layout, migrations and keys are made in a process of their own: this one stays up
-    # for as long as paas runs, and need not keep the database and migration code in memory.
-    preparing = ctx.Process(target=_prepare_for_up, name="paas-prepare")
-    preparing.start()
-    preparing.join()
-    if preparing.exitcode != 0:
+    # The layout, migrations and keys are made in a process of their own, which takes the
+    # migration code away with it.
+    if supervisor.run_in_child("paas-prepare", _prepare) != 0:
         fail("paas up: the data directory, database or keys could not be prepared (why is above)")
+    supervisor.preload(SHARED_MODULES)
     children = {
-        "web": ctx.Process(target=run_web, args=(settings,), name="paas-web"),
-        "agent": ctx.Process(target=run_agent, args=(settings,), name="paas-agent"),
+        "web": supervisor.start_child("paas-web", run_web, settings),
+        "agent": supervisor.start_child("paas-agent", run_agent, settings),
     }
-    for child in children.values():
-        child.start()
     typer.echo(
         f"paas is up: control plane on http://{settings.web_host}:{settings.web_port}, "
         f"apps at http://<app>.{settings.domain}:{settings.http_port}"
     )
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    while not stopping.is_set() and all(c.is_alive() for c in children.values()):
-        stopping.wait(0.5)
-    for child in children.values():
-        if child.is_alive():
-            child.terminate()
-    for child in children.values():
-        child.join(timeout=60)
-    dead = [n for n, c in children.items() if c.exitcode not in (0, -signal.SIGTERM)]
-    if dead and not stopping.is_set():
-        fail(f"{', '.join(dead)} stopped unexpectedly")
-
-
-def _prepare_for_up() -> None:
-    """`paas up`'s first child: _prepare, its failure in one line."""
-    try:
-        _prepare()
-    except PaasError as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-        sys.exit(1)
+    supervisor.exec_supervisor(children)
 
 
 def _lifetime(text: str | None) -> timedelta | None:

@@ -232,11 +232,8 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
 
     # web runs as the unprivileged user, the agent as root
     pid = int((root / "run" / "paas-up.pid").read_text())
-    workers = [
-        c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
-    ]  # not the resource tracker
-    uids = sorted(_uid(child) for child in workers)
-    assert uids == [0, paas_uid], uids
+    workers = {Path(f"/proc/{c}/comm").read_text().strip(): _uid(c) for c in _children(pid)}
+    assert workers == {"paas-agent": 0, "paas-web": paas_uid}, workers
 
 
 def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: Installed) -> None:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from sqlmodel import Session, select
 
 from paas import db
@@ -139,3 +139,21 @@ def test_a_begin_that_sqlite_refuses_gives_the_lock_back(engine: Engine, setting
     finally:
         other.rollback()
         other.close()
+
+
+def test_the_head_revision_is_alembics_and_each_file_names_its_revision(settings: Settings) -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(db._alembic_config(settings))
+    assert db.head_revision() == script.get_current_head()
+    for rev in script.walk_revisions():
+        assert Path(rev.path).name.startswith(f"{rev.revision}_"), rev.path
+        if rev.down_revision is not None:
+            assert rev.down_revision == f"{int(rev.revision) - 1:04d}", rev.path
+
+
+def test_the_current_revision_is_read_from_the_database(engine: Engine, tmp_path: Path) -> None:
+    assert db.current_revision(engine) == db.head_revision()
+    empty = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert db.current_revision(empty) is None
+    empty.dispose()
