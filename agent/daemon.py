@@ -74,6 +74,7 @@ class Agent:
         self._running: dict[int, Future[None]] = {}
         self._last_recover = float("-inf")
         self._lock = threading.Lock()
+        self._wake = threading.Event()
 
     # main loop ---------------------------------------------------------------------
 
@@ -104,7 +105,9 @@ class Agent:
         )
         scheduler.start()
         live = LiveServer(
-            create_live_app(self.docker, self.db, self.instance, build_plan=self.build_plan),
+            create_live_app(
+                self.docker, self.db, self.instance, build_plan=self.build_plan, on_wake=self._wake.set
+            ),
             self.settings.agent_socket,
             web_user=self.settings.web_account,
         )
@@ -113,17 +116,24 @@ class Agent:
             with ThreadPoolExecutor(
                 max_workers=self.settings.agent_workers, thread_name_prefix="job"
             ) as pool:
+                # a stop, a job queued (web's POST /wake) or a worker come free ends the wait
+                threading.Thread(target=self._wake_on, args=(stop,), daemon=True, name="stop-watch").start()
                 while not stop.is_set():
                     try:
                         self.tick(pool)
                     except Exception:  # noqa: BLE001  (keep serving; the next tick retries)
                         log.exception("agent tick failed")
-                    stop.wait(self.settings.poll_seconds)
+                    self._wake.wait(self.settings.poll_seconds)
+                    self._wake.clear()  # before the tick: a job committed after it is claimed by it
                 log.info("agent stopping: waiting for %d running job(s)", len(self._running))
         finally:
             scheduler.shutdown(wait=False)
             live.stop()
         log.info("agent stopped")
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._wake.set()
 
     def cleanup(self) -> None:
         """Scheduled: remove images beyond the last N successful releases of
@@ -167,8 +177,10 @@ class Agent:
                 return
             assert job.id is not None
             log.info("claimed job %s (%s %s)", job.id, job.kind, job.app_name)
+            future = pool.submit(self.execute, job)
+            future.add_done_callback(lambda _: self._wake.set())  # a worker is free, the app too
             with self._lock:
-                self._running[job.id] = pool.submit(self.execute, job)
+                self._running[job.id] = future
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
         interval = self.settings.job_lease_seconds / 3

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -167,9 +167,21 @@ def _log_body(
 
 
 def create_live_app(
-    docker: DockerEngine, db: Engine, instance: str, *, build_plan: BuildPlanner | None = None
+    docker: DockerEngine,
+    db: Engine,
+    instance: str,
+    *,
+    build_plan: BuildPlanner | None = None,
+    on_wake: Callable[[], None] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="paas agent (live data)", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.post("/wake", status_code=204)
+    async def wake() -> Response:
+        """Web queued a job: look for it now (polling goes on regardless)."""
+        if on_wake is not None:
+            on_wake()
+        return Response(status_code=204)
 
     def current(name: str) -> int | None:
         if not APP_NAME.fullmatch(name):

@@ -18,7 +18,8 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -26,11 +27,12 @@ from typing import Any
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, create_engine
 
 from paas.settings import Settings
 
-__all__ = ["hold_key_lock", "make_engine", "migrate", "session_scope"]
+__all__ = ["JOB_QUEUED", "hold_key_lock", "make_engine", "migrate", "on_job_queued", "session_scope"]
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -144,6 +146,30 @@ def hold_key_lock(session: Session, *, exclusive: bool = False) -> None:
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"LOCK TABLE app IN {'EXCLUSIVE' if exclusive else 'ROW SHARE'} MODE"))
+
+
+JOB_QUEUED = "paas_job_queued"  # in Session.info: this transaction queued a job (paas/queue.py)
+_job_queued_callbacks: weakref.WeakKeyDictionary[Engine, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+def on_job_queued(engine: Engine, callback: Callable[[], None]) -> None:
+    """Call ``callback`` after every commit on ``engine`` that queued a job
+    (it must not raise, and should be quick: it runs in the committing thread)."""
+    _job_queued_callbacks[engine] = callback
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _after_commit(session: OrmSession) -> None:
+    if session.info.pop(JOB_QUEUED, False):
+        bind = session.get_bind()
+        callback = _job_queued_callbacks.get(bind) if isinstance(bind, Engine) else None
+        if callback is not None:
+            callback()
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _after_rollback(session: OrmSession) -> None:
+    session.info.pop(JOB_QUEUED, None)
 
 
 @contextmanager

@@ -12,6 +12,10 @@
 - ``recover_expired`` fails the jobs whose lease ran out (their agent died),
   so nothing stays "running" forever.
 
+The agent polls for jobs; ``enqueue`` also marks its session (``JOB_QUEUED``)
+so that whoever registered with ``paas.db.on_job_queued`` (web: wake the
+agent over its socket) hears of the job as soon as it is committed.
+
 Every function takes a session and leaves committing to the caller.
 """
 
@@ -25,6 +29,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from paas.db import JOB_QUEUED
 from paas.models import App, Job, JobState, utcnow
 
 __all__ = ["claim", "enqueue", "finish", "heartbeat", "recover_expired"]
@@ -52,6 +57,7 @@ def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | 
     job = Job(kind=kind, app_id=app.id, app_name=app.name, payload=dict(payload or {}))
     session.add(job)
     session.flush()
+    session.info[JOB_QUEUED] = True
     if kind in _SUPERSEDES:
         session.execute(
             update(Job)

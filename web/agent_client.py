@@ -6,6 +6,8 @@ Unavailable)."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +21,9 @@ from paas.db import session_scope
 from paas.errors import InvalidInput, NotFound, Unavailable
 from paas.settings import Settings
 
-__all__ = ["AGENT_DOWN", "ask_agent", "open_runtime_logs"]
+__all__ = ["AGENT_DOWN", "agent_waker", "ask_agent", "open_runtime_logs"]
+
+log = logging.getLogger(__name__)
 
 AGENT_DOWN = "the agent does not answer on its socket: is `paas agent` (or `paas up`) running?"
 
@@ -67,6 +71,27 @@ def ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str
         raise Unavailable(AGENT_DOWN) from None
     _raise_for_agent(response.status_code, response.content)
     return response.json()
+
+
+def agent_waker(settings: Settings) -> Callable[[], None]:
+    """A function that tells the agent a job was queued, so that it claims
+    it now rather than at its next poll (PAAS_POLL_SECONDS). Best effort: an
+    agent that does not answer within 0.5 s still polls."""
+    client: httpx.Client | None = None
+    lock = threading.Lock()
+
+    def wake() -> None:
+        nonlocal client
+        with lock:
+            if client is None:
+                transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
+                client = httpx.Client(transport=transport, base_url="http://agent", timeout=0.5)
+        try:
+            client.post("/wake")
+        except httpx.HTTPError as exc:
+            log.debug("could not wake the agent: %s", exc)
+
+    return wake
 
 
 def _known_app(engine: Engine, name: str) -> None:

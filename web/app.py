@@ -18,9 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paas.crypto import Keyring
-from paas.db import current_revision, head_revision, make_engine
+from paas.db import current_revision, head_revision, make_engine, on_job_queued
 from paas.errors import PaasError
 from paas.settings import Settings
+from web.agent_client import agent_waker
 from web.pages import app as app_pages
 from web.pages import app_settings, signin
 from web.pages import apps as apps_pages
@@ -46,6 +47,7 @@ def create_web_app(
     app.state.engine = engine or make_engine(settings)
     app.state.keyring = keyring or Keyring(settings.keys_dir, private=False)
     app.state.login_throttle = signin.LoginThrottle()
+    on_job_queued(app.state.engine, agent_waker(settings))
     app.add_middleware(SessionCheck, engine=app.state.engine, settings=settings)
     app.add_middleware(
         SessionBySchemeMiddleware,

@@ -87,14 +87,35 @@ def run_agent(settings: Settings) -> None:
     if trouble:
         fail(f"refusing to start the agent: {'; '.join(trouble)}. Run `paas migrate` as root to fix it.")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    _stop_on_signals(stop)
     agent = Agent(settings)
     try:
         agent.run(stop)
     finally:
         agent.db.dispose()  # its last connection may have removed the WAL files: root's again
         layout.hold_database_files(settings)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``, from a thread of its own. Set in the
+    handler itself, the Event's lock could be taken twice by the main thread
+    (a second signal arriving inside the first handler, or while the main
+    thread holds it in ``wait``) and the agent would hang: the handler only
+    writes a byte to a pipe."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def watch() -> None:
+        os.read(read_end, 1)
+        stop.set()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(write_end, b".")
+
+    threading.Thread(target=watch, daemon=True, name="stop-signals").start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
 
 
 def _drop_privileges(settings: Settings) -> None:

@@ -4,6 +4,7 @@ tests/integration/test_rollback.py)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,9 +14,13 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from agent.docker_engine import ContainerInfo
-from agent.socket_api import create_live_app, describe
+from agent.socket_api import LiveServer, create_live_app, describe
+from paas import queue
 from paas.db import session_scope
 from paas.models import App, Deployment
+from paas.settings import Settings
+from web.agent_client import agent_waker
+from web.app import create_web_app
 
 STARTED = (datetime.now(UTC) - timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
 
@@ -142,3 +147,30 @@ def test_logs_of_several_containers_are_merged_line_by_line_and_labelled() -> No
     ).splitlines()
     assert sorted(merged) == [b"web.1 a1", b"web.1 a2", b"web.1 a3", b"web.2 b1", b"web.2 b2"]
     assert [line for line in merged if line.startswith(b"web.1")] == [b"web.1 a1", b"web.1 a2", b"web.1 a3"]
+
+
+def test_a_job_queued_through_web_wakes_the_agent_over_its_socket(settings: Settings, engine: Engine) -> None:
+    """web registers a waker on its engine (create_web_app); a commit that
+    queued a job POSTs /wake to the agent's real socket server, whose
+    callback ends the agent's wait for its next poll."""
+    woken = threading.Event()
+    live = LiveServer(
+        create_live_app(FakeDocker([]), engine, "inst", on_wake=woken.set),  # type: ignore[arg-type]
+        settings.agent_socket,
+    )
+    live.start()
+    try:
+        create_web_app(settings, engine=engine)
+        with session_scope(engine) as s:
+            app = App(name="shop", repo_url="/r", webhook_secret="x")
+            s.add(app)
+        assert not woken.wait(0.5)  # no job, no wake
+        with session_scope(engine) as s:
+            queue.enqueue(s, kind=queue.DEPLOY, app=s.exec(select(App)).one())
+        assert woken.wait(10)
+    finally:
+        live.stop()
+
+
+def test_waking_an_agent_that_is_down_changes_nothing(settings: Settings) -> None:
+    agent_waker(settings)()  # no socket: no error, the agent polls when it is back

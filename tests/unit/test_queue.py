@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from paas import queue
-from paas.db import session_scope
+from paas.db import on_job_queued, session_scope
 from paas.models import App, Job, JobState, utcnow
 
 
@@ -128,3 +128,19 @@ def test_an_expired_lease_fails_the_job_and_frees_the_app(engine: Engine) -> Non
         assert not queue.finish(s, job_id=job_id, owner="dead-agent", state=JobState.done)
     _deploy(engine, app, "c2")
     assert _claim(engine, owner="new-agent") is not None
+
+
+def test_whoever_registered_hears_of_a_job_once_it_is_committed(engine: Engine) -> None:
+    heard: list[str] = []
+    on_job_queued(engine, lambda: heard.append("job"))
+    app = _app(engine, "shop")
+    assert heard == []  # a commit that queued nothing
+    with Session(engine) as s:
+        queue.enqueue(s, kind=queue.DEPLOY, app=app, payload={"commit": "a"})
+        assert heard == []  # not before the commit: the agent would find nothing
+        s.rollback()
+    with session_scope(engine) as s:
+        s.add(App(name="other", repo_url="/r", webhook_secret="x"))
+    assert heard == []  # the rolled-back job's mark went with it
+    _deploy(engine, app, "b")
+    assert heard == ["job"]

@@ -135,3 +135,40 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_time() -> None:
     assert "agent did not stop within 1 s of SIGTERM: killing it" in err
     assert time.monotonic() - started >= 1
     assert _gone(pids["agent"])
+
+
+# the agent's stop (issue 18): a burst of signals while the main thread waits on the Event
+AGENT_STOP = """
+import signal, sys, threading
+from paas.cli.server import _stop_on_signals
+stop = threading.Event()
+if sys.argv[1] == "pipe":
+    _stop_on_signals(stop)
+else:  # what run_agent did before: Event.set in the handler
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+print("ready", flush=True)
+while not stop.wait(0.0001):
+    pass
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the burst goes on while this exits
+print("stopped", flush=True)
+"""
+
+
+def _burst_of_sigterms(how: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AGENT_STOP, how], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for _ in range(300):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.0005)
+    return proc
+
+
+def test_the_agent_stops_on_a_burst_of_signals() -> None:
+    proc = _burst_of_sigterms("pipe")
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and out == "stopped\n"
