@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from agent.probe import get as http_get
 from paas.errors import PaasError
 
 __all__ = ["HealthCheck", "Unhealthy", "check_once", "wait_healthy"]
@@ -40,7 +41,7 @@ def check_once(check: HealthCheck) -> tuple[bool, str]:
     if check.path:
         url = f"http://{check.host}:{check.port}{check.path}"
         try:
-            response = httpx.get(url, timeout=check.timeout, follow_redirects=False)
+            response = http_get(url, timeout=check.timeout)
         except httpx.HTTPError as exc:
             return False, f"GET {check.path}: {type(exc).__name__}"
         ok = response.status_code < 400

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from agent import commands
+from agent import commands, probe
 from paas.errors import InvalidInput, PaasError
 from paas.files import atomic_write
 from paas.settings import Settings
@@ -270,7 +270,7 @@ class NginxSites:
         seen, streak = "", 0
         while time.monotonic() < deadline:
             try:
-                response = httpx.get(url, headers={"Host": spec.hostnames[0]}, timeout=2)
+                response = probe.get(url, headers={"Host": spec.hostnames[0]}, timeout=2)
                 seen = f"HTTP {response.status_code} {response.text.strip()[:80]!r}"
                 ok = response.status_code == 200 and response.text.strip() == expected
             except httpx.HTTPError as exc:
@@ -280,7 +280,7 @@ class NginxSites:
             streak = streak + 1 if ok else 0
             if streak >= VERIFY_STREAK:
                 return
-            time.sleep(0.02 if ok else 0.05)
+            time.sleep(0.005 if ok else 0.05)
         raise NginxError(
             f"nginx reloaded but does not serve {expected!r} for {spec.hostnames[0]} (got {seen}); "
             f"does nginx include {self._dir}/*.conf?"
