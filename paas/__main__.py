@@ -1,3 +1,3 @@
-from paas.cli import main
+from paas.entry import main
 
 main()

@@ -6,11 +6,7 @@ only module of the command line that imports ``web`` or ``agent``.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from paas import daemons
 from paas.cli.common import (
     JsonOpt,
     admin_app,
@@ -31,19 +28,10 @@ from paas.cli.common import (
     tokens_app,
     users_app,
 )
-from paas.settings import Settings, load_settings
+from paas.daemons import prepare as _prepare
 
 if TYPE_CHECKING:  # the database's modules load when a command needs them
     from sqlmodel import Session, SQLModel
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PAAS_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # one line per scheduled run is noise; its warnings and errors still show
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -55,113 +43,6 @@ def migrate() -> None:
     instance_id(settings.data_dir)
     typer.echo("database is up to date")
     typer.echo(f"encryption keys in {settings.keys_dir}")
-
-
-def run_web(settings: Settings) -> None:
-    import uvicorn
-
-    from web.app import create_web_app
-
-    _drop_privileges(settings)
-    _setup_logging()
-    uvicorn.run(
-        create_web_app(settings),
-        host=settings.web_host,
-        port=settings.web_port,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-        log_level="info",
-        # live log streams never end by themselves: do not let them hold up a stop
-        timeout_graceful_shutdown=10,
-    )
-
-
-def run_agent(settings: Settings) -> None:
-    from agent.daemon import Agent
-    from paas import layout
-
-    _setup_logging()
-    layout.make_run_dir(settings)
-    layout.hold_database_files(settings)
-    trouble = layout.problems(settings)
-    if trouble:
-        fail(f"refusing to start the agent: {'; '.join(trouble)}. Run `paas migrate` as root to fix it.")
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    agent = Agent(settings)
-    try:
-        agent.run(stop)
-    finally:
-        agent.db.dispose()  # its last connection may have removed the WAL files: root's again
-        layout.hold_database_files(settings)
-
-
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``, from a thread of its own. Set in the
-    handler itself, the Event's lock could be taken twice by the main thread
-    (a second signal arriving inside the first handler, or while the main
-    thread holds it in ``wait``) and the agent would hang: the handler only
-    writes a byte to a pipe."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-
-    def watch() -> None:
-        os.read(read_end, 1)
-        stop.set()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(write_end, b".")
-
-    threading.Thread(target=watch, daemon=True, name="stop-signals").start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-
-
-def _drop_privileges(settings: Settings) -> None:
-    """Started as root, the web process becomes PAAS_WEB_USER, else nobody:
-    it never runs as root."""
-    if os.geteuid() != 0:
-        return
-    from paas import layout
-
-    uid, gid = layout.web_ids(settings)
-    if not settings.web_user:
-        typer.echo("paas web: PAAS_WEB_USER is not set; running web as nobody", err=True)
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-
-
-def _prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
-    """Make the data layout, migrate the database and make sure the keys exist.
-
-    Only the privileged side (migrate, agent, up) may create keys: created by
-    the web user, the agent's private key would be readable by the web. The
-    agent checks the layout rather than making it (``paas migrate`` does).
-    """
-    from paas import layout
-    from paas.crypto import Keyring, ensure_keys
-    from paas.db import make_engine
-    from paas.db import migrate as run_migrations
-    from paas.key_rotation import encrypt_plain_webhook_secrets
-
-    settings = load_settings()
-    os.umask(0o007)  # the web user's group shares the database
-    if make_layout:
-        for note in layout.prepare(settings):
-            logging.getLogger("paas").warning("%s", note)
-    layout.hold_database_files(settings)  # before root opens them (a no-op for others)
-    run_migrations(settings)
-    if create_keys and ensure_keys(settings.keys_dir, web_user=settings.web_account):
-        logging.getLogger("paas").warning("created new encryption keys in %s", settings.keys_dir)
-    engine = make_engine(settings)
-    try:
-        encrypt_plain_webhook_secrets(engine, Keyring(settings.keys_dir, private=False))
-    finally:
-        engine.dispose()
-    layout.hold_database_files(settings)  # as root we may have closed the last connection
-    return settings
 
 
 @contextlib.contextmanager
@@ -184,53 +65,19 @@ def _none_yet(model: type[SQLModel]) -> bool:
 @app.command()
 def web() -> None:
     """Run the control plane (API, webhooks, UI) in the foreground."""
-    run_web(_prepare(create_keys=False, make_layout=False))
+    daemons.web()
 
 
 @app.command()
 def agent() -> None:
     """Run the deploy agent in the foreground (after `paas migrate` made its layout)."""
-    run_agent(_prepare(make_layout=False))
-
-
-# What web and agent import, loaded by `paas up` before it forks them (paas/supervisor.py),
-# with what uvicorn, anyio and httpx load only once they serve or send
-SHARED_MODULES = (
-    "web.app",
-    "agent.daemon",
-    "paas.layout",
-    "uvicorn",
-    "uvicorn.lifespan.on",
-    "uvicorn.loops.asyncio",
-    "uvicorn.protocols.http.h11_impl",
-    "uvicorn.protocols.websockets.auto",
-    "anyio._backends._asyncio",
-    "httpcore",
-    "apscheduler.triggers.interval",
-)
+    daemons.agent()
 
 
 @app.command()
 def up() -> None:
     """Run web and agent together in the foreground (Ctrl-C stops both)."""
-    from paas import supervisor
-
-    settings = load_settings()
-    os.umask(0o007)  # as _prepare sets it: web and agent inherit it from here
-    # The layout, migrations and keys are made in a process of their own, which takes the
-    # migration code away with it.
-    if supervisor.run_in_child("paas-prepare", _prepare) != 0:
-        fail("paas up: the data directory, database or keys could not be prepared (why is above)")
-    supervisor.preload(SHARED_MODULES)
-    children = {
-        "web": supervisor.start_child("paas-web", run_web, settings),
-        "agent": supervisor.start_child("paas-agent", run_agent, settings),
-    }
-    typer.echo(
-        f"paas is up: control plane on http://{settings.web_host}:{settings.web_port}, "
-        f"apps at http://<app>.{settings.domain}:{settings.http_port}"
-    )
-    supervisor.exec_supervisor(children)
+    daemons.up()
 
 
 def _lifetime(text: str | None) -> timedelta | None:

@@ -140,10 +140,10 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_time() -> None:
 # the agent's stop (issue 18): a burst of signals while the main thread waits on the Event
 AGENT_STOP = """
 import signal, sys, threading
-from paas.cli.server import _stop_on_signals
+from paas.daemons import stop_on_signals
 stop = threading.Event()
 if sys.argv[1] == "pipe":
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
 else:  # what run_agent did before: Event.set in the handler
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
