@@ -247,6 +247,37 @@ def _short(pid: int, cmdline: str) -> str:
     return "supervisor (paas up)" if "paas up" in cmdline or "paas.supervisor" in cmdline else cmdline[:60]
 
 
+def services_memory(stack: Stack, settle: float = 10) -> dict[str, float]:
+    """PSS (MiB) of `paas agent` and `paas web` run apart, as the systemd units
+    run them (paas up stopped first), idle, with the same installation."""
+    stack.stop()
+    log = (stack.root / "services.log").open("ab")
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "paas", name],
+            env=stack.env,
+            cwd=stack.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        for name in ("agent", "web")
+    }
+    try:
+        ready = lambda: _answers(stack.web_port, "/readyz")  # noqa: E731
+        wait_for(ready, timeout=60, what="paas web, run as its unit runs it")
+        time.sleep(settle)
+        return {
+            f"paas {name}": sum(pss_kib(pid) for pid in process_tree(proc.pid)) / 1024
+            for name, proc in procs.items()
+        }
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(timeout=60)
+
+
 EMPTY_APP = """
 import sys, uvicorn
 from fastapi import FastAPI
@@ -267,10 +298,10 @@ def bare_server(code: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes]
         proc.wait(timeout=10)
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, path: str = "/") -> bool:
     try:
-        httpx.get(f"http://{LOOPBACK}:{port}/", timeout=1)
-        return True
+        answer = httpx.get(f"http://{LOOPBACK}:{port}{path}", timeout=1)
+        return path == "/" or answer.status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -477,6 +508,16 @@ def main() -> None:
         if "webhooks" in parts:
             print("benchmark: webhooks", flush=True)
             figures += webhook_figures(webhooks(stack, 3, options.webhooks))
+        if "memory" in parts:
+            print("benchmark: memory of paas web and paas agent apart (the systemd units)", flush=True)
+            apart = services_memory(stack)
+            extra.insert(
+                2,
+                "Run apart as the systemd units run them (PSS, idle, MiB): "
+                + ", ".join(f"{name} {size:.0f}" for name, size in apart.items())
+                + f"; together {sum(apart.values()):.0f}.",
+            )
+            extra.insert(3, "")
     finally:
         stack.stop()
         stack.remove_everything()
