@@ -6,7 +6,6 @@ files, database or daemons.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -335,11 +334,10 @@ def follow_job(client: ApiClient, name: str, job_id: int, *, show_log: bool) -> 
     steps and the build output) to stderr as it is written."""
     if not show_log:
         return wait_for_job(client, job_id, lambda _j: None)
-    while True:
-        job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
-        if job["version"] or job["state"] not in ("queued", "running"):
-            break
-        time.sleep(0.5)
+    job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
+    while not job["version"] and job["state"] in ACTIVE:
+        # the release is made when the agent claims the job: its state moves on
+        job = wait_for_change(client, job_id, job["state"])
     if job["version"]:
         for chunk in client.stream(f"/apps/{name}/releases/{job['version']}/log", follow="true"):
             sys.stderr.write(chunk)
@@ -352,12 +350,25 @@ def wait_for_job(
 ) -> dict[str, Any]:
     """Until the job's release is live (the old one may still be retiring,
     off the path to live) or the job has ended."""
-    last = ""
-    while True:
-        job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
+    job: dict[str, Any] = client.request("GET", f"/jobs/{job_id}")
+    on_change(job)
+    while job["state"] in ACTIVE and not job.get("live"):
+        # the server answers as soon as the state moves on (or after JOB_WAIT s)
+        last = job["state"]
+        job = wait_for_change(client, job_id, last)
         if job["state"] != last:
-            last = job["state"]
             on_change(job)
-        if job["state"] not in ("queued", "running") or job.get("live"):
-            return job
-        time.sleep(0.25)
+    return job
+
+
+def wait_for_change(client: ApiClient, job_id: int, seen: str) -> dict[str, Any]:
+    """The job once its state is no longer ``seen`` (or it is live, or
+    JOB_WAIT seconds passed): the server holds the request until then."""
+    answer: dict[str, Any] = client.request(
+        "GET", f"/jobs/{job_id}", params={"wait": JOB_WAIT, "seen": seen}, timeout=JOB_WAIT + 30
+    )
+    return answer
+
+
+ACTIVE = ("queued", "running")
+JOB_WAIT = 20  # seconds a request waits for the job to move on (the server allows up to 30)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from paas.models import ApiToken, Event, Job
+from paas.models import ApiToken, Event, Job, JobState
 
 REPO = "https://github.com/octo/shop.git"
 
@@ -140,3 +143,40 @@ def test_a_repository_on_this_server_needs_the_servers_consent(
     assert r.status_code == 422 and client.get("/api/v1/apps/shop", headers=auth).json()["repo_url"] == REPO
     for url in ("ssh://git@example.com/shop.git", "ssh://deploy@example.com/shop.git", "git@example.com:o/s"):
         assert client.patch("/api/v1/apps/shop", json={"repo_url": url}, headers=auth).status_code == 200
+
+
+def test_a_job_is_followed_with_one_request_per_change(
+    client: TestClient, auth: dict[str, str], engine: Engine
+) -> None:
+    """``wait`` holds the answer until the job's state differs from ``seen``
+    (the CLI's --wait follows a job this way), or until ``wait`` seconds."""
+    client.post("/api/v1/apps", json={"name": "shop", "repo_url": REPO}, headers=auth)
+    job_id = client.post("/api/v1/apps/shop/deploy", json={}, headers=auth).json()["id"]
+    url = f"/api/v1/jobs/{job_id}"
+
+    started = time.monotonic()
+    unchanged = client.get(url, params={"wait": 0.4, "seen": "queued"}, headers=auth)
+    assert unchanged.json()["state"] == "queued" and time.monotonic() - started >= 0.4
+    started = time.monotonic()
+    other = client.get(url, params={"wait": 5, "seen": "running"}, headers=auth)  # already moved on
+    assert other.json()["state"] == "queued" and time.monotonic() - started < 1
+
+    def claim_soon() -> None:
+        time.sleep(0.3)
+        with Session(engine) as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.state = JobState.running
+            s.add(job)
+            s.commit()
+
+    claimer = threading.Thread(target=claim_soon)
+    claimer.start()
+    started = time.monotonic()
+    moved = client.get(url, params={"wait": 10, "seen": "queued"}, headers=auth)
+    took = time.monotonic() - started
+    claimer.join()
+    assert moved.json()["state"] == "running" and 0.3 <= took < 5, took
+
+    assert client.get(url, params={"wait": 31}, headers=auth).status_code == 422
+    assert client.get("/api/v1/jobs/999", params={"wait": 1}, headers=auth).status_code == 404

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import PlainTextResponse
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from paas import domains, envvars, services, tokens
+from paas.db import session_scope
 from paas.errors import InvalidInput
 from paas.schemas import (
     AppCreate,
@@ -321,9 +326,42 @@ def releases(
     return [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=limit)]
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic, summary="Show a job", responses={404: ERRORS[404]})
-def get_job(job_id: RowId, session: SessionDep, _token: CurrentToken) -> JobPublic:
-    return services.job_public(session, services.get_job(session, job_id))
+JOB_WAIT_MAX = 30.0
+JOB_WAIT_POLL = 0.05  # a read of one row: cheap, and well under a release's own steps
+JOB_ACTIVE = ("queued", "running")
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobPublic,
+    summary="Show a job; with wait, once it has moved on",
+    description=(
+        "With `wait`, the answer comes as soon as the job's state differs from `seen`, its release "
+        "is live or the job has ended, or after `wait` seconds: a client follows a job with one "
+        "request per change rather than polling."
+    ),
+    responses={404: ERRORS[404]},
+)
+async def get_job(
+    job_id: RowId,
+    request: Request,
+    _token: CurrentToken,
+    wait: float = Query(default=0, ge=0, le=JOB_WAIT_MAX, description="Seconds to wait for a change"),
+    seen: str | None = Query(default=None, max_length=20, description="The state the client last saw"),
+) -> JobPublic:
+    engine = request.app.state.engine
+    deadline = time.monotonic() + wait
+    while True:
+        job = await run_in_threadpool(_job, engine, job_id)
+        moved = (seen is not None and job.state != seen) or job.live or job.state not in JOB_ACTIVE
+        if moved or time.monotonic() >= deadline:
+            return job
+        await asyncio.sleep(JOB_WAIT_POLL)
+
+
+def _job(engine: Engine, job_id: int) -> JobPublic:
+    with session_scope(engine) as session:
+        return services.job_public(session, services.get_job(session, job_id))
 
 
 # API tokens ---------------------------------------------------------------------------
