@@ -21,6 +21,7 @@ from paas.crypto import Keyring
 from paas.db import current_revision, head_revision, make_engine, on_job_queued
 from paas.errors import PaasError
 from paas.settings import Settings
+from paas.version import version
 from web.agent_client import agent_waker
 from web.pages import app as app_pages
 from web.pages import app_settings, signin
@@ -132,7 +133,7 @@ def _add_health(app: FastAPI, settings: Settings) -> None:
 
     @app.get(
         "/readyz",
-        summary="The database is reachable and migrated",
+        summary="The database is reachable and migrated; which paas version answers",
         tags=["health"],
         responses={503: {"description": "Not ready, with the reason"}},
     )
@@ -142,14 +143,20 @@ def _add_health(app: FastAPI, settings: Settings) -> None:
                 conn.execute(text("SELECT 1"))
             current = current_revision(app.state.engine)
         except Exception as exc:  # noqa: BLE001  (any DB failure means not ready)
-            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, 503)
+            return JSONResponse(
+                {"status": "unavailable", "detail": type(exc).__name__, "version": version()}, 503
+            )
         head = head_revision()
         if current != head:
             return JSONResponse(
-                {"status": "unavailable", "detail": f"database at {current}, code expects {head}"},
+                {
+                    "status": "unavailable",
+                    "detail": f"database at {current}, code expects {head}",
+                    "version": version(),
+                },
                 503,
             )
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "version": version()})
 
 
 NOT_UI = ("/api/", "/hooks/", "/static/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")

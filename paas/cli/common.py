@@ -37,6 +37,27 @@ domains_app = typer.Typer(help="An app's hostnames and their HTTPS certificates.
 app.add_typer(env_app, name="env")
 app.add_typer(domains_app, name="domains")
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        from paas.version import version
+
+        typer.echo(f"paas {version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print paas's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """paas: push to GitHub, get a zero-downtime release."""
+
+
 out = Console()
 err = Console(stderr=True)
 
