@@ -39,6 +39,36 @@ die() { printf '%s\n' "paas-install: error: $*" >&2; exit 1; }
 
 systemd_is_init() { [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; }
 
+# $PREFIX/venv -> venvs/<id>, replaced in one rename (a venv from before venvs/ is a directory)
+use_venv() {
+    if [ -d "$VENV" ] && [ ! -L "$VENV" ]; then rm -rf "$VENV"; fi
+    ln -sfn "venvs/$(basename "$1")" "$VENV.new"
+    mv -T "$VENV.new" "$VENV"
+    echo "$source_id" >"$stamp"
+}
+
+pidfile="$RUN_DIR/paas-up.pid"
+paas_up_pid() {  # the running `paas up`'s pid, if there is one
+    local pid
+    pid="$(cat "$pidfile" 2>/dev/null)" && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# Stop web and the agent: SIGTERM; the agent finishes its running jobs first
+stop_paas() {
+    if systemd_is_init; then
+        say "stopping paas-web and paas-agent (running deploys finish first)"
+        systemctl stop paas-agent paas-web 2>/dev/null || true
+        return
+    fi
+    local pid
+    pid="$(paas_up_pid)" || return 0
+    say "stopping paas up (pid $pid; running deploys finish first)"
+    kill -TERM "$pid"
+    # its supervisor waits up to 60 s for web and the agent before it kills them
+    for _ in $(seq 1 900); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    die "paas up (pid $pid) did not stop within 90 s"
+}
+
 # 1. packages -------------------------------------------------------------------------
 need=()
 for pkg in docker.io nginx git python3 python3-venv ca-certificates certbot; do
@@ -101,18 +131,42 @@ if [ -n "${PAAS_ACME_WEBROOT_DIR:-}" ]; then
     chmod 0755 "$PAAS_ACME_WEBROOT_DIR"
 fi
 
-# 5. paas itself, in its own virtual environment (reinstalled only when the source changes) --
+# 5. paas itself, in a virtual environment per source ($PREFIX/venvs/<id>), which $PREFIX/venv
+#    points to. A new source is installed beside the running one, which serves on, untouched,
+#    until step 8 stops it ----------------------------------------------------------------------
 stamp="$PREFIX/installed-from"
+previous_id="$(cat "$stamp" 2>/dev/null || true)"
 source_id="$(cd "$SRC" && find paas agent web templates migrations pyproject.toml -type f \
     ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
-if [ ! -x "$PAAS" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$source_id" ]; then
-    say "installing paas into $VENV"
-    mkdir -p "$PREFIX"
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -qq --disable-pip-version-check "$SRC"
-    echo "$source_id" >"$stamp"
+# what `paas --version` shows after the package's version: the commit, or the files' hash
+# where the checkout has changes (or is no git checkout)
+source_label="s$source_id"
+if commit="$(git -C "$SRC" rev-parse --short=12 HEAD 2>/dev/null)" \
+    && [ -z "$(git -C "$SRC" status --porcelain --untracked-files=no -- paas agent web templates migrations pyproject.toml 2>/dev/null)" ]; then
+    source_label="g$commit"
 fi
-chmod 0755 "$PREFIX" "$VENV"
+new_venv="$PREFIX/venvs/$source_id"
+upgrade=""  # the version being replaced, when paas was installed from another source
+if [ ! -x "$PAAS" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$source_id" ]; then
+    if [ -x "$PAAS" ]; then
+        upgrade="$("$PAAS" --version 2>/dev/null)" || upgrade=""  # paas 0.2.0+g…; none before 0.2
+        upgrade="${upgrade#paas }"
+        [ -n "$upgrade" ] \
+            || upgrade="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("paas"))')" \
+            || upgrade="unknown"
+    fi
+    # paas-source is written last: without it the venv is half-made (an interrupted run)
+    if [ ! -f "$new_venv/paas-source" ]; then
+        say "installing paas into $new_venv"
+        mkdir -p "$PREFIX/venvs"
+        rm -rf "$new_venv"
+        "$PYTHON" -m venv "$new_venv"
+        "$new_venv/bin/python" -m pip install -qq --disable-pip-version-check "$SRC"
+        printf '%s\n' "$source_label" >"$new_venv/paas-source"
+    fi
+    chmod 0755 "$PREFIX" "$PREFIX/venvs" "$new_venv"
+    [ -n "$upgrade" ] || use_venv "$new_venv"
+fi
 
 # 6. dockerd and nginx ------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
@@ -144,8 +198,20 @@ if ! "$nginx_bin" "${nginx_args[@]}" -s reload >/dev/null 2>&1; then
     fi
 fi
 
-# 7. the database, and the keys that encrypt env values (web user: Fernet and public key only) --
-"$PAAS" migrate >/dev/null
+# 7. an upgrade stops the old code (its running deploys finish first; apps keep serving: their
+#    containers and nginx are left alone), switches to the new and migrates; then the database
+#    and the keys that encrypt env values (web user: Fernet and public key only) ---------------
+now() { date +%s.%N; }
+if [ -n "$upgrade" ]; then
+    stopped_at="$(now)"
+    stop_paas
+    use_venv "$new_venv"
+fi
+# (`paas up` does the same as it starts: an upgrade without systemd leaves it to it, a second
+# sooner back)
+if [ -z "$upgrade" ] || systemd_is_init; then
+    "$PAAS" migrate >/dev/null
+fi
 
 # 8. the services -------------------------------------------------------------------------------
 write_if_changed() {  # path, content: write only when different; true if written
@@ -198,9 +264,8 @@ WantedBy=multi-user.target"
     fi
 else
     mkdir -p "$RUN_DIR"
-    pidfile="$RUN_DIR/paas-up.pid"
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        say "paas up is already running (pid $(cat "$pidfile"))"
+    if pid="$(paas_up_pid)"; then
+        say "paas up is already running (pid $pid)"
     else
         say "no systemd: starting paas up in the background (log: $LOG_FILE)"
         nohup "$PAAS" up >>"$LOG_FILE" 2>&1 </dev/null &
@@ -213,15 +278,23 @@ web_port="${PAAS_WEB_PORT:-8000}"
 "$VENV/bin/python" - "$web_port" <<'PY' || die "the control plane did not become ready (see $LOG_FILE or journalctl -u paas-web)"
 import sys, time, httpx
 url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
-for _ in range(120):
+for _ in range(600):
     try:
         if httpx.get(url, timeout=2).status_code == 200:
             sys.exit(0)
     except httpx.HTTPError:
         pass
-    time.sleep(0.5)
+    time.sleep(0.1)
 sys.exit(1)
 PY
+if [ -n "$upgrade" ]; then
+    down="$(awk -v a="$stopped_at" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+    say "upgraded paas $upgrade -> $("$PAAS" --version | sed 's/^paas //'): the control plane was unavailable for $down s; apps served throughout"
+    # keep the version just replaced beside the new one; older ones go
+    for old in "$PREFIX"/venvs/*; do
+        case "$(basename "$old")" in "$source_id" | "$previous_id") ;; *) rm -rf "$old" ;; esac
+    done
+fi
 
 # 10. HTTPS (on unless PAAS_ACME=off): the control plane's URL is https:// once its certificate
 #     is served; the agent asks for it as soon as DNS points here and port 80 answers

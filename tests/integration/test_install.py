@@ -16,11 +16,9 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,38 +26,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import (
-    LOOPBACK,
-    GitRemote,
-    Nginx,
-    free_port,
-    remove_installation,
-    traversable_dir,
+import paas
+from tests.integration.harness import LOOPBACK, GitRemote, Nginx, remove_installation, traversable_dir
+from tests.integration.installs import (
+    demo_app,
+    install_env,
+    printed_token,
+    run_install,
+    stop_paas_up,
+    uid,
+    workers,
 )
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-
-# A FastAPI app with no Dockerfile: the installed agent detects it, generates
-# its Dockerfile, builds, health-checks and switches nginx to it.
-DEMO_MAIN = """\
-import sys
-
-from fastapi import FastAPI
-
-app = FastAPI()
-
-
-@app.get("/")
-def root():
-    return {"hello": "from the installed paas", "python": sys.version.split()[0]}
-
-
-@app.get("/healthz")
-def healthz():
-    return {"ok": True}
-"""
 
 
 @dataclass
@@ -88,74 +67,20 @@ def installed() -> Iterator[Installed]:
     nginx = Nginx(root / "nginx")
     nginx.start()
     try:
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(root),
-            "PAAS_PREFIX": str(root / "opt"),
-            "PAAS_ETC_DIR": str(root / "etc"),
-            "PAAS_RUN_DIR": str(root / "run"),
-            "PAAS_LOG_FILE": str(root / "paas.log"),
-            "PAAS_DATA_DIR": str(root / "data"),
-            "PAAS_ACME_WEBROOT_DIR": str(root / "acme"),
-            "PAAS_DOMAIN": "apps.test",
-            "PAAS_WEB_PORT": str(free_port()),
-            "PAAS_HTTP_PORT": str(nginx.port),
-            "PAAS_HTTPS_PORT": str(free_port()),
-            "PAAS_LISTEN_ADDRESS": LOOPBACK,
-            "PAAS_NGINX_CONF_DIR": str(nginx.conf_dir),
-            "PAAS_NGINX_MAIN_CONF": str(nginx.main_conf),
-            "PAAS_PUBLIC_URL": f"http://paas.apps.test:{nginx.port}",
-            "PAAS_ALLOW_LOCAL_REPOS": "true",  # the new user's repository is a local one
-        }
-        first = _install(env)
+        env = install_env(root, nginx)
+        first = run_install(env)
         assert first.returncode == 0, first.stdout + first.stderr
-        tokens = [line for line in first.stdout.splitlines() if line.startswith("paas_")]
-        assert len(tokens) == 1, first.stdout
+        token = printed_token(first.stdout)
         lines = first.stdout.splitlines()
         marker = "paas-install: web UI password (shown once; keep it safe):"
         assert marker in lines, first.stdout
         password = lines[lines.index(marker) + 1]
-        yield Installed(root, env, nginx, first.stdout, tokens[0], password)
+        yield Installed(root, env, nginx, first.stdout, token, password)
     finally:
-        _stop_paas_up(root / "run" / "paas-up.pid")
+        stop_paas_up(root / "run" / "paas-up.pid")
         remove_installation(root / "data")
         nginx.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _stop_paas_up(pidfile: Path) -> None:
-    if not pidfile.exists():
-        return
-    pid = int(pidfile.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            os.kill(pid, 0)
-            time.sleep(0.2)
-    except ProcessLookupError:
-        pass
-
-
-def _install(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        ["bash", str(REPO / "deploy" / "install.sh")], env=env, capture_output=True, text=True, timeout=600
-    )
-    log = Path(env["PAAS_LOG_FILE"])
-    if result.returncode != 0 and log.exists():
-        result.stderr += "\n--- paas.log ---\n" + log.read_text(errors="replace")[-5000:]
-    return result
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def _uid(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Uid for {pid}")
 
 
 def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -> None:
@@ -172,6 +97,12 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
         check=True,
     ).stdout.strip()
     assert installed_python == f"/usr {sys.version}"
+    # its version: the package's, and the source it was installed from
+    shown = subprocess.run([str(installed.paas), "--version"], capture_output=True, text=True).stdout
+    source = r"(g[0-9a-f]{12}|s[0-9a-f]{16})"  # the commit, or the hash of a changed checkout's files
+    assert re.fullmatch(rf"paas {re.escape(paas.__version__)}\+{source}\n", shown), shown
+    ready = httpx.get(f"http://{LOOPBACK}:{installed.web_port}/readyz").json()
+    assert ready == {"status": "ok", "version": shown.split()[1]}
 
     # the first user signs in to the web UI through nginx with the printed password
     with httpx.Client(
@@ -231,9 +162,8 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
     assert (data / "repos").stat().st_mode & 0o777 == 0o700 and (root / "run").stat().st_gid == paas_gid
 
     # web runs as the unprivileged user, the agent as root
-    pid = int((root / "run" / "paas-up.pid").read_text())
-    workers = {Path(f"/proc/{c}/comm").read_text().strip(): _uid(c) for c in _children(pid)}
-    assert workers == {"paas-agent": 0, "paas-web": paas_uid}, workers
+    running = {name: uid(pid) for name, pid in workers(root / "run" / "paas-up.pid").items()}
+    assert running == {"paas-agent": 0, "paas-web": paas_uid}, running
 
 
 def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: Installed) -> None:
@@ -255,7 +185,7 @@ def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: 
 
     (installed.root / "git").mkdir()
     remote = GitRemote(installed.root / "git")
-    remote.commit({"requirements.txt": "fastapi>=0.110,<1\n", "main.py": DEMO_MAIN}, "a new user's first app")
+    remote.commit(demo_app(), "a new user's first app")
     created = json.loads(
         paas(
             "apps", "create", "demo", "--repo", str(remote.bare), "--health-path", "/healthz", "--json"
@@ -281,7 +211,7 @@ def test_a_second_run_changes_nothing(installed: Installed) -> None:
     before = {
         p: (p.stat().st_mtime_ns, p.read_bytes()) for p in [*kept, *sorted((root / "etc" / "keys").iterdir())]
     }
-    second = _install(installed.env)
+    second = run_install(installed.env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert not any(line.startswith("paas_") for line in second.stdout.splitlines())
     assert "web UI password" not in second.stdout and installed.password not in second.stdout
