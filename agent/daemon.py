@@ -205,7 +205,7 @@ class Agent:
                 result = self.pipeline.run(job)
                 dep_id = result.deployment_id
                 if result.ok:
-                    state, error = JobState.done, ""
+                    state, error = JobState.done, result.note
                 else:
                     state = JobState.cancelled if result.cancelled else JobState.failed
                     error = result.error

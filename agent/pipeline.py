@@ -46,10 +46,11 @@ log = logging.getLogger("paas.agent.pipeline")
 @dataclass
 class DeployResult:
     ok: bool
-    deployment_id: int
-    version: int
+    deployment_id: int | None
+    version: int | None
     error: str = ""
     cancelled: bool = False
+    note: str = ""  # why a job that made no release ended well
 
 
 class Pipeline:
@@ -83,6 +84,15 @@ class Pipeline:
         """Run a deploy job (fetch and build a commit) or a release job (an
         image already built, with an env)."""
         check_job(job)
+        if job.kind == queue.RELEASE and job.payload.get("trigger") == "env":
+            needed, live_id, live_version = self.releases.env_release_needed(job)
+            if not needed:  # queued behind a deploy that failed, or that took this env already
+                if live_id is None:
+                    note = "nothing is live (the deploy before failed): the env applies at the next deploy"
+                else:
+                    note = f"v{live_version} already runs with this env"
+                log.info("job %s of %s: %s", job.id, job.app_name, note)
+                return DeployResult(True, live_id, live_version, note=note)
         new = self.releases.create(job)
         dep_id, version, app = new.dep_id, new.version, new.app
         assert job.id is not None

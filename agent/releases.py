@@ -84,6 +84,16 @@ class Releases:
             session.expunge(app)
             return NewRelease(dep.id, dep.version, app, env)
 
+    def env_release_needed(self, job: Job) -> tuple[bool, int | None, int | None]:
+        """Whether an env release still has work: the live release (its id and
+        version), unless none is live, and whether it lacks the app's current env."""
+        with session_scope(self.db) as session:
+            app = session.get(App, job.app_id) if job.app_id else None
+            current = live_release(session, app) if app is not None else None
+            if app is None or current is None:
+                return False, None, None
+            return current.env_version != app.env_version, current.id, current.version
+
     @staticmethod
     def _base_release(session: Session, app: App, job: Job) -> Deployment:
         """The release whose image (and, for a rollback, env) a release job reuses."""

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from dotenv.parser import parse_stream
 from sqlmodel import Session
 
-from paas import services
+from paas import queue, services
 from paas.crypto import Keyring
 from paas.db import hold_key_lock
 from paas.env_snapshots import put_row, rows_of
@@ -127,7 +127,10 @@ def change_env(
     session.add(app)
     session.flush()
 
-    restart = change.restart and app.current_deployment_id is not None
+    # with nothing live, a deploy in progress may have taken the env before this change: a
+    # release follows it, so that what goes live has this change ("staged" means --no-restart)
+    live = app.current_deployment_id is not None
+    restart = change.restart and (live or queue.release_in_progress(session, app.id) is not None)
     parts = [f"{item.key} ({'secret, ' if secret else ''}{scope})" for item, secret, scope in planned]
     detail = "; ".join(
         p
@@ -139,7 +142,9 @@ def change_env(
         if p
     )
     services.record_event(session, actor=actor, action="env.change", app_name=name, detail=detail)
-    job = services.request_release(session, app=app, actor=actor, trigger="env") if restart else None
+    job = None
+    if restart:
+        job = services.request_release(session, app=app, actor=actor, trigger="env", live=live)
     warnings = [
         BUILD_ARG_WARNING.format(key=item.key) for item, _s, scope in planned if scope != EnvScope.run
     ]

@@ -84,6 +84,18 @@ def running_job(session: Session, app_id: int | None) -> int | None:
     ).first()
 
 
+def release_in_progress(session: Session, app_id: int | None) -> int | None:
+    """The id of a deploy, release or rollback of the app that is queued or
+    running, if there is one: its release goes live next."""
+    return session.exec(
+        select(Job.id).where(
+            col(Job.app_id) == app_id,
+            col(Job.kind).in_(CANCELLABLE),
+            col(Job.state).in_((JobState.queued, JobState.running)),
+        )
+    ).first()
+
+
 def claim(session: Session, *, owner: str, lease_seconds: float, now: datetime | None = None) -> Job | None:
     """Lease the oldest runnable job to ``owner``, or return None."""
     now = now or utcnow()

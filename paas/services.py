@@ -232,9 +232,15 @@ def _live(session: Session, app: App) -> Deployment:
     return current
 
 
-def request_release(session: Session, *, app: App, actor: str, trigger: str) -> Job:
-    """A new release of the live image with the app's current env (no build)."""
-    _live(session, app)
+def request_release(session: Session, *, app: App, actor: str, trigger: str, live: bool = True) -> Job:
+    """A new release of the live image with the app's current env (no build).
+    ``live=False``: nothing is live yet, but a deploy in progress will make a
+    release live, and this one follows it (the agent skips it if that
+    deploy fails, or already took the app's current env)."""
+    if live:
+        _live(session, app)
+    elif app.state != "active":
+        raise Conflict(f"app {app.name!r} is being deleted")
     job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload={"trigger": trigger, "actor": actor})
     record_event(session, actor=actor, action="release.request", app_name=app.name, detail=trigger)
     return job

@@ -80,6 +80,8 @@ def _report_change(
             if not restart
             else "no live release yet: applies at the first deploy"
         )
+    elif job["state"] == "done" and not job["version"]:
+        typer.echo(job["error"])  # why no release was needed
     elif job["state"] == "done" or job.get("live"):
         typer.echo(f"{result['app']} v{job['version']} is live with this env")
     elif job["state"] in ("queued", "running"):

@@ -23,7 +23,7 @@ from paas.envvars import parse_dotenv
 from paas.errors import InvalidInput
 from paas.github import sign
 from paas.key_rotation import rotate_keys
-from paas.models import App, Deployment, EnvVar, Event, Job
+from paas.models import App, Deployment, EnvVar, Event, Job, JobState
 from paas.settings import Settings
 
 REPO = "https://github.com/octo/shop.git"
@@ -411,3 +411,24 @@ def test_plain_webhook_secrets_from_before_encryption_are_encrypted_by_migrate(
     with Session(engine) as s:
         stored = s.exec(select(App)).one().webhook_secret
     assert stored.startswith("f1:") and keyring.decrypt(stored) == "plain-secret-from-0001"
+
+
+def test_a_change_during_a_first_deploy_is_followed_by_a_release(
+    client: TestClient, auth: dict[str, str], engine: Engine, shop: dict[str, Any]
+) -> None:
+    """The running first deploy may have taken the env before the change:
+    a release follows it, so the change is never left staged unasked."""
+    deploy = client.post("/api/v1/apps/shop/deploy", json={}, headers=auth).json()
+    with session_scope(engine) as s:
+        job = s.get(Job, deploy["id"])
+        assert job is not None
+        job.state = JobState.running  # as the agent's claim leaves it
+        s.add(job)
+    result = patch(client, auth, {"set": [{"key": "A", "value": "1"}]}).json()
+    assert result["staged"] is False and result["job"]["kind"] == "release", result
+    with Session(engine) as s:
+        release = s.get(Job, result["job"]["id"])
+        assert release is not None and release.state == JobState.queued
+        assert release.payload["trigger"] == "env"
+    asked = patch(client, auth, {"set": [{"key": "B", "value": "2"}], "restart": False}).json()
+    assert asked["staged"] is True and asked["job"] is None

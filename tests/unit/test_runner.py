@@ -228,6 +228,7 @@ class Rig:
             return dep
 
     def log(self, result: DeployResult) -> str:
+        assert result.version is not None, result
         return self.settings.release_log("shop", result.version).read_text()
 
     def walked(self, result: DeployResult) -> list[str]:
@@ -397,3 +398,22 @@ def test_images_to_remove_keeps_what_a_kept_release_names() -> None:
     ]
     assert images_to_remove(kept, images) == [["paas/shop:v2"], ["sha256:d"]]
     assert images_to_remove(Kept(frozenset(), frozenset()), []) == []
+
+
+def test_an_env_release_queued_behind_a_deploy_runs_only_if_it_has_work(rig: Rig) -> None:
+    """An env change during a first deploy queues a release after it
+    (paas/envvars.py): if that deploy failed, or already took the env, the
+    release has nothing to do and makes no release."""
+    nothing = rig.run(queue.RELEASE, trigger="env")
+    assert nothing.ok and nothing.deployment_id is None and "nothing is live" in nothing.note
+    first = live(rig)
+    same = rig.run(queue.RELEASE, trigger="env")
+    assert same.ok and (same.deployment_id, same.version) == (first.deployment_id, first.version)
+    assert same.note == f"v{first.version} already runs with this env" and rig.docker.calls == []
+    with session_scope(rig.db) as session:
+        app = session.exec(select(App).where(App.name == "shop")).one()
+        app.env_version += 1  # changed since the deploy took it
+        session.add(app)
+    newer = rig.run(queue.RELEASE, trigger="env")
+    assert newer.ok and newer.version == (first.version or 0) + 1, rig.log(newer)
+    assert rig.release_row(newer).env_version == rig.release_row(first).env_version + 1
