@@ -8,14 +8,16 @@
 # environment; writes /etc/paas/paas.env (once, with generated secrets); makes
 # the data directory; starts dockerd and nginx if they are not running; runs
 # web and agent as systemd services when systemd is PID 1, otherwise starts
-# `paas up` in the background; prints the control-plane URL and, the first
-# time, an API token and the web UI's first user: PAAS_ADMIN_USER (admin) with
-# PAAS_ADMIN_PASSWORD, or a generated password printed once. Running it again
-# changes nothing.
+# `paas up` in the background (its log rotated daily by logrotate, from cron);
+# prints the control-plane URL and, the first time, an API token and the web
+# UI's first user: PAAS_ADMIN_USER (admin) with PAAS_ADMIN_PASSWORD, or a
+# generated password printed once. Running it again changes nothing; running
+# it from newer code upgrades in place (README, "Upgrading").
 #
 # Any PAAS_* variable set when it first runs is written to paas.env. Where
 # things go can be changed for tests: PAAS_PREFIX (/opt/paas), PAAS_ETC_DIR
-# (/etc/paas), PAAS_RUN_DIR (/run/paas), PAAS_LOG_FILE (/var/log/paas.log).
+# (/etc/paas), PAAS_RUN_DIR (/run/paas), PAAS_LOG_FILE (/var/log/paas.log),
+# PAAS_LOGROTATE_CONF (/etc/logrotate.d/paas).
 set -euo pipefail
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
@@ -71,7 +73,10 @@ stop_paas() {
 
 # 1. packages -------------------------------------------------------------------------
 need=()
-for pkg in docker.io nginx git python3 python3-venv ca-certificates certbot; do
+# without systemd's journal, logrotate (run daily by cron) keeps paas's log file in bounds
+log_pkgs=""
+systemd_is_init || log_pkgs="logrotate cron"
+for pkg in docker.io nginx git python3 python3-venv ca-certificates certbot $log_pkgs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -263,6 +268,22 @@ WantedBy=multi-user.target"
         systemctl start paas-agent paas-web
     fi
 else
+    logrotate_conf="${PAAS_LOGROTATE_CONF:-/etc/logrotate.d/paas}"
+    # copytruncate: paas up keeps its log file open
+    write_if_changed "$logrotate_conf" "$LOG_FILE {
+    daily
+    maxsize 50M
+    rotate 7
+    compress
+    delaycompress
+    missingok
+    notifempty
+    copytruncate
+}" || true
+    if ! grep -qsx cron /proc/[0-9]*/comm; then
+        say "starting cron (it runs logrotate daily)"
+        cron
+    fi
     mkdir -p "$RUN_DIR"
     if pid="$(paas_up_pid)"; then
         say "paas up is already running (pid $pid)"

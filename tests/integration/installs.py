@@ -49,6 +49,7 @@ def install_env(root: Path, nginx: Nginx) -> dict[str, str]:
         "PAAS_ETC_DIR": str(root / "etc"),
         "PAAS_RUN_DIR": str(root / "run"),
         "PAAS_LOG_FILE": str(root / "paas.log"),
+        "PAAS_LOGROTATE_CONF": str(root / "logrotate.conf"),
         "PAAS_DATA_DIR": str(root / "data"),
         "PAAS_ACME_WEBROOT_DIR": str(root / "acme"),
         "PAAS_DOMAIN": "apps.test",

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,3 +223,25 @@ def test_a_second_run_changes_nothing(installed: Installed) -> None:
     with sqlite3.connect(root / "data" / "db" / "paas.db") as db:
         assert db.execute("select count(*) from apitoken").fetchone() == (1,)
         assert db.execute("select username from user").fetchall() == [("admin",)]
+
+
+def test_without_systemd_logrotate_keeps_the_log_in_bounds(installed: Installed) -> None:
+    """install.sh's logrotate configuration, run as cron's daily run would
+    (forced): the log is rotated and paas goes on writing to a fresh file."""
+    root, log = installed.root, installed.root / "paas.log"
+    conf = root / "logrotate.conf"
+    assert f"{log} {{" in conf.read_text() and "copytruncate" in conf.read_text()
+    assert any(Path(f"/proc/{p}/comm").read_text().strip() == "cron" for p in _pids()), "cron is not running"
+    before = log.stat().st_size
+    assert before > 0
+    subprocess.run(["logrotate", "--force", "--state", str(root / "logrotate.state"), str(conf)], check=True)
+    assert (root / "paas.log.1").stat().st_size >= before and log.stat().st_size < before
+    httpx.get(f"http://{LOOPBACK}:{installed.web_port}/healthz")  # web logs the request
+    deadline = time.monotonic() + 10
+    while "GET /healthz" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "GET /healthz" in log.read_text(errors="replace")
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
