@@ -310,7 +310,7 @@ sys.exit(1)
 PY
 if [ -n "$upgrade" ]; then
     down="$(awk -v a="$stopped_at" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
-    say "upgraded paas $upgrade -> $("$PAAS" --version | sed 's/^paas //'): the control plane was unavailable for $down s; apps served throughout"
+    say "upgraded paas $upgrade -> $("$PAAS" --version | sed 's/^paas //'): the control plane was unavailable for $down s (apps were not touched)"
     # keep the version just replaced beside the new one; older ones go
     for old in "$PREFIX"/venvs/*; do
         case "$(basename "$old")" in "$source_id" | "$previous_id") ;; *) rm -rf "$old" ;; esac
