@@ -35,6 +35,12 @@ COPY main.py .
 CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
 """
 
+# a release phase that takes a moment, so that the release step can be caught
+PROCFILE = """\
+web: uvicorn main:app --host 0.0.0.0 --port $PORT
+release: sleep 1
+"""
+
 MAIN = """\
 import os
 
@@ -92,11 +98,37 @@ def _agent_frozen_at(stack: Stack, app: str, version: int, step: str) -> Iterato
     finally:
         db.close()
     agent = _agent_pid(stack)
-    os.kill(agent, signal.SIGSTOP)
+    _freeze_outside_a_write(stack, agent, app, version, step)
     try:
         yield
     finally:
         os.kill(agent, signal.SIGCONT)
+
+
+def _freeze_outside_a_write(stack: Stack, agent: int, app: str, version: int, step: str) -> None:
+    """SIGSTOP the agent at a moment it holds no write transaction: frozen
+    inside one, it would hold SQLite's lock, and web's env change would wait
+    for it (a real agent is never frozen). Still at ``step``, checked."""
+    probe = sqlite3.connect(stack.root / "data" / "db" / "paas.db", timeout=0, isolation_level=None)
+    try:
+        for _ in range(200):
+            os.kill(agent, signal.SIGSTOP)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # the agent is writing: let it finish
+                os.kill(agent, signal.SIGCONT)
+                time.sleep(0.002)
+                continue
+            probe.execute("ROLLBACK")
+            seen = _step_of(probe, app, version)
+            if seen is None or seen[0] != step:
+                os.kill(agent, signal.SIGCONT)
+                raise AssertionError(f"{app} v{version} moved past {step} while the agent wrote: {seen}")
+            return
+        os.kill(agent, signal.SIGCONT)
+        raise AssertionError(f"the agent kept writing to the database at {app} v{version} {step}")
+    finally:
+        probe.close()
 
 
 def _settled(stack: Stack, app: str, want: str, timeout: float = 180) -> dict[str, object]:
@@ -111,7 +143,7 @@ def _settled(stack: Stack, app: str, want: str, timeout: float = 180) -> dict[st
         if not busy:
             served = stack.get_app(app)
             if served.status_code == 200 and served.json().get("value") == want:
-                return info
+                return dict(stack.api("GET", f"/apps/{app}").json())  # as of now, not of before
         time.sleep(0.2)
     raise AssertionError(f"{app} did not come to serve VALUE={want}: {info}, {stack.get_app(app).text}")
 
@@ -121,7 +153,7 @@ def test_an_env_change_during_each_step_goes_live(stack: Stack, tmp_path: Path, 
     app = f"race-{step}"
     (tmp_path / "git").mkdir()
     repo = GitRemote(tmp_path / "git")
-    repo.commit({"Dockerfile": DOCKERFILE, "main.py": MAIN}, "an app that shows VALUE")
+    repo.commit({"Dockerfile": DOCKERFILE, "main.py": MAIN, "Procfile": PROCFILE}, "an app that shows VALUE")
     stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
 
     for phase in ("first deploy", "redeploy"):
