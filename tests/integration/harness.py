@@ -243,20 +243,14 @@ class Stack:
         delivery: str | None = None,
     ) -> httpx.Response:
         """Deliver a webhook the way GitHub does: through nginx, to the control host."""
-        body = json.dumps(payload).encode()
-        return httpx.post(
-            f"http://{self.address}:{self.nginx.port}/hooks/github/{app}",
-            content=body,
-            headers={
-                "Host": f"paas.{self.domain}",
-                "Content-Type": "application/json",
-                "User-Agent": "GitHub-Hookshot/e2e",
-                "X-GitHub-Event": event,
-                "X-GitHub-Delivery": delivery or os.urandom(16).hex(),
-                "X-GitHub-Hook-ID": "1",
-                "X-Hub-Signature-256": sign(secret, body),
-            },
-            timeout=10,
+        return deliver_webhook(
+            f"http://{self.address}:{self.nginx.port}",
+            f"paas.{self.domain}",
+            app,
+            secret,
+            payload,
+            event=event,
+            delivery=delivery,
         )
 
     def get_app(self, app: str, path: str = "/") -> httpx.Response:
@@ -348,6 +342,34 @@ class GitRemote:
             message=message,
             files=list(files),
         )
+
+
+def deliver_webhook(
+    base_url: str,
+    host: str,
+    app: str,
+    secret: str,
+    payload: dict[str, Any],
+    *,
+    event: str = "push",
+    delivery: str | None = None,
+) -> httpx.Response:
+    """A signed delivery the way GitHub sends it, to ``base_url`` with Host ``host``."""
+    body = json.dumps(payload).encode()
+    return httpx.post(
+        f"{base_url}/hooks/github/{app}",
+        content=body,
+        headers={
+            "Host": host,
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/e2e",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or os.urandom(16).hex(),
+            "X-GitHub-Hook-ID": "1",
+            "X-Hub-Signature-256": sign(secret, body),
+        },
+        timeout=10,
+    )
 
 
 def push_payload(

@@ -99,10 +99,16 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def workers(pidfile: Path) -> dict[str, int]:
-    """`paas up`'s children by process name (paas-web, paas-agent): their pids."""
-    pid = int(pidfile.read_text())
-    return {Path(f"/proc/{c}/comm").read_text().strip(): c for c in children(pid)}
+def workers(pid: int) -> dict[str, int]:
+    """`paas up`'s children (of supervisor ``pid``) by process name: paas-web,
+    paas-agent. A child that exits meanwhile is left out."""
+    named = {}
+    for child in children(pid):
+        try:
+            named[Path(f"/proc/{child}/comm").read_text().strip()] = child
+        except FileNotFoundError:
+            continue
+    return named
 
 
 def uid(pid: int) -> int:

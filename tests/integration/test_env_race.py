@@ -21,7 +21,7 @@ import pytest
 from agent.steps import steps_for
 from paas import queue
 from tests.integration.harness import GitRemote, Stack
-from tests.integration.installs import children
+from tests.integration.installs import workers
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +55,6 @@ def root():
 """
 
 
-def _agent_pid(stack: Stack) -> int:
-    assert stack.proc is not None
-    for pid in children(stack.proc.pid):
-        if Path(f"/proc/{pid}/comm").read_text().strip() == "paas-agent":
-            return pid
-    raise AssertionError("no paas-agent process")
-
-
 def _step_of(db: sqlite3.Connection, app: str, version: int) -> tuple[str, str] | None:
     row = db.execute(
         "SELECT d.step, d.status FROM deployment d JOIN app a ON a.id = d.app_id "
@@ -88,16 +80,15 @@ def _agent_frozen_at(stack: Stack, app: str, version: int, step: str) -> Iterato
             seen = _step_of(db, app, version)
             if seen is not None and seen[0] == step:
                 break
-            if seen is not None and (
-                seen[1] != "running" or STEPS.index(seen[0] or STEPS[0]) > STEPS.index(step)
-            ):
+            if seen is not None and (seen[1] != "running" or _after(seen[0], step)):
                 raise AssertionError(f"{app} v{version} went past {step} unseen: {seen}")
             time.sleep(0.0005)
         else:
             raise AssertionError(f"{app} v{version} never reached {step}: {seen}")
     finally:
         db.close()
-    agent = _agent_pid(stack)
+    assert stack.proc is not None
+    agent = workers(stack.proc.pid)["paas-agent"]
     _freeze_outside_a_write(stack, agent, app, version, step)
     try:
         yield
@@ -135,16 +126,14 @@ def _settled(stack: Stack, app: str, want: str, timeout: float = 180) -> dict[st
     """Wait until no job of the app is queued or running and the app serves
     ``want``; the app's info then."""
     deadline = time.monotonic() + timeout
-    info: dict[str, object] = {}
     while time.monotonic() < deadline:
-        info = stack.api("GET", f"/apps/{app}").json()
-        jobs = stack.api("GET", f"/apps/{app}/releases").json()
-        busy = any(r["status"] == "running" for r in jobs)
-        if not busy:
+        releases = stack.api("GET", f"/apps/{app}/releases").json()
+        if not any(r["status"] == "running" for r in releases):
             served = stack.get_app(app)
             if served.status_code == 200 and served.json().get("value") == want:
-                return dict(stack.api("GET", f"/apps/{app}").json())  # as of now, not of before
+                return dict(stack.api("GET", f"/apps/{app}").json())  # read after it serves
         time.sleep(0.2)
+    info = stack.api("GET", f"/apps/{app}").json()
     raise AssertionError(f"{app} did not come to serve VALUE={want}: {info}, {stack.get_app(app).text}")
 
 

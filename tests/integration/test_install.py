@@ -163,7 +163,8 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
     assert (data / "repos").stat().st_mode & 0o777 == 0o700 and (root / "run").stat().st_gid == paas_gid
 
     # web runs as the unprivileged user, the agent as root
-    running = {name: uid(pid) for name, pid in workers(root / "run" / "paas-up.pid").items()}
+    supervisor = int((root / "run" / "paas-up.pid").read_text())
+    running = {name: uid(pid) for name, pid in workers(supervisor).items()}
     assert running == {"paas-agent": 0, "paas-web": paas_uid}, running
 
 

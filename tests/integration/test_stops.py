@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import Nginx, Stack
-from tests.integration.installs import children
+from tests.integration.installs import workers
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +32,6 @@ PATTERNS = {
     "SIGINT": [signal.SIGINT],
     "a burst": [signal.SIGINT, signal.SIGTERM] * 10,
 }
-
-
-def _named(pid: int) -> dict[str, int]:
-    named = {}
-    for child in children(pid):
-        try:
-            named[Path(f"/proc/{child}/comm").read_text().strip()] = child
-        except FileNotFoundError:
-            continue
-    return named
 
 
 def _gone(pid: int) -> bool:
@@ -61,14 +51,14 @@ def test_every_stop_ends_within_the_bound(nginx: Nginx, tmp_path: Path, target: 
             stack.start()
             assert stack.proc is not None
             supervisor = stack.proc.pid
-            workers = _named(supervisor)
-            assert set(workers) == {"paas-web", "paas-agent"}, workers
+            running = workers(supervisor)
+            assert set(running) == {"paas-web", "paas-agent"}, running
             started = time.monotonic()
             for sig in PATTERNS[pattern]:
                 if target == "process group":
                     os.killpg(supervisor, sig)
                 else:
-                    os.kill(supervisor if target == "supervisor" else workers[target], sig)
+                    os.kill(supervisor if target == "supervisor" else running[target], sig)
                 time.sleep(0.001)
             try:
                 code = stack.proc.wait(timeout=STOP_BOUND)
@@ -77,7 +67,7 @@ def test_every_stop_ends_within_the_bound(nginx: Nginx, tmp_path: Path, target: 
                 what = f"{target} {pattern} #{attempt}"
                 raise AssertionError(f"{what}: running after {STOP_BOUND} s\n{log}") from None
             took = time.monotonic() - started
-            assert all(_gone(pid) for pid in workers.values()), (target, pattern, workers)
+            assert all(_gone(pid) for pid in running.values()), (target, pattern, running)
             assert code in (0, 1), code  # 1: a child that stopped alone is named in the log
             print(f"{target} {pattern} #{attempt}: stopped in {took:.2f} s (exit {code})")
     finally:

@@ -22,12 +22,12 @@ import pytest
 
 from paas import __version__ as paas_version
 from paas.db import head_revision
-from paas.github import sign
 from tests.integration.harness import (
     LOOPBACK,
     GitRemote,
     LoadClient,
     Nginx,
+    deliver_webhook,
     remove_installation,
     traversable_dir,
 )
@@ -97,7 +97,7 @@ def test_the_previous_release_upgrades_in_place_while_its_app_serves() -> None:
             paas("apps", "create", "demo", "--repo", str(remote.bare), "--health-path", "/healthz", "--json")
         )
         assert "demo v1 is live" in paas("deploy", "demo", "--wait")
-        old_workers = workers(pidfile)
+        old_workers = workers(int(pidfile.read_text()))
         assert set(old_workers) == {"paas-web", "paas-agent"}, old_workers
 
         # the upgrade, with the app under load
@@ -117,7 +117,7 @@ def test_the_previous_release_upgrades_in_place_while_its_app_serves() -> None:
         assert load.report.total > 20 and set(load.report.versions) == {"1"}, load.report
 
         # new processes, running the new code, on a database at head
-        new_workers = workers(pidfile)
+        new_workers = workers(int(pidfile.read_text()))
         assert set(new_workers) == {"paas-web", "paas-agent"}, new_workers
         assert not set(new_workers.values()) & set(old_workers.values())
         assert all(started_at(pid) >= before for pid in new_workers.values())
@@ -130,18 +130,8 @@ def test_the_previous_release_upgrades_in_place_while_its_app_serves() -> None:
 
         # the next push deploys, through the new code
         push = remote.commit(demo_app("2"), "after the upgrade")
-        body = json.dumps(push).encode()
-        hook = httpx.post(
-            f"http://{LOOPBACK}:{nginx.port}/hooks/github/demo",
-            content=body,
-            headers={
-                "Host": "paas.apps.test",
-                "Content-Type": "application/json",
-                "X-GitHub-Event": "push",
-                "X-GitHub-Delivery": os.urandom(16).hex(),
-                "X-Hub-Signature-256": sign(created["webhook_secret"], body),
-            },
-            timeout=10,
+        hook = deliver_webhook(
+            f"http://{LOOPBACK}:{nginx.port}", "paas.apps.test", "demo", created["webhook_secret"], push
         )
         assert hook.status_code == 202, hook.text
         api = httpx.Client(
