@@ -103,6 +103,17 @@ class Agent:
             max_instances=1,
             coalesce=True,
         )
+        if self.settings.backup_schedule:
+            from apscheduler.triggers.cron import CronTrigger
+
+            scheduler.add_job(
+                self.backup,
+                CronTrigger.from_crontab(self.settings.backup_schedule, timezone="UTC"),
+                id="backup",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,  # the agent was down at the hour: run once it is back
+            )
         scheduler.start()
         live = LiveServer(
             create_live_app(
@@ -158,6 +169,15 @@ class Agent:
                 for leftover in builds.iterdir():
                     shutil.rmtree(leftover, ignore_errors=True)
         log.info("clean-up done for %d app(s)", len(apps))
+
+    def backup(self) -> None:
+        """Scheduled (PAAS_BACKUP_SCHEDULE): agent/backup.py's scheduled_backup."""
+        from agent.backup import scheduled_backup
+
+        try:
+            scheduled_backup(self.settings, self.docker)
+        except Exception:  # noqa: BLE001  (the next run tries again; the log says why)
+            log.exception("scheduled backup failed")
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()

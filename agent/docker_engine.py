@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -248,6 +248,45 @@ class DockerEngine:
             if exc.status_code == 409:  # in use by a container
                 return False
             raise EngineError(_explain(exc)) from exc
+
+    def save_image(self, ref: str, into: BinaryIO) -> None:
+        """Write ``ref`` as ``docker save`` does (tagged), streamed into ``into``."""
+        try:
+            for chunk in self._client.images.get(ref).save(chunk_size=1024 * 1024, named=True):
+                into.write(chunk)
+        except DockerException as exc:
+            raise EngineError(f"cannot save image {ref}: {_explain(exc)}") from exc
+
+    def load_image(self, source: BinaryIO) -> None:
+        """``docker load`` from a file (streamed, never read whole into memory)."""
+        try:
+            for message in self._client.api.load_image(source):
+                if isinstance(message, dict) and message.get("error"):
+                    raise EngineError(f"cannot load an image: {message['error']}")
+        except DockerException as exc:
+            raise EngineError(f"cannot load an image: {_explain(exc)}") from exc
+
+    # volumes ------------------------------------------------------------------
+
+    def volume_path(self, name: str, labels: dict[str, str] | None = None) -> Path | None:
+        """Where the local volume ``name`` keeps its files on this host; None if
+        there is no such volume. With ``labels`` it is created when missing."""
+        try:
+            try:
+                volume = self._client.volumes.get(name)
+            except NotFound:
+                if labels is None:
+                    return None
+                volume = self._client.volumes.create(name=name, labels=labels)
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        driver, mountpoint = volume.attrs.get("Driver"), volume.attrs.get("Mountpoint") or ""
+        if driver != "local" or not Path(mountpoint).is_dir():
+            raise EngineError(
+                f"volume {name} is not a local directory on this host (driver {driver}, {mountpoint!r}): "
+                "only the engine on this machine with local volumes is supported"
+            )
+        return Path(mountpoint)
 
     # containers ---------------------------------------------------------------
 

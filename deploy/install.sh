@@ -115,9 +115,10 @@ if [ ! -f "$ENV_FILE" ]; then
         echo "PAAS_KEYS_DIR=${PAAS_KEYS_DIR:-$ETC/keys}"
         echo "PAAS_ACME_WEBROOT_DIR=${PAAS_ACME_WEBROOT_DIR:-/var/lib/paas-acme}"
         echo "PAAS_RUN_DIR=$RUN_DIR"
+        echo "PAAS_ENV_FILE=$ENV_FILE"
         echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
-        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)=' | sort || true
+        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|ENV_FILE|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)=' | sort || true
     } >"$ENV_FILE"
     umask 022
     [ -n "$WEB_USER" ] && chgrp "$WEB_USER" "$ETC" "$ENV_FILE" && chmod 0640 "$ENV_FILE"
@@ -126,7 +127,15 @@ set -a
 # shellcheck disable=SC1090
 . "$ENV_FILE"
 set +a
+export PAAS_ENV_FILE="$ENV_FILE"  # paas backup puts it in the archive; paas's commands read it
 DATA_DIR="${PAAS_DATA_DIR:-/var/lib/paas}"
+
+# off-site copies of the scheduled backups (README, "Backups")
+if [ -n "${PAAS_BACKUP_RCLONE_REMOTE:-}" ] && ! command -v "${PAAS_RCLONE_BIN:-rclone}" >/dev/null; then
+    say "installing rclone (PAAS_BACKUP_RCLONE_REMOTE is set)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rclone >/dev/null
+fi
 
 # 4. the data directory: `paas migrate` (step 7) makes its layout, where the web user may
 #    write the database's own directory and nothing else (README, "Security model") ----------

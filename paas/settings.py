@@ -133,6 +133,17 @@ class Settings(BaseSettings):
     cert_check_seconds: int = Field(default=300, ge=1)  # how often the agent looks at certificates
     cert_renew_days: int = Field(default=30, ge=1, le=3650)  # renew this long before expiry
 
+    # backups (paas backup; the agent's schedule): where the settings file is, so that it goes
+    # into the archive too; where scheduled archives go (empty: <data_dir>/backups) and how
+    # many stay; a crontab line (empty: none scheduled); an rclone remote[:path] to copy each to
+    env_file: Path = Path("/etc/paas/paas.env")
+    backup_dir: Path | None = None
+    backup_schedule: str = ""
+    backup_keep: int = Field(default=7, ge=1, le=1000)
+    backup_with_images: bool = False
+    backup_rclone_remote: str = ""
+    rclone_bin: str = "rclone"
+
     @field_validator("domain")
     @classmethod
     def _check_domain(cls, value: str) -> str:
@@ -175,6 +186,27 @@ class Settings(BaseSettings):
         host, sep, port = value.rpartition(":")
         if value and sep and not (host and port.isdigit() and 0 < int(port) < 65536):
             raise ValueError("must be host or host:port")
+        return value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _check_backup_schedule(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"must be a crontab line such as '30 3 * * *' ({exc})") from None
+        return value
+
+    @field_validator("backup_rclone_remote")
+    @classmethod
+    def _check_rclone_remote(cls, value: str) -> str:
+        value = value.strip()
+        if value and (value.startswith("-") or any(c.isspace() for c in value)):
+            raise ValueError("must be an rclone remote such as 'b2:my-bucket/paas', without spaces")
         return value
 
     @field_validator("acme_email")
@@ -242,6 +274,10 @@ class Settings(BaseSettings):
     def letsencrypt_dir(self) -> Path:
         """certbot's config, work and logs directories (certificates under live/)."""
         return self.data_dir / "letsencrypt"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def acme_webroot(self) -> Path:

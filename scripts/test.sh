@@ -4,8 +4,8 @@
 #   scripts/test.sh [pytest args...]
 #
 # Needs root on Debian 12 (apt-get, dockerd). Installs docker.io, nginx, git,
-# debootstrap, certbot, pebble (Let's Encrypt's test CA) and chromium (the UI's
-# browser tests drive it with Playwright) if missing, starts
+# debootstrap, certbot, pebble (Let's Encrypt's test CA), chromium (the UI's
+# browser tests drive it with Playwright) and rclone (off-site backups) if missing, starts
 # dockerd in the background if no engine answers, builds the local
 # python:3.11-slim image once (cached), creates
 # .venv from /usr/bin/python3 (what install.sh uses) with paas and its test
@@ -20,7 +20,7 @@ log() { printf '\n== %s\n' "$*"; }
 # 1. system packages ----------------------------------------------------------------
 need=()
 for pkg in docker.io nginx git debootstrap ca-certificates python3-venv certbot pebble chromium fonts-dejavu-core \
-    iproute2; do
+    iproute2 rclone; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,10 +29,32 @@ from paas.cli.common import (
     tokens_app,
     users_app,
 )
-from paas.daemons import prepare as _prepare
+from paas.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # the database's modules load when a command needs them
     from sqlmodel import Session, SQLModel
+
+SETTINGS_FILE = "/etc/paas/paas.env"
+
+
+def _prepare() -> Settings:
+    """The server's settings (its settings file read first, as the services
+    read it), its layout made, database migrated and keys present."""
+    read_settings_file()
+    return daemons.prepare()
+
+
+def read_settings_file() -> None:
+    """install.sh's settings file (PAAS_ENV_FILE, else /etc/paas/paas.env)
+    into this process's environment, where a variable is not set already:
+    a command typed in a root shell sees what the services see."""
+    import os
+
+    from dotenv import load_dotenv
+
+    path = os.environ.get("PAAS_ENV_FILE") or SETTINGS_FILE
+    if os.path.isfile(path) and os.access(path, os.R_OK):
+        load_dotenv(path, override=False)
 
 
 @app.command()
@@ -282,4 +305,79 @@ def keys_rotate() -> None:
     typer.echo(
         f"keys rotated: {report.env_values} env values, {report.release_snapshots} release "
         f"snapshots and {report.webhook_secrets} webhook secrets re-encrypted; old keys removed"
+    )
+
+
+def _need_root(command: str) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        fail(f"run `paas {command}` as root: the archive holds the encryption keys and the database")
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
+
+
+@app.command()
+def backup(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (default: a new file in PAAS_BACKUP_DIR)."),
+    ] = None,
+    with_images: Annotated[
+        bool,
+        typer.Option("--with-images", help="Add the live images (docker save): restore needs no rebuild."),
+    ] = False,
+) -> None:
+    """Write one archive (0600) of everything a restore needs: database, keys,
+    settings, certificates, release logs and each app's data volume."""
+    from agent.backup import make_backup
+    from agent.docker_engine import DockerEngine
+
+    _need_root("backup")
+    settings = _prepare()
+    made = make_backup(settings, DockerEngine(), output=output, with_images=with_images)
+    typer.echo(
+        f"backup written: {made.path} ({_size(made.size)}): {len(made.apps)} app(s)"
+        f"{' (' + ', '.join(made.apps) + ')' if made.apps else ''}, "
+        f"{len(made.volumes)} volume(s), {len(made.images)} image(s)"
+    )
+    typer.echo("it holds the keys that open every secret: keep it as safe as the server")
+
+
+@app.command()
+def restore(
+    archive: Annotated[Path, typer.Argument(help="An archive written by `paas backup`.")],
+) -> None:
+    """Bring a backup back on a freshly installed server, paas stopped: then
+    start paas and every app comes back at its live release."""
+    from agent.backup import queue_restored_apps, restore_backup
+    from agent.docker_engine import DockerEngine
+
+    _need_root("restore")
+    read_settings_file()
+    settings = load_settings()
+    docker = DockerEngine()
+    done = restore_backup(settings, docker, archive)
+    settings = _prepare()  # the database as this paas reads it (migrated), its keys checked
+    said = queue_restored_apps(settings, docker)
+    typer.echo(f"restored the backup made {done.made_at} by paas {done.made_by}:")
+    for line in said:
+        typer.echo(f"  {line}")
+    if done.volumes:
+        typer.echo(f"  volumes: {', '.join(done.volumes)}")
+    if done.settings_changed:
+        typer.echo(
+            f"settings taken from the backup ({settings.env_file}; the file it replaced is beside it, "
+            f".before-restore): {', '.join(done.settings_changed)}"
+        )
+    typer.echo(
+        "start paas now (deploy/install.sh, or systemctl start paas-agent paas-web): the apps come back "
+        "as the agent works through them. Point DNS at this server; the API tokens, webhook secrets "
+        "and web UI users are the backup's."
     )

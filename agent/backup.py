@@ -1,0 +1,666 @@
+"""Backup and restore: one archive that brings an installation back, on this
+server or a new one.
+
+``paas backup`` and the agent's schedule (``PAAS_BACKUP_SCHEDULE``) write a
+gzipped tar, 0600, that holds::
+
+    paas-backup/manifest.json      paas's version, the database's migration, the
+                                   instance, each app's live release and volume
+    paas-backup/database/paas.db   SQLite's online backup: consistent while paas runs
+                  or database/paas.dump   pg_dump --format=custom (PostgreSQL)
+    paas-backup/keys/              the encryption keys: they open every secret
+    paas-backup/paas.env           the settings file
+    paas-backup/instance-id        the label on everything this installation made
+    paas-backup/letsencrypt/       certbot's account, certificates and keys
+    paas-backup/logs/              release logs
+    paas-backup/volumes/NAME/      each app's data volume, its files as they are
+    paas-backup/images/APP.tar     with --with-images: each live image (docker save)
+
+``paas restore FILE``, run as root on a freshly installed server with paas
+stopped, checks everything first and changes nothing when something is
+wrong; then puts each part back where this server's settings say, and queues
+every app's live release: started again from its image when the archive
+had it, else rebuilt from its recorded commit. When paas starts, the apps
+come back with their env (the keys came along), domains, certificates,
+volumes, webhook secrets and API tokens.
+
+The archive holds the private key that opens every secret: keep it like
+one (an rclone ``crypt`` remote for off-site copies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import stat
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, make_url
+from sqlmodel import Session, col, select
+
+from agent.docker_engine import DockerEngine
+from agent.plan import data_volume, owned
+from paas import crypto, layout, queue
+from paas.db import current_revision, head_revision, make_engine, session_scope
+from paas.errors import PaasError
+from paas.instance import instance_id
+from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
+from paas.services import live_release
+from paas.settings import Settings
+from paas.trust import UntrustedRow, check_app, check_app_name, check_release
+from paas.version import version
+
+__all__ = [
+    "BackupError",
+    "BackupMade",
+    "Restored",
+    "make_backup",
+    "prune_backups",
+    "queue_restored_apps",
+    "restore_backup",
+    "scheduled_backup",
+]
+
+log = logging.getLogger("paas.agent.backup")
+
+FORMAT = 1
+ROOT = "paas-backup"
+NAME_PREFIX = "paas-backup-"
+SUFFIX = ".tar.gz"
+RESTORE_TRIGGER = "restore"
+
+# settings that describe this machine rather than the installation: a restore keeps the
+# fresh server's own (where things are, where they listen, its database, its addresses)
+MACHINE_SETTINGS = frozenset(
+    {
+        "PAAS_DATA_DIR",
+        "PAAS_KEYS_DIR",
+        "PAAS_RUN_DIR",
+        "PAAS_ENV_FILE",
+        "PAAS_WEB_USER",
+        "PAAS_WEB_HOST",
+        "PAAS_WEB_PORT",
+        "PAAS_HTTP_PORT",
+        "PAAS_HTTPS_PORT",
+        "PAAS_LISTEN_ADDRESS",
+        "PAAS_ACME_WEBROOT_DIR",
+        "PAAS_NGINX_BIN",
+        "PAAS_NGINX_CONF_DIR",
+        "PAAS_NGINX_MAIN_CONF",
+        "PAAS_CERTBOT_BIN",
+        "PAAS_RCLONE_BIN",
+        "PAAS_BACKUP_DIR",
+        "PAAS_DATABASE_URL",
+        "PAAS_PUBLIC_IPS",
+        "PAAS_DNS_RESOLVER",
+    }
+)
+
+
+class BackupError(PaasError):
+    """A backup or a restore cannot be made; nothing was changed."""
+
+
+@dataclass
+class BackupMade:
+    path: Path
+    size: int
+    apps: list[str]
+    volumes: list[str]
+    images: list[str]
+
+
+@dataclass
+class Restored:
+    made_at: str
+    made_by: str
+    apps: list[str]
+    volumes: list[str]
+    images: list[str]
+    settings_changed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# backup ------------------------------------------------------------------------------------------
+
+
+def make_backup(
+    settings: Settings, docker: DockerEngine, *, output: Path | None = None, with_images: bool = False
+) -> BackupMade:
+    """Write the archive to ``output`` (default: a new timestamped file in
+    ``PAAS_BACKUP_DIR``); it appears there whole or not at all."""
+    if output is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        output = settings.backups_dir / f"{NAME_PREFIX}{stamp}{SUFFIX}"
+        _private_dir(settings.backups_dir)
+    output = output.absolute()
+    if os.path.lexists(output):
+        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
+    if not output.parent.is_dir():
+        raise BackupError(f"cannot write {output}: no directory {output.parent}")
+    partial = output.with_name(f".{output.name}.partial")
+    with tempfile.TemporaryDirectory(prefix=".paas-backup-", dir=output.parent) as tmp:
+        staged = Path(tmp)
+        database = _snapshot_database(settings, staged / "database")
+        manifest, volumes, images = _describe(settings, docker, staged / "database", with_images)
+        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        for app, image in images.items():
+            with open(staged / f"{app}.tar", "wb") as fh:
+                docker.save_image(image, fh)
+        try:
+            # gzip's fastest level: a backup shares the CPU with the apps, and images (most of
+            # a large archive) shrink little more at higher levels
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar:
+                tar.add(staged / "manifest.json", arcname=f"{ROOT}/manifest.json")
+                tar.add(database, arcname=f"{ROOT}/database/{database.name}")
+                for path, name in (
+                    (settings.keys_dir, "keys"),
+                    (settings.env_file, "paas.env"),
+                    (settings.data_dir / "instance-id", "instance-id"),
+                    (settings.letsencrypt_dir, "letsencrypt"),
+                    (settings.logs_dir, "logs"),
+                ):
+                    if os.path.lexists(path):
+                        tar.add(path, arcname=f"{ROOT}/{name}")
+                for name, path in volumes.items():
+                    tar.add(path, arcname=f"{ROOT}/volumes/{name}")
+                for app in images:
+                    tar.add(staged / f"{app}.tar", arcname=f"{ROOT}/images/{app}.tar")
+                    (staged / f"{app}.tar").unlink()
+            os.replace(partial, output)
+        except OSError as exc:
+            raise BackupError(f"cannot write {output}: {exc}") from exc
+        finally:
+            if os.path.lexists(partial):
+                os.unlink(partial)
+    return BackupMade(
+        path=output,
+        size=output.stat().st_size,
+        apps=[a["name"] for a in manifest["apps"]],
+        volumes=sorted(volumes),
+        images=sorted(images),
+    )
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise BackupError(f"{path} is not a directory (PAAS_BACKUP_DIR)")
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _snapshot_database(settings: Settings, into: Path) -> Path:
+    """A consistent copy of the database, taken while paas runs."""
+    into.mkdir(mode=0o700)
+    if settings.default_database:
+        source = settings.db_dir / "paas.db"
+        if not source.is_file():
+            raise BackupError(f"no database at {source}: is PAAS_DATA_DIR right?")
+        target = into / "paas.db"
+        src = sqlite3.connect(source, timeout=30)
+        try:
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst)  # SQLite's online backup: one read transaction, all pages
+            finally:
+                dst.close()
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot copy the database {source}: {exc}") from exc
+        finally:
+            src.close()
+            layout.hold_database_files(settings)  # ours may have been the last connection
+        return target
+    target = into / "paas.dump"
+    url, env = _pg_target(settings)
+    _run(["pg_dump", "--format=custom", "--no-owner", f"--file={target}", f"--dbname={url}"], env, "pg_dump")
+    return target
+
+
+def _pg_target(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The database URL as libpq reads it, its password in the environment (not in argv)."""
+    url = make_url(settings.database_url)
+    if not url.drivername.startswith("postgresql"):
+        raise BackupError(f"backups support SQLite and PostgreSQL, not {url.drivername}")
+    env = dict(os.environ)
+    if url.password is not None:
+        env["PGPASSWORD"] = str(url.password)
+    plain = url.set(drivername="postgresql", password=None)
+    return plain.render_as_string(hide_password=False), env
+
+
+def _run(argv: list[str], env: dict[str, str] | None, what: str) -> str:
+    try:
+        done = subprocess.run(  # noqa: S603  (argument list, no shell)
+            argv, env=env, capture_output=True, text=True, timeout=3600, check=False
+        )
+    except FileNotFoundError:
+        raise BackupError(f"{what}: {argv[0]} is not installed (apt-get install it)") from None
+    except subprocess.TimeoutExpired:
+        raise BackupError(f"{what}: {argv[0]} did not finish within an hour") from None
+    if done.returncode != 0:
+        said = " ".join((done.stderr or done.stdout).split())[-500:]
+        raise BackupError(f"{what} failed (exit {done.returncode}): {said}")
+    return done.stdout
+
+
+def _describe(
+    settings: Settings, docker: DockerEngine, snapshot: Path, with_images: bool
+) -> tuple[dict[str, Any], dict[str, Path], dict[str, str]]:
+    """The manifest, read from the snapshot itself; the volumes and images to add."""
+    engine = (
+        create_engine(f"sqlite:///{snapshot / 'paas.db'}")
+        if settings.default_database
+        else make_engine(settings)
+    )
+    apps: list[dict[str, Any]] = []
+    volumes: dict[str, Path] = {}
+    images: dict[str, str] = {}
+    try:
+        revision = current_revision(engine)
+        with Session(engine) as session:
+            for app in session.exec(select(App).order_by(col(App.name))).all():
+                try:
+                    check_app(app)  # names become paths in the archive
+                    current = live_release(session, app)
+                    if current is not None:
+                        check_release(current, app=app.name)
+                except UntrustedRow as exc:
+                    raise BackupError(f"app {app.name!r} cannot be backed up: {exc}") from exc
+                entry: dict[str, Any] = {"name": app.name, "live": None, "volume": None}
+                if current is not None:
+                    entry["live"] = {
+                        "version": current.version,
+                        "commit": current.commit,
+                        "ref": current.ref,
+                        "image": current.image,
+                    }
+                    if with_images and current.image and docker.image_id(current.image):
+                        images[app.name] = current.image
+                if app.data_path:
+                    volume = data_volume(app.name)
+                    path = docker.volume_path(volume)
+                    if path is not None:
+                        volumes[volume] = path
+                        info = os.stat(path)
+                        entry["volume"] = {
+                            "name": volume,
+                            "uid": info.st_uid,
+                            "gid": info.st_gid,
+                            "mode": stat.S_IMODE(info.st_mode),
+                        }
+                apps.append(entry)
+    finally:
+        engine.dispose()
+    manifest = {
+        "format": FORMAT,
+        "paas_version": version(),
+        "made_at": utcnow().isoformat(timespec="seconds"),
+        "database": "sqlite" if settings.default_database else "postgresql",
+        "revision": revision,
+        "instance": instance_id(settings.data_dir),
+        "paths": {"data_dir": str(settings.data_dir), "letsencrypt": str(settings.letsencrypt_dir)},
+        "apps": apps,
+        "images": sorted(images),
+    }
+    return manifest, volumes, images
+
+
+# the agent's schedule ------------------------------------------------------------------------------
+
+
+def scheduled_backup(settings: Settings, docker: DockerEngine) -> BackupMade:
+    """A backup into PAAS_BACKUP_DIR, the oldest beyond PAAS_BACKUP_KEEP
+    removed; then, with PAAS_BACKUP_RCLONE_REMOTE, copied off the server
+    (the remote keeps the newest PAAS_BACKUP_KEEP too)."""
+    made = make_backup(settings, docker, with_images=settings.backup_with_images)
+    log.info("backup written: %s (%d bytes)", made.path, made.size)
+    for old in prune_backups(settings.backups_dir, settings.backup_keep):
+        log.info("removed the old backup %s", old)
+    remote = settings.backup_rclone_remote
+    if remote:
+        rclone = settings.rclone_bin
+        _run([rclone, "copyto", str(made.path), _remote_path(remote, made.path.name)], None, "rclone copyto")
+        listed = _run([rclone, "lsf", "--files-only", remote], None, "rclone lsf").split()
+        ours = sorted(n for n in listed if n.startswith(NAME_PREFIX) and n.endswith(SUFFIX))
+        for name in ours[: max(0, len(ours) - settings.backup_keep)]:
+            _run([rclone, "deletefile", _remote_path(remote, name)], None, "rclone deletefile")
+        log.info("backup copied to %s", _remote_path(remote, made.path.name))
+    return made
+
+
+def _remote_path(remote: str, name: str) -> str:
+    return f"{remote}{name}" if remote.endswith((":", "/")) else f"{remote}/{name}"
+
+
+def prune_backups(directory: Path, keep: int) -> list[Path]:
+    """Remove the oldest of the timestamped archives in ``directory`` beyond ``keep``."""
+    ours = sorted(p for p in directory.glob(f"{NAME_PREFIX}*{SUFFIX}") if p.is_file() and not p.is_symlink())
+    gone = ours[: max(0, len(ours) - keep)]
+    for path in gone:
+        path.unlink()
+    return gone
+
+
+# restore ---------------------------------------------------------------------------------------------
+
+
+def restore_backup(settings: Settings, docker: DockerEngine, archive: Path) -> Restored:
+    """Put the archive's parts back where ``settings`` say. Everything is
+    checked first: a wrong archive, a server with apps, paas running or a
+    volume that is not empty changes nothing. Then run the migrations and
+    :func:`queue_restored_apps`."""
+    if not archive.is_file():
+        raise BackupError(f"no backup archive at {archive}")
+    _refuse_while_running(settings)
+    with tempfile.TemporaryDirectory(prefix=".restore-", dir=_staging_parent(settings)) as tmp:
+        staging = Path(tmp)
+        # GNU tar: no member lands outside the staging directory (no absolute or .. names,
+        # nothing written through a link); owners and modes kept (root)
+        _run(
+            ["tar", "-x", "-z", "-f", str(archive), "-C", str(staging), f"--exclude={ROOT}/volumes"],
+            None,
+            f"reading {archive}",
+        )
+        part = staging / ROOT
+        manifest = _read_manifest(part, archive)
+        apps = [a["name"] for a in manifest["apps"]]
+        volumes = [a["volume"] for a in manifest["apps"] if a.get("volume")]
+        _refuse_unless_fresh(settings)
+        for volume in volumes:
+            path = docker.volume_path(volume["name"])
+            if path is not None and any(path.iterdir()):
+                raise BackupError(
+                    f"the volume {volume['name']} exists and is not empty: remove it (docker volume rm) first"
+                )
+        keys = crypto.load_keys(part / "keys", private=True)  # refuses a broken archive's keys
+        done = Restored(
+            made_at=manifest["made_at"],
+            made_by=manifest["paas_version"],
+            apps=apps,
+            volumes=[v["name"] for v in volumes],
+            images=list(manifest.get("images") or []),
+        )
+
+        # nothing was changed above; now put everything back
+        layout.prepare(settings)
+        _restore_database(settings, part / "database")
+        crypto.write_keys(settings.keys_dir, keys, web_user=settings.web_account)
+        instance = manifest["instance"]
+        _write_root_file(settings.data_dir / "instance-id", instance + "\n", 0o644)
+        _replace_tree(part / "letsencrypt", settings.letsencrypt_dir)
+        old_le = str(manifest["paths"]["letsencrypt"])
+        if old_le != str(settings.letsencrypt_dir):
+            _repoint_renewals(settings.letsencrypt_dir, old_le)
+        if (part / "logs").is_dir():
+            for app_logs in (part / "logs").iterdir():
+                _replace_tree(app_logs, settings.logs_dir / app_logs.name)
+        if (part / "paas.env").is_file():
+            done.settings_changed = _restore_settings_file(settings, part / "paas.env")
+        for entry in manifest["apps"]:
+            volume = entry.get("volume")
+            if volume:
+                _restore_volume(docker, archive, volume, owned(instance, entry["name"]))
+        for app in done.images:
+            with open(part / "images" / f"{app}.tar", "rb") as fh:
+                docker.load_image(fh)
+        layout.prepare(settings)  # modes and owners of what came back
+    return done
+
+
+def _staging_parent(settings: Settings) -> Path:
+    """Beside the data directory's parts (one filesystem: the parts move by rename)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.data_dir
+
+
+def _refuse_while_running(settings: Settings) -> None:
+    found = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(settings.agent_socket))
+            found.append(f"the agent answers on {settings.agent_socket}")
+        except OSError:
+            pass
+    try:
+        with socket.create_connection((settings.web_host, settings.web_port), timeout=2):
+            found.append(f"something (web?) listens on {settings.web_host}:{settings.web_port}")
+    except OSError:
+        pass
+    if found:
+        raise BackupError(
+            f"paas is running ({'; '.join(found)}): stop it first (systemctl stop paas-agent paas-web, "
+            "or kill the `paas up` process), restore, then start it again (deploy/install.sh does)"
+        )
+
+
+def _read_manifest(part: Path, archive: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((part / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{archive} is not a paas backup (no readable manifest.json: {exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(
+            f"{archive}: unknown backup format {manifest.get('format')!r} (this paas reads {FORMAT})"
+        )
+    revision = manifest.get("revision")
+    if isinstance(revision, str) and revision > head_revision():
+        raise BackupError(
+            f"{archive} was made by paas {manifest.get('paas_version')}, whose database (migration "
+            f"{revision}) is newer than this paas knows ({head_revision()}): install that version or newer"
+        )
+    for entry in manifest.get("apps") or []:
+        check_app_name(entry.get("name"), where=f"{archive}'s manifest")
+        volume = entry.get("volume")
+        if volume and volume.get("name") != data_volume(entry["name"]):
+            raise BackupError(f"{archive}: app {entry['name']}'s volume is named {volume.get('name')!r}")
+    for name in manifest.get("images") or []:
+        if not (part / "images" / f"{name}.tar").is_file():
+            raise BackupError(f"{archive}: the image of {name} is listed but not in the archive")
+    if not isinstance(manifest.get("instance"), str) or not manifest["instance"].isalnum():
+        raise BackupError(f"{archive}: no valid instance id in the manifest")
+    database = "paas.db" if manifest.get("database") == "sqlite" else "paas.dump"
+    if not (part / "database" / database).is_file():
+        raise BackupError(f"{archive}: the database snapshot database/{database} is missing")
+    return manifest
+
+
+def _refuse_unless_fresh(settings: Settings) -> None:
+    """A restore replaces the database: only where it holds no app yet."""
+    if settings.default_database and not (settings.db_dir / "paas.db").exists():
+        return
+    engine = make_engine(settings)
+    try:
+        with session_scope(engine) as session:
+            names = [a.name for a in session.exec(select(App)).all()]
+    except Exception:  # noqa: BLE001  (no schema yet: nothing to lose)
+        names = []
+    finally:
+        engine.dispose()
+        layout.hold_database_files(settings)
+    if names:
+        raise BackupError(
+            f"this server already has apps ({', '.join(sorted(names))}): restore into a fresh installation "
+            "(or delete them first: paas apps delete)"
+        )
+
+
+def _restore_database(settings: Settings, staged: Path) -> None:
+    if settings.default_database:
+        snapshot = staged / "paas.db"
+        if not snapshot.is_file():
+            raise BackupError("the archive holds a PostgreSQL dump: set PAAS_DATABASE_URL to restore it")
+        for name in layout.DATABASE_FILES[1:]:
+            (settings.db_dir / name).unlink(missing_ok=True)
+        target = settings.db_dir / "paas.db"
+        restoring = settings.db_dir / ".paas.db.restoring"
+        shutil.copyfile(snapshot, restoring)
+        os.replace(restoring, target)
+        layout.hold_database_files(settings)
+        return
+    dump = staged / "paas.dump"
+    if not dump.is_file():
+        raise BackupError("the archive holds a SQLite database: unset PAAS_DATABASE_URL to restore it")
+    url, env = _pg_target(settings)
+    _run(
+        ["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(dump)],
+        env,
+        "pg_restore",
+    )
+
+
+def _write_root_file(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.restoring")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    """``target`` becomes ``source`` (moved: the staging directory is on its filesystem)."""
+    if not source.exists():
+        return
+    if os.path.lexists(target):
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(source), str(target))
+
+
+def _repoint_renewals(letsencrypt: Path, old: str) -> None:
+    """certbot's renewal files name their directories in full: the old server's."""
+    for conf in (letsencrypt / "renewal").glob("*.conf"):
+        text = conf.read_text(encoding="utf-8")
+        conf.write_text(text.replace(old, str(letsencrypt)), encoding="utf-8")
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name and not name.startswith("#"):
+            found[name.strip()] = value
+    return found
+
+
+def _restore_settings_file(settings: Settings, staged: Path) -> list[str]:
+    """The archive's settings, except those that describe this machine; the
+    file replaced is kept beside it. Returns the names whose values changed."""
+    restored = staged.read_text(encoding="utf-8")
+    target = settings.env_file
+    current = target.read_text(encoding="utf-8") if target.is_file() else ""
+    here, there = _parse_env(current), _parse_env(restored)
+    lines = [
+        line
+        for line in restored.splitlines()
+        if line.partition("=")[0].strip() not in MACHINE_SETTINGS or line.lstrip().startswith("#")
+    ]
+    lines += [f"{k}={v}" for k, v in here.items() if k in MACHINE_SETTINGS]
+    changed = sorted(
+        k for k in set(here) | set(there) if k not in MACHINE_SETTINGS and here.get(k) != there.get(k)
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file():
+        shutil.copy2(target, target.with_name(f"{target.name}.before-restore"))
+    _write_root_file(target, "\n".join(lines) + "\n", 0o640)
+    if os.geteuid() == 0:
+        os.chown(target, 0, layout.web_ids(settings)[1])
+    return changed
+
+
+def _restore_volume(
+    docker: DockerEngine, archive: Path, volume: dict[str, Any], labels: dict[str, str]
+) -> None:
+    """The volume made (with this installation's labels) and its files put
+    back as they were, owners and modes too, read straight from the archive."""
+    name = volume["name"]
+    path = docker.volume_path(name, labels)
+    assert path is not None
+    _run(
+        [
+            "tar",
+            "-x",
+            "-z",
+            "-f",
+            str(archive),
+            "-C",
+            str(path),
+            "--strip-components=3",
+            f"{ROOT}/volumes/{name}",
+        ],
+        None,
+        f"restoring the volume {name}",
+    )
+    os.chown(path, int(volume["uid"]), int(volume["gid"]))
+    os.chmod(path, int(volume["mode"]))
+
+
+def queue_restored_apps(settings: Settings, docker: DockerEngine) -> list[str]:
+    """After the migrations: fail what was running when the backup was made
+    (its agent is gone), and queue each app's live release: started again
+    from its image when the engine has it, else rebuilt from its commit.
+    Returns one line per app."""
+    said = []
+    engine = make_engine(settings)
+    try:
+        with session_scope(engine) as session:
+            for job in session.exec(select(Job).where(col(Job.state) == JobState.running)).all():
+                job.state, job.error, job.finished_at = (
+                    JobState.failed,
+                    "interrupted: restored from a backup",
+                    utcnow(),
+                )
+                session.add(job)
+            for dep in session.exec(
+                select(Deployment).where(col(Deployment.status) == DeploymentStatus.running)
+            ).all():
+                dep.status, dep.finished_at = DeploymentStatus.failed, utcnow()
+                dep.error = f"{dep.step or 'deploy'}: interrupted: restored from a backup"
+                session.add(dep)
+            for app in session.exec(select(App).order_by(col(App.name))).all():
+                current = live_release(session, app)
+                if current is None:
+                    said.append(f"{app.name}: no live release (deploy it when you like)")
+                    continue
+                if current.image and docker.image_id(current.image):
+                    payload = {
+                        "trigger": RESTORE_TRIGGER,
+                        "actor": "restore",
+                        "source_version": current.version,
+                        "run_release": False,
+                    }
+                    queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
+                    said.append(f"{app.name}: v{current.version} starts again from its image")
+                else:
+                    payload = {
+                        "ref": current.ref or f"refs/heads/{app.branch}",
+                        "commit": current.commit,
+                        "message": f"restored from a backup: v{current.version}",
+                        "trigger": RESTORE_TRIGGER,
+                        "actor": "restore",
+                    }
+                    queue.enqueue(session, kind=queue.DEPLOY, app=app, payload=payload)
+                    said.append(
+                        f"{app.name}: v{current.version} is rebuilt from commit {current.commit[:12]}"
+                    )
+    finally:
+        engine.dispose()
+        layout.hold_database_files(settings)
+    return said
