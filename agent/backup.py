@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -50,6 +49,7 @@ from sqlmodel import Session, col, select
 
 from agent.docker_engine import DockerEngine
 from agent.plan import data_volume, owned
+from agent.probe import connects, connects_unix
 from paas import crypto, layout, queue
 from paas.db import current_revision, head_revision, make_engine, session_scope
 from paas.errors import PaasError
@@ -428,18 +428,10 @@ def _staging_parent(settings: Settings) -> Path:
 
 def _refuse_while_running(settings: Settings) -> None:
     found = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2)
-        try:
-            sock.connect(str(settings.agent_socket))
-            found.append(f"the agent answers on {settings.agent_socket}")
-        except OSError:
-            pass
-    try:
-        with socket.create_connection((settings.web_host, settings.web_port), timeout=2):
-            found.append(f"something (web?) listens on {settings.web_host}:{settings.web_port}")
-    except OSError:
-        pass
+    if connects_unix(settings.agent_socket, timeout=2):
+        found.append(f"the agent answers on {settings.agent_socket}")
+    if connects(settings.web_host, settings.web_port, timeout=2):
+        found.append(f"something (web?) listens on {settings.web_host}:{settings.web_port}")
     if found:
         raise BackupError(
             f"paas is running ({'; '.join(found)}): stop it first (systemctl stop paas-agent paas-web, "

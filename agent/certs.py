@@ -56,80 +56,13 @@ PREFLIGHT_DIR = ".well-known/acme-challenge"
 Runner = Callable[..., commands.CommandResult]
 
 
-class CertManager:
-    def __init__(
-        self,
-        settings: Settings,
-        db: Engine,
-        nginx: NginxSites,
-        sites: Sites,
-        *,
-        runner: Runner = commands.run,
-    ) -> None:
+class Preflight:
+    """Is a hostname ready for an HTTP-01 challenge? DNS points here, and
+    port 80 serves a token we just wrote; asks nothing of the CA (the
+    certificate manager's first step, and `paas doctor`'s)."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = db
-        self.nginx = nginx  # reloaded after a renewal (same files, new contents)
-        self.sites = sites  # re-rendered when a certificate is new
-        self._run = runner
-
-    # the scheduled job -----------------------------------------------------------
-
-    def run_once(self) -> None:
-        with session_scope(self.db) as session:
-            ensure_defaults(session, self.settings)
-            apps = {a.id: a.name for a in session.exec(select(App).where(App.state == "active")).all()}
-            domains = [(d.id, d.hostname, d.app_id) for d in session.exec(select(Domain)).all()]
-        for name in sorted(apps.values()):
-            self.sites.refresh_app(name)
-        self.sites.refresh_control()
-        issued: dict[int | None, list[str]] = {}
-        for domain_id, hostname, app_id in domains:
-            if app_id is not None and app_id not in apps:
-                continue
-            try:
-                check_hostname(hostname, where=f"domain {domain_id}")
-            except UntrustedRow as exc:
-                log.error("no certificate work: %s", exc)
-                continue
-            if self._work_on(domain_id, hostname, app_id):
-                issued.setdefault(app_id, []).append(hostname)
-        for app_id, hostnames in issued.items():
-            if app_id is None:
-                self.sites.refresh_control()
-            else:
-                self.sites.refresh_app(apps[app_id])
-            for hostname in hostnames:  # HTTPS switched on: is it the certificate we just got?
-                self.check_served(hostname)
-
-    def _work_on(self, domain_id: int | None, hostname: str, app_id: int | None) -> bool:
-        """Check, request or renew one certificate; True when a new one was
-        issued and nginx should switch HTTPS on (a renewal reloads here)."""
-        now = utcnow()
-        with session_scope(self.db) as session:
-            domain = session.get(Domain, domain_id)
-            if domain is None:
-                return False
-            if not self.settings.acme:
-                if domain.cert_state != CertState.disabled:
-                    domain.cert_state, domain.cert_error = CertState.disabled, "PAAS_ACME is off"
-                    session.add(domain)
-                return False
-            if app_id is not None and not self._live(session, app_id):
-                return False  # no site serves it yet: nothing could answer the challenge
-            state, expires, next_at = domain.cert_state, domain.cert_expires_at, domain.next_attempt_at
-        if next_at is not None and next_at > now:
-            return False  # backing off after a CA failure (a failed renewal too)
-        renew = False
-        if state == CertState.issued:
-            if expires is None or expires - timedelta(days=self.settings.cert_renew_days) > now:
-                return False
-            renew = True
-        if not renew:
-            problem = self.preflight(hostname)
-            if problem is not None:
-                self._record(domain_id, state=problem[0], error=problem[1], checked=True)
-                return False
-        return self._request(domain_id, hostname, renew=renew)
 
     # preflight ---------------------------------------------------------------------
 
@@ -215,6 +148,82 @@ class CertManager:
     def public_addresses(self) -> set[str]:
         """PAAS_PUBLIC_IPS (checked when settings load), or empty: then only the token check decides."""
         return {item for item in self.settings.public_ips.split(",") if item}
+
+
+class CertManager(Preflight):
+    def __init__(
+        self,
+        settings: Settings,
+        db: Engine,
+        nginx: NginxSites,
+        sites: Sites,
+        *,
+        runner: Runner = commands.run,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.nginx = nginx  # reloaded after a renewal (same files, new contents)
+        self.sites = sites  # re-rendered when a certificate is new
+        self._run = runner
+
+    # the scheduled job -----------------------------------------------------------
+
+    def run_once(self) -> None:
+        with session_scope(self.db) as session:
+            ensure_defaults(session, self.settings)
+            apps = {a.id: a.name for a in session.exec(select(App).where(App.state == "active")).all()}
+            domains = [(d.id, d.hostname, d.app_id) for d in session.exec(select(Domain)).all()]
+        for name in sorted(apps.values()):
+            self.sites.refresh_app(name)
+        self.sites.refresh_control()
+        issued: dict[int | None, list[str]] = {}
+        for domain_id, hostname, app_id in domains:
+            if app_id is not None and app_id not in apps:
+                continue
+            try:
+                check_hostname(hostname, where=f"domain {domain_id}")
+            except UntrustedRow as exc:
+                log.error("no certificate work: %s", exc)
+                continue
+            if self._work_on(domain_id, hostname, app_id):
+                issued.setdefault(app_id, []).append(hostname)
+        for app_id, hostnames in issued.items():
+            if app_id is None:
+                self.sites.refresh_control()
+            else:
+                self.sites.refresh_app(apps[app_id])
+            for hostname in hostnames:  # HTTPS switched on: is it the certificate we just got?
+                self.check_served(hostname)
+
+    def _work_on(self, domain_id: int | None, hostname: str, app_id: int | None) -> bool:
+        """Check, request or renew one certificate; True when a new one was
+        issued and nginx should switch HTTPS on (a renewal reloads here)."""
+        now = utcnow()
+        with session_scope(self.db) as session:
+            domain = session.get(Domain, domain_id)
+            if domain is None:
+                return False
+            if not self.settings.acme:
+                if domain.cert_state != CertState.disabled:
+                    domain.cert_state, domain.cert_error = CertState.disabled, "PAAS_ACME is off"
+                    session.add(domain)
+                return False
+            if app_id is not None and not self._live(session, app_id):
+                return False  # no site serves it yet: nothing could answer the challenge
+            state, expires, next_at = domain.cert_state, domain.cert_expires_at, domain.next_attempt_at
+        if next_at is not None and next_at > now:
+            return False  # backing off after a CA failure (a failed renewal too)
+        renew = False
+        if state == CertState.issued:
+            if expires is None or expires - timedelta(days=self.settings.cert_renew_days) > now:
+                return False
+            renew = True
+        if not renew:
+            problem = self.preflight(hostname)
+            if problem is not None:
+                self._record(domain_id, state=problem[0], error=problem[1], checked=True)
+                return False
+        return self._request(domain_id, hostname, renew=renew)
 
     # the CA ----------------------------------------------------------------------------
 

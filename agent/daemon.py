@@ -25,6 +25,7 @@ from agent.docker_engine import DockerEngine, EngineError
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
 from agent.plan import owned
+from agent.retention import prune_release_logs
 from agent.sites import Sites
 from agent.socket_api import LiveServer, create_live_app
 from agent.source import SourceCache
@@ -35,7 +36,7 @@ from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
 from paas.settings import Settings
-from paas.trust import UntrustedRow, check_app, check_job, check_release
+from paas.trust import UntrustedRow, check_app, check_app_name, check_job, check_release
 
 __all__ = ["Agent"]
 
@@ -148,19 +149,34 @@ class Agent:
 
     def cleanup(self) -> None:
         """Scheduled: remove images beyond the last N successful releases of
-        every app (their build layers go with them) and stale build
-        directories. Touches only what carries this installation's labels;
-        skips an app while a job of it runs."""
+        every app (their build layers go with them), release logs beyond
+        PAAS_KEEP_RELEASE_LOGS, and stale build directories; skips an app
+        while a job of it runs. Touches only what carries this installation's
+        labels, but for dangling images (untagged: the layers a failed build
+        left), which go after an hour, whoever's they were."""
         with session_scope(self.db) as session:
             busy = set(session.exec(select(Job.app_id).where(col(Job.state) == JobState.running)).all())
-            apps = [(a.id, a.name) for a in session.exec(select(App).where(App.state == "active")).all()]
-        for app_id, name in apps:
+            apps = []
+            for a in session.exec(select(App).where(App.state == "active")).all():
+                current = live_release(session, a)
+                apps.append((a.id, a.name, current.version if current else None))
+        for app_id, name, live in apps:
             if app_id in busy:
                 continue
             try:
+                check_app_name(name)  # it becomes a path
                 self.pipeline.prune_images(name)
+                prune_release_logs(
+                    self.settings.logs_dir, name, keep=self.settings.keep_release_logs, live=live
+                )
             except Exception:  # noqa: BLE001  (one app's trouble must not stop the others)
                 log.exception("clean-up of %s failed", name)
+        try:
+            count, reclaimed = self.docker.prune_dangling_images(older_than="1h")
+            if count:
+                log.info("removed %d dangling image(s) (%d MiB)", count, reclaimed // 2**20)
+        except EngineError as exc:
+            log.error("could not remove dangling images: %s", exc)
         builds = self.settings.builds_dir
         if builds.is_dir():
             with self._lock:

@@ -90,6 +90,14 @@ class DockerEngine:
         except DockerException as exc:
             raise EngineError(f"the Docker engine does not answer: {exc}") from exc
 
+    def describe(self) -> tuple[str, str]:
+        """The engine's version and where it keeps its data (DockerRootDir)."""
+        try:
+            info = self._client.info()
+        except DockerException as exc:
+            raise EngineError(f"the Docker engine does not answer: {exc}") from exc
+        return str(info.get("ServerVersion", "?")), str(info.get("DockerRootDir", ""))
+
     # images -----------------------------------------------------------------
 
     def build(
@@ -248,6 +256,16 @@ class DockerEngine:
             if exc.status_code == 409:  # in use by a container
                 return False
             raise EngineError(_explain(exc)) from exc
+
+    def prune_dangling_images(self, *, older_than: str) -> tuple[int, int]:
+        """``docker image prune`` of untagged images made longer than
+        ``older_than`` ago (a build running now keeps its layers); returns how
+        many went and the bytes freed."""
+        try:
+            done = self._client.images.prune(filters={"dangling": True, "until": older_than})
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        return len(done.get("ImagesDeleted") or []), int(done.get("SpaceReclaimed") or 0)
 
     def save_image(self, ref: str, into: BinaryIO) -> None:
         """Write ``ref`` as ``docker save`` does (tagged), streamed into ``into``."""

@@ -1,6 +1,8 @@
 """Which images an app keeps: those of its last PAAS_KEEP_RELEASES successful
 releases, of its live release and of any deploy in flight. A release reuses
-its base's image, so an image is kept while any kept release names it.
+its base's image, so an image is kept while any kept release names it. And
+which release logs: those of its newest PAAS_KEEP_RELEASE_LOGS releases
+(whatever their outcome) and of the live one.
 
 ``images_to_remove`` decides (pure, tested by equality); ``prune_images``
 asks the database what is kept, deletes the rest and marks the releases that
@@ -9,8 +11,10 @@ named a removed image as no longer rollback-able.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -20,7 +24,14 @@ from agent.plan import owned
 from paas.db import session_scope
 from paas.models import App, Deployment, DeploymentStatus
 
-__all__ = ["Kept", "images_to_remove", "kept_releases", "prune_images"]
+__all__ = [
+    "Kept",
+    "images_to_remove",
+    "kept_releases",
+    "logs_to_remove",
+    "prune_images",
+    "prune_release_logs",
+]
 
 Image = tuple[str, list[str], dict[str, str]]  # id, tags, labels (DockerEngine.images)
 
@@ -91,3 +102,26 @@ def _mark_pruned(db: Engine, app_id: int | None, refs: list[str]) -> None:
         ).all():
             dep.image_pruned = True
             session.add(dep)
+
+
+_LOG_NAME = re.compile(r"v([1-9][0-9]{0,18})\.log")
+
+
+def logs_to_remove(versions: list[int], *, keep: int, live: int | None) -> list[int]:
+    """The versions whose log goes: all but the newest ``keep`` and the live one."""
+    newest = sorted(versions, reverse=True)[:keep]
+    return sorted(v for v in versions if v not in newest and v != live)
+
+
+def prune_release_logs(logs_dir: Path, app: str, *, keep: int, live: int | None) -> list[int]:
+    """Remove the app's release logs beyond the newest ``keep`` (the live
+    release's stays); returns their versions."""
+    directory = logs_dir / app
+    try:
+        names = [m for p in directory.iterdir() if (m := _LOG_NAME.fullmatch(p.name))]
+    except FileNotFoundError:
+        return []
+    gone = logs_to_remove([int(m[1]) for m in names], keep=keep, live=live)
+    for version in gone:
+        (directory / f"v{version}.log").unlink(missing_ok=True)
+    return gone

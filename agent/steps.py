@@ -32,7 +32,7 @@ from agent.health import HealthCheck, Unhealthy, wait_healthy
 from agent.nginx import NginxError, NginxSites, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.releases import Releases
-from agent.retention import prune_images
+from agent.retention import prune_images, prune_release_logs
 from agent.sites import app_site_for
 from agent.source import SourceCache
 from paas import queue
@@ -447,6 +447,9 @@ def retire(doors: Doors, a: Attempt) -> None:
     prune_images(
         doors.db, doors.docker, instance=doors.instance, app=app, keep=s.keep_releases, on_line=dlog.line
     )
+    gone = prune_release_logs(s.logs_dir, app, keep=s.keep_release_logs, live=a.version)
+    if gone:
+        dlog.line(f"removed the logs of {', '.join(f'v{v}' for v in gone)} (PAAS_KEEP_RELEASE_LOGS)")
 
 
 STEPS: dict[str, Step] = {

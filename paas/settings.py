@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(default=30, ge=5)
     poll_seconds: float = Field(default=0.5, gt=0)
     keep_releases: int = Field(default=10, ge=1)
+    keep_release_logs: int = Field(default=50, ge=1)  # build and release logs, per app
     cleanup_interval_seconds: int = Field(default=3600, ge=10)  # the agent's scheduled clean-up
     drain_seconds: float = Field(default=5.0, ge=0)
     stop_timeout: int = Field(default=10, ge=0)

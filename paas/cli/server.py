@@ -381,3 +381,33 @@ def restore(
         "as the agent works through them. Point DNS at this server; the API tokens, webhook secrets "
         "and web UI users are the backup's."
     )
+
+
+@app.command()
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check what usually goes wrong (engine, nginx, web and agent, DNS, ports 80
+    and 443 from outside, disk, file modes, clock, certificates, backups) and
+    say how to fix each; exits 1 when something fails."""
+    from rich.markup import escape
+
+    from agent.doctor import FAIL, WARN, run_checks
+
+    read_settings_file()
+    checks = run_checks(load_settings())
+    failed = [c for c in checks if c.status == FAIL]
+    if as_json:
+        print_json([c.as_dict() for c in checks])
+    else:
+        marks = {FAIL: "[red]FAIL[/red]", WARN: "[yellow]warn[/yellow]"}
+        for c in checks:
+            mark = marks.get(c.status, "[green] ok [/green]")
+            out.print(f"{mark}  {escape(c.name)}: {escape(c.detail)}", highlight=False)
+            if c.fix and c.status != "ok":
+                out.print(f"      fix: {escape(c.fix)}", highlight=False)
+        out.print(
+            f"{len(failed)} failed, {sum(c.status == WARN for c in checks)} to look at, "
+            f"{sum(c.status == 'ok' for c in checks)} ok",
+            highlight=False,
+        )
+    if failed:
+        raise typer.Exit(1)

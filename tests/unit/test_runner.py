@@ -22,7 +22,7 @@ from agent.docker_engine import ContainerInfo, EngineError, OneOffResult
 from agent.health import Unhealthy
 from agent.nginx import NginxError, SiteSpec
 from agent.pipeline import DeployResult, Pipeline
-from agent.retention import Kept, images_to_remove
+from agent.retention import Kept, images_to_remove, logs_to_remove, prune_release_logs
 from agent.source import CommitInfo, SourceError
 from agent.steps import STEPS, steps_for
 from paas import queue, services
@@ -398,6 +398,19 @@ def test_images_to_remove_keeps_what_a_kept_release_names() -> None:
     ]
     assert images_to_remove(kept, images) == [["paas/shop:v2"], ["sha256:d"]]
     assert images_to_remove(Kept(frozenset(), frozenset()), []) == []
+
+
+def test_release_logs_beyond_the_newest_go_but_the_live_ones_stays(tmp_path: Path) -> None:
+    assert logs_to_remove([1, 2, 3, 4, 5], keep=2, live=5) == [1, 2, 3]
+    assert logs_to_remove([1, 2, 3, 4, 5], keep=2, live=1) == [2, 3]  # rolled back to v1
+    assert logs_to_remove([3, 1], keep=5, live=None) == []
+    logs = tmp_path / "shop"
+    logs.mkdir()
+    for name in ("v1.log", "v2.log", "v3.log", "v10.log", "notes.txt", "v01.log"):
+        (logs / name).write_text("x")
+    assert prune_release_logs(tmp_path, "shop", keep=2, live=2) == [1]
+    assert sorted(p.name for p in logs.iterdir()) == ["notes.txt", "v01.log", "v10.log", "v2.log", "v3.log"]
+    assert prune_release_logs(tmp_path, "gone", keep=2, live=None) == []
 
 
 def test_an_env_release_queued_behind_a_deploy_runs_only_if_it_has_work(rig: Rig) -> None:

@@ -43,6 +43,11 @@ def release_log(
     session.commit()  # end the transaction (SQLite: the write lock) before a long answer
     if not follow or dep is None or dep.id is None:
         if not path.is_file():
+            if dep is not None and dep.finished_at is not None:
+                raise NotFound(
+                    f"the log of {name} v{version} was removed: the newest {settings.keep_release_logs} "
+                    "are kept (PAAS_KEEP_RELEASE_LOGS)"
+                )
             raise NotFound(f"no log for {name} v{version}")
         return PlainTextResponse(path.read_text(encoding="utf-8", errors="replace"))
     return StreamingResponse(
