@@ -284,14 +284,22 @@ class Agent:
         with session_scope(self.db) as session:
             expired = queue.recover_expired(session)
             for job in expired:
-                log.warning("job %s (%s %s): lease expired; failed", job.id, job.kind, job.app_name)
-                if job.deployment_id:
-                    dep = session.get(Deployment, job.deployment_id)
-                    if dep is not None and dep.status == DeploymentStatus.running:
-                        dep.status = DeploymentStatus.failed
-                        dep.error = f"{dep.step or 'deploy'}: {job.error}"
-                        dep.finished_at = utcnow()
-                        session.add(dep)
+                dep = session.get(Deployment, job.deployment_id) if job.deployment_id else None
+                if dep is not None and dep.status == DeploymentStatus.running:
+                    dep.status = DeploymentStatus.failed
+                    dep.error = f"{dep.step or 'deploy'}: {job.error}"
+                    dep.finished_at = utcnow()
+                    session.add(dep)
+                elif dep is not None and dep.status == DeploymentStatus.succeeded:
+                    # it went live (the switch) before its agent died: reconcile ends the retire
+                    job.state = JobState.done
+                    job.error = (
+                        f"v{dep.version} is live; its agent stopped while retiring the previous release "
+                        "(recovery removes what is left of it)"
+                    )
+                    dep.finished_at = dep.finished_at or utcnow()
+                    session.add_all([job, dep])
+                log.warning("job %s (%s %s): lease expired; %s", job.id, job.kind, job.app_name, job.state)
             names = sorted({j.app_name for j in expired})
         for name in names:
             self.reconcile_app(name)
@@ -330,23 +338,30 @@ class Agent:
         if busy is not None:
             return  # a live job owns this app's containers right now
         keep = str(current.id) if current else None
-        for c in self.docker.containers(owned(self.instance, name)):
-            if c.labels.get("paas.deployment") != keep:
-                log.info("removing leftover container %s", c.name)
-                self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
-        if current is None or not (current.upstreams or current.host_port):
-            return  # no live release with web containers
-
-        for cname in current.containers:
-            info = self.docker.container(cname)
-            if info is None:
-                log.error(
-                    "app %s: container %s of the live release v%s is missing", name, cname, current.version
-                )
-            elif info.status != "running":
-                try:
-                    self.docker.start_existing(cname)
-                    log.info("restarted %s", cname)
-                except EngineError as exc:
-                    log.error("app %s: cannot restart %s: %s", name, cname, exc)
-        self.sites.refresh_app(name)
+        leftovers = [
+            c
+            for c in self.docker.containers(owned(self.instance, name))
+            if c.labels.get("paas.deployment") != keep
+        ]
+        if current is not None and (current.upstreams or current.host_port):  # web containers live
+            for cname in current.containers:
+                info = self.docker.container(cname)
+                if info is None:
+                    log.error(
+                        "app %s: container %s of the live release v%s is missing",
+                        name,
+                        cname,
+                        current.version,
+                    )
+                elif info.status != "running":
+                    try:
+                        self.docker.start_existing(cname)
+                        log.info("restarted %s", cname)
+                    except EngineError as exc:
+                        log.error("app %s: cannot restart %s: %s", name, cname, exc)
+            # nginx back on the live release before anything else goes: an agent that died
+            # mid-switch may have left it routing to a dead attempt's containers
+            self.sites.refresh_app(name)
+        for c in leftovers:
+            log.info("removing leftover container %s", c.name)
+            self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
