@@ -53,6 +53,17 @@ def _nginx_base(nginx_bin: str, main_conf: Path | None) -> list[str]:
     return [nginx_bin] if main_conf is None else [nginx_bin, "-c", str(main_conf)]
 
 
+def nginx_start_args(nginx_bin: str, main_conf: Path | None) -> list[str]:
+    return _nginx_base(nginx_bin, main_conf)
+
+
+def systemd_is_init() -> bool:
+    try:
+        return Path("/proc/1/comm").read_text(encoding="ascii").strip() == "systemd"
+    except OSError:
+        return False
+
+
 def nginx_test_args(nginx_bin: str, main_conf: Path | None) -> list[str]:
     return [*_nginx_base(nginx_bin, main_conf), "-t", "-q"]
 

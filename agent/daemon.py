@@ -104,6 +104,14 @@ class Agent:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            self.watch_nginx,
+            "interval",
+            seconds=self.settings.nginx_check_seconds,
+            id="nginx",
+            max_instances=1,
+            coalesce=True,
+        )
         if self.settings.backup_schedule:
             from apscheduler.triggers.cron import CronTrigger
 
@@ -185,6 +193,21 @@ class Agent:
                 for leftover in builds.iterdir():
                     shutil.rmtree(leftover, ignore_errors=True)
         log.info("clean-up done for %d app(s)", len(apps))
+
+    def watch_nginx(self) -> None:
+        """Scheduled: nginx stopped answering (killed, crashed, stopped by
+        hand): start it again, then make every paas site match the database."""
+        if self.nginx.answers():
+            return
+        port = self.settings.http_port
+        log.error("nginx does not answer on port %s: every app is down; starting it", port)
+        try:
+            self.nginx.start()
+        except NginxError as exc:
+            log.error("could not start nginx: %s", exc)
+            return
+        log.warning("nginx started again")
+        self.reconcile()
 
     def backup(self) -> None:
         """Scheduled (PAAS_BACKUP_SCHEDULE): agent/backup.py's scheduled_backup."""

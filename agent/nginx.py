@@ -286,6 +286,26 @@ class NginxSites:
             f"does nginx include {self._dir}/*.conf?"
         )
 
+    def answers(self) -> bool:
+        """Whether nginx accepts connections on paas's HTTP port."""
+        s = self._settings
+        return probe.connects(s.listen_address or "127.0.0.1", s.http_port, timeout=2)
+
+    def start(self) -> None:
+        """Start nginx, checked first: systemd's unit when systemd runs the
+        system nginx, else the binary (it daemonizes and reads every paas
+        site from the configuration directory)."""
+        s = self._settings
+        test = self._run(commands.nginx_test_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
+        if not test.ok:
+            raise NginxError(f"nginx -t failed: {test.output.strip()}")
+        if s.nginx_main_conf is None and commands.systemd_is_init():
+            started = self._run(["systemctl", "start", "nginx"], timeout=60)
+        else:
+            started = self._run(commands.nginx_start_args(s.nginx_bin, s.nginx_main_conf), timeout=60)
+        if not started.ok:
+            raise NginxError(f"nginx did not start: {started.output.strip()}")
+
     def _check_and_reload(self) -> None:
         s = self._settings
         test = self._run(commands.nginx_test_args(s.nginx_bin, s.nginx_main_conf), timeout=30)

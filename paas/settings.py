@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     keep_releases: int = Field(default=10, ge=1)
     keep_release_logs: int = Field(default=50, ge=1)  # build and release logs, per app
     cleanup_interval_seconds: int = Field(default=3600, ge=10)  # the agent's scheduled clean-up
+    nginx_check_seconds: int = Field(default=2, ge=1)  # the agent starts nginx again when it stops answering
     drain_seconds: float = Field(default=5.0, ge=0)
     stop_timeout: int = Field(default=10, ge=0)
     release_timeout: int = Field(default=600, ge=1)

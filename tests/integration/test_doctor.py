@@ -39,6 +39,7 @@ def doctor_stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx, pebble:
         PAAS_DNS_RESOLVER=pebble.dns,
         PAAS_PUBLIC_IPS=LOOPBACK,
         PAAS_HTTPS_PORT=str(free_port()),
+        PAAS_NGINX_CHECK_SECONDS="3600",  # the test stops nginx, and the agent must not start it meanwhile
     )
     paas.start()
     yield paas

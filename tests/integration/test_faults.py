@@ -1,4 +1,6 @@
-"""Faults survived, with a load client on the live app counting failures.
+"""Faults survived, with a load client on the live app counting failures:
+the agent killed at each step of a deploy, nginx killed, dockerd restarted
+(a reboot is in test_install.py, through install.sh's boot path).
 
 The agent is SIGKILLed as each step of a deploy begins (caught as in
 test_env_race.py: frozen outside a write, at that step, then killed).
@@ -18,12 +20,15 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
+import httpx
 import pytest
 
 from tests.integration.agent_steps import STEPS, agent_frozen_at
-from tests.integration.harness import GitRemote, LoadClient, Nginx, Stack
+from tests.integration.harness import GitRemote, LoadClient, Nginx, Stack, restart_docker_engine
+from tests.integration.installs import children
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +82,7 @@ def _running_jobs(stack: Stack) -> int:
         return int(db.execute("SELECT count(*) FROM job WHERE state = 'running'").fetchone()[0])
 
 
-def _settled(stack: Stack, app: str, since: float) -> dict[str, object]:
+def _settled(stack: Stack, app: str, since: float) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     """Wait (at most RECOVERY_BOUND from ``since``) until no job runs, no
     release is running, every container of the app is the live release's
     (nothing of a dead attempt) and nginx serves the live release."""
@@ -96,7 +101,7 @@ def _settled(stack: Stack, app: str, since: float) -> dict[str, object]:
         else:
             served = {stack.get_app(app).json().get("version") for _ in range(6)}
             if served == {f"k{live}"}:
-                return {"info": info, "releases": releases, "seconds": time.monotonic() - since}
+                return info, releases, time.monotonic() - since
             last = f"served {served}, live v{live}"
         time.sleep(0.2)
     raise AssertionError(f"{app} did not settle within {RECOVERY_BOUND} s of the restart: {last}")
@@ -123,10 +128,9 @@ def test_the_agent_killed_at_each_step_recovers_and_the_app_never_fails(
             assert stack.proc.wait(timeout=90) != 0  # the supervisor stopped web and said why
             restarted = time.monotonic()
             stack.start()
-            settled = _settled(stack, app, restarted)
-            took[step] = settled["seconds"]
-            live = settled["info"]["current_version"]  # type: ignore[index]
-            killed = next(r for r in settled["releases"] if r["version"] == version)  # type: ignore[union-attr]
+            info, releases, took[step] = _settled(stack, app, restarted)
+            live = info["current_version"]
+            killed = next(r for r in releases if r["version"] == version)
             if step == "retire":  # live since the switch
                 assert live == version and killed["status"] == "succeeded", (step, killed)
             elif step != "switch":  # nginx never saw it
@@ -143,3 +147,86 @@ def test_the_agent_killed_at_each_step_recovers_and_the_app_never_fails(
         + f"; app: {load.report.total} requests, {len(load.report.failures)} failed"
     )
     assert load.report.failures == [], load.report.failures[:5]
+
+
+def test_nginx_killed_is_started_again_by_the_agent_with_every_site(
+    fault_stack: Stack, tmp_path: Path
+) -> None:
+    stack, app = fault_stack, "nginxdies"
+    (tmp_path / "git").mkdir()
+    repo = GitRemote(tmp_path / "git")
+    repo.commit(_files(1), "v1")
+    stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
+    assert "is live" in stack.paas("deploy", app, "--wait").stdout
+    master = int((stack.nginx.root / "nginx.pid").read_text())
+    with LoadClient(stack.nginx.port, f"{app}.{stack.domain}", max_seconds=120) as load:
+        time.sleep(0.5)
+        doomed = [master, *children(master)]
+        for pid in doomed:  # master and workers at once, as the OOM killer or a crash would
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        while _version(stack, app) != "k1":
+            assert time.monotonic() - killed < 30, "the agent did not start nginx within 30 s"
+            time.sleep(0.05)
+        back = time.monotonic() - killed
+        served_before = load.report.versions.get("k1", 0)
+        time.sleep(1)
+    assert load.report.versions.get("k1", 0) > served_before  # the load client is served again too
+    assert _nginx_pid(stack) not in (None, master)
+    failed = len(load.report.failures)
+    print(
+        f"\nnginx killed: served again after {back:.1f} s; "
+        f"{failed} of {load.report.total} requests failed meanwhile"
+    )
+    assert back < 2 + 10  # PAAS_NGINX_CHECK_SECONDS (2) and the start
+    assert "nginx started again" in stack.log_path.read_text()
+
+
+def _version(stack: Stack, app: str) -> str | None:
+    try:
+        answer = stack.get_app(app)
+    except httpx.HTTPError:
+        return None
+    return str(answer.json().get("version")) if answer.status_code == 200 else None
+
+
+def _nginx_pid(stack: Stack) -> int | None:
+    try:
+        pid = int((stack.nginx.root / "nginx.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def test_dockerd_restarted_the_apps_come_back_by_themselves(fault_stack: Stack, tmp_path: Path) -> None:
+    """dockerd stopped and started again (an upgrade of docker.io, say):
+    the live containers come back by their restart policy on the ports
+    nginx routes to, and the agent deploys as before."""
+    stack, app = fault_stack, "enginegone"
+    (tmp_path / "git").mkdir()
+    repo = GitRemote(tmp_path / "git")
+    repo.commit(_files(1), "v1")
+    stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
+    assert "is live" in stack.paas("deploy", app, "--wait").stdout
+    with LoadClient(stack.nginx.port, f"{app}.{stack.domain}", max_seconds=300) as load:
+        stopped = time.monotonic()
+        away = restart_docker_engine()
+        while _version(stack, app) != "k1":
+            assert time.monotonic() - stopped < 90, "the app did not come back within 90 s"
+            time.sleep(0.1)
+        back = time.monotonic() - stopped
+        time.sleep(0.5)
+    print(
+        f"\ndockerd restarted: the engine was away {away:.1f} s, the app served again after {back:.1f} s; "
+        f"{len(load.report.failures)} of {load.report.total} requests failed meanwhile"
+    )
+    # nginx routes to where the containers are published, as before
+    site = (stack.nginx.conf_dir / f"paas-app-{app}.conf").read_text()
+    engine = docker.from_env()
+    for container in engine.containers.list(filters={"label": f"paas.app={app}"}):
+        for binding in (container.ports or {}).values():
+            assert f"{binding[0]['HostIp']}:{binding[0]['HostPort']}" in site, (binding, site)
+    repo.commit(_files(2), "v2, after the engine came back")
+    assert "v2 is live" in stack.paas("deploy", app, "--wait").stdout
+    assert _version(stack, app) == "k2"

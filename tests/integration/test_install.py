@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 
@@ -246,3 +247,54 @@ def test_without_systemd_logrotate_keeps_the_log_in_bounds(installed: Installed)
 
 def _pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def test_a_reboot_brings_every_app_back_without_a_deploy(installed: Installed) -> None:
+    """A power cut, as far as paas can tell: `paas up`, the app's containers
+    (killed: their restart policy leaves them down) and nginx all stop, and
+    /run is emptied. Without systemd the boot path is install.sh again: it
+    starts nginx and `paas up`, whose agent starts the live release's
+    containers; the app serves, with no new release."""
+    root = installed.root
+    releases_before = _releases(installed)
+    assert releases_before, "the deploy test runs first in this module"
+    stop_paas_up(root / "run" / "paas-up.pid")
+    client = docker.from_env()
+    instance = (root / "data" / "instance-id").read_text().strip()
+    killed = client.containers.list(filters={"label": f"paas.instance={instance}"})
+    assert killed
+    for container in killed:
+        container.kill()
+    installed.nginx.stop()
+    shutil.rmtree(root / "run")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://{LOOPBACK}:{installed.nginx.port}/", headers={"Host": "demo.apps.test"}, timeout=2)
+
+    booted = time.monotonic()
+    boot = run_install(installed.env)
+    assert boot.returncode == 0, boot.stdout + boot.stderr
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            served = httpx.get(
+                f"http://{LOOPBACK}:{installed.nginx.port}/", headers={"Host": "demo.apps.test"}
+            )
+            if served.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the app did not come back within 60 s of the boot"
+        time.sleep(0.2)
+    print(f"\nreboot: the app served again {time.monotonic() - booted:.1f} s after install.sh began")
+    assert served.json()["hello"] == "from the installed paas"
+    assert _releases(installed) == releases_before  # no deploy was needed
+    assert {
+        c.status for c in client.containers.list(all=True, filters={"label": f"paas.instance={instance}"})
+    } == {"running"}
+
+
+def _releases(installed: Installed) -> list[tuple[int, str]]:
+    with sqlite3.connect(installed.root / "data" / "db" / "paas.db") as db:
+        return [
+            (int(v), str(s)) for v, s in db.execute("select version, status from deployment order by version")
+        ]
