@@ -10,6 +10,7 @@ link, and is created 0640: readable by web's group, writable by root only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import threading
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import TextIO
 
 __all__ = ["DeployLog", "open_private_append"]
+
+log = logging.getLogger("paas.agent.deploylog")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 LOG_MODE = 0o640
@@ -54,18 +57,26 @@ class DeployLog:
         self.path = path
         self._lock = threading.Lock()
         self._handle: TextIO = open_private_append(path, under=under)
+        self._failed = False
 
     def line(self, text: str) -> None:
+        """Append a line; a full disk loses lines (said once in paas's own
+        log), never the deploy that is being logged."""
         stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
         with self._lock:
             if self._handle.closed:
                 return
-            for part in text.splitlines() or [""]:
-                self._handle.write(f"{stamp} {part}\n")
-            self._handle.flush()
+            try:
+                for part in text.splitlines() or [""]:
+                    self._handle.write(f"{stamp} {part}\n")
+                self._handle.flush()
+            except OSError as exc:
+                if not self._failed:
+                    log.error("cannot write the release log %s: %s", self.path, exc)
+                self._failed = True
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # a full disk: what is lost is lost
             self._handle.close()
 
     def __enter__(self) -> DeployLog:

@@ -29,7 +29,7 @@ from agent.nginx import NginxSites
 from agent.releases import Releases
 from agent.retention import prune_images
 from agent.source import SourceCache
-from agent.steps import AFTER_SWITCH, STEPS, Attempt, Cancelled, Doors, reuse_image, steps_for
+from agent.steps import AFTER_SWITCH, STEPS, Attempt, Cancelled, Doors, disk_full, reuse_image, steps_for
 from paas import queue
 from paas.crypto import Keyring
 from paas.env_snapshots import OpenedEnv
@@ -140,7 +140,10 @@ class Pipeline:
             self.releases.finish(dep_id, DeploymentStatus.cancelled, error=f"{step}: cancelled on request")
             dlog.line(f"v{version} cancelled; the previous release keeps serving")
             return DeployResult(False, dep_id, version, "cancelled on request", cancelled=True)
-        if not isinstance(exc, StepFailed):
+        full = disk_full(exc, self.settings)
+        if full is not None:
+            exc = StepFailed(exc.step if isinstance(exc, StepFailed) else step, full)
+        elif not isinstance(exc, StepFailed):
             log.exception("unexpected error deploying %s v%s", a.app.name, version)
             exc = StepFailed(step, f"internal error: {exc!r}")
         dlog.line(f"!!! deploy failed at {exc.step}: {exc.reason}")

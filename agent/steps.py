@@ -15,7 +15,9 @@ already built: ``reuse_image`` prepares them, then they walk from release on.
 
 from __future__ import annotations
 
+import errno
 import random
+import shutil
 import socket
 import threading
 import time
@@ -115,15 +117,47 @@ Step = Callable[[Doors, Attempt], None]
 # fetch and build (deploy jobs) ----------------------------------------------------------
 
 
+_FULL = ("no space left on device", "database or disk is full", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException, settings: Settings) -> str | None:
+    """The reason to give when ``exc`` (or what it wraps) means a full disk:
+    the data directory's, or the engine's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+            m in str(seen).lower() for m in _FULL
+        ):
+            try:
+                free = (
+                    f"{shutil.disk_usage(settings.data_dir).free / 2**20:.0f} MiB free in {settings.data_dir}"
+                )
+            except OSError:
+                free = f"{settings.data_dir} unreadable"
+            said = " ".join(str(exc).split())[-300:]
+            return f"disk full ({free}): free space (paas doctor, docker system df) and deploy again. {said}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def fetch(doors: Doors, a: Attempt) -> None:
-    info = doors.source.fetch(
-        app=a.app.name,
-        url=a.app.repo_url,
-        ref=str(a.job.payload.get("ref") or a.app.branch),
-        commit=str(a.job.payload.get("commit") or ""),
-        on_line=a.dlog.line,
-    )
-    doors.source.export(app=a.app.name, commit=info.sha, dest=a.build_dir)
+    try:
+        info = doors.source.fetch(
+            app=a.app.name,
+            url=a.app.repo_url,
+            ref=str(a.job.payload.get("ref") or a.app.branch),
+            commit=str(a.job.payload.get("commit") or ""),
+            on_line=a.dlog.line,
+        )
+        doors.source.export(app=a.app.name, commit=info.sha, dest=a.build_dir)
+    except Exception as exc:
+        if disk_full(exc, doors.settings) is not None:
+            # git leaves the objects it could not finish writing: they would keep the disk full
+            doors.source.forget(a.app.name)
+            a.dlog.line(
+                "removed the app's git cache (partial objects of the failed fetch); refetched next time"
+            )
+        raise
     a.commit = info.sha
     doors.releases.update(a.dep_id, commit=info.sha, commit_message=info.message[:2000])
 

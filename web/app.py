@@ -6,6 +6,7 @@ intent in the database and the agent acts on it.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +32,8 @@ from web.pages import common as pages
 from web.plain_http import PlainHttpGuard, control_certificate_issued
 from web.routes import api, hooks, runtime
 from web.sessions import SessionBySchemeMiddleware, SessionCheck
+
+log = logging.getLogger("paas.web")
 
 __all__ = ["create_web_app"]
 
@@ -91,6 +95,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         if is_ui(request):
             return pages.error_page(request, exc.status_code, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(OperationalError)
+    async def _database_error(request: Request, exc: OperationalError) -> Response:
+        if "disk is full" not in str(exc.orig):
+            raise exc
+        log.error("the database could not be written: the disk is full (%s)", exc.orig)
+        detail = (
+            "the server's disk is full: nothing was saved. Free space (paas doctor shows where) and retry."
+        )
+        if is_ui(request):
+            return pages.error_page(request, 507, detail)
+        return JSONResponse({"detail": detail}, status_code=507)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

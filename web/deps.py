@@ -38,7 +38,9 @@ def get_keyring(request: Request) -> Keyring:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# committed before the response is sent (scope "function"): an answer never claims what a failed
+# commit (a full disk, say) did not keep
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 # a job id or release version in a path: bounded, so no database is asked for an impossible row
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 

@@ -1,6 +1,7 @@
 """Faults survived, with a load client on the live app counting failures:
-the agent killed at each step of a deploy, nginx killed, dockerd restarted
-(a reboot is in test_install.py, through install.sh's boot path).
+the agent killed at each step of a deploy, nginx killed, dockerd restarted,
+the data directory's disk full (a reboot is in test_install.py, through
+install.sh's boot path).
 
 The agent is SIGKILLed as each step of a deploy begins (caught as in
 test_env_race.py: frozen outside a write, at that step, then killed).
@@ -14,9 +15,11 @@ request throughout.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +30,14 @@ import httpx
 import pytest
 
 from tests.integration.agent_steps import STEPS, agent_frozen_at
-from tests.integration.harness import GitRemote, LoadClient, Nginx, Stack, restart_docker_engine
+from tests.integration.harness import (
+    GitRemote,
+    LoadClient,
+    Nginx,
+    Stack,
+    remove_installation,
+    restart_docker_engine,
+)
 from tests.integration.installs import children
 
 pytestmark = pytest.mark.integration
@@ -182,6 +192,17 @@ def test_nginx_killed_is_started_again_by_the_agent_with_every_site(
     assert "nginx started again" in stack.log_path.read_text()
 
 
+def _finished_release(stack: Stack, app: str, version: int, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = [r for r in stack.api("GET", f"/apps/{app}/releases").json() if r["version"] == version]
+        if found and found[0]["finished_at"] is not None:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"v{version} of {app} did not finish within {timeout} s: {found}")
+
+
 def _version(stack: Stack, app: str) -> str | None:
     try:
         answer = stack.get_app(app)
@@ -230,3 +251,54 @@ def test_dockerd_restarted_the_apps_come_back_by_themselves(fault_stack: Stack, 
     repo.commit(_files(2), "v2, after the engine came back")
     assert "v2 is live" in stack.paas("deploy", app, "--wait").stdout
     assert _version(stack, app) == "k2"
+
+
+def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(nginx: Nginx, tmp_path: Path) -> None:
+    """The data directory on a 64 MB filesystem of its own (loop-mounted
+    ext4), filled but for 4 MB; a push whose repository needs more. The
+    deploy fails naming the full disk, the live release serves every
+    request, the database stays whole, and once space is freed the next
+    deploy goes live."""
+    (tmp_path / "stack").mkdir()
+    stack = Stack(tmp_path / "stack", nginx, PAAS_JOB_LEASE_SECONDS="5")
+    data = Path(stack.env["PAAS_DATA_DIR"])
+    image = tmp_path / "data.img"
+    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    data.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(data)], check=True)
+    try:
+        stack.start()
+        app = "full"
+        (tmp_path / "git").mkdir()
+        repo = GitRemote(tmp_path / "git")
+        repo.commit(_files(1), "v1")
+        stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
+        assert "is live" in stack.paas("deploy", app, "--wait").stdout
+
+        filler = data / "filler"
+        with filler.open("wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 2**20)
+                fh.flush()
+        os.truncate(filler, filler.stat().st_size - 4 * 2**20)  # 4 MB left: paas writes, a 12 MB fetch cannot
+        with LoadClient(stack.nginx.port, f"{app}.{stack.domain}", max_seconds=300) as load:
+            repo.commit(_files(2, slow_fetch=True), "v2, more than the disk holds")
+            stack.paas("deploy", app)
+            v2 = _finished_release(stack, app, 2)
+            time.sleep(0.5)
+        assert v2["status"] == "failed" and v2["error"].startswith("fetch: disk full"), v2
+        assert "disk full" in stack.api("GET", f"/apps/{app}/releases/2/log").text
+        assert load.report.failures == [] and set(load.report.versions) == {"k1"}, load.report
+        with sqlite3.connect(data / "db" / "paas.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+        filler.unlink()
+        assert "v3 is live" in stack.paas("deploy", app, "--wait").stdout
+        assert _version(stack, app) == "k2"  # v3 deploys the same commit, now that it fits
+        print(f"\ndisk full: v2 failed with {v2['error'][:120]!r}; {load.report.total} requests, 0 failed")
+    finally:
+        stack.stop()
+        remove_installation(data)
+        subprocess.run(["umount", "--lazy", str(data)], check=False)
+        stack.remove_everything()
