@@ -20,6 +20,20 @@ from tests.integration.installs import workers
 
 STEPS = steps_for(queue.DEPLOY)  # fetch, build, release, start, health, switch, retire
 
+# An app whose every step can be caught: a Dockerfile (cached after the first build) and a
+# release phase that takes a moment. Its main.py is the test's own.
+STEP_DOCKERFILE = """\
+FROM python:3.11-slim
+WORKDIR /app
+RUN pip install --no-cache-dir "fastapi>=0.110,<1" "uvicorn>=0.29,<1"
+COPY main.py .
+CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
+"""
+STEP_PROCFILE = """\
+web: uvicorn main:app --host 0.0.0.0 --port $PORT
+release: sleep 1
+"""
+
 
 def _step_of(db: sqlite3.Connection, app: str, version: int) -> tuple[str, bool] | None:
     """The release's step, and whether it has finished (it is live from the

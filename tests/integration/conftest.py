@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.harness import Nginx, Stack
+from tests.integration.harness import Nginx, Pebble, Stack
 
 BASE_IMAGE = "python:3.11-slim"
 
@@ -49,3 +49,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[St
     yield paas
     paas.stop()
     paas.remove_everything()
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[Pebble]:
+    """Let's Encrypt's test CA, its DNS answering 127.0.0.1 (the module's nginx) for every name."""
+    ca = Pebble(tmp_path_factory.mktemp("pebble"), http_port=nginx.port)
+    ca.start()
+    yield ca
+    ca.stop()

@@ -13,24 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent_steps import STEPS, agent_frozen_at
+from tests.integration.agent_steps import STEP_DOCKERFILE, STEP_PROCFILE, STEPS, agent_frozen_at
 from tests.integration.harness import GitRemote, Stack
 
 pytestmark = pytest.mark.integration
-
-DOCKERFILE = """\
-FROM python:3.11-slim
-WORKDIR /app
-RUN pip install --no-cache-dir "fastapi>=0.110,<1" "uvicorn>=0.29,<1"
-COPY main.py .
-CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
-"""
-
-# a release phase that takes a moment, so that the release step can be caught
-PROCFILE = """\
-web: uvicorn main:app --host 0.0.0.0 --port $PORT
-release: sleep 1
-"""
 
 MAIN = """\
 import os
@@ -66,7 +52,9 @@ def test_an_env_change_during_each_step_goes_live(stack: Stack, tmp_path: Path, 
     app = f"race-{step}"
     (tmp_path / "git").mkdir()
     repo = GitRemote(tmp_path / "git")
-    repo.commit({"Dockerfile": DOCKERFILE, "main.py": MAIN, "Procfile": PROCFILE}, "an app that shows VALUE")
+    repo.commit(
+        {"Dockerfile": STEP_DOCKERFILE, "main.py": MAIN, "Procfile": STEP_PROCFILE}, "an app that shows VALUE"
+    )
     stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
 
     for phase in ("first deploy", "redeploy"):

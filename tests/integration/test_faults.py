@@ -29,7 +29,7 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.agent_steps import STEPS, agent_frozen_at
+from tests.integration.agent_steps import STEP_DOCKERFILE, STEP_PROCFILE, STEPS, agent_frozen_at
 from tests.integration.harness import (
     GitRemote,
     LoadClient,
@@ -43,20 +43,6 @@ from tests.integration.installs import children
 pytestmark = pytest.mark.integration
 
 RECOVERY_BOUND = 60  # seconds from the restart to a settled app
-
-DOCKERFILE = """\
-FROM python:3.11-slim
-WORKDIR /app
-RUN pip install --no-cache-dir "fastapi>=0.110,<1" "uvicorn>=0.29,<1"
-COPY main.py .
-CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
-"""
-
-# a release phase that takes a moment, so that the release step can be caught
-PROCFILE = """\
-web: uvicorn main:app --host 0.0.0.0 --port $PORT
-release: sleep 1
-"""
 
 MAIN = """\
 from fastapi import FastAPI
@@ -81,10 +67,24 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Itera
 
 
 def _files(version: int, *, slow_fetch: bool = False) -> dict[str, str]:
-    files = {"Dockerfile": DOCKERFILE, "Procfile": PROCFILE, "main.py": MAIN.format(version=f"k{version}")}
+    files = {
+        "Dockerfile": STEP_DOCKERFILE,
+        "Procfile": STEP_PROCFILE,
+        "main.py": MAIN.format(version=f"k{version}"),
+    }
     if slow_fetch:  # 16 MB that do not compress: a fetch from a local repository that can be caught
         files["padding.txt"] = base64.b64encode(os.urandom(12 * 2**20)).decode()
     return files
+
+
+def _live_app(stack: Stack, app: str, tmp_path: Path) -> GitRemote:
+    """The app created and v1 (k1) deployed; its repository."""
+    (tmp_path / "git").mkdir()
+    repo = GitRemote(tmp_path / "git")
+    repo.commit(_files(1), "v1")
+    stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
+    assert "is live" in stack.paas("deploy", app, "--wait").stdout
+    return repo
 
 
 def _running_jobs(stack: Stack) -> int:
@@ -121,11 +121,7 @@ def test_the_agent_killed_at_each_step_recovers_and_the_app_never_fails(
     fault_stack: Stack, tmp_path: Path
 ) -> None:
     stack, app = fault_stack, "killed"
-    (tmp_path / "git").mkdir()
-    repo = GitRemote(tmp_path / "git")
-    repo.commit(_files(1), "v1")
-    stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
-    assert "is live" in stack.paas("deploy", app, "--wait").stdout
+    repo = _live_app(stack, app, tmp_path)
     version, took = 1, {}
     with LoadClient(stack.nginx.port, f"{app}.{stack.domain}", max_seconds=900) as load:
         for step in STEPS:
@@ -163,11 +159,7 @@ def test_nginx_killed_is_started_again_by_the_agent_with_every_site(
     fault_stack: Stack, tmp_path: Path
 ) -> None:
     stack, app = fault_stack, "nginxdies"
-    (tmp_path / "git").mkdir()
-    repo = GitRemote(tmp_path / "git")
-    repo.commit(_files(1), "v1")
-    stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
-    assert "is live" in stack.paas("deploy", app, "--wait").stdout
+    _live_app(stack, app, tmp_path)
     master = int((stack.nginx.root / "nginx.pid").read_text())
     with LoadClient(stack.nginx.port, f"{app}.{stack.domain}", max_seconds=120) as load:
         time.sleep(0.5)
@@ -225,11 +217,7 @@ def test_dockerd_restarted_the_apps_come_back_by_themselves(fault_stack: Stack, 
     the live containers come back by their restart policy on the ports
     nginx routes to, and the agent deploys as before."""
     stack, app = fault_stack, "enginegone"
-    (tmp_path / "git").mkdir()
-    repo = GitRemote(tmp_path / "git")
-    repo.commit(_files(1), "v1")
-    stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
-    assert "is live" in stack.paas("deploy", app, "--wait").stdout
+    repo = _live_app(stack, app, tmp_path)
     with LoadClient(stack.nginx.port, f"{app}.{stack.domain}", max_seconds=300) as load:
         stopped = time.monotonic()
         away = restart_docker_engine()
@@ -270,11 +258,7 @@ def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(nginx: Ngin
     try:
         stack.start()
         app = "full"
-        (tmp_path / "git").mkdir()
-        repo = GitRemote(tmp_path / "git")
-        repo.commit(_files(1), "v1")
-        stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
-        assert "is live" in stack.paas("deploy", app, "--wait").stdout
+        repo = _live_app(stack, app, tmp_path)
 
         filler = data / "filler"
         with filler.open("wb") as fh, contextlib.suppress(OSError):

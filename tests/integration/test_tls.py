@@ -47,14 +47,6 @@ def healthz():
 
 
 @pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[Pebble]:
-    ca = Pebble(tmp_path_factory.mktemp("pebble"), http_port=nginx.port)
-    ca.start()
-    yield ca
-    ca.stop()
-
-
-@pytest.fixture(scope="module")
 def tls_stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx, pebble: Pebble) -> Iterator[Stack]:
     paas = Stack(
         tmp_path_factory.mktemp("paas-tls"),
