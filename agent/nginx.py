@@ -256,18 +256,21 @@ class NginxSites:
         with self._lock:
             self._check_and_reload()
 
-    def verify(self, spec: SiteSpec, *, timeout: float = 10) -> None:
+    def verify(self, spec: SiteSpec, *, timeout: float = 10, span: float = 0) -> None:
         """Wait until nginx answers for ``spec`` with its release marker.
 
         A reload only signals nginx; this confirms the new site is what it
         serves. Raises NginxError if it never is (say, nginx does not include
-        the conf dir)."""
+        the conf dir). With ``span``, the answers must have been right for
+        that long too: a worker of the old configuration that has not yet
+        seen the reload can still accept a connection, and for a hostname
+        that configuration did not know, it would answer nothing at all."""
         s = self._settings
         host = s.listen_address or "127.0.0.1"
         url = f"http://{host}:{s.http_port}/.well-known/paas-release"
         expected = release_marker(spec)
         deadline = time.monotonic() + timeout
-        seen, streak = "", 0
+        seen, streak, since = "", 0, 0.0
         while time.monotonic() < deadline:
             try:
                 response = probe.get(url, headers={"Host": spec.hostnames[0]}, timeout=2)
@@ -278,7 +281,8 @@ class NginxSites:
             # Old workers may accept a few more connections after the reload:
             # several fresh connections in a row must all see the new site.
             streak = streak + 1 if ok else 0
-            if streak >= VERIFY_STREAK:
+            since = since if ok and streak > 1 else time.monotonic()
+            if streak >= VERIFY_STREAK and time.monotonic() - since >= span:
                 return
             time.sleep(0.005 if ok else 0.05)
         raise NginxError(

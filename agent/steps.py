@@ -446,6 +446,9 @@ def _remove_image(doors: Doors, tag: str) -> Undo:
 # switch and retire -----------------------------------------------------------------------
 
 
+FIRST_SITE_SPAN = 0.15  # seconds of right answers before a site new to nginx is called live
+
+
 def switch(doors: Doors, a: Attempt) -> None:
     """Point nginx at the new containers and wait until it serves them; the
     previous site comes back if it never does. Live from here on."""
@@ -454,7 +457,8 @@ def switch(doors: Doors, a: Attempt) -> None:
     before = doors.nginx.current(a.app.name)
     doors.nginx.apply(a.app.name, render_site(spec, s))
     try:
-        doors.nginx.verify(spec)  # a reload only signals nginx: wait until it serves us
+        # a reload only signals nginx: wait until it serves us (a new hostname: a moment longer)
+        doors.nginx.verify(spec, span=FIRST_SITE_SPAN if before is None else 0)
     except NginxError:
         doors.nginx.apply(a.app.name, before)  # put the previous site back
         raise

@@ -5,6 +5,7 @@ SIGKILL (test_faults.py)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -33,6 +34,12 @@ STEP_PROCFILE = """\
 web: uvicorn main:app --host 0.0.0.0 --port $PORT
 release: sleep 1
 """
+
+
+def slow_fetch_files() -> dict[str, str]:
+    """16 MB that do not compress: fetching and exporting them takes long
+    enough for the fetch step to be caught (a local repository is fast)."""
+    return {"padding.txt": base64.b64encode(os.urandom(12 * 2**20)).decode()}
 
 
 def _step_of(db: sqlite3.Connection, app: str, version: int) -> tuple[str, bool] | None:

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.agent_steps import STEP_DOCKERFILE, STEP_PROCFILE, STEPS, agent_frozen_at
+from tests.integration.agent_steps import (
+    STEP_DOCKERFILE,
+    STEP_PROCFILE,
+    STEPS,
+    agent_frozen_at,
+    slow_fetch_files,
+)
 from tests.integration.harness import GitRemote, Stack
 
 pytestmark = pytest.mark.integration
@@ -53,7 +59,13 @@ def test_an_env_change_during_each_step_goes_live(stack: Stack, tmp_path: Path, 
     (tmp_path / "git").mkdir()
     repo = GitRemote(tmp_path / "git")
     repo.commit(
-        {"Dockerfile": STEP_DOCKERFILE, "main.py": MAIN, "Procfile": STEP_PROCFILE}, "an app that shows VALUE"
+        {
+            "Dockerfile": STEP_DOCKERFILE,
+            "main.py": MAIN,
+            "Procfile": STEP_PROCFILE,
+            **(slow_fetch_files() if step == "fetch" else {}),
+        },
+        "an app that shows VALUE",
     )
     stack.paas("apps", "create", app, "--repo", str(repo.bare), "--health-path", "/")
 

@@ -14,7 +14,6 @@ request throughout.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import signal
@@ -29,7 +28,13 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.agent_steps import STEP_DOCKERFILE, STEP_PROCFILE, STEPS, agent_frozen_at
+from tests.integration.agent_steps import (
+    STEP_DOCKERFILE,
+    STEP_PROCFILE,
+    STEPS,
+    agent_frozen_at,
+    slow_fetch_files,
+)
 from tests.integration.harness import (
     GitRemote,
     LoadClient,
@@ -72,8 +77,8 @@ def _files(version: int, *, slow_fetch: bool = False) -> dict[str, str]:
         "Procfile": STEP_PROCFILE,
         "main.py": MAIN.format(version=f"k{version}"),
     }
-    if slow_fetch:  # 16 MB that do not compress: a fetch from a local repository that can be caught
-        files["padding.txt"] = base64.b64encode(os.urandom(12 * 2**20)).decode()
+    if slow_fetch:
+        files.update(slow_fetch_files())
     return files
 
 

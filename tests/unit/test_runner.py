@@ -138,7 +138,7 @@ class FakeNginx:
         else:
             self.sites[app] = content
 
-    def verify(self, spec: SiteSpec) -> None:
+    def verify(self, spec: SiteSpec, *, span: float = 0) -> None:
         self.world.at("switch", NginxError("nginx does not serve it"))
         self.served[spec.app] = f"v{spec.version}"
 
