@@ -246,13 +246,15 @@ def test_dockerd_restarted_the_apps_come_back_by_themselves(fault_stack: Stack, 
     assert _version(stack, app) == "k2"
 
 
-def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(nginx: Nginx, tmp_path: Path) -> None:
+def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(tmp_path: Path) -> None:
     """The data directory on a 64 MB filesystem of its own (loop-mounted
     ext4), filled but for 4 MB; a push whose repository needs more. The
     deploy fails naming the full disk, the live release serves every
     request, the database stays whole, and once space is freed the next
     deploy goes live."""
     (tmp_path / "stack").mkdir()
+    nginx = Nginx(tmp_path / "nginx")  # its own: two installations must not share one's sites
+    nginx.start()
     stack = Stack(tmp_path / "stack", nginx, PAAS_JOB_LEASE_SECONDS="5")
     data = Path(stack.env["PAAS_DATA_DIR"])
     image = tmp_path / "data.img"
@@ -291,3 +293,4 @@ def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(nginx: Ngin
         remove_installation(data)
         subprocess.run(["umount", "--lazy", str(data)], check=False)
         stack.remove_everything()
+        nginx.stop()
