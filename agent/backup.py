@@ -378,6 +378,11 @@ def restore_backup(settings: Settings, docker: DockerEngine, archive: Path) -> R
         manifest = _read_manifest(part, archive)
         apps = [a["name"] for a in manifest["apps"]]
         volumes = [a["volume"] for a in manifest["apps"] if a.get("volume")]
+        if (manifest.get("database") == "sqlite") != settings.default_database:
+            raise BackupError(
+                f"{archive} holds a {manifest.get('database')} database and this server uses "
+                f"{'SQLite' if settings.default_database else 'PostgreSQL'}: set PAAS_DATABASE_URL to match"
+            )
         _refuse_unless_fresh(settings)
         for volume in volumes:
             path = docker.volume_path(volume["name"])
@@ -445,9 +450,8 @@ def _read_manifest(part: Path, archive: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise BackupError(f"{archive} is not a paas backup (no readable manifest.json: {exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupError(
-            f"{archive}: unknown backup format {manifest.get('format')!r} (this paas reads {FORMAT})"
-        )
+        made = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BackupError(f"{archive}: unknown backup format {made!r} (this paas reads {FORMAT})")
     revision = manifest.get("revision")
     if isinstance(revision, str) and revision > head_revision():
         raise BackupError(
@@ -493,8 +497,6 @@ def _refuse_unless_fresh(settings: Settings) -> None:
 def _restore_database(settings: Settings, staged: Path) -> None:
     if settings.default_database:
         snapshot = staged / "paas.db"
-        if not snapshot.is_file():
-            raise BackupError("the archive holds a PostgreSQL dump: set PAAS_DATABASE_URL to restore it")
         for name in layout.DATABASE_FILES[1:]:
             (settings.db_dir / name).unlink(missing_ok=True)
         target = settings.db_dir / "paas.db"
@@ -504,8 +506,6 @@ def _restore_database(settings: Settings, staged: Path) -> None:
         layout.hold_database_files(settings)
         return
     dump = staged / "paas.dump"
-    if not dump.is_file():
-        raise BackupError("the archive holds a SQLite database: unset PAAS_DATABASE_URL to restore it")
     url, env = _pg_target(settings)
     _run(
         ["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={url}", str(dump)],

@@ -223,6 +223,11 @@ def test_a_restore_refuses_what_it_cannot_bring_back_and_changes_nothing(
     with pytest.raises(BackupError, match="is newer than this paas knows"):
         restore_backup(new, NoImages(), newer)  # type: ignore[arg-type]
 
+    # a SQLite backup on a server whose database is PostgreSQL
+    on_postgres = new.model_copy(update={"database_url": "postgresql+psycopg://paas@127.0.0.1/paas"})
+    with pytest.raises(BackupError, match="holds a sqlite database and this server uses PostgreSQL"):
+        restore_backup(on_postgres, NoImages(), archive)  # type: ignore[arg-type]
+
     # paas running: its agent answers on the socket
     new.run_dir.mkdir(parents=True, exist_ok=True)
     with socket.socket(socket.AF_UNIX) as listener:
