@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -90,6 +91,16 @@ http {{
     def stop(self) -> None:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         subprocess.run([nginx, "-c", str(self.main_conf), "-s", "quit"], capture_output=True)
+        # and any other master of this configuration (an agent's watchdog may have started one
+        # after a test stopped it, and the pid file names only the newest)
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("nginx: master process") and str(self.main_conf) in cmdline:
+                with contextlib.suppress(OSError):
+                    os.kill(int(proc.name), signal.SIGQUIT)
 
     def error_log(self) -> str:
         path = self.root / "logs" / "error.log"
