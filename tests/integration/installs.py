@@ -5,6 +5,7 @@ itself, and what it leaves running (`paas up`'s processes)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -34,6 +35,25 @@ def root():
 def healthz():
     return {{"ok": True}}
 """
+
+
+# The release before in-place upgrades (paas 0.1.0, issue 17's end): its venv is a
+# directory of its own, where later ones are venvs/<source> with venv pointing to one.
+PREVIOUS_RELEASE = "d0654f5b3f697585441821f4d12bda8bbef58cad"
+
+UPGRADED = re.compile(
+    r"upgraded paas (?P<old>\S+) -> (?P<new>\S+): the control plane was unavailable for (?P<down>[\d.]+) s"
+)
+
+
+def checkout(commit: str, into: Path) -> Path:
+    """The files of ``commit`` (git archive), as a user's older checkout."""
+    into.mkdir()
+    archive = into.parent / f"{commit}.tar"
+    subprocess.run(["git", "-C", str(REPO), "archive", f"--output={archive}", commit], check=True)
+    subprocess.run(["tar", "-x", "-f", str(archive), "-C", str(into)], check=True)
+    archive.unlink()
+    return into
 
 
 def demo_app(version: str = "1") -> dict[str, str]:

@@ -5,18 +5,20 @@ runs inside, with ports of the test's own so that nothing collides with this
 machine's nginx. Then: both units active, web running as the `paas` user, a
 push deploys, `systemctl restart paas-agent` during a deploy, `systemctl
 restart paas-web paas-agent` under load, and a reboot of the container with
-the apps' containers down: everything comes back by itself.
+the apps' containers down: everything comes back by itself. And an upgrade
+in place under systemd, from the previous release installed by its own
+install.sh (test_upgrade.py does it without systemd).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +26,9 @@ import docker
 import httpx
 import pytest
 
+from paas import __version__ as paas_version
 from tests.integration.harness import LOOPBACK, GitRemote, LoadClient, free_port, traversable_dir
-from tests.integration.installs import REPO, demo_app, printed_token
+from tests.integration.installs import PREVIOUS_RELEASE, REPO, UPGRADED, checkout, demo_app, printed_token
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +49,12 @@ class Machine:
             assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}{done.stderr}"
         return done
 
-    def install(self) -> subprocess.CompletedProcess[str]:
+    def install(self, source: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """install.sh of this checkout (mounted at /src), or of ``source`` (under ``shared``)."""
+        script = f"{source}/deploy/install.sh" if source else "/src/deploy/install.sh"
         flags = [x for k, v in self.env.items() for x in ("-e", f"{k}={v}")]
         return subprocess.run(
-            ["docker", "exec", *flags, self.name, "bash", "/src/deploy/install.sh"],
+            ["docker", "exec", *flags, self.name, "bash", script],
             capture_output=True,
             text=True,
             timeout=900,
@@ -78,8 +83,9 @@ def _booted(name: str, timeout: float = 90) -> None:
     raise AssertionError(f"systemd in {name} did not finish booting: {state!r}")
 
 
-@pytest.fixture(scope="module")
-def machine() -> Iterator[Machine]:
+@contextlib.contextmanager
+def booted_machine() -> Iterator[Machine]:
+    """A new container, systemd booted in it; removed with what its paas made."""
     if os.geteuid() != 0:
         pytest.fail("this test runs containers privileged; scripts/test.sh runs as root")
     built = subprocess.run(
@@ -147,36 +153,59 @@ def _served(box: Machine, app: str, timeout: float = 90) -> str:
     raise AssertionError(f"{app} was not served within {timeout} s: {last}")
 
 
+def _ready(box: Machine, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{box.web}/readyz", timeout=5).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the control plane at {box.web} was not ready within {timeout} s")
+
+
+@pytest.fixture
+def machine() -> Iterator[Machine]:
+    with booted_machine() as box:
+        yield box
+
+
+def _paas(box: Machine) -> Callable[..., str]:
+    """This checkout's CLI, logged in to the box's control plane by the caller."""
+    client_env = {"PATH": os.environ["PATH"], "HOME": str(box.shared / "home")}
+
+    def paas(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "paas", *args], env=client_env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"paas {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done.stdout
+
+    return paas
+
+
+def _main_pids(box: Machine) -> dict[str, str]:
+    return {u: box.run("systemctl", "show", "-p", "MainPID", "--value", u).stdout.strip() for u in UNITS}
+
+
+UNITS = ("paas-web", "paas-agent")
+
+
 def test_install_sh_under_systemd_survives_restarts_and_a_reboot(machine: Machine) -> None:
     box = machine
     installed = box.install()
     assert installed.returncode == 0, installed.stdout + installed.stderr
     token = printed_token(installed.stdout)
     assert box.run("systemctl", "is-active", "paas-web", "paas-agent").stdout.split() == ["active", "active"]
-    web_pid = box.run("systemctl", "show", "-p", "MainPID", "--value", "paas-web").stdout.strip()
+    web_pid = _main_pids(box)["paas-web"]
     assert box.run("stat", "-c", "%U", f"/proc/{web_pid}").stdout.strip() == "paas"
 
     # a push deploys (the CLI here, the control plane in the box)
-    client_env = {"PATH": os.environ["PATH"], "HOME": str(box.shared / "home")}
-
-    def paas(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "paas", *args],
-            env=client_env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, f"paas {' '.join(args)}: {done.stdout}{done.stderr}"
-        return done.stdout
-
+    paas = _paas(box)
     paas("login", box.web, "--token", token)
     (box.shared / "git").mkdir()
     repo = GitRemote(box.shared / "git")
     repo.commit(demo_app("1"), "v1")
-    json.loads(
-        paas("apps", "create", "demo", "--repo", str(repo.bare), "--health-path", "/healthz", "--json")
-    )
+    paas("apps", "create", "demo", "--repo", str(repo.bare), "--health-path", "/healthz")
     assert "demo v1 is live" in paas("deploy", "demo", "--wait")
     assert _served(box, "demo") == "1"
 
@@ -220,4 +249,43 @@ def test_install_sh_under_systemd_survives_restarts_and_a_reboot(machine: Machin
     )
     assert _served(box, "demo") == "2"
     print(f"\nsystemd: after the reboot the app served again in {time.monotonic() - rebooted:.1f} s")
+    _ready(box)  # web starts beside the apps, a moment after them
     assert [r["version"] for r in api.get("/apps/demo/releases").json()] == [2, 1]  # no deploy needed
+
+
+def test_an_upgrade_under_systemd_stops_migrates_and_starts_the_new_code(machine: Machine) -> None:
+    """The previous release installed by its own install.sh under systemd,
+    an app live; this checkout's install.sh upgrades it in place: new
+    processes of both units run the new version, the app never fails a
+    request, and the next deploy works."""
+    box = machine
+    old = checkout(PREVIOUS_RELEASE, box.shared / "previous")
+    first = box.install(source=old)
+    assert first.returncode == 0, first.stdout + first.stderr
+    token = printed_token(first.stdout)
+    paas = _paas(box)
+    paas("login", box.web, "--token", token)
+    (box.shared / "git").mkdir()
+    repo = GitRemote(box.shared / "git")
+    repo.commit(demo_app("1"), "v1")
+    paas("apps", "create", "demo", "--repo", str(repo.bare), "--health-path", "/healthz")
+    assert "demo v1 is live" in paas("deploy", "demo", "--wait")
+    before = _main_pids(box)
+
+    with LoadClient(box.http_port, "demo.apps.test", max_seconds=900) as load:
+        upgraded = box.install()
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    said = UPGRADED.search(upgraded.stdout)
+    assert said is not None, upgraded.stdout
+    print(f"\nsystemd upgrade {said['old']} -> {said['new']}: control plane away {said['down']} s")
+    assert said["old"] == "0.1.0" and said["new"].startswith(f"{paas_version}+"), said[0]
+    after = _main_pids(box)
+    assert box.run("systemctl", "is-active", *UNITS).stdout.split() == ["active", "active"]
+    assert all(after[u] not in ("0", before[u]) for u in UNITS), (before, after)
+    assert box.run("stat", "-c", "%U", f"/proc/{after['paas-web']}").stdout.strip() == "paas"
+    assert httpx.get(f"{box.web}/readyz").json()["version"] == said["new"]
+    assert load.report.failures == [] and load.report.total > 20, load.report
+
+    repo.commit(demo_app("2"), "after the upgrade")
+    assert "demo v2 is live" in paas("deploy", "demo", "--wait")
+    assert _served(box, "demo") == "2"

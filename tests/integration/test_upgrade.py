@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,7 +30,9 @@ from tests.integration.harness import (
     traversable_dir,
 )
 from tests.integration.installs import (
-    REPO,
+    PREVIOUS_RELEASE,
+    UPGRADED,
+    checkout,
     demo_app,
     install_env,
     printed_token,
@@ -45,24 +45,6 @@ from tests.integration.installs import (
 
 pytestmark = pytest.mark.integration
 
-# The release before in-place upgrades (paas 0.1.0, issue 17's end): its venv is a
-# directory of its own, where later ones are venvs/<source> with venv pointing to one.
-PREVIOUS_RELEASE = "d0654f5b3f697585441821f4d12bda8bbef58cad"
-
-UPGRADED = re.compile(
-    r"upgraded paas (?P<old>\S+) -> (?P<new>\S+): the control plane was unavailable for (?P<down>[\d.]+) s"
-)
-
-
-def _checkout(commit: str, into: Path) -> Path:
-    """The files of ``commit`` (git archive), as a user's older checkout."""
-    into.mkdir()
-    archive = into.parent / f"{commit}.tar"
-    subprocess.run(["git", "-C", str(REPO), "archive", f"--output={archive}", commit], check=True)
-    subprocess.run(["tar", "-x", "-f", str(archive), "-C", str(into)], check=True)
-    archive.unlink()
-    return into
-
 
 def test_the_previous_release_upgrades_in_place_while_its_app_serves() -> None:
     if os.geteuid() != 0:
@@ -73,7 +55,7 @@ def test_the_previous_release_upgrades_in_place_while_its_app_serves() -> None:
     env = install_env(root, nginx)
     pidfile = root / "run" / "paas-up.pid"
     try:
-        old_source = _checkout(PREVIOUS_RELEASE, root / "previous")
+        old_source = checkout(PREVIOUS_RELEASE, root / "previous")
         first = run_install(env, source=old_source)
         assert first.returncode == 0, first.stdout + first.stderr
         token = printed_token(first.stdout)
