@@ -51,6 +51,7 @@ __all__ = ["BACKOFF", "CertManager"]
 log = logging.getLogger("paas.agent.certs")
 
 BACKOFF = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1))  # after 1, 2, 3+ failures
+EXPIRING_DAYS = 14  # a certificate this close to its end, not renewed: a notification
 PREFLIGHT_DIR = ".well-known/acme-challenge"
 
 Runner = Callable[..., commands.CommandResult]
@@ -159,9 +160,12 @@ class CertManager(Preflight):
         sites: Sites,
         *,
         runner: Runner = commands.run,
+        tell: Callable[..., None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self._tell = tell  # Teller.event: issued, failed, expiring notifications
+        self._told_expiring: set[tuple[str, datetime]] = set()
         self.nginx = nginx  # reloaded after a renewal (same files, new contents)
         self.sites = sites  # re-rendered when a certificate is new
         self._run = runner
@@ -211,6 +215,12 @@ class CertManager(Preflight):
             if app_id is not None and not self._live(session, app_id):
                 return False  # no site serves it yet: nothing could answer the challenge
             state, expires, next_at = domain.cert_state, domain.cert_expires_at, domain.next_attempt_at
+        if (
+            state == CertState.issued
+            and expires is not None
+            and expires - timedelta(days=EXPIRING_DAYS) < now
+        ):
+            self._expiring(hostname, expires)
         if next_at is not None and next_at > now:
             return False  # backing off after a CA failure (a failed renewal too)
         renew = False
@@ -246,10 +256,12 @@ class CertManager(Preflight):
         if not result.ok or not cert.is_file():
             error = _ca_error(result.output)
             log.warning("certificate for %s: %s", hostname, error)
+            attempts = 0
             with session_scope(self.db) as session:
                 domain = session.get(Domain, domain_id)
                 if domain is not None:
                     domain.attempts += 1
+                    attempts = domain.attempts
                     delay = BACKOFF[min(domain.attempts, len(BACKOFF)) - 1]
                     domain.next_attempt_at = utcnow() + delay
                     domain.cert_error = error
@@ -257,6 +269,14 @@ class CertManager(Preflight):
                     if not renew:  # a certificate still valid keeps serving
                         domain.cert_state = CertState.failed
                     session.add(domain)
+            if attempts == 1:  # the first failure in a row; the back-off retries quietly
+                self._notify(
+                    "cert.failed",
+                    hostname,
+                    f"the certificate for {hostname} could not be {'renewed' if renew else 'issued'}",
+                    f"{error}\nRetried with a back-off; `paas doctor` checks DNS and port 80.",
+                    "failure",
+                )
             return False
         expires = _expiry(cert)
         with session_scope(self.db) as session:
@@ -267,11 +287,42 @@ class CertManager(Preflight):
                 domain.checked_at = utcnow()
                 session.add(domain)
         log.info("certificate for %s issued, valid until %s", hostname, expires.isoformat())
+        self._notify(
+            "cert.issued",
+            hostname,
+            f"a certificate for {hostname} was {'renewed' if renew else 'issued'}",
+            f"valid until {expires:%Y-%m-%d}",
+            "success",
+        )
         if renew:
             self.nginx.reload()  # same file names, new contents
             self.check_served(hostname)
             return False
         return True
+
+    def _expiring(self, hostname: str, expires: datetime) -> None:
+        if (hostname, expires) in self._told_expiring:
+            return
+        self._told_expiring.add((hostname, expires))
+        self._notify(
+            "cert.expiring",
+            hostname,
+            f"the certificate for {hostname} expires on {expires:%Y-%m-%d}",
+            "Renewal has not succeeded yet: `paas domains list` says why; `paas doctor` checks DNS, port 80.",
+            "warning",
+        )
+
+    def _notify(self, event: str, hostname: str, title: str, body: str, kind: str) -> None:
+        if self._tell is None:
+            return
+        with session_scope(self.db) as session:
+            domain = session.exec(select(Domain).where(Domain.hostname == hostname)).first()
+            app = session.get(App, domain.app_id) if domain is not None and domain.app_id else None
+            app_name = app.name if app is not None else ""
+        try:
+            self._tell(event, app_name=app_name, title=f"{app_name or 'paas'}: {title}", body=body, kind=kind)
+        except Exception:  # noqa: BLE001  (a notification never stops certificate work)
+            log.exception("could not record the %s notification", event)
 
     def check_served(self, hostname: str, *, timeout: float = 10) -> bool:
         """Fetch the certificate nginx serves for ``hostname`` over TLS and

@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from agent.build_plan import BuildPlanner
 from agent.certs import CertManager
+from agent.crashes import CrashWatch
 from agent.docker_engine import DockerEngine, EngineError
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
@@ -29,6 +30,7 @@ from agent.retention import prune_release_logs
 from agent.sites import Sites
 from agent.socket_api import LiveServer, create_live_app
 from agent.source import SourceCache
+from agent.tell import Ended, Teller
 from paas import queue
 from paas.crypto import Keyring
 from paas.db import make_engine, session_scope
@@ -60,6 +62,8 @@ class Agent:
         self.instance = instance_id(settings.data_dir)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         source = SourceCache(settings.repos_dir, allow_local=settings.allow_local_repos)
+        keyring = keyring or Keyring(settings.keys_dir, private=True)
+        self.teller = Teller(settings, self.db, keyring)
         self.pipeline = Pipeline(
             settings=settings,
             db=self.db,
@@ -67,11 +71,13 @@ class Agent:
             nginx=self.nginx,
             source=source,
             instance=self.instance,
-            keyring=keyring or Keyring(settings.keys_dir, private=True),
+            keyring=keyring,
+            on_started=self.teller.started,
         )
         self.build_plan = BuildPlanner(settings, self.db, source)
         self.sites = Sites(settings, self.db, self.nginx, self.docker, self.instance)
-        self.certs = CertManager(settings, self.db, self.nginx, self.sites)
+        self.certs = CertManager(settings, self.db, self.nginx, self.sites, tell=self.teller.event)
+        self._disk_low = False
         self._running: dict[int, Future[None]] = {}
         self._last_recover = float("-inf")
         self._lock = threading.Lock()
@@ -123,10 +129,26 @@ class Agent:
                 coalesce=True,
                 misfire_grace_time=3600,  # the agent was down at the hour: run once it is back
             )
+        scheduler.add_job(
+            self.watch_disk,
+            "interval",
+            seconds=self.settings.disk_check_seconds,
+            id="disk",
+            next_run_time=utcnow(),
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
+        self.teller.run(stop)
+        CrashWatch(self.docker, self.instance, self.teller.event).run(stop)
         live = LiveServer(
             create_live_app(
-                self.docker, self.db, self.instance, build_plan=self.build_plan, on_wake=self._wake.set
+                self.docker,
+                self.db,
+                self.instance,
+                build_plan=self.build_plan,
+                on_wake=self._wake.set,
+                test_notification=self.teller.test_target,
             ),
             self.settings.agent_socket,
             web_user=self.settings.web_account,
@@ -215,14 +237,39 @@ class Agent:
 
         try:
             scheduled_backup(self.settings, self.docker)
-        except Exception:  # noqa: BLE001  (the next run tries again; the log says why)
+        except Exception as exc:  # noqa: BLE001  (the next run tries again; the log says why)
             log.exception("scheduled backup failed")
+            self.teller.event(
+                "backup.failed",
+                title=f"paas on {self.settings.control_host}: the scheduled backup failed",
+                body=f"{type(exc).__name__}: {exc}\n`paas backup` by hand says more; `paas doctor` checks.",
+                kind="failure",
+            )
+
+    def watch_disk(self) -> None:
+        """Scheduled: say once when free disk falls under `paas doctor`'s warning
+        line (15% or 3 GiB), and again only after it has recovered."""
+        from agent.doctor import OK, disk_checks
+
+        low = [c for c in disk_checks(self.settings, self.docker) if c.status != OK]
+        if low and not self._disk_low:
+            self.teller.event(
+                "disk.low",
+                title=f"paas on {self.settings.control_host}: disk space is low",
+                body="\n".join(f"{c.name}: {c.detail}" for c in low) + f"\n{low[0].fix}",
+                kind="warning",
+            )
+        self._disk_low = bool(low)
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()
         if now - self._last_recover >= self.settings.job_lease_seconds / 3:
             self._last_recover = now
             self.recover()
+        try:
+            self.teller.scan()  # queued jobs reported to GitHub before they are claimed
+        except Exception:  # noqa: BLE001  (telling people must never stop the queue)
+            log.exception("could not record queued jobs for GitHub")
         with self._lock:
             for job_id in [j for j, f in self._running.items() if f.done()]:
                 del self._running[job_id]
@@ -258,13 +305,13 @@ class Agent:
 
     def execute(self, job: Job) -> None:
         assert job.id is not None
-        state, error, dep_id = JobState.failed, "", None
+        state, error, dep_id, note = JobState.failed, "", None, ""
         try:
             if job.kind in queue.CANCELLABLE:
                 result = self.pipeline.run(job)
                 dep_id = result.deployment_id
                 if result.ok:
-                    state, error = JobState.done, result.note
+                    state, error, note = JobState.done, result.note, result.note
                 else:
                     state = JobState.cancelled if result.cancelled else JobState.failed
                     error = result.error
@@ -282,6 +329,14 @@ class Agent:
             ):
                 log.warning("job %s: lease was lost before it finished", job.id)
         log.info("job %s %s %s", job.id, state, error)
+        if job.kind in queue.CANCELLABLE:
+            self._tell_finished(job, dep_id, Ended(state, error, note))
+
+    def _tell_finished(self, job: Job, dep_id: int | None, ended: Ended) -> None:
+        try:
+            self.teller.finished(job, dep_id, ended)
+        except Exception:  # noqa: BLE001  (telling people must never fail a job)
+            log.exception("could not record how job %s ended", job.id)
 
     def delete_app(self, job: Job) -> None:
         name = check_job(job).app_name  # it becomes paths and label filters
@@ -324,6 +379,12 @@ class Agent:
                     session.add_all([job, dep])
                 log.warning("job %s (%s %s): lease expired; %s", job.id, job.kind, job.app_name, job.state)
             names = sorted({j.app_name for j in expired})
+            ended = [(job, job.deployment_id, Ended(job.state, job.error)) for job in expired]
+            for job in expired:
+                session.expunge(job)
+        for job, dep_id, how in ended:
+            if job.kind in queue.CANCELLABLE:
+                self._tell_finished(job, dep_id, how)
         for name in names:
             self.reconcile_app(name)
 

@@ -499,6 +499,17 @@ class DockerEngine:
         except DockerException as exc:
             raise EngineError(_explain(exc)) from exc
 
+    def events(self, labels: dict[str, str], actions: list[str]) -> Iterator[dict[str, Any]]:
+        """Container events from now on (blocks until the next), as the engine
+        reports them; raises EngineError when the engine goes away."""
+        filters = {"type": "container", "event": actions, "label": _label_filter(labels)}
+        try:
+            yield from self._client.events(decode=True, filters=filters)
+        except DockerException as exc:
+            raise EngineError(_explain(exc)) from exc
+        except OSError as exc:  # the connection dropped (an engine restart)
+            raise EngineError(str(exc)) from exc
+
     def published_ports(self) -> set[int]:
         """Host ports published by any container on this engine."""
         ports: set[int] = set()

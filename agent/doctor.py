@@ -210,7 +210,7 @@ def _ports(settings: Settings, docker: DockerEngine | None) -> list[Check]:
 _ACME_ON = "remove PAAS_ACME=off from /etc/paas/paas.env and restart paas: certificates come by themselves"
 
 
-def _disk(settings: Settings, docker: DockerEngine | None) -> list[Check]:
+def disk_checks(settings: Settings, docker: DockerEngine | None) -> list[Check]:
     places = {"the data directory": settings.data_dir}
     try:
         _version, root = (docker or DockerEngine()).describe()
@@ -377,7 +377,7 @@ _CHECKS: tuple[Callable[[Settings, DockerEngine | None], list[Check]], ...] = (
     _control_plane,
     _dns,
     _ports,
-    _disk,
+    disk_checks,
     _files,
     _clock,
     _certificates,

@@ -65,8 +65,10 @@ class Pipeline:
         instance: str,
         keyring: Keyring,
         cancel_poll_seconds: float = 0.5,
+        on_started: Callable[[Job, int], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_started = on_started
         self.cancel_poll_seconds = cancel_poll_seconds
         self.releases = Releases(db, keyring)
         self.source = source
@@ -95,6 +97,11 @@ class Pipeline:
                 return DeployResult(True, live_id, live_version, note=note)
         new = self.releases.create(job)
         dep_id, version, app = new.dep_id, new.version, new.app
+        if self.on_started is not None:
+            try:
+                self.on_started(job, dep_id)  # GitHub and notifications: a few rows, sent by others
+            except Exception:  # noqa: BLE001  (telling people must never fail a deploy)
+                log.exception("could not record that %s v%s started", app.name, version)
         assert job.id is not None
         build_dir = self.settings.builds_dir / f"{app.name}-v{version}"
         log_path = self.settings.release_log(app.name, version)

@@ -173,6 +173,7 @@ def create_live_app(
     *,
     build_plan: BuildPlanner | None = None,
     on_wake: Callable[[], None] | None = None,
+    test_notification: Callable[[int], str] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="paas agent (live data)", openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -182,6 +183,14 @@ def create_live_app(
         if on_wake is not None:
             on_wake()
         return Response(status_code=204)
+
+    @app.post("/notifications/{target_id}/test")
+    def test(target_id: int) -> dict[str, object]:
+        """Send a test message to one notification target now (up to PAAS_NOTIFY_TIMEOUT)."""
+        if test_notification is None:
+            raise HTTPException(503, "this agent cannot send notifications")
+        error = test_notification(target_id)
+        return {"ok": not error, "error": error}
 
     def current(name: str) -> int | None:
         if not APP_NAME.fullmatch(name):

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from paas.crypto import KeyMaterial, Keyring, generate_keys, load_keys, write_keys
 from paas.db import hold_key_lock, session_scope
-from paas.models import App, Deployment, EnvVar
+from paas.models import App, Deployment, EnvVar, NotifyTarget
 
 __all__ = ["RotationReport", "encrypt_plain_webhook_secrets", "rotate_keys"]
 
@@ -47,7 +47,8 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
        Every process re-reads the files before it encrypts, and encrypts with
        the newest key from here on.
     2. Holding the key lock, re-encrypt every value, release snapshot and
-       webhook secret under the new keys; commit.
+       webhook secret, GitHub token and notification URL under the new keys;
+       commit.
     3. Drop the old keys from the files.
     A crash before 3 leaves both generations on disk (still correct); run
     rotate again.
@@ -75,8 +76,13 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
         hook_count = 0
         for app in session.exec(select(App)).all():
             app.webhook_secret = opener.reencrypt(app.webhook_secret, target)
+            if app.github_token:
+                app.github_token = opener.reencrypt(app.github_token, target)
             session.add(app)
             hook_count += 1
+        for notify_target in session.exec(select(NotifyTarget)).all():
+            notify_target.url = opener.reencrypt(notify_target.url, target)
+            session.add(notify_target)
     write_keys(keys_dir, new, web_user=web_user)
     log.info(
         "keys rotated: %d env values, %d release snapshots, %d webhook secrets",

@@ -26,6 +26,8 @@ __all__ = [
     "Event",
     "Job",
     "JobState",
+    "Notice",
+    "NotifyTarget",
     "WebhookDelivery",
     "utcnow",
 ]
@@ -68,6 +70,11 @@ class App(SQLModel, table=True):
     last_pushed_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     last_pushed_commit: str = Field(default="", max_length=64)
     state: str = Field(default="active", max_length=20)  # active | deleting
+    # GitHub commit statuses and deployments (agent/github_status.py): the token is sealed to the
+    # agent's key pair like a secret env value ("" = not told); repo "owner/name", "" = from repo_url
+    github_token: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    github_repo: str = Field(default="", max_length=200)
+    github_environment: str = Field(default="production", max_length=100)
     current_deployment_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -244,3 +251,45 @@ class Event(SQLModel, table=True):
     action: str = Field(max_length=100)
     app_name: str = Field(default="", max_length=40, index=True)
     detail: str = Field(default="", max_length=2000)
+
+
+class NotifyTarget(SQLModel, table=True):
+    """Where notifications go: an Apprise URL, sealed to the agent's key pair
+    (URLs embed tokens), for every app (app_id None) or one app."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    app_id: int | None = Field(default=None, foreign_key="app.id", index=True, ondelete="CASCADE")
+    url: str = Field(sa_column=Column(Text, nullable=False))  # sealed (paas.crypto)
+    masked: str = Field(max_length=100)  # scheme and the last characters, for listings
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # []: all
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(default="", max_length=200)
+    last_sent_at: datetime | None = None
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    last_error_at: datetime | None = None
+
+
+class Notice(SQLModel, table=True):
+    """The agent's outbox: one thing to tell GitHub or a notification target,
+    sent off the deploy's path, in order per app and channel, retried with
+    back-off. Written and read by the agent only."""
+
+    __table_args__ = (Index("ix_notice_state_next", "state", "next_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=10)  # github | notify
+    app_id: int | None = Field(default=None, foreign_key="app.id", index=True, ondelete="CASCADE")
+    app_name: str = Field(default="", max_length=40)
+    target_id: int | None = Field(default=None, foreign_key="notifytarget.id", ondelete="CASCADE")
+    job_id: int | None = Field(default=None, index=True)
+    deployment_id: int | None = None
+    event: str = Field(max_length=30)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # what was done so far (GitHub: the calls made, the deployment id it created)
+    progress: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="pending", max_length=10)  # pending | sent | failed
+    attempts: int = 0
+    next_at: datetime = Field(default_factory=utcnow)
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None

@@ -586,3 +586,95 @@ class TokenPublic(BaseModel):
     created_at: datetime
     last_used_at: datetime | None = Field(description="Coarse: updated at most once a minute")
     expires_at: datetime | None = Field(description="null: until revoked")
+
+
+# GitHub reporting and notifications (paas/notify.py) --------------------------------------
+
+
+class GitHubUpdate(BaseModel):
+    """Change how an app reports to GitHub; omitted fields stay. The token is
+    write-only: "" removes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Fine-grained, with Commit statuses and Deployments (read and write); '' removes it",
+    )
+    repo: str | None = Field(default=None, description="owner/name; '' takes it from the app's repo URL")
+    environment: str | None = Field(default=None, description="The GitHub environment (default production)")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9_.\-]{20,500}", value):
+            raise ValueError("is not a GitHub token (ghp_…, github_pat_… or ghs_…)")
+        return value
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        from paas.notify import check_github_repo
+
+        return None if value is None else check_github_repo(value)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: str | None) -> str | None:
+        from paas.notify import check_github_environment
+
+        return None if value is None else check_github_environment(value)
+
+
+class GitHubPublic(BaseModel):
+    token_set: bool = Field(description="Whether a token is stored (it is never shown)")
+    repo: str = Field(description="owner/name statuses go to; '' if none can be found")
+    repo_set: str = Field(description="The repository as set ('' = from the repo URL)")
+    environment: str
+    last_outcome: str = Field(default="", description="How the last report to GitHub went")
+    last_at: datetime | None = None
+
+
+class NotifyTargetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="An Apprise URL (slack://…, discord://…, mailtos://…, ntfys://…, json://…)")
+    app: str | None = Field(default=None, description="Only this app's events; omitted: every app's")
+    events: list[str] = Field(default_factory=list, description="Which events; empty: all of them")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from paas.notify import check_notify_url
+
+        return check_notify_url(value)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        from paas.notify import check_events
+
+        return check_events(value)
+
+
+class NotifyTargetPublic(BaseModel):
+    """A notification target as listed: never its URL, which embeds tokens."""
+
+    id: int
+    app: str | None = Field(description="null: every app")
+    url: str = Field(description="Masked: the scheme and the last characters")
+    events: list[str]
+    created_at: datetime
+    last_sent_at: datetime | None
+    last_error: str = Field(description="Why the last notification or test did not reach it ('' = fine)")
+    last_error_at: datetime | None
+    waiting: int = Field(description="Notifications waiting to be sent or retried")
+
+
+class NotifyTestResult(BaseModel):
+    ok: bool
+    error: str = ""

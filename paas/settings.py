@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     keep_release_logs: int = Field(default=50, ge=1)  # build and release logs, per app
     cleanup_interval_seconds: int = Field(default=3600, ge=10)  # the agent's scheduled clean-up
     nginx_check_seconds: int = Field(default=2, ge=1)  # the agent starts nginx again when it stops answering
+    disk_check_seconds: int = Field(default=300, ge=1)  # "disk nearly full" notifications
     drain_seconds: float = Field(default=5.0, ge=0)
     stop_timeout: int = Field(default=10, ge=0)
     release_timeout: int = Field(default=600, ge=1)
@@ -146,6 +147,16 @@ class Settings(BaseSettings):
     backup_rclone_remote: str = ""
     rclone_bin: str = "rclone"
 
+    # telling people (agent/tell.py): GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3),
+    # how long one call may take and the longest wait between tries; Apprise notifications: how long
+    # one send may take, how many tries, the first wait (each next one is 4 times longer)
+    github_api_url: str = "https://api.github.com"
+    github_timeout: float = Field(default=10.0, gt=0, le=120)
+    github_retry_max_seconds: int = Field(default=300, ge=1, le=3600)
+    notify_timeout: int = Field(default=30, ge=1, le=600)
+    notify_attempts: int = Field(default=4, ge=1, le=20)
+    notify_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+
     @field_validator("domain")
     @classmethod
     def _check_domain(cls, value: str) -> str:
@@ -160,6 +171,16 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _check_github_api_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.fullmatch(r"https://[^\s/]+(/\S*)?", value) and not re.fullmatch(
+            r"http://127\.[0-9.]+(:[0-9]+)?(/\S*)?", value
+        ):
+            raise ValueError("must be an https:// URL (http:// only on 127.0.0.0/8, for tests)")
         return value
 
     @field_validator("acme_directory")

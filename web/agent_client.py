@@ -61,12 +61,19 @@ async def open_runtime_logs(
     return response.aiter_raw(), close
 
 
-def ask_agent(settings: Settings, path: str, *, timeout: float, params: dict[str, str] | None = None) -> Any:
-    """GET a JSON answer from the agent's socket, its errors turned into ours."""
+def ask_agent(
+    settings: Settings,
+    path: str,
+    *,
+    timeout: float,
+    params: dict[str, str] | None = None,
+    method: str = "GET",
+) -> Any:
+    """A JSON answer from the agent's socket, its errors turned into ours."""
     transport = httpx.HTTPTransport(uds=str(settings.agent_socket))
     try:
         with httpx.Client(transport=transport, base_url="http://agent", timeout=timeout) as agent:
-            response = agent.get(path, params=params)
+            response = agent.request(method, path, params=params)
     except httpx.HTTPError:
         raise Unavailable(AGENT_DOWN) from None
     _raise_for_agent(response.status_code, response.content)

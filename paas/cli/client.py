@@ -152,22 +152,52 @@ def apps_set(
     memory: Annotated[str | None, typer.Option(help=HELP["memory"] + " '' clears it.")] = None,
     cpus: Annotated[float | None, typer.Option(help=HELP["cpus"] + " 0 clears it.")] = None,
     pids: Annotated[int | None, typer.Option(help=HELP["pids"] + " 0 clears it.")] = None,
+    github_token: Annotated[
+        bool,
+        typer.Option(
+            "--github-token",
+            help="Report deploys to GitHub with a token read from a hidden prompt (or stdin): fine-grained, "
+            "with Commit statuses and Deployments, read and write.",
+        ),
+    ] = False,
+    no_github_token: Annotated[
+        bool, typer.Option("--no-github-token", help="Remove the GitHub token: stop reporting.")
+    ] = False,
+    github_repo: Annotated[
+        str | None, typer.Option(help="owner/name statuses go to; '' takes it from --repo.")
+    ] = None,
+    github_environment: Annotated[
+        str | None, typer.Option(help="The GitHub environment of its deployments (default production).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change an app's settings; they apply from the next deploy (HSTS at the next certificate check)."""
+    from paas.cli.notify import set_github
     from paas.schemas import AppUpdate
 
     body = _app_fields(AppUpdate, locals())
     for key in ("cpus", "pids"):
         if key in body:
             body[key] = body[key] or None  # 0: back to the server's default
-    if not body:
+    github = github_token or no_github_token or github_repo is not None or github_environment is not None
+    if not body and not github:
         fail("nothing to change: give at least one option (see `paas apps set --help`)")
-    info = api_client().request("PATCH", f"/apps/{name}", json=body)
+    info = api_client().request("PATCH", f"/apps/{name}", json=body) if body else {}
+    if github:
+        info["github"] = set_github(
+            name, token=github_token, remove=no_github_token, repo=github_repo, environment=github_environment
+        )
     if as_json:
         print_json(info)
         return
-    typer.echo(f"{name}: changed {', '.join(sorted(body))}; they apply from the next deploy")
+    if body:
+        typer.echo(f"{name}: changed {', '.join(sorted(body))}; they apply from the next deploy")
+    if github:
+        gh = info["github"]
+        told = (
+            f"reports to GitHub {gh['repo']} ({gh['environment']})" if gh["token_set"] else "no GitHub token"
+        )
+        typer.echo(f"{name}: {told}")
 
 
 @apps_app.command("list")
@@ -210,6 +240,11 @@ def apps_info(name: str, as_json: JsonOpt = False) -> None:
         "created_at",
     ):
         out.print(f"{key:16} {info.get(key) if info.get(key) not in (None, '') else '-'}", markup=False)
+    gh = api_client().request("GET", f"/apps/{name}/github")
+    told = f"{gh['repo'] or '(no repository)'} ({gh['environment']})" if gh["token_set"] else "off (no token)"
+    out.print(f"{'github':16} {told}", markup=False)
+    if gh["last_outcome"]:
+        out.print(f"{'github last':16} {gh['last_outcome']}", markup=False)
 
 
 @apps_app.command("delete")

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -286,6 +287,34 @@ class Stack:
 
     def release_log(self, app: str, version: int) -> str:
         return self.api("GET", f"/apps/{app}/releases/{version}/log").text
+
+    def browser(self, password: str = "correct horse battery staple") -> httpx.Client:  # noqa: S107
+        """A client signed in to the web UI as "admin" (created on first use)."""
+        users = self.paas("admin", "users", "list", "--json", token=False).stdout
+        if '"admin"' not in users:
+            self.paas("admin", "create-user", "admin", token=False, stdin=password + "\n")
+        client = httpx.Client(base_url=f"http://{LOOPBACK}:{self.web_port}", timeout=30)
+        form = client.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None, form
+        signed = client.post(
+            "/login", data={"username": "admin", "password": password, "csrf": csrf.group(1), "next": "/"}
+        )
+        assert signed.status_code == 303, signed.text
+        return client
+
+
+def canary_hits(roots: list[Path], canaries: dict[str, str]) -> tuple[int, list[tuple[str, str]]]:
+    """Every regular file under ``roots`` searched for each canary value:
+    (files searched, [(canary name, path)] where one was found)."""
+    searched, hits = 0, []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                searched += 1
+                hits += [(name, str(path)) for name, value in canaries.items() if value.encode() in data]
+    return searched, hits
 
 
 # git -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from paas.crypto import PRIVATE_FILE, DecryptError, Keyring, load_keys
-from tests.integration.harness import GitRemote, LoadClient, Stack
+from tests.integration.harness import GitRemote, LoadClient, Stack, canary_hits
 
 pytestmark = pytest.mark.integration
 
@@ -149,14 +149,7 @@ def test_canary_search_finds_no_value_outside_the_container(stack: Stack, deploy
 
     # every file paas wrote: database (and its WAL), deploy logs, the daemons' log, the git
     # cache, build dirs, keys, the CLI's config, and nginx's access and error logs
-    roots = [stack.root, stack.nginx.root]
-    searched = 0
-    for root in roots:
-        for path in root.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                data = path.read_bytes()
-                searched += 1
-                hits += [(name, str(path)) for name, value in canaries.items() if value.encode() in data]
+    searched, hits = canary_hits([stack.root, stack.nginx.root], canaries)
     assert searched > 10 and hits == []
 
     # the audit trail, row by row

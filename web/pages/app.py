@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from paas import domains, services
 from paas.errors import InvalidInput, NotFound, PaasError, Unavailable
 from paas.models import App, Deployment, WebhookDelivery
+from paas.notifications import github_told
 from paas.procfile import formation
 from paas.schemas import PROCESS_TYPE
 from paas.settings import Settings
@@ -43,6 +44,11 @@ def page_context(session: Session, settings: Settings, name: str) -> tuple[App, 
 
 def _releases(session: Session, app: App, limit: int) -> list[Any]:
     return [services.deployment_public(d) for d in services.list_releases(session, app=app, limit=limit)]
+
+
+def _github_told(session: Session, releases: list[Any]) -> dict[int, str]:
+    """Per release's job: whether GitHub was told (Activity shows it)."""
+    return github_told(session, [r.job_id for r in releases if r.job_id is not None])
 
 
 def back_to(name: str, tab: str = "") -> RedirectResponse:
@@ -95,7 +101,15 @@ def activity(request: Request, name: str, session: SessionDep, settings: Setting
     signed_in(request)
     app, row = page_context(session, settings, name)
     releases = _releases(session, app, 100)
-    return render(request, "activity.html", tab="activity", app=row, releases=releases, show_actions=True)
+    return render(
+        request,
+        "activity.html",
+        tab="activity",
+        app=row,
+        releases=releases,
+        show_actions=True,
+        github=_github_told(session, releases),
+    )
 
 
 @router.get("/activity/table")
@@ -110,7 +124,14 @@ def activity_table(
     signed_in(request)
     app, row = page_context(session, settings, name)
     releases = _releases(session, app, 100 if all else 5)
-    return render(request, "_activity_table.html", app=row, releases=releases, show_actions=all)
+    return render(
+        request,
+        "_activity_table.html",
+        app=row,
+        releases=releases,
+        show_actions=all,
+        github=_github_told(session, releases),
+    )
 
 
 def act(

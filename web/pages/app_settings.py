@@ -1,5 +1,5 @@
 """An app's Settings tab: env vars, domains, build and run settings,
-process counts, delete. Every form calls the same services as the REST API,
+process counts, GitHub reporting, notifications, delete. Every form calls the same services as the REST API,
 shows its errors next to the field with what was typed kept (never a value
 marked Encrypt), and redirects with a one-time message on success."""
 
@@ -13,13 +13,24 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from paas import domains, envvars, services
+from paas import domains, envvars, notifications, services
 from paas.crypto import Keyring
 from paas.errors import Conflict, PaasError
 from paas.models import App
-from paas.schemas import AppUpdate, EnvChange, EnvChangeResult, EnvImport, EnvSet
+from paas.notify import EVENTS
+from paas.schemas import (
+    AppUpdate,
+    EnvChange,
+    EnvChangeResult,
+    EnvImport,
+    EnvSet,
+    GitHubUpdate,
+    NotifyTargetCreate,
+    NotifyTestResult,
+)
 from paas.scopes import EnvScope
 from paas.settings import Settings
+from web.agent_client import ask_agent
 from web.deps import KeyringDep, SessionDep, SettingsDep
 from web.pages.app import act, back_to, page_context
 from web.pages.common import Posted, PostedDep, field_errors, flash, render, signed_in
@@ -54,6 +65,8 @@ def _settings_page(
         "run.memory": app.memory,
         "run.cpus": f"{app.cpus:g}" if app.cpus else "",
         "run.pids": str(app.pids or ""),
+        "github.repo": app.github_repo,
+        "github.environment": app.github_environment,
     }
     counts = services.current_formation(session, app=app) if app.current_deployment_id else {}
     shown |= {f"scale.{k}": str(v) for k, v in counts.items()}
@@ -68,6 +81,9 @@ def _settings_page(
         domains=domains.list_domains(session, app=app, settings=settings),
         formation=counts,
         defaults={"memory": settings.app_memory, "cpus": f"{settings.app_cpus:g}", "pids": settings.app_pids},
+        github=notifications.github_public(session, app),
+        targets=notifications.list_targets(session, app=app),
+        events=EVENTS,
         errors=errors or {},
         values=shown | (values or {}),
     )
@@ -314,3 +330,77 @@ def delete(ed: EditingDep) -> Response:
         return back_to(ed.name, "/settings")
     flash(ed.request, f"Deleting {ed.name}: its containers, site, images and env vars are being removed.")
     return RedirectResponse("/", status_code=303)
+
+
+# telling people -------------------------------------------------------------------------
+
+
+@router.post("/github", response_model=None)
+def github(ed: EditingDep) -> Response:
+    """Set or replace the token (write-only), the repository, the environment; or remove the token."""
+    form = ed.form
+    kept = {"github.repo": form.get("repo"), "github.environment": form.get("environment")}
+    try:
+        if form.get("action") == "remove":
+            change = GitHubUpdate(token="")
+        else:
+            change = GitHubUpdate(
+                token=form.get("token").strip() or None,
+                repo=form.get("repo").strip(),
+                environment=form.get("environment").strip() or "production",
+            )
+        app = services.get_app(ed.session, ed.name)
+        notifications.set_github(ed.session, app=app, change=change, actor=form.actor, keyring=ed.keyring)
+    except ValidationError as exc:
+        return ed.refuse(field_errors(exc, "github"), kept, secret_dropped=bool(form.get("token")))
+    except PaasError as exc:
+        return ed.refuse({"github.form": str(exc)}, kept, secret_dropped=bool(form.get("token")))
+    if form.get("action") == "remove":
+        return ed.saved("Removed the GitHub token: deploys are no longer reported to GitHub.", "github")
+    return ed.saved("Saved. The next deploy is reported to GitHub.", "github")
+
+
+@router.post("/notifications", response_model=None)
+def notify_add(ed: EditingDep) -> Response:
+    form = ed.form
+    chosen = [e for e in EVENTS if form.get(f"ev-{e}") == "1"]
+    try:
+        spec = NotifyTargetCreate(url=form.get("url"), events=chosen)
+        app = None if form.get("scope") == "all" else services.get_app(ed.session, ed.name)
+        added = notifications.add_target(ed.session, spec=spec, app=app, actor=form.actor, keyring=ed.keyring)
+    except ValidationError as exc:  # the URL is never put back in the page: it holds tokens
+        return ed.refuse(field_errors(exc, "notify"), {}, secret_dropped=bool(form.get("url")))
+    return ed.saved(f"Added {added.url}. Send it a test to check it arrives.", "notifications")
+
+
+@router.post("/notifications/test", response_model=None)
+def notify_test(ed: EditingDep) -> Response:
+    try:
+        target_id = int(ed.form.get("id"))
+        notifications.get_target(ed.session, target_id)
+        ed.session.commit()  # the agent records the outcome on the target
+        answer = ask_agent(
+            ed.settings,
+            f"/notifications/{target_id}/test",
+            method="POST",
+            timeout=ed.settings.notify_timeout + 10,
+        )
+        result = NotifyTestResult.model_validate(answer)
+    except (ValueError, PaasError) as exc:
+        flash(ed.request, f"Could not test it: {exc}", bad=True)
+        return back_to(ed.name, "/settings#notifications")
+    if result.ok:
+        return ed.saved("Sent a test notification: check that it arrived.", "notifications")
+    flash(ed.request, f"The test was not delivered: {result.error}", bad=True)
+    return back_to(ed.name, "/settings#notifications")
+
+
+@router.post("/notifications/remove", response_model=None)
+def notify_remove(ed: EditingDep) -> Response:
+    try:
+        notifications.remove_target(ed.session, target_id=int(ed.form.get("id")), actor=ed.form.actor)
+    except (ValueError, PaasError) as exc:
+        ed.session.rollback()
+        flash(ed.request, f"Could not remove it: {exc}", bad=True)
+        return back_to(ed.name, "/settings#notifications")
+    return ed.saved("Removed the notification target.", "notifications")

@@ -1,0 +1,690 @@
+"""Telling people how a deploy went: GitHub commit statuses and deployments,
+and notifications through Apprise. The outbox.
+
+Whatever happens that someone should hear of becomes ``Notice`` rows (one
+per GitHub report, one per notification target), written in a short
+transaction by whoever saw it: the job runner, the certificate check, the
+Docker event watcher. Two threads send them, one for GitHub and one for
+notifications, so a slow or failing GitHub never delays a deploy nor the
+other channel. Notices of one app (GitHub) or one target (notifications) go
+out in the order they were made; one that fails waits (GitHub's
+``Retry-After`` and ``X-RateLimit-Reset``, else a doubling back-off) and
+holds back those behind it, so statuses never arrive out of order.
+
+Only the agent writes notices, and only it can open the GitHub token and
+the notification URLs (sealed to its key pair, like secret env values).
+Every value read from a row web can write (the repository, the
+environment, a target's events) is checked again here before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, select
+
+from agent.deploylog import DeployLog
+from agent.github_status import GitHubClient, GitHubTrouble
+from paas import queue
+from paas.crypto import DecryptError, Keyring
+from paas.db import session_scope
+from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
+from paas.notify import EVENTS, check_github_environment, check_github_repo, github_repo_from_url
+from paas.services import control_url, find_release, live_release, served_url
+from paas.settings import Settings
+
+__all__ = ["Teller"]
+
+log = logging.getLogger("paas.agent.tell")
+
+GITHUB, NOTIFY = "github", "notify"
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+GITHUB_GIVE_UP = timedelta(hours=24)
+APP_FAULT_STEPS = ("build", "release", "start", "health")  # a failure, not an error of paas
+LOG_TAIL = 12  # lines of a failed deploy's log in its notification
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a job ended, as the teller needs it."""
+
+    state: str  # done | failed | cancelled | superseded
+    error: str = ""
+    note: str = ""  # a job that ended well without a release: why
+
+
+def _status_text(exc_text: str) -> tuple[str, str]:
+    """(step, reason) from a deployment's ``step: reason`` error."""
+    step, sep, reason = exc_text.partition(": ")
+    return (step, reason) if sep and step.isidentifier() else ("", exc_text)
+
+
+class Teller:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Engine,
+        keyring: Keyring,
+        *,
+        send_notification: Callable[[str, str, str, str], str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.keyring = keyring
+        self._send_notification = send_notification or self._apprise
+        self._wake = {GITHUB: threading.Event(), NOTIFY: threading.Event()}
+
+    # what happened -----------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """A queued job of an app that reports to GitHub gets its ``queued``
+        report; one that ended without running (superseded by a newer push,
+        cancelled while queued) gets its end. Cheap: the agent calls it at
+        every tick, before it claims."""
+        with session_scope(self.db) as session:
+            told = select(Notice.job_id).where(Notice.channel == GITHUB, Notice.event == "queued")
+            fresh = session.exec(
+                select(Job, App)
+                .join(App, col(App.id) == Job.app_id)
+                .where(
+                    col(Job.state) == JobState.queued,
+                    col(Job.kind).in_(queue.CANCELLABLE),
+                    App.github_token != "",
+                    col(Job.id).not_in(told),
+                )
+            ).all()
+            for job, app in fresh:
+                self._github_queued(session, job, app)
+            ended = select(Notice.job_id).where(Notice.channel == GITHUB, Notice.event == "ended")
+            since = utcnow() - timedelta(days=1)
+            gone = session.exec(
+                select(Job, App)
+                .join(App, col(App.id) == Job.app_id)
+                .where(
+                    col(Job.state).in_((JobState.superseded, JobState.cancelled, JobState.failed)),
+                    col(Job.started_at).is_(None),
+                    col(Job.finished_at) > since,
+                    col(Job.id).in_(told),
+                    col(Job.id).not_in(ended),
+                )
+            ).all()
+            for job, app in gone:
+                self._github_ended(session, job, app, None, Ended(job.state, job.error))
+            if fresh or gone:
+                self._wake[GITHUB].set()
+
+    def started(self, job: Job, dep_id: int) -> None:
+        """A job began its release (vN exists): GitHub's deployment is in
+        progress, and ``deploy.started`` goes out."""
+        with session_scope(self.db) as session:
+            app = session.get(App, job.app_id) if job.app_id else None
+            dep = session.get(Deployment, dep_id)
+            if app is None or dep is None:
+                return
+            if app.github_token:
+                if self._notice(session, job.id, "queued") is None:
+                    self._github_queued(session, job, app)
+                self._github(
+                    session,
+                    app,
+                    job,
+                    dep,
+                    "started",
+                    [
+                        *self._commit_status(app, job, dep.commit, "pending", f"v{dep.version}: deploying"),
+                        {
+                            "op": "deployment_status",
+                            "state": "in_progress",
+                            "description": f"v{dep.version}: {_what(job)}",
+                            "log_url": self._release_url(session, app, dep),
+                        },
+                    ],
+                )
+            what = _what(job)
+            self._notify(
+                session,
+                "deploy.started",
+                app,
+                title=f"{app.name}: {what} v{dep.version}",
+                body=_describe(dep) + f"\n{self._release_url(session, app, dep)}",
+                kind="info",
+            )
+
+    def finished(self, job: Job, dep_id: int | None, ended: Ended) -> None:
+        """A job that ran has ended: GitHub hears how, and the notification
+        of a success, a rollback or a failure goes out."""
+        with session_scope(self.db) as session:
+            app = session.get(App, job.app_id) if job.app_id else None
+            if app is None:
+                return
+            dep = session.get(Deployment, dep_id) if dep_id else None
+            if app.github_token:
+                self._github_ended(session, job, app, dep, ended)
+            if dep is None or dep.job_id != job.id:
+                return  # nothing was released (an env release that was not needed)
+            url = self._release_url(session, app, dep)
+            if ended.state == JobState.done:
+                rollback = job.kind == queue.ROLLBACK
+                event = "rollback" if rollback else "deploy.succeeded"
+                took = (
+                    f" in {(dep.finished_at - dep.created_at).total_seconds():.1f} s"
+                    if dep.finished_at
+                    else ""
+                )
+                title = (
+                    f"{app.name}: rolled back to v{dep.rollback_of} (now v{dep.version})"
+                    if rollback
+                    else f"{app.name}: v{dep.version} is live"
+                )
+                body = f"{_describe(dep)}{took}\n{self._app_url(session, app)}\n{url}"
+                self._notify(session, event, app, title=title, body=body, kind="success")
+            elif ended.state in (JobState.failed, JobState.cancelled):
+                step, reason = _status_text(dep.error or ended.error)
+                at = f" at {step}" if step else ""
+                tail = self._log_tail(app.name, dep.version)
+                body = f"{reason}\n{_describe(dep)}\n{url}" + (f"\n\n{tail}" if tail else "")
+                word = "was cancelled" if ended.state == JobState.cancelled else "failed"
+                title = f"{app.name}: v{dep.version} {word}{at}"
+                self._notify(session, "deploy.failed", app, title=title, body=body, kind="failure")
+
+    def event(self, event: str, *, app_name: str = "", title: str, body: str, kind: str = "warning") -> None:
+        """Anything else worth a notification (crash, certificate, disk, backup)."""
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).first() if app_name else None
+            self._notify(session, event, app, title=title, body=body, kind=kind)
+
+    # GitHub reports ------------------------------------------------------------------------
+
+    def _github_queued(self, session: Session, job: Job, app: App) -> None:
+        commit = str(job.payload.get("commit", "")) or _base_commit(session, app, job)
+        ref = str(job.payload.get("ref", "")).removeprefix("refs/heads/") or app.branch
+        activity = f"{control_url(session, self.settings)}/apps/{app.name}/activity"
+        ops = [
+            *self._commit_status(app, job, commit, "pending", "queued"),
+            {
+                "op": "deployment",
+                "ref": commit or ref,
+                "description": f"paas: {_what(job)}",
+                "payload": {"paas_job": job.id},
+            },
+            {"op": "deployment_status", "state": "queued", "description": "queued", "log_url": activity},
+        ]
+        self._github(session, app, job, None, "queued", ops)
+
+    def _github_ended(
+        self, session: Session, job: Job, app: App, dep: Deployment | None, ended: Ended
+    ) -> None:
+        url = (
+            self._release_url(session, app, dep)
+            if dep is not None
+            else f"{control_url(session, self.settings)}/apps/{app.name}/activity"
+        )
+        version = f"v{dep.version}" if dep is not None else "not deployed"
+        commit = dep.commit if dep is not None else str(job.payload.get("commit", ""))
+        if ended.state == JobState.done and dep is not None and dep.job_id == job.id:
+            live = f"v{dep.version} is live"
+            ops = [
+                *self._commit_status(app, job, commit, "success", live),
+                {
+                    "op": "deployment_status",
+                    "state": "success",
+                    "description": live,
+                    "log_url": url,
+                    "environment_url": self._app_url(session, app),
+                },
+                {"op": "inactivate_previous"},
+            ]
+        elif ended.state == JobState.done:  # nothing to release
+            why = ended.note or "nothing to release"
+            ops = [{"op": "deployment_status", "state": "inactive", "description": why, "log_url": url}]
+        elif ended.state == JobState.superseded:
+            why = "not deployed: a newer push superseded it"
+            ops = [
+                *self._commit_status(app, job, commit, "error", why),
+                {"op": "deployment_status", "state": "inactive", "description": why, "log_url": url},
+            ]
+        else:
+            step, reason = _status_text((dep.error if dep is not None else "") or ended.error)
+            state = "failure" if step in APP_FAULT_STEPS else "error"
+            if ended.state == JobState.cancelled:
+                state, text = "error", f"{version} cancelled"
+            else:
+                text = f"{version} failed" + (f" at {step}: {reason}" if step else f": {reason}")
+            ops = [
+                *self._commit_status(app, job, commit, state, text),
+                {"op": "deployment_status", "state": state, "description": text, "log_url": url},
+            ]
+        self._github(session, app, job, dep, "ended", ops, live=ended.state == JobState.done)
+
+    @staticmethod
+    def _commit_status(app: App, job: Job, commit: str, state: str, description: str) -> list[dict[str, Any]]:
+        """A commit status, for deploys of a known commit (a release of the
+        same image would repeat what its deploy said)."""
+        if job.kind != queue.DEPLOY or len(commit) != 40:
+            return []
+        return [{"op": "status", "sha": commit, "state": state, "description": description}]
+
+    def _github(
+        self,
+        session: Session,
+        app: App,
+        job: Job,
+        dep: Deployment | None,
+        event: str,
+        ops: list[dict[str, Any]],
+        *,
+        live: bool = False,
+    ) -> None:
+        target = (
+            self._release_url(session, app, dep)
+            if dep is not None
+            else f"{control_url(session, self.settings)}/apps/{app.name}/activity"
+        )
+        for op in ops:
+            if op["op"] == "status":
+                op.setdefault("target_url", target)
+        session.add(
+            Notice(
+                channel=GITHUB,
+                app_id=app.id,
+                app_name=app.name,
+                job_id=job.id,
+                deployment_id=dep.id if dep is not None else None,
+                event=event,
+                payload={"ops": ops, "live": live},
+            )
+        )
+        self._wake[GITHUB].set()
+
+    def _notice(self, session: Session, job_id: int | None, event: str) -> Notice | None:
+        return session.exec(
+            select(Notice).where(Notice.channel == GITHUB, Notice.job_id == job_id, Notice.event == event)
+        ).first()
+
+    # notifications -------------------------------------------------------------------------
+
+    def _notify(
+        self, session: Session, event: str, app: App | None, *, title: str, body: str, kind: str
+    ) -> None:
+        assert event in EVENTS, event
+        where: Any = col(NotifyTarget.app_id).is_(None)
+        if app is not None:
+            where = or_(where, col(NotifyTarget.app_id) == app.id)
+        made = 0
+        for target in session.exec(select(NotifyTarget).where(where)).all():
+            events = target.events if isinstance(target.events, list) else []
+            if events and event not in events:
+                continue
+            session.add(
+                Notice(
+                    channel=NOTIFY,
+                    app_id=app.id if app is not None else None,
+                    app_name=app.name if app is not None else "",
+                    target_id=target.id,
+                    event=event,
+                    payload={"title": title[:250], "body": body[:4000], "type": kind},
+                )
+            )
+            made += 1
+        if made:
+            self._wake[NOTIFY].set()
+
+    def test_target(self, target_id: int) -> str:
+        """Send a test message to one target now; "" when it went, else why not."""
+        with session_scope(self.db) as session:
+            target = session.get(NotifyTarget, target_id)
+            if target is None:
+                return f"no notification target {target_id}"
+            url = target.url
+        try:
+            error = self._send_notification(
+                self.keyring.decrypt(url),
+                "paas: a test notification",
+                f"This is a test from paas on {self.settings.control_host}: notifications reach you here.",
+                "info",
+            )
+        except DecryptError as exc:
+            error = f"cannot open the URL: {exc}"
+        self._record_target(target_id, error)
+        return error
+
+    def _record_target(self, target_id: int | None, error: str) -> None:
+        with session_scope(self.db) as session:
+            target = session.get(NotifyTarget, target_id) if target_id else None
+            if target is None:
+                return
+            if error:
+                target.last_error, target.last_error_at = error[:1000], utcnow()
+            else:
+                target.last_sent_at, target.last_error, target.last_error_at = utcnow(), "", None
+            session.add(target)
+
+    def _apprise(self, url: str, title: str, body: str, kind: str) -> str:
+        """Send through Apprise in a process of its own (agent/notify_send.py)."""
+        request = json.dumps({"url": url, "title": title, "body": body, "type": kind})
+        try:
+            done = subprocess.run(  # noqa: S603  (our own module, the URL on stdin)
+                [sys.executable, "-m", "agent.notify_send"],
+                input=request,
+                capture_output=True,
+                text=True,
+                timeout=self.settings.notify_timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"no answer within {self.settings.notify_timeout} s"
+        try:
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return f"the sender exited {done.returncode} without an answer"
+        return "" if answer.get("ok") else str(answer.get("error") or "not delivered")
+
+    # sending -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=self._loop, args=(channel, stop), daemon=True, name=f"tell-{channel}")
+            for channel in (GITHUB, NOTIFY)
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _loop(self, channel: str, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = self.send_due(channel)
+            except Exception:  # noqa: BLE001  (the next round tries again)
+                log.exception("sending %s notices failed", channel)
+                sent = 0
+            if not sent:
+                self._wake[channel].wait(1.0)
+                self._wake[channel].clear()
+
+    def wake(self) -> None:
+        for event in self._wake.values():
+            event.set()
+
+    def send_due(self, channel: str) -> int:
+        """Send the first pending notice of each app (GitHub) or target
+        (notifications) whose time has come; returns how many were tried."""
+        now = utcnow()
+        with session_scope(self.db) as session:
+            pending = session.exec(
+                select(Notice)
+                .where(Notice.channel == channel, Notice.state == PENDING)
+                .order_by(col(Notice.id))
+            ).all()
+            heads: dict[Any, Notice] = {}
+            for notice in pending:
+                heads.setdefault(notice.app_id if channel == GITHUB else notice.target_id, notice)
+            due = [n.id for n in heads.values() if _aware(n.next_at) <= now]
+        for notice_id in due:
+            if notice_id is not None:
+                (self._send_github if channel == GITHUB else self._send_notice)(notice_id)
+        return len(due)
+
+    def _send_notice(self, notice_id: int) -> None:
+        with session_scope(self.db) as session:
+            notice = session.get(Notice, notice_id)
+            target = session.get(NotifyTarget, notice.target_id) if notice and notice.target_id else None
+            if notice is None:
+                return
+            if target is None:
+                notice.state, notice.last_error = FAILED, "its target was removed"
+                session.add(notice)
+                return
+            payload, sealed = dict(notice.payload), target.url
+        try:
+            error = self._send_notification(
+                self.keyring.decrypt(sealed),
+                str(payload.get("title", "")),
+                str(payload.get("body", "")),
+                str(payload.get("type", "info")),
+            )
+        except DecryptError as exc:
+            error = f"cannot open the URL: {exc}"
+        with session_scope(self.db) as session:
+            notice = session.get(Notice, notice_id)
+            if notice is None:
+                return
+            notice.attempts += 1
+            if not error:
+                notice.state, notice.sent_at, notice.last_error = SENT, utcnow(), ""
+            elif notice.attempts >= self.settings.notify_attempts:
+                notice.state, notice.last_error = (
+                    FAILED,
+                    f"not delivered after {notice.attempts} tries: {error}",
+                )
+            else:
+                delay = self.settings.notify_retry_seconds * 4 ** (notice.attempts - 1)
+                notice.last_error, notice.next_at = error, utcnow() + timedelta(seconds=delay)
+            session.add(notice)
+            final = notice.state != PENDING
+            target_id = notice.target_id
+        if final or not error:
+            self._record_target(target_id, error and notice.last_error)
+        if error:
+            log.warning("notification %s (%s) not delivered: %s", notice_id, payload.get("title"), error)
+
+    def _send_github(self, notice_id: int) -> None:
+        with session_scope(self.db) as session:
+            notice = session.get(Notice, notice_id)
+            if notice is None:
+                return
+            app = session.get(App, notice.app_id) if notice.app_id else None
+            ops = list(notice.payload.get("ops", [])) if isinstance(notice.payload, dict) else []
+            progress = dict(notice.progress or {})
+            deployment_id = self._github_deployment(session, notice)
+            previous = self._previous_live(session, notice) if notice.payload.get("live") else None
+            dep = session.exec(select(Deployment).where(Deployment.job_id == notice.job_id)).first()
+            version = dep.version if dep is not None else None
+            age = utcnow() - _aware(notice.created_at)
+        if app is None:
+            self._end_notice(notice_id, FAILED, "its app was deleted", progress)
+            return
+        try:
+            client = self._client(app)
+        except (ValueError, DecryptError) as exc:
+            self._end_notice(notice_id, FAILED, f"not sent: {exc}", progress)
+            self._log(app.name, version, f"github: not told: {exc}")
+            return
+        done = int(progress.get("done", 0))
+        errors: list[str] = list(progress.get("errors", []))
+        for index in range(done, len(ops)):
+            op = ops[index]
+            try:
+                outcome = self._github_op(
+                    client, app, op, deployment_id or progress.get("deployment"), previous
+                )
+            except GitHubTrouble as trouble:
+                if trouble.retry_after is None or age > GITHUB_GIVE_UP:
+                    errors.append(trouble.reason)
+                    progress.update(done=index + 1, errors=errors)
+                    self._log(app.name, version, f"github: {trouble.reason}: not retried")
+                    continue
+                self._retry_notice(notice_id, trouble, progress)
+                self._log(app.name, version, f"github: {trouble.reason}")
+                return
+            if isinstance(outcome, int):
+                progress["deployment"] = outcome
+                outcome = f"deployment {outcome} created"
+            progress["done"] = index + 1
+            self._log(app.name, version, f"github: {outcome}")
+        self._end_notice(notice_id, FAILED if errors else SENT, "; ".join(errors), progress)
+
+    def _github_op(
+        self, client: GitHubClient, app: App, op: dict[str, Any], deployment_id: Any, previous: Any
+    ) -> str | int:
+        kind = op.get("op")
+        if kind == "status":
+            sha, state = str(op.get("sha", "")), str(op.get("state", ""))
+            if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+                raise GitHubTrouble(f"commit status: {sha!r} is not a commit id")
+            client.commit_status(
+                sha,
+                state=state,
+                description=str(op.get("description", "")),
+                context=f"paas/{app.name}",
+                target_url=str(op.get("target_url", "")),
+            )
+            return f"commit status {state} on {sha[:12]} sent"
+        if kind == "deployment":
+            environment = check_github_environment(app.github_environment)
+            return client.create_deployment(
+                ref=str(op.get("ref", "")),
+                environment=environment,
+                description=str(op.get("description", "")),
+                payload=dict(op.get("payload") or {}),
+            )
+        if kind == "deployment_status":
+            state = str(op.get("state", ""))
+            if not isinstance(deployment_id, int):
+                raise GitHubTrouble(f"deployment status {state}: no GitHub deployment was created for it")
+            client.deployment_status(
+                deployment_id,
+                state=state,
+                description=str(op.get("description", "")),
+                log_url=str(op.get("log_url", "")),
+                environment_url=str(op.get("environment_url", "")),
+            )
+            return f"deployment {deployment_id} status {state} sent"
+        if kind == "inactivate_previous":
+            if not isinstance(previous, int) or previous == deployment_id:
+                return "no earlier deployment to mark inactive"
+            client.deployment_status(previous, state="inactive", description="replaced by a newer release")
+            return f"deployment {previous} status inactive sent"
+        raise GitHubTrouble(f"unknown report {kind!r}")
+
+    def _client(self, app: App) -> GitHubClient:
+        repo = check_github_repo(app.github_repo) or github_repo_from_url(app.repo_url)
+        if not repo:
+            raise ValueError(
+                "no GitHub repository: set one with `paas apps set APP --github-repo owner/name`"
+            )
+        return GitHubClient(
+            base_url=self.settings.github_api_url,
+            token=self.keyring.decrypt(app.github_token),
+            repo=repo,
+            timeout=self.settings.github_timeout,
+        )
+
+    @staticmethod
+    def _github_deployment(session: Session, notice: Notice) -> int | None:
+        """The GitHub deployment made for this notice's job (by its ``queued`` report)."""
+        first = session.exec(
+            select(Notice).where(
+                Notice.channel == GITHUB, Notice.job_id == notice.job_id, Notice.event == "queued"
+            )
+        ).first()
+        found = (first.progress or {}).get("deployment") if first is not None else None
+        return found if isinstance(found, int) else None
+
+    def _previous_live(self, session: Session, notice: Notice) -> int | None:
+        """The GitHub deployment that was live before this one: the newest
+        earlier success report of the app, through its job's ``queued`` report."""
+        earlier = session.exec(
+            select(Notice)
+            .where(
+                Notice.channel == GITHUB,
+                Notice.app_id == notice.app_id,
+                Notice.event == "ended",
+                Notice.state == SENT,
+                col(Notice.id) < notice.id,
+            )
+            .order_by(col(Notice.id).desc())
+        ).all()
+        for row in earlier:
+            if isinstance(row.payload, dict) and row.payload.get("live"):
+                return self._github_deployment(session, row)
+        return None
+
+    def _retry_notice(self, notice_id: int, trouble: GitHubTrouble, progress: dict[str, Any]) -> None:
+        with session_scope(self.db) as session:
+            notice = session.get(Notice, notice_id)
+            if notice is None:
+                return
+            notice.attempts += 1
+            backoff = min(self.settings.github_retry_max_seconds, 2 ** min(notice.attempts - 1, 16))
+            wait = trouble.retry_after if trouble.retry_after else backoff
+            notice.next_at = utcnow() + timedelta(seconds=min(wait, 3600))
+            notice.last_error, notice.progress = trouble.reason, progress
+            session.add(notice)
+        log.warning("github (notice %s): %s", notice_id, trouble.reason)
+
+    def _end_notice(self, notice_id: int, state: str, error: str, progress: dict[str, Any]) -> None:
+        with session_scope(self.db) as session:
+            notice = session.get(Notice, notice_id)
+            if notice is None:
+                return
+            notice.state, notice.last_error, notice.progress = state, error[:2000], progress
+            notice.sent_at = utcnow()
+            notice.attempts += 1
+            session.add(notice)
+
+    def _log(self, app_name: str, version: int | None, line: str) -> None:
+        """A report's outcome, in the release's log (never a token: GitHubClient scrubs)."""
+        if version is None:
+            return
+        path = self.settings.release_log(app_name, version)
+        if not path.is_file():
+            return
+        try:
+            with DeployLog(path, under=self.settings.data_dir) as dlog:
+                dlog.line(line)
+        except OSError as exc:
+            log.warning("cannot add to %s: %s", path, exc)
+
+    # URLs ----------------------------------------------------------------------------------
+
+    def _release_url(self, session: Session, app: App, dep: Deployment) -> str:
+        return f"{control_url(session, self.settings)}/apps/{app.name}/releases/{dep.version}"
+
+    def _app_url(self, session: Session, app: App) -> str:
+        return served_url(session, self.settings, self.settings.app_hostname(app.name))
+
+    def _log_tail(self, app_name: str, version: int) -> str:
+        path = self.settings.release_log(app_name, version)
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-LOG_TAIL:])
+
+
+def _base_commit(session: Session, app: App, job: Job) -> str:
+    """The commit a release or rollback job brings back (what its GitHub deployment is of)."""
+    if job.kind == queue.DEPLOY:
+        return ""
+    source = job.payload.get("source_version")
+    base = live_release(session, app) if not isinstance(source, int) else find_release(session, app, source)
+    return base.commit if base is not None else ""
+
+
+def _what(job: Job) -> str:
+    trigger = str(job.payload.get("trigger", ""))
+    if job.kind == queue.ROLLBACK:
+        return "rollback"
+    if job.kind == queue.RELEASE:
+        return f"release ({trigger})" if trigger else "release"
+    return f"deploy ({trigger})" if trigger else "deploy"
+
+
+def _describe(dep: Deployment) -> str:
+    commit = dep.commit[:12] if dep.commit else "the branch head"
+    message = dep.commit_message.strip().splitlines()[0][:100] if dep.commit_message.strip() else ""
+    by = f" by {dep.created_by}" if dep.created_by else ""
+    return f"{commit}{f' {message!r}' if message else ''} ({dep.trigger or 'deploy'}{by})"
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
