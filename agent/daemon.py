@@ -180,7 +180,8 @@ class Agent:
     def cleanup(self) -> None:
         """Scheduled: remove images beyond the last N successful releases of
         every app (their build layers go with them), release logs beyond
-        PAAS_KEEP_RELEASE_LOGS, and stale build directories; skips an app
+        PAAS_KEEP_RELEASE_LOGS, GitHub reports and notifications older than
+        30 days, and stale build directories; skips an app
         while a job of it runs. Touches only what carries this installation's
         labels, but for dangling images (untagged: the layers a failed build
         left), which go after an hour, whoever's they were."""
@@ -201,6 +202,10 @@ class Agent:
                 )
             except Exception:  # noqa: BLE001  (one app's trouble must not stop the others)
                 log.exception("clean-up of %s failed", name)
+        try:
+            self.teller.prune()
+        except Exception:  # noqa: BLE001
+            log.exception("could not forget old notices")
         try:
             count, reclaimed = self.docker.prune_dangling_images(older_than="1h")
             if count:
@@ -380,8 +385,6 @@ class Agent:
                 log.warning("job %s (%s %s): lease expired; %s", job.id, job.kind, job.app_name, job.state)
             names = sorted({j.app_name for j in expired})
             ended = [(job, job.deployment_id, Ended(job.state, job.error)) for job in expired]
-            for job in expired:
-                session.expunge(job)
         for job, dep_id, how in ended:
             if job.kind in queue.CANCELLABLE:
                 self._tell_finished(job, dep_id, how)

@@ -388,6 +388,23 @@ class Teller:
             return f"the sender exited {done.returncode} without an answer"
         return "" if answer.get("ok") else str(answer.get("error") or "not delivered")
 
+    def prune(self, *, older_than: timedelta = timedelta(days=30)) -> int:
+        """Forget notices sent or given up on long ago, but those of each app's
+        live release (the next success marks its GitHub deployment inactive)."""
+        cutoff = utcnow() - older_than
+        with session_scope(self.db) as session:
+            live_jobs = select(Deployment.job_id).join(App, col(App.current_deployment_id) == Deployment.id)
+            old = session.exec(
+                select(Notice).where(
+                    col(Notice.state) != PENDING,
+                    col(Notice.created_at) < cutoff,
+                    or_(col(Notice.job_id).is_(None), col(Notice.job_id).not_in(live_jobs)),
+                )
+            ).all()
+            for notice in old:
+                session.delete(notice)
+        return len(old)
+
     # sending -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> list[threading.Thread]:
