@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -92,32 +93,17 @@ class Agent:
         beat = threading.Thread(target=self._heartbeat_loop, args=(stop,), daemon=True, name="heartbeat")
         beat.start()
         scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.cleanup,
-            "interval",
-            seconds=self.settings.cleanup_interval_seconds,
-            id="cleanup",
-            next_run_time=utcnow(),  # once at start too
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self.certs.run_once,
-            "interval",
-            seconds=self.settings.cert_check_seconds,
-            id="certificates",
-            next_run_time=utcnow(),
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self.watch_nginx,
-            "interval",
-            seconds=self.settings.nginx_check_seconds,
-            id="nginx",
-            max_instances=1,
-            coalesce=True,
-        )
+
+        def every(seconds: float, job: Callable[[], None], name: str, *, at_start: bool = True) -> None:
+            first = {"next_run_time": utcnow()} if at_start else {}  # once at start too
+            scheduler.add_job(
+                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
+            )
+
+        every(self.settings.cleanup_interval_seconds, self.cleanup, "cleanup")
+        every(self.settings.cert_check_seconds, self.certs.run_once, "certificates")
+        every(self.settings.nginx_check_seconds, self.watch_nginx, "nginx", at_start=False)
+        every(self.settings.disk_check_seconds, self.watch_disk, "disk")
         if self.settings.backup_schedule:
             from apscheduler.triggers.cron import CronTrigger
 
@@ -129,15 +115,6 @@ class Agent:
                 coalesce=True,
                 misfire_grace_time=3600,  # the agent was down at the hour: run once it is back
             )
-        scheduler.add_job(
-            self.watch_disk,
-            "interval",
-            seconds=self.settings.disk_check_seconds,
-            id="disk",
-            next_run_time=utcnow(),
-            max_instances=1,
-            coalesce=True,
-        )
         scheduler.start()
         self.teller.run(stop)
         CrashWatch(self.docker, self.instance, self.teller.event).run(stop)

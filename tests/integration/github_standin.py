@@ -29,7 +29,25 @@ from githubkit.compat import type_validate_python
 from githubkit_schemas.latest import models
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Call", "GitHubStandIn"]
+__all__ = ["PUSH", "RELEASE", "Call", "GitHubStandIn", "sequence"]
+
+# what GitHub hears, as README documents it: (call, state)
+PUSH = [  # a deploy of a pushed commit that goes live
+    ("status", "pending"),  # queued
+    ("deployment", "create"),
+    ("deployment_status", "queued"),
+    ("status", "pending"),  # deploying vN
+    ("deployment_status", "in_progress"),
+    ("status", "success"),
+    ("deployment_status", "success"),
+]
+RELEASE = [  # a rollback or an env release that goes live (no commit status: its deploy said)
+    ("deployment", "create"),
+    ("deployment_status", "queued"),
+    ("deployment_status", "in_progress"),
+    ("deployment_status", "success"),
+    ("deployment_status", "inactive"),  # the deployment it replaced
+]
 
 _ROUTES: list[tuple[re.Pattern[str], str, type[BaseModel]]] = [
     (
@@ -82,6 +100,10 @@ class Call:
     at: float
     deployment_id: int | None = None  # the one created, or the one a status is for
     answered: int = 0
+
+
+def sequence(calls: list[Call]) -> list[tuple[str, str]]:
+    return [(c.kind, c.body.get("state", "create")) for c in calls]
 
 
 @dataclass

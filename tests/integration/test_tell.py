@@ -28,7 +28,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.integration.github_standin import Call, GitHubStandIn
+from tests.integration.github_standin import PUSH, RELEASE, Call, GitHubStandIn, sequence
 from tests.integration.harness import LOOPBACK, GitRemote, Nginx, Stack, canary_hits, free_port
 from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
 
@@ -206,14 +206,6 @@ def to_live(world: dict[str, Any], version: str) -> float:
     return took
 
 
-def sequence(calls: list[Call]) -> list[tuple[str, str]]:
-    return [(c.kind, c.body.get("state", "create")) for c in calls]
-
-
-def calls_since(github: GitHubStandIn, start: int) -> list[Call]:
-    return github.answered()[start:]
-
-
 def settled(world: dict[str, Any], count: int, timeout: float = 60) -> list[Call]:
     """Wait until GitHub has answered ``count`` more calls and the outbox is empty."""
     github, stack = world["github"], world["stack"]
@@ -263,15 +255,7 @@ def test_a_push_reports_each_step_to_github_and_notifies(world: dict[str, Any]) 
     push(world, "one")
     assert stack.wait_release(APP, 1)["status"] == "succeeded", stack.release_log(APP, 1)
     calls = settled(world, before + 7)[before:]
-    assert sequence(calls) == [
-        ("status", "pending"),
-        ("deployment", "create"),
-        ("deployment_status", "queued"),
-        ("status", "pending"),
-        ("deployment_status", "in_progress"),
-        ("status", "success"),
-        ("deployment_status", "success"),
-    ]
+    assert sequence(calls) == PUSH
     assert github.violations == []
     commit = world["repo"].head
     release_url = f"{stack.env['PAAS_PUBLIC_URL']}/apps/{APP}/releases/1"
@@ -328,13 +312,7 @@ def test_a_rollback_and_an_env_release_are_deployments_and_the_previous_goes_ina
     stack.paas("rollback", APP, "--to", "v1")
     assert stack.wait_release(APP, 4)["status"] == "succeeded"
     calls = settled(world, before + 5)[before:]
-    assert sequence(calls) == [
-        ("deployment", "create"),
-        ("deployment_status", "queued"),
-        ("deployment_status", "in_progress"),
-        ("deployment_status", "success"),
-        ("deployment_status", "inactive"),
-    ]  # no commit status: v1's commit already has its own
+    assert sequence(calls) == RELEASE  # no commit status: v1's commit already has its own
     assert calls[0].body["ref"] == world["commits"][0]
     assert calls[4].deployment_id == three
     four = calls[0].deployment_id
@@ -346,13 +324,7 @@ def test_a_rollback_and_an_env_release_are_deployments_and_the_previous_goes_ina
     before = len(github.answered())
     stack.paas("env", "set", APP, "GREETING=hi", "--wait")
     calls = settled(world, before + 5)[before:]
-    assert sequence(calls) == [
-        ("deployment", "create"),
-        ("deployment_status", "queued"),
-        ("deployment_status", "in_progress"),
-        ("deployment_status", "success"),
-        ("deployment_status", "inactive"),
-    ]
+    assert sequence(calls) == RELEASE
     assert calls[0].body["description"] == "paas: release (env)" and calls[4].deployment_id == four
     assert github.violations == []
     stack.paas("unpin", APP)  # pushes deploy again (the rollback pinned the app)
