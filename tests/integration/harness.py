@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,38 @@ def canary_hits(roots: list[Path], canaries: dict[str, str]) -> tuple[int, list[
                 searched += 1
                 hits += [(name, str(path)) for name, value in canaries.items() if value.encode() in data]
     return searched, hits
+
+
+class JsonReceiver:
+    """What Apprise's json:// posts: {"title", "message", "type", ...}."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.posts.append(json.loads(body))
+                receiver.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def titles(self) -> list[str]:
+        return [str(p.get("title", "")) for p in self.posts]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # git -----------------------------------------------------------------------------------

@@ -29,7 +29,15 @@ import httpx
 import pytest
 
 import paas
-from tests.integration.harness import LOOPBACK, GitRemote, Nginx, remove_installation, traversable_dir
+from tests.integration.github_standin import GitHubStandIn, sequence
+from tests.integration.harness import (
+    LOOPBACK,
+    GitRemote,
+    JsonReceiver,
+    Nginx,
+    remove_installation,
+    traversable_dir,
+)
 from tests.integration.installs import (
     demo_app,
     install_env,
@@ -42,6 +50,8 @@ from tests.integration.installs import (
 
 pytestmark = pytest.mark.integration
 
+GITHUB_TOKEN = "github_pat_" + "1nstall" * 6
+
 
 @dataclass
 class Installed:
@@ -51,6 +61,7 @@ class Installed:
     stdout: str
     token: str
     password: str
+    github: GitHubStandIn
 
     @property
     def paas(self) -> Path:
@@ -68,8 +79,9 @@ def installed() -> Iterator[Installed]:
     root = traversable_dir("paas-install-")  # the unprivileged web user reaches its data dir
     nginx = Nginx(root / "nginx")
     nginx.start()
+    github = GitHubStandIn(token=GITHUB_TOKEN, repo="new-user/demo").start()
     try:
-        env = install_env(root, nginx)
+        env = install_env(root, nginx) | {"PAAS_GITHUB_API_URL": github.url}
         first = run_install(env)
         assert first.returncode == 0, first.stdout + first.stderr
         token = printed_token(first.stdout)
@@ -77,11 +89,12 @@ def installed() -> Iterator[Installed]:
         marker = "paas-install: web UI password (shown once; keep it safe):"
         assert marker in lines, first.stdout
         password = lines[lines.index(marker) + 1]
-        yield Installed(root, env, nginx, first.stdout, token, password)
+        yield Installed(root, env, nginx, first.stdout, token, password, github)
     finally:
         stop_paas_up(root / "run" / "paas-up.pid")
         remove_installation(root / "data")
         nginx.stop()
+        github.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -175,9 +188,14 @@ def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: 
     installed one: its venv's `paas`, its agent (Debian's Python), dockerd, nginx."""
     client_env = {"PATH": os.environ["PATH"], "HOME": str(installed.root / "home")}
 
-    def paas(*args: str) -> subprocess.CompletedProcess[str]:
+    def paas(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(installed.paas), *args], env=client_env, capture_output=True, text=True, timeout=600
+            [str(installed.paas), *args],
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            input=stdin,
         )
         command = " ".join(args)
         assert done.returncode == 0, f"paas {command} exited {done.returncode}:\n{done.stdout}{done.stderr}"
@@ -195,6 +213,11 @@ def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: 
         ).stdout
     )
     assert created["name"] == "demo" and created["webhook_url"].endswith("/hooks/github/demo")
+    # deploys reported to GitHub (its stand-in) and notified through Apprise, from the installed agent
+    paas("apps", "set", "demo", "--github-token", "--github-repo", "new-user/demo", stdin=GITHUB_TOKEN + "\n")
+    receiver = JsonReceiver()
+    target = json.loads(paas("notify", "add", f"json://{LOOPBACK}:{receiver.port}/demo", "--json").stdout)
+    assert "sent a test notification" in paas("notify", "test", str(target["id"])).stdout
 
     deployed = paas("deploy", "demo", "--wait")
     assert "demo v1 is live" in deployed.stdout, deployed.stdout
@@ -206,6 +229,19 @@ def test_the_installed_command_deploys_a_new_users_app_through_nginx(installed: 
 
     releases = json.loads(paas("releases", "demo", "--json").stdout)
     assert [(r["version"], r["status"], r["commit"]) for r in releases] == [(1, "succeeded", remote.head)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(installed.github.answered()) < 5:
+        time.sleep(0.2)
+    calls = installed.github.answered()
+    assert sequence(calls)[-2:] == [("status", "success"), ("deployment_status", "success")], sequence(calls)
+    assert (
+        calls[-2].path == f"/repos/new-user/demo/statuses/{remote.head}" and installed.github.violations == []
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "demo: v1 is live" not in receiver.titles():
+        time.sleep(0.2)
+    assert "demo: v1 is live" in receiver.titles(), receiver.titles()
+    receiver.stop()
 
 
 def test_a_second_run_changes_nothing(installed: Installed) -> None:

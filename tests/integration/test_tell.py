@@ -15,11 +15,9 @@ import os
 import secrets
 import sqlite3
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.integration.github_standin import PUSH, RELEASE, Call, GitHubStandIn, sequence
-from tests.integration.harness import LOOPBACK, GitRemote, Nginx, Stack, canary_hits, free_port
+from tests.integration.harness import LOOPBACK, GitRemote, JsonReceiver, Nginx, Stack, canary_hits, free_port
 from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
@@ -61,34 +59,6 @@ def files(version: str, *, broken: bool = False) -> dict[str, str]:
 
 
 # receivers -----------------------------------------------------------------------------------
-
-
-class JsonReceiver:
-    """What Apprise's json:// posts: {"title", "message", "type", ...}."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.posts.append(json.loads(body))
-                receiver.paths.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def titles(self) -> list[str]:
-        return [str(p.get("title", "")) for p in self.posts]
 
 
 class MailBox:
@@ -173,7 +143,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[di
     stack.remove_everything()
     smtp.stop()
     github.stop()
-    receiver.server.shutdown()
+    receiver.stop()
 
 
 def push(world: dict[str, Any], version: str, *, broken: bool = False) -> float:
