@@ -238,7 +238,10 @@ def test_a_push_reports_each_step_to_github_and_notifies(world: dict[str, Any]) 
     assert success.body["environment_url"] == f"http://{APP}.{stack.domain}:{stack.nginx.port}"
     assert {c.deployment_id for c in calls[2:] if c.kind == "deployment_status"} == {deployment.deployment_id}
     wait_until(lambda: f"{APP}: v1 is live" in receiver.titles(), "the success notification")
-    assert f"{APP}: deploy (push) v1" in receiver.titles()
+    titles = receiver.titles()
+    assert titles.index(f"{APP}: deploy (push) v1") < titles.index(f"{APP}: v1 is live")  # in order
+    live = receiver.posts[titles.index(f"{APP}: v1 is live")]
+    assert live["type"] == "success" and release_url in live["message"]
     log = stack.release_log(APP, 1)
     assert f"github: commit status success on {commit[:12]} sent" in log
     assert TOKEN not in log
@@ -296,6 +299,8 @@ def test_a_rollback_and_an_env_release_are_deployments_and_the_previous_goes_ina
     calls = settled(world, before + 5)[before:]
     assert sequence(calls) == RELEASE
     assert calls[0].body["description"] == "paas: release (env)" and calls[4].deployment_id == four
+    wait_until(lambda: f"{APP}: v5 is live" in receiver.titles(), "the env release's post")
+    assert f"{APP}: release (env) v5" in receiver.titles()
     assert github.violations == []
     stack.paas("unpin", APP)  # pushes deploy again (the rollback pinned the app)
 

@@ -43,6 +43,10 @@ FORMS = [
     "/apps/shop/settings/build",
     "/apps/shop/settings/run",
     "/apps/shop/scale",
+    "/apps/shop/github",
+    "/apps/shop/notifications",
+    "/apps/shop/notifications/test",
+    "/apps/shop/notifications/remove",
     "/apps/shop/delete",
 ]
 
@@ -62,8 +66,8 @@ def signed(client: TestClient, shop: str) -> str:
     return csrf_of(client.get("/apps/shop/settings").text)
 
 
-def post(client: TestClient, path: str, token: str, **data: str):  # noqa: ANN201
-    return client.post(path, data={"csrf": token, **data}, follow_redirects=False)
+def post(client: TestClient, path: str, csrf: str, /, **data: str):  # noqa: ANN201
+    return client.post(path, data={"csrf": csrf, **data}, follow_redirects=False)
 
 
 def state(engine: Engine) -> tuple:
@@ -315,3 +319,39 @@ def test_scale_from_settings(client: TestClient, signed: str, engine: Engine) ->
         assert s.exec(select(App)).one().scale == {"web": 2}
     assert [j.kind for j in jobs(engine)] == ["release"]
     assert isinstance(jobs(engine)[0], Job)
+
+
+def test_github_and_notifications_in_settings_never_show_what_was_typed(
+    client: TestClient, signed: str, engine: Engine
+) -> None:
+    token = "github_pat_" + "uiCanary" * 5
+    url = "discord://1234567890/uiCanaryWebhookToken"
+    r = post(client, "/apps/shop/github", signed, **{"token": token, "repo": "", "action": "save"})
+    assert r.status_code == 303 and r.headers["location"].endswith("/settings#github")
+    page = client.get("/apps/shop/settings").text
+    assert "<strong>set</strong>" in page and "o/r" in page and token not in page
+    # refused: nothing saved, the token not put back in the page
+    before = state(engine)
+    bad = post(
+        client, "/apps/shop/github", signed, token="short", repo="", environment="prod;", action="save"
+    )
+    assert bad.status_code == 422 and "is not a GitHub token" in bad.text and "short" not in bad.text
+    assert state(engine) == before
+    r = post(client, "/apps/shop/notifications", signed, url=url, scope="app", **{"ev-deploy.failed": "1"})
+    assert r.status_code == 303
+    page = client.get("/apps/shop/settings").text
+    assert "discord://****oken" in page and "deploy.failed" in page and "uiCanary" not in page
+    refused = post(client, "/apps/shop/notifications", signed, url="not a url", scope="app")
+    assert refused.status_code == 422 and "Apprise URL" in refused.text and "not a url" not in refused.text
+    with Session(engine) as s:
+        from paas.models import NotifyTarget
+
+        target = s.exec(select(NotifyTarget)).one()
+    assert target.events == ["deploy.failed"] and target.app_id is not None
+    # a test needs the agent, which does not run here: said, nothing changed
+    r = post(client, "/apps/shop/notifications/test", signed, id=str(target.id))
+    assert r.status_code == 303 and "agent" in client.get("/apps/shop/settings").text
+    assert post(client, "/apps/shop/notifications/remove", signed, id=str(target.id)).status_code == 303
+    assert "No notification targets yet" in client.get("/apps/shop/settings").text
+    r = post(client, "/apps/shop/github", signed, action="remove")
+    assert "<strong>not set</strong>" in client.get("/apps/shop/settings").text
