@@ -5,8 +5,9 @@ A container that dies with no ``kill`` before it exited by itself: a crash
 (its restart policy brings it back; the notification says so). An ``oom``
 event before the death: killed by its memory limit. A ``kill`` first: it was
 stopped, by paas retiring a release or by someone's ``docker stop``; not
-news. One notification per app per ``quiet`` seconds, so a crash loop is
-one message, not hundreds.
+news. Only containers of the live release count: one of a deploy that is
+still starting fails that deploy, which says so itself. One notification
+of each kind per app per ``quiet`` seconds, so a crash loop is one message, not hundreds.
 """
 
 from __future__ import annotations
@@ -29,14 +30,23 @@ Tell = Callable[..., None]  # Teller.event(event, app_name=, title=, body=, kind
 
 
 class CrashWatch:
-    def __init__(self, docker: DockerEngine, instance: str, tell: Tell, *, quiet: float = 300) -> None:
+    def __init__(
+        self,
+        docker: DockerEngine,
+        instance: str,
+        tell: Tell,
+        *,
+        quiet: float = 300,
+        is_live: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.docker = docker
+        self.is_live = is_live  # (app, its paas.deployment label): a container of the live release?
         self.instance = instance
         self.tell = tell
         self.quiet = quiet
         self._stopped: dict[str, float] = {}  # container id -> when a kill was seen
         self._oom: set[str] = set()
-        self._last: dict[str, float] = {}  # app -> when it was last told
+        self._last: dict[tuple[str, bool], float] = {}  # (app, oom) -> when it was last told
 
     def run(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self._loop, args=(stop,), daemon=True, name="crash-watch")
@@ -76,13 +86,14 @@ class CrashWatch:
         oom = cid in self._oom
         self._oom.discard(cid)
         app, process = str(attributes.get("paas.app", "")), str(attributes.get("paas.process", ""))
-        if (
-            not APP_NAME.fullmatch(app) or process == "release"
-        ):  # a release command's failure fails its deploy
+        # a release command's failure fails its deploy, as does a new release's container
+        if not APP_NAME.fullmatch(app) or process == "release":
             return
-        if now - self._last.get(app, float("-inf")) < self.quiet:
+        if self.is_live is not None and not self.is_live(app, str(attributes.get("paas.deployment", ""))):
             return
-        self._last[app] = now
+        if now - self._last.get((app, oom), float("-inf")) < self.quiet:
+            return
+        self._last[(app, oom)] = now
         name, code = str(attributes.get("name", cid[:12])), str(attributes.get("exitCode", "?"))
         if oom:
             self.tell(

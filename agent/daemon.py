@@ -117,7 +117,7 @@ class Agent:
             )
         scheduler.start()
         self.teller.run(stop)
-        CrashWatch(self.docker, self.instance, self.teller.event).run(stop)
+        CrashWatch(self.docker, self.instance, self.teller.event, is_live=self._is_live).run(stop)
         live = LiveServer(
             create_live_app(
                 self.docker,
@@ -242,6 +242,12 @@ class Agent:
                 kind="warning",
             )
         self._disk_low = bool(low)
+
+    def _is_live(self, app_name: str, deployment: str) -> bool:
+        """Whether a container labelled ``paas.deployment=deployment`` belongs to the app's live release."""
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).first()
+            return app is not None and str(app.current_deployment_id) == deployment
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()

@@ -147,6 +147,8 @@ class Stack:
             "PAAS_PORT_RANGE_START": str(base),
             "PAAS_PORT_RANGE_END": str(base + 99),
             "PAAS_LOG_LEVEL": "INFO",
+            # nothing leaves loopback: a GitHub token set by a test reaches a closed port, not GitHub
+            "PAAS_GITHUB_API_URL": "http://127.0.0.1:9",
             **overrides,
         }
         self.address = self.env["PAAS_LISTEN_ADDRESS"]  # where nginx serves paas's sites

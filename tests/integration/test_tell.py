@@ -10,6 +10,7 @@ or notification URL is anywhere paas writes or answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -38,6 +39,8 @@ TOKEN = "github_pat_" + secrets.token_hex(20)
 HOOK_SECRET = "hook" + secrets.token_hex(8)  # in the json:// target's path
 MAIL_PASSWORD = "mail" + secrets.token_hex(8)
 MAIN = """\
+import os
+
 from fastapi import FastAPI
 
 app = FastAPI()
@@ -46,6 +49,17 @@ app = FastAPI()
 @app.get("/")
 def root():
     return {{"version": "{version}"}}
+
+
+@app.get("/crash")
+def crash():
+    os._exit(3)
+
+
+@app.get("/oom")
+def oom():
+    hog = [bytearray(16 * 2**20) for _ in range(64)]  # 1 GiB, in pieces the kernel must back
+    return {{"survived": len(hog)}}
 """
 
 
@@ -159,14 +173,7 @@ def push(world: dict[str, Any], version: str, *, broken: bool = False) -> float:
 def to_live(world: dict[str, Any], version: str) -> float:
     """Webhook to the new version served through nginx, in seconds."""
     started = push(world, version)
-
-    def serving() -> bool:
-        try:
-            return world["stack"].get_app(APP).json().get("version") == version
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    wait_until(serving, f"{version} served", timeout=300)
+    wait_until(lambda: _serves(world["stack"], version), f"{version} served", timeout=300)
     took = time.monotonic() - started
 
     def retired() -> bool:  # the next deploy must not wait for this one's retire step
@@ -338,6 +345,32 @@ def test_github_down_delays_no_deploy_and_hears_later(world: dict[str, Any]) -> 
     assert github.violations == []
     log = stack.release_log(APP, 9)
     assert "github: " in log and "retrying in" in log or "GitHub answered 500" in log
+
+
+def test_a_crash_and_an_out_of_memory_kill_are_notified_once_each(world: dict[str, Any]) -> None:
+    stack, receiver = world["stack"], world["receiver"]
+    stack.paas("apps", "set", APP, "--memory", "128m")
+    to_live(world, "fragile")
+    for path, title in (
+        ("/crash", f"{APP}: a container exited with code 3"),
+        ("/oom", f"{APP}: a container was killed by its memory limit"),
+    ):
+        with contextlib.suppress(httpx.HTTPError):
+            stack.get_app(APP, path)
+        wait_until(lambda title=title: title in receiver.titles(), title, timeout=60)  # type: ignore[misc]
+        wait_until(lambda: _serves(stack, "fragile"), "the app restarted by Docker", timeout=60)
+    with contextlib.suppress(httpx.HTTPError):
+        stack.get_app(APP, "/crash")  # again, within 5 minutes: no second message
+    wait_until(lambda: _serves(stack, "fragile"), "the app restarted by Docker", timeout=60)
+    time.sleep(1)
+    assert receiver.titles().count(f"{APP}: a container exited with code 3") == 1
+
+
+def _serves(stack: Stack, version: str) -> bool:
+    try:
+        return stack.get_app(APP).json().get("version") == version
+    except (httpx.HTTPError, ValueError):
+        return False
 
 
 def test_no_token_or_notification_url_is_anywhere_paas_writes_or_answers(world: dict[str, Any]) -> None:

@@ -362,3 +362,30 @@ def test_crashes_and_oom_kills_are_told_and_stops_are_not() -> None:
     for n in range(5):
         quiet.seen(_event("die", f"loop{n}", exitCode="1"))
     assert len(told) == 3  # a crash loop is one message
+    starting = CrashWatch(
+        None,  # type: ignore[arg-type]
+        "i",
+        lambda event, **kw: told.append((event, "")),
+        is_live=lambda app, deployment: deployment == "7",
+    )
+    starting.seen(_event("die", "new", exitCode="1", **{"paas.deployment": "8"}))  # its deploy fails instead
+    assert len(told) == 3
+    starting.seen(_event("die", "old", exitCode="1", **{"paas.deployment": "7"}))
+    assert len(told) == 4
+
+
+def test_key_rotation_reseals_the_github_token_and_notification_urls(
+    client: TestClient, auth: dict[str, str], shop: str, engine: Engine, settings: Settings
+) -> None:
+    from paas.key_rotation import rotate_keys
+
+    client.put(f"/api/v1/apps/{shop}/github", json={"token": TOKEN}, headers=auth)
+    client.post("/api/v1/notifications", json={"url": URL}, headers=auth)
+    with Session(engine) as s:
+        before = (s.exec(select(App.github_token)).one(), s.exec(select(NotifyTarget.url)).one())
+    rotate_keys(engine, settings.keys_dir)
+    with Session(engine) as s:
+        after = (s.exec(select(App.github_token)).one(), s.exec(select(NotifyTarget.url)).one())
+    assert all(a != b and a.startswith("s1:") for a, b in zip(after, before, strict=True))
+    fresh = Keyring(settings.keys_dir, private=True)
+    assert (fresh.decrypt(after[0]), fresh.decrypt(after[1])) == (TOKEN, URL)

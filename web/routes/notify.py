@@ -8,10 +8,11 @@ socket and passes on the answer.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from paas import notifications as notify
 from paas import services
+from paas.errors import InvalidInput
 from paas.schemas import GitHubPublic, GitHubUpdate, NotifyTargetCreate, NotifyTargetPublic, NotifyTestResult
 from web.agent_client import ask_agent
 from web.deps import CurrentToken, KeyringDep, RowId, SessionDep, SettingsDep, actor
@@ -40,7 +41,11 @@ def get_github(name: str, session: SessionDep, _token: CurrentToken) -> GitHubPu
         "With a token, the agent reports each deploy to GitHub: a commit status `paas/<app>` and a "
         "GitHub deployment with its statuses. The token is sealed to the agent's key: nobody reads it back."
     ),
-    responses={404: ERRORS[404], 422: {"description": "Not a token, repository or environment"}},
+    responses={
+        400: ERRORS[400],
+        404: ERRORS[404],
+        422: {"description": "Not a token, repository or environment"},
+    },
 )
 def put_github(
     name: str, change: GitHubUpdate, session: SessionDep, keyring: KeyringDep, token: CurrentToken
@@ -57,10 +62,19 @@ def put_github(
     responses={404: ERRORS[404]},
 )
 def list_targets(
+    request: Request,
     session: SessionDep,
     _token: CurrentToken,
-    app: str | None = Query(None, description="Only the targets this app's events go to"),
+    app: str | None = Query(
+        None,
+        max_length=40,
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Only the targets this app's events go to",
+    ),
 ) -> list[NotifyTargetPublic]:
+    unknown = sorted(set(request.query_params) - {"app"})
+    if unknown:  # a typo (?ap=shop) must not list every target as if no filter were asked for
+        raise InvalidInput(f"unknown query parameter {unknown[0]!r}: only 'app'")
     return notify.list_targets(session, app=services.get_app(session, app) if app else None)
 
 
@@ -69,7 +83,11 @@ def list_targets(
     response_model=NotifyTargetPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Add a notification target (an Apprise URL, stored sealed)",
-    responses={404: ERRORS[404], 422: {"description": "Not an Apprise URL, or an unknown event"}},
+    responses={
+        400: ERRORS[400],
+        404: ERRORS[404],
+        422: {"description": "Not an Apprise URL, or an unknown event"},
+    },
 )
 def add_target(
     spec: NotifyTargetCreate, session: SessionDep, keyring: KeyringDep, token: CurrentToken
