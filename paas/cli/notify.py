@@ -91,7 +91,8 @@ def notify_list(app_name: AppOpt = None, as_json: JsonOpt = False) -> None:
 @notify_app.command("test")
 def notify_test(target_id: int, as_json: JsonOpt = False) -> None:
     """Send a test notification now; exits 1 if it did not arrive."""
-    result = _client().request("POST", f"/notifications/{target_id}/test")
+    # the agent waits up to PAAS_NOTIFY_TIMEOUT (30 s) for the service, web a little longer
+    result = _client().request("POST", f"/notifications/{target_id}/test", timeout=120)
     if as_json:
         print_json(result)
     elif result["ok"]:

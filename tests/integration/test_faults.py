@@ -36,12 +36,15 @@ from tests.integration.agent_steps import (
     slow_fetch_files,
 )
 from tests.integration.harness import (
+    LOOPBACK,
     GitRemote,
+    JsonReceiver,
     LoadClient,
     Nginx,
     Stack,
     remove_installation,
     restart_docker_engine,
+    wait_until,
 )
 from tests.integration.installs import children
 
@@ -255,8 +258,9 @@ def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(tmp_path: P
     (tmp_path / "stack").mkdir()
     nginx = Nginx(tmp_path / "nginx")  # its own: two installations must not share one's sites
     nginx.start()
-    stack = Stack(tmp_path / "stack", nginx, PAAS_JOB_LEASE_SECONDS="5")
+    stack = Stack(tmp_path / "stack", nginx, PAAS_JOB_LEASE_SECONDS="5", PAAS_DISK_CHECK_SECONDS="1")
     data = Path(stack.env["PAAS_DATA_DIR"])
+    receiver = JsonReceiver()  # the operator's notifications
     image = tmp_path / "data.img"
     subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
@@ -264,6 +268,9 @@ def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(tmp_path: P
     subprocess.run(["mount", "-o", "loop", str(image), str(data)], check=True)
     try:
         stack.start()
+        stack.paas(
+            "notify", "add", f"json://{LOOPBACK}:{receiver.port}/ops", "--events", "disk.low,deploy.failed"
+        )
         app = "full"
         repo = _live_app(stack, app, tmp_path)
 
@@ -280,6 +287,10 @@ def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(tmp_path: P
             time.sleep(0.5)
         assert v2["status"] == "failed" and v2["error"].startswith("fetch: disk full"), v2
         assert "disk full" in stack.api("GET", f"/apps/{app}/releases/2/log").text
+        # the operator heard of the failure, and once that the disk is low (64 MB: under 3 GiB from the start)
+        wait_until(lambda: f"{app}: v2 failed at fetch" in receiver.titles(), "the failure notification")
+        low = [p for p in receiver.posts if p["title"].endswith("disk space is low")]
+        assert len(low) == 1 and f"{data}: " in low[0]["message"] and "GiB free" in low[0]["message"], low
         assert load.report.failures == [] and set(load.report.versions) == {"k1"}, load.report
         with sqlite3.connect(data / "db" / "paas.db") as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -290,6 +301,7 @@ def test_a_full_disk_fails_the_deploy_and_the_live_release_serves_on(tmp_path: P
         print(f"\ndisk full: v2 failed with {v2['error'][:120]!r}; {load.report.total} requests, 0 failed")
     finally:
         stack.stop()
+        receiver.stop()
         remove_installation(data)
         subprocess.run(["umount", "--lazy", str(data)], check=False)
         stack.remove_everything()

@@ -17,7 +17,7 @@ import secrets
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,16 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.integration.github_standin import PUSH, RELEASE, Call, GitHubStandIn, sequence
-from tests.integration.harness import LOOPBACK, GitRemote, JsonReceiver, Nginx, Stack, canary_hits, free_port
+from tests.integration.harness import (
+    LOOPBACK,
+    GitRemote,
+    JsonReceiver,
+    Nginx,
+    Stack,
+    canary_hits,
+    free_port,
+    wait_until,
+)
 from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
@@ -87,16 +96,6 @@ class MailBox:
 def _authenticate(_server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.password == MAIL_PASSWORD.encode()
     return AuthResult(success=ok, handled=False)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # the installation ----------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import LOOPBACK, GitRemote, Nginx, Pebble, Stack, free_port
+from tests.integration.harness import (
+    LOOPBACK,
+    GitRemote,
+    JsonReceiver,
+    Nginx,
+    Pebble,
+    Stack,
+    free_port,
+    wait_until,
+)
 from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
@@ -67,7 +76,18 @@ def tls_stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx, pebble: Pe
 
 
 @pytest.fixture(scope="module")
-def live_app(tls_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def inbox(tls_stack: Stack) -> Iterator[JsonReceiver]:
+    """The operator's notifications of certificates, from before the first is asked for."""
+    receiver = JsonReceiver()
+    tls_stack.paas("notify", "add", f"json://{LOOPBACK}:{receiver.port}/ops", "--events", "cert.issued")
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def live_app(
+    tls_stack: Stack, tmp_path_factory: pytest.TempPathFactory, inbox: JsonReceiver
+) -> dict[str, Any]:
     repo = GitRemote(tmp_path_factory.mktemp("git-tls"))
     created = json.loads(
         tls_stack.paas(
@@ -128,7 +148,7 @@ def requests_for(stack: Stack, hostname: str) -> int:
 
 
 def test_default_and_custom_domains_get_certificates_and_http_redirects(
-    tls_stack: Stack, pebble: Pebble, live_app: dict[str, Any]
+    tls_stack: Stack, pebble: Pebble, live_app: dict[str, Any], inbox: JsonReceiver
 ) -> None:
     default = f"{APP}.{tls_stack.domain}"
     issued = wait_domain(tls_stack, default, "issued")
@@ -162,6 +182,11 @@ def test_default_and_custom_domains_get_certificates_and_http_redirects(
     assert unsigned.status_code == 401  # reached web over HTTP (and was refused: bad signature)
     every = json.loads(tls_stack.paas("domains", "list", "--json").stdout)
     assert {d["hostname"]: d["cert_state"] for d in every}[control] == "issued"
+    # each certificate was a notification, with its expiry
+    for hostname in (default, CUSTOM):
+        title = f"{APP}: a certificate for {hostname} was issued"
+        post = wait_until(lambda title=title: [p for p in inbox.posts if p["title"] == title], title)[0]
+        assert post["message"].startswith("valid until 20") and post["type"] == "success"
 
 
 def test_a_domain_whose_dns_points_elsewhere_is_refused_without_asking_the_ca(

@@ -193,7 +193,8 @@ def test_a_failed_renewal_keeps_the_certificate_and_backs_off(
     acme_settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     certbot = FakeCertbot()
-    m = manager(acme_settings, engine, certbot)
+    told: list[tuple[str, str]] = []
+    m = manager(acme_settings, engine, certbot, _tell=lambda event, **kw: told.append((event, kw["title"])))
     monkeypatch.setattr(CertManager, "_live", staticmethod(lambda _s, _a: object()))
     expires = utcnow() + timedelta(days=3)  # inside the renewal window
     did = domain_row(engine, cert_state=CertState.issued, cert_expires_at=expires)
@@ -202,3 +203,6 @@ def test_a_failed_renewal_keeps_the_certificate_and_backs_off(
     d = get(engine, did)
     assert len(certbot.calls) == 1 and "--force-renewal" in certbot.calls[0]
     assert d.cert_state == CertState.issued and d.attempts == 1 and "unauthorized" in d.cert_error
+    # the operator hears it: expiring (once, though checked five times) and the renewal's failure
+    assert [event for event, _title in told] == ["cert.expiring", "cert.failed"]
+    assert told[1][1] == "shop: the certificate for www.shop.example could not be renewed"

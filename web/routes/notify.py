@@ -8,11 +8,10 @@ socket and passes on the answer.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from paas import notifications as notify
 from paas import services
-from paas.errors import InvalidInput
 from paas.schemas import GitHubPublic, GitHubUpdate, NotifyTargetCreate, NotifyTargetPublic, NotifyTestResult
 from web.agent_client import ask_agent
 from web.deps import CurrentToken, KeyringDep, RowId, SessionDep, SettingsDep, actor
@@ -59,7 +58,7 @@ def put_github(
     "/notifications",
     response_model=list[NotifyTargetPublic],
     summary="List notification targets (URLs masked)",
-    responses={404: ERRORS[404]},
+    responses={400: {"description": "An unknown query parameter"}, 404: ERRORS[404]},
 )
 def list_targets(
     request: Request,
@@ -74,7 +73,7 @@ def list_targets(
 ) -> list[NotifyTargetPublic]:
     unknown = sorted(set(request.query_params) - {"app"})
     if unknown:  # a typo (?ap=shop) must not list every target as if no filter were asked for
-        raise InvalidInput(f"unknown query parameter {unknown[0]!r}: only 'app'")
+        raise HTTPException(400, f"unknown query parameter {unknown[0][:40]!r}: only 'app' is known")
     return notify.list_targets(session, app=services.get_app(session, app) if app else None)
 
 
