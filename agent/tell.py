@@ -91,7 +91,9 @@ class Teller:
         cancelled while queued) gets its end. Cheap: the agent calls it at
         every tick, before it claims."""
         with session_scope(self.db) as session:
-            told = select(Notice.job_id).where(Notice.channel == GITHUB, Notice.event == "queued")
+            told = select(Notice.job_id).where(  # never a NULL: NOT IN would then match nothing
+                Notice.channel == GITHUB, Notice.event == "queued", col(Notice.job_id).is_not(None)
+            )
             fresh = session.exec(
                 select(Job, App)
                 .join(App, col(App.id) == Job.app_id)
@@ -104,7 +106,9 @@ class Teller:
             ).all()
             for job, app in fresh:
                 self._github_queued(session, job, app)
-            ended = select(Notice.job_id).where(Notice.channel == GITHUB, Notice.event == "ended")
+            ended = select(Notice.job_id).where(
+                Notice.channel == GITHUB, Notice.event == "ended", col(Notice.job_id).is_not(None)
+            )
             since = utcnow() - timedelta(days=1)
             gone = session.exec(
                 select(Job, App)
@@ -393,7 +397,11 @@ class Teller:
         live release (the next success marks its GitHub deployment inactive)."""
         cutoff = utcnow() - older_than
         with session_scope(self.db) as session:
-            live_jobs = select(Deployment.job_id).join(App, col(App.current_deployment_id) == Deployment.id)
+            live_jobs = (
+                select(Deployment.job_id)
+                .join(App, col(App.current_deployment_id) == Deployment.id)
+                .where(col(Deployment.job_id).is_not(None))  # a NULL would make NOT IN match nothing
+            )
             old = session.exec(
                 select(Notice).where(
                     col(Notice.state) != PENDING,
