@@ -160,7 +160,7 @@ class CertManager(Preflight):
         sites: Sites,
         *,
         runner: Runner = commands.run,
-        tell: Callable[..., None] | None = None,
+        tell: Callable[..., int] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -303,26 +303,32 @@ class CertManager(Preflight):
     def _expiring(self, hostname: str, expires: datetime) -> None:
         if (hostname, expires) in self._told_expiring:
             return
-        self._told_expiring.add((hostname, expires))
-        self._notify(
+        if self._notify(
             "cert.expiring",
             hostname,
             f"the certificate for {hostname} expires on {expires:%Y-%m-%d}",
             "Renewal has not succeeded yet: `paas domains list` says why; `paas doctor` checks DNS, port 80.",
             "warning",
-        )
+        ):
+            self._told_expiring.add((hostname, expires))  # once per certificate, to whoever listens
 
-    def _notify(self, event: str, hostname: str, title: str, body: str, kind: str) -> None:
+    def _notify(self, event: str, hostname: str, title: str, body: str, kind: str) -> int:
+        """How many targets will hear it."""
         if self._tell is None:
-            return
+            return 0
         with session_scope(self.db) as session:
             domain = session.exec(select(Domain).where(Domain.hostname == hostname)).first()
             app = session.get(App, domain.app_id) if domain is not None and domain.app_id else None
             app_name = app.name if app is not None else ""
         try:
-            self._tell(event, app_name=app_name, title=f"{app_name or 'paas'}: {title}", body=body, kind=kind)
+            return int(
+                self._tell(
+                    event, app_name=app_name, title=f"{app_name or 'paas'}: {title}", body=body, kind=kind
+                )
+            )
         except Exception:  # noqa: BLE001  (a notification never stops certificate work)
             log.exception("could not record the %s notification", event)
+            return 0
 
     def check_served(self, hostname: str, *, timeout: float = 10) -> bool:
         """Fetch the certificate nginx serves for ``hostname`` over TLS and

@@ -26,7 +26,7 @@ __all__ = ["CrashWatch"]
 
 log = logging.getLogger("paas.agent.crashes")
 
-Tell = Callable[..., None]  # Teller.event(event, app_name=, title=, body=, kind=)
+Tell = Callable[..., object]  # Teller.event(event, app_name=, title=, body=, kind=)
 
 
 class CrashWatch:

@@ -230,18 +230,23 @@ class Agent:
 
     def watch_disk(self) -> None:
         """Scheduled: say once when free disk falls under `paas doctor`'s warning
-        line (15% or 3 GiB), and again only after it has recovered."""
+        line (15% or 3 GiB), and again only after it has recovered; while no
+        target listens, it is said at the next check that one does."""
         from agent.doctor import OK, disk_checks
 
         low = [c for c in disk_checks(self.settings, self.docker) if c.status != OK]
-        if low and not self._disk_low:
-            self.teller.event(
-                "disk.low",
-                title=f"paas on {self.settings.control_host}: disk space is low",
-                body="\n".join(f"{c.name}: {c.detail}" for c in low) + f"\n{low[0].fix}",
-                kind="warning",
+        if not low:
+            self._disk_low = False
+        elif not self._disk_low:  # said once to whoever listens; with no target yet, at the next check
+            self._disk_low = (
+                self.teller.event(
+                    "disk.low",
+                    title=f"paas on {self.settings.control_host}: disk space is low",
+                    body="\n".join(f"{c.name}: {c.detail}" for c in low) + f"\n{low[0].fix}",
+                    kind="warning",
+                )
+                > 0
             )
-        self._disk_low = bool(low)
 
     def _is_live(self, app_name: str, deployment: str) -> bool:
         """Whether a container labelled ``paas.deployment=deployment`` belongs to the app's live release."""

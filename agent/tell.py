@@ -200,11 +200,12 @@ class Teller:
                 title = f"{app.name}: v{dep.version} {word}{at}"
                 self._notify(session, "deploy.failed", app, title=title, body=body, kind="failure")
 
-    def event(self, event: str, *, app_name: str = "", title: str, body: str, kind: str = "warning") -> None:
-        """Anything else worth a notification (crash, certificate, disk, backup)."""
+    def event(self, event: str, *, app_name: str = "", title: str, body: str, kind: str = "warning") -> int:
+        """Anything else worth a notification (crash, certificate, disk, backup);
+        returns how many targets will hear it."""
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == app_name)).first() if app_name else None
-            self._notify(session, event, app, title=title, body=body, kind=kind)
+            return self._notify(session, event, app, title=title, body=body, kind=kind)
 
     # GitHub reports ------------------------------------------------------------------------
 
@@ -318,7 +319,8 @@ class Teller:
 
     def _notify(
         self, session: Session, event: str, app: App | None, *, title: str, body: str, kind: str
-    ) -> None:
+    ) -> int:
+        """A notice per target that hears ``event`` (its app's and every app's); how many."""
         assert event in EVENTS, event
         where: Any = col(NotifyTarget.app_id).is_(None)
         if app is not None:
@@ -341,6 +343,7 @@ class Teller:
             made += 1
         if made:
             self._wake[NOTIFY].set()
+        return made
 
     def test_target(self, target_id: int) -> str:
         """Send a test message to one target now; "" when it went, else why not."""

@@ -194,7 +194,9 @@ def test_a_failed_renewal_keeps_the_certificate_and_backs_off(
 ) -> None:
     certbot = FakeCertbot()
     told: list[tuple[str, str]] = []
-    m = manager(acme_settings, engine, certbot, _tell=lambda event, **kw: told.append((event, kw["title"])))
+    m = manager(
+        acme_settings, engine, certbot, _tell=lambda event, **kw: told.append((event, kw["title"])) or 1
+    )
     monkeypatch.setattr(CertManager, "_live", staticmethod(lambda _s, _a: object()))
     expires = utcnow() + timedelta(days=3)  # inside the renewal window
     did = domain_row(engine, cert_state=CertState.issued, cert_expires_at=expires)
