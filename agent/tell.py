@@ -438,10 +438,6 @@ class Teller:
                 self._wake[channel].wait(1.0)
                 self._wake[channel].clear()
 
-    def wake(self) -> None:
-        for event in self._wake.values():
-            event.set()
-
     def send_due(self, channel: str) -> int:
         """Send the first pending notice of each app (GitHub) or target
         (notifications) whose time has come; returns how many were tried."""
