@@ -64,7 +64,7 @@ class Releases:
                 env_version=app.env_version,
             )
             if job.kind in (queue.RELEASE, queue.ROLLBACK):
-                base = self._base_release(session, app, job)
+                base = self.base_release(session, app, job)
                 dep.ref, dep.commit, dep.commit_message = base.ref, base.commit, base.commit_message
                 dep.image, dep.procfile = base.image, dict(base.procfile)
                 if "source_version" in job.payload:  # rollback or restart: that release's own env
@@ -95,7 +95,7 @@ class Releases:
             return current.env_version != app.env_version, current.id, current.version
 
     @staticmethod
-    def _base_release(session: Session, app: App, job: Job) -> Deployment:
+    def base_release(session: Session, app: App, job: Job) -> Deployment:
         """The release whose image (and, for a rollback, env) a release job reuses."""
         source = job.payload.get("source_version")
         base = live_release(session, app) if source is None else find_release(session, app, int(source))

@@ -34,12 +34,14 @@ from sqlmodel import Session, col, select
 
 from agent.deploylog import DeployLog
 from agent.github_status import GitHubClient, GitHubTrouble
+from agent.releases import Releases
 from paas import queue
 from paas.crypto import DecryptError, Keyring
 from paas.db import session_scope
+from paas.errors import PaasError
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
 from paas.notify import EVENTS, check_github_environment, check_github_repo, github_repo_from_url
-from paas.services import control_url, find_release, live_release, served_url
+from paas.services import control_url, served_url
 from paas.settings import Settings
 
 __all__ = ["Teller"]
@@ -689,9 +691,10 @@ def _base_commit(session: Session, app: App, job: Job) -> str:
     """The commit a release or rollback job brings back (what its GitHub deployment is of)."""
     if job.kind == queue.DEPLOY:
         return ""
-    source = job.payload.get("source_version")
-    base = live_release(session, app) if not isinstance(source, int) else find_release(session, app, source)
-    return base.commit if base is not None else ""
+    try:
+        return Releases.base_release(session, app, job).commit
+    except PaasError:  # nothing to bring back: the job will fail and say so
+        return ""
 
 
 def _what(job: Job) -> str:
