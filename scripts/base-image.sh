@@ -10,34 +10,13 @@ set -euo pipefail
 
 TAG="${1:-python:3.11-slim}"
 CACHE_DIR="${PAAS_CACHE_DIR:-/var/cache/paas-test}"
+# shellcheck source=scripts/debian-rootfs.sh
+. "$(dirname "$0")/debian-rootfs.sh"
 
-if docker image inspect "$TAG" >/dev/null 2>&1; then
-    echo "base image $TAG: present"
-    exit 0
-fi
-
-# The Debian mirror this machine's apt already uses (never a hard-coded host).
-mirror="$(
-    { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}';
-      grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'; } \
-    | grep -v security | head -n1
-)" || true
-if [ -z "$mirror" ]; then
-    echo "base-image: cannot find a Debian mirror in apt's sources" >&2
-    exit 1
-fi
-
-mkdir -p "$CACHE_DIR"
-rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
-trap 'rm -rf "$rootfs"' EXIT
-
+image_present "$TAG" "base image"
 echo "base image $TAG: debootstrap bookworm from apt's mirror (about a minute)"
-debootstrap --variant=minbase \
-    --include=python3,python3-venv,python3-pip,ca-certificates \
-    bookworm "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 || {
-        tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; exit 1; }
+debian_rootfs base-image debootstrap.log python3,python3-venv,python3-pip,ca-certificates
 
-cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
 ln -sf /usr/bin/python3 "$rootfs/usr/local/bin/python"
 ln -sf /usr/bin/pip3 "$rootfs/usr/local/bin/pip"
@@ -48,11 +27,8 @@ cert = /etc/ssl/certs/ca-certificates.crt
 disable-pip-version-check = true
 root-user-action = ignore
 PIPCONF
-rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 
-tar -C "$rootfs" -c . | docker import \
+import_rootfs "$TAG" "base image" \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["python3"]' \
-    - "$TAG" >/dev/null
-echo "base image $TAG: built"
+    --change 'CMD ["python3"]'
