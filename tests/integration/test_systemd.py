@@ -183,6 +183,19 @@ def _paas(box: Machine) -> Callable[..., str]:
     return paas
 
 
+def _demo_live(box: Machine, token: str) -> tuple[Callable[..., str], GitRemote]:
+    """What a new user does first, through the box's control plane: log in,
+    create an app from a repository, deploy v1. The CLI and the repository."""
+    paas = _paas(box)
+    paas("login", box.web, "--token", token)
+    (box.shared / "git").mkdir()
+    repo = GitRemote(box.shared / "git")
+    repo.commit(demo_app("1"), "v1")
+    paas("apps", "create", "demo", "--repo", str(repo.bare), "--health-path", "/healthz")
+    assert "demo v1 is live" in paas("deploy", "demo", "--wait")
+    return paas, repo
+
+
 def _main_pids(box: Machine) -> dict[str, str]:
     return {u: box.run("systemctl", "show", "-p", "MainPID", "--value", u).stdout.strip() for u in UNITS}
 
@@ -200,13 +213,7 @@ def test_install_sh_under_systemd_survives_restarts_and_a_reboot(machine: Machin
     assert box.run("stat", "-c", "%U", f"/proc/{web_pid}").stdout.strip() == "paas"
 
     # a push deploys (the CLI here, the control plane in the box)
-    paas = _paas(box)
-    paas("login", box.web, "--token", token)
-    (box.shared / "git").mkdir()
-    repo = GitRemote(box.shared / "git")
-    repo.commit(demo_app("1"), "v1")
-    paas("apps", "create", "demo", "--repo", str(repo.bare), "--health-path", "/healthz")
-    assert "demo v1 is live" in paas("deploy", "demo", "--wait")
+    paas, repo = _demo_live(box, token)
     assert _served(box, "demo") == "1"
 
     # systemctl restart paas-agent while a deploy builds: the deploy finishes first, then the
@@ -262,14 +269,7 @@ def test_an_upgrade_under_systemd_stops_migrates_and_starts_the_new_code(machine
     old = checkout(PREVIOUS_RELEASE, box.shared / "previous")
     first = box.install(source=old)
     assert first.returncode == 0, first.stdout + first.stderr
-    token = printed_token(first.stdout)
-    paas = _paas(box)
-    paas("login", box.web, "--token", token)
-    (box.shared / "git").mkdir()
-    repo = GitRemote(box.shared / "git")
-    repo.commit(demo_app("1"), "v1")
-    paas("apps", "create", "demo", "--repo", str(repo.bare), "--health-path", "/healthz")
-    assert "demo v1 is live" in paas("deploy", "demo", "--wait")
+    paas, repo = _demo_live(box, printed_token(first.stdout))
     before = _main_pids(box)
 
     with LoadClient(box.http_port, "demo.apps.test", max_seconds=900) as load:
