@@ -80,7 +80,7 @@ class Releases:
                 row.deployment_id = dep.id
                 session.add(row)
             assert dep.id is not None
-            env = open_snapshot(snapshot, self.keyring)
+            env = open_snapshot(snapshot, self.keyring, app=app.name)
             session.expunge(app)
             return NewRelease(dep.id, dep.version, app, env)
 

@@ -1,8 +1,9 @@
 """An app's env rows, and the snapshot each release keeps of them: the
 ciphertexts as stored (``snapshot_env``), copied back for a rollback
 (``restore_snapshot``), and opened in the agent's memory only
-(``open_snapshot``). Imports no service module, so services (rollback) and
-envvars (changes) can both use it."""
+(``open_snapshot``), each secret only as the variable of the app it was
+sealed for (paas/crypto.py ``env_purpose``). Imports no service module, so
+services (rollback) and envvars (changes) can both use it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from paas.crypto import Keyring
+from paas.crypto import DecryptError, Keyring, env_purpose
 from paas.models import App, EnvScope, EnvVar, utcnow
 
 __all__ = ["OpenedEnv", "open_snapshot", "put_row", "restore_snapshot", "rows_of", "snapshot_env"]
@@ -84,11 +85,16 @@ class OpenedEnv:
     secret_keys: frozenset[str] = frozenset()
 
 
-def open_snapshot(snapshot: list[dict[str, Any]], keyring: Keyring) -> OpenedEnv:
+def open_snapshot(snapshot: list[dict[str, Any]], keyring: Keyring, *, app: str) -> OpenedEnv:
+    """Open ``app``'s snapshot: a sealed value opens only as the variable of
+    ``app`` it was sealed for (a :class:`DecryptError` naming it otherwise)."""
     run: dict[str, str] = {}
     build: dict[str, str] = {}
     for item in snapshot:
-        value = keyring.decrypt(item["value"])
+        purpose = env_purpose(app, item["key"])
+        if not isinstance(item["value"], str):
+            raise DecryptError(f"env var {item['key']} of app {app} holds no ciphertext")
+        value = keyring.decrypt(item["value"], purpose=purpose)
         if item["scope"] in (EnvScope.run, EnvScope.both):
             run[item["key"]] = value
         if item["scope"] in (EnvScope.build, EnvScope.both) and not item["secret"]:

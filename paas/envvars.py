@@ -21,7 +21,7 @@ from dotenv.parser import parse_stream
 from sqlmodel import Session
 
 from paas import queue, services
-from paas.crypto import Keyring
+from paas.crypto import Keyring, env_purpose
 from paas.db import hold_key_lock
 from paas.env_snapshots import put_row, rows_of
 from paas.errors import Conflict, InvalidInput, NotFound
@@ -109,7 +109,7 @@ def change_env(
 
     now = utcnow()
     for item, secret, scope in planned:
-        ciphertext = keyring.encrypt(item.value, secret=secret)
+        ciphertext = keyring.encrypt(item.value, secret=secret, purpose=env_purpose(app.name, item.key))
         put_row(
             session,
             rows,

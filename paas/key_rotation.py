@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from paas.crypto import KeyMaterial, Keyring, generate_keys, load_keys, write_keys
+from paas.crypto import DecryptError, KeyMaterial, Keyring, generate_keys, load_keys, write_keys
 from paas.db import hold_key_lock, session_scope
 from paas.models import App, Deployment, EnvVar, NotifyTarget
 
@@ -26,7 +26,7 @@ def encrypt_plain_webhook_secrets(engine: Engine, keyring: Keyring) -> int:
         hold_key_lock(session)
         count = 0
         for app in session.exec(select(App)).all():
-            if not app.webhook_secret.startswith(("f1:", "s1:")):
+            if not app.webhook_secret.startswith(("f1:", "s1:", "s2:")):
                 app.webhook_secret = keyring.encrypt(app.webhook_secret)
                 session.add(app)
                 count += 1
@@ -38,6 +38,26 @@ class RotationReport:
     env_values: int
     release_snapshots: int
     webhook_secrets: int
+    # values no key opens (or sealed before binding, s1), left as they were: they opened nowhere
+    # before and now never will; naming where each is, never what
+    left: tuple[str, ...] = ()
+
+
+class _Resealer:
+    """Re-encrypt one value after another; one that does not open is left as
+    it is and named in ``left`` (a sealed value keeps its purpose: crypto.reencrypt)."""
+
+    def __init__(self, opener: Keyring, target: Keyring) -> None:
+        self.opener, self.target = opener, target
+        self.left: list[str] = []
+
+    def __call__(self, value: str, *, where: str) -> str:
+        try:
+            return self.opener.reencrypt(value, self.target)
+        except DecryptError as exc:
+            self.left.append(where)
+            log.warning("key rotation left %s as it was: %s", where, exc)
+            return value
 
 
 def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> RotationReport:
@@ -48,7 +68,10 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
        the newest key from here on.
     2. Holding the key lock, re-encrypt every value, release snapshot and
        webhook secret, GitHub token and notification URL under the new keys;
-       commit.
+       commit. A sealed value keeps the purpose it was sealed for; one that
+       no key opens, or an unbound ``s1:`` one (paas/crypto.py), is left as
+       it was and named in the report: it could not be opened before either,
+       and must not stop a rotation.
     3. Drop the old keys from the files.
     A crash before 3 leaves both generations on disk (still correct); run
     rotate again.
@@ -57,31 +80,36 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
     new = generate_keys()
     both = KeyMaterial(fernet=new.fernet + old.fernet, public=new.public, private=new.private + old.private)
     write_keys(keys_dir, both, web_user=web_user)
-    opener = Keyring.from_material(both)
-    target = Keyring.from_material(new)
+    again = _Resealer(Keyring.from_material(both), Keyring.from_material(new))
 
     with session_scope(engine) as session:
         hold_key_lock(session, exclusive=True)
+        names = {a.id: a.name for a in session.exec(select(App)).all()}
         env_count = 0
         for row in session.exec(select(EnvVar)).all():
-            row.value = opener.reencrypt(row.value, target)
+            row.value = again(row.value, where=f"env var {row.key!r} of app {names.get(row.app_id)}")
             session.add(row)
             env_count += 1
         snap_count = 0
         for dep in session.exec(select(Deployment)).all():
             if dep.env:
-                dep.env = [{**item, "value": opener.reencrypt(item["value"], target)} for item in dep.env]
+                where = f"release v{dep.version} of app {names.get(dep.app_id)}"
+                dep.env = [
+                    {**item, "value": again(item["value"], where=f"env var {item.get('key')!r} in {where}")}
+                    for item in dep.env
+                ]
                 session.add(dep)
                 snap_count += 1
         hook_count = 0
         for app in session.exec(select(App)).all():
-            app.webhook_secret = opener.reencrypt(app.webhook_secret, target)
+            app.webhook_secret = again(app.webhook_secret, where=f"the webhook secret of app {app.name}")
             if app.github_token:
-                app.github_token = opener.reencrypt(app.github_token, target)
+                app.github_token = again(app.github_token, where=f"the GitHub token of app {app.name}")
             session.add(app)
             hook_count += 1
         for notify_target in session.exec(select(NotifyTarget)).all():
-            notify_target.url = opener.reencrypt(notify_target.url, target)
+            where = f"the URL of notification target {notify_target.id}"
+            notify_target.url = again(notify_target.url, where=where)
             session.add(notify_target)
     write_keys(keys_dir, new, web_user=web_user)
     log.info(
@@ -90,4 +118,4 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
         snap_count,
         hook_count,
     )
-    return RotationReport(env_count, snap_count, hook_count)
+    return RotationReport(env_count, snap_count, hook_count, tuple(again.left))

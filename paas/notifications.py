@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from paas.crypto import Keyring
+from paas.crypto import Keyring, github_token_purpose, notify_url_purpose
 from paas.errors import InvalidInput, NotFound
 from paas.models import App, Notice, NotifyTarget
 from paas.notify import github_repo_from_url, mask_url
@@ -26,6 +26,7 @@ __all__ = [
     "list_targets",
     "remove_target",
     "set_github",
+    "target_owner",
 ]
 
 
@@ -82,7 +83,9 @@ def set_github(session: Session, *, app: App, change: GitHubUpdate, actor: str, 
         raise InvalidInput("nothing to change: give a token, a repository or an environment")
     said = []
     if "token" in given:
-        app.github_token = keyring.encrypt(given["token"], secret=True) if given["token"] else ""
+        sealed_for = github_token_purpose(app.name)
+        token = given["token"]
+        app.github_token = keyring.encrypt(token, secret=True, purpose=sealed_for) if token else ""
         said.append("set the GitHub token" if given["token"] else "removed the GitHub token")
     if "repo" in given:
         app.github_repo = given["repo"]
@@ -131,13 +134,17 @@ def add_target(
 ) -> NotifyTargetPublic:
     target = NotifyTarget(
         app_id=app.id if app is not None else None,
-        url=keyring.encrypt(spec.url, secret=True),
+        url="",  # sealed below, for this target (its id) once it has one
         masked=mask_url(spec.url),
         events=spec.events,
         created_by=actor,
     )
     session.add(target)
     session.flush()
+    assert target.id is not None
+    purpose = notify_url_purpose(target.id, app.name if app is not None else None)
+    target.url = keyring.encrypt(spec.url, secret=True, purpose=purpose)
+    session.add(target)
     record_event(
         session,
         actor=actor,
@@ -147,6 +154,16 @@ def add_target(
     )
     names = {app.id: app.name} if app is not None and app.id is not None else {}
     return _target_public(session, target, names)
+
+
+def target_owner(session: Session, target: NotifyTarget) -> str | None:
+    """Whose events ``target`` hears, as its URL's purpose names it
+    (``notify_url_purpose``): the app's name, None for every app's, "" when
+    its app is gone (a purpose nothing was sealed for)."""
+    if target.app_id is None:
+        return None
+    app = session.get(App, target.app_id)
+    return app.name if app is not None else ""
 
 
 def get_target(session: Session, target_id: int) -> NotifyTarget:

@@ -214,7 +214,7 @@ def test_env_set_rolls_out_the_same_image_with_zero_failed_requests(
         snapshot = {i["key"]: i for i in json.loads(_release_column(stack, version, "env"))}
         assert snapshot["GREETING"]["value"].startswith("f1:")
         assert agent.decrypt(snapshot["GREETING"]["value"]) == greeting
-        assert snapshot["CANARY_S1"]["secret"] and snapshot["CANARY_S1"]["value"].startswith("s1:")
+        assert snapshot["CANARY_S1"]["secret"] and snapshot["CANARY_S1"]["value"].startswith("s2:")
     _report(
         f"env set → live (one change of 2 vars, CLI --wait): {took:.1f}s; "
         f"steps {v2['timings']}; {load.report.total} requests, 0 failed"

@@ -406,7 +406,7 @@ def test_no_token_or_notification_url_is_anywhere_paas_writes_or_answers(world: 
     assert searched > 10 and file_hits == []
     with sqlite3.connect(stack.root / "data" / "db" / "paas.db") as db:
         stored = db.execute("select github_token from app where name = ?", (APP,)).fetchone()[0]
-    assert stored.startswith("s1:")  # sealed to the agent's key pair: what the search can only find
+    assert stored.startswith("s2:")  # sealed to the agent's key pair: what the search can only find
 
 
 def _report(line: str) -> None:

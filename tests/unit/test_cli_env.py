@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from paas.crypto import Keyring, load_keys
+from paas.crypto import Keyring, env_purpose, load_keys
 from paas.models import EnvVar
 from paas.settings import Settings
 from tests.unit.cli_support import invoke_main, run, server_env
@@ -128,6 +128,7 @@ def test_keys_rotate_on_the_server(
     assert not set(after.fernet) & set(before.fernet)
     with Session(engine) as s:
         row = s.exec(select(EnvVar)).one()
-    assert Keyring(settings.keys_dir, private=True).decrypt(row.value) == SECRET
+    agent = Keyring(settings.keys_dir, private=True)
+    assert agent.decrypt(row.value, purpose=env_purpose(shop, row.key)) == SECRET
     code, out = run("env", "list", shop, "--json", env=env)  # the live server re-read the keys
     assert code == 0 and json.loads(out)[0]["key"] == "API_TOKEN"

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from paas import crypto
-from paas.crypto import DecryptError, Keyring
+from paas.crypto import DecryptError, Keyring, env_purpose
 from paas.db import session_scope
 from paas.env_snapshots import open_snapshot, snapshot_env
 from paas.envvars import parse_dotenv
@@ -90,7 +90,7 @@ def test_values_are_encrypted_at_rest_and_secrets_never_come_back(
         rows = {r.key: r for r in s.exec(select(EnvVar)).all()}
         app = s.exec(select(App)).one()
     assert rows["GREETING"].value.startswith("f1:") and "hello-canary" not in rows["GREETING"].value
-    assert rows["API_TOKEN"].value.startswith("s1:") and SECRET not in rows["API_TOKEN"].value
+    assert rows["API_TOKEN"].value.startswith("s2:") and SECRET not in rows["API_TOKEN"].value
     assert app.webhook_secret.startswith("f1:") and shop["webhook_secret"] not in app.webhook_secret
     raw = Path(settings.db_url.removeprefix("sqlite:///")).read_bytes()
     for value in (b"hello-canary", SECRET.encode(), shop["webhook_secret"].encode()):
@@ -98,7 +98,8 @@ def test_values_are_encrypted_at_rest_and_secrets_never_come_back(
     # the web process's keyring cannot open the secret; the agent's can
     with pytest.raises(DecryptError):
         client.app.state.keyring.decrypt(rows["API_TOKEN"].value)  # type: ignore[attr-defined]
-    assert Keyring(settings.keys_dir, private=True).decrypt(rows["API_TOKEN"].value) == SECRET
+    agent = Keyring(settings.keys_dir, private=True)
+    assert agent.decrypt(rows["API_TOKEN"].value, purpose=env_purpose("shop", "API_TOKEN")) == SECRET
 
 
 def test_a_secret_can_be_replaced_and_stays_secret(
@@ -109,7 +110,8 @@ def test_a_secret_can_be_replaced_and_stays_secret(
     assert r.json()["env"][0]["secret"] is True and r.json()["env"][0]["value"] is None
     with Session(engine) as s:
         row = s.exec(select(EnvVar)).one()
-    assert Keyring(settings.keys_dir, private=True).decrypt(row.value) == "two"
+    agent = Keyring(settings.keys_dir, private=True)
+    assert agent.decrypt(row.value, purpose=env_purpose("shop", row.key)) == "two"
 
 
 def test_the_audit_trail_names_keys_never_values(
@@ -179,13 +181,15 @@ def test_build_scope_warns_and_secrets_never_become_build_args(
             EnvVar(
                 app_id=app.id,
                 key="FORCED",
-                value=Keyring(settings.keys_dir, private=False).encrypt("x", secret=True),
+                value=Keyring(settings.keys_dir, private=False).encrypt(
+                    "x", secret=True, purpose=env_purpose("shop", "FORCED")
+                ),
                 secret=True,
                 scope="both",
             )
         )  # type: ignore[arg-type]
         s.flush()
-        opened = open_snapshot(snapshot_env(s, app), Keyring(settings.keys_dir, private=True))
+        opened = open_snapshot(snapshot_env(s, app), Keyring(settings.keys_dir, private=True), app="shop")
     assert opened.build_args == {"API_URL": "https://api"}
     assert opened.run == {"FORCED": "x"} and opened.secret_keys == {"FORCED"}
 
@@ -377,8 +381,11 @@ def test_rotation_reencrypts_everything_and_drops_the_old_keys(
         rows = {r.key: r.value for r in s.exec(select(EnvVar)).all()}
         snapshot = s.exec(select(Deployment)).one().env
         hook = s.exec(select(App)).one().webhook_secret
-    assert agent.decrypt(rows["G"]) == "general-1" and agent.decrypt(rows["S"]) == SECRET
-    assert {i["key"]: agent.decrypt(i["value"]) for i in snapshot} == {"G": "general-1", "S": SECRET}
+    assert agent.decrypt(rows["G"]) == "general-1"
+    assert agent.decrypt(rows["S"], purpose=env_purpose("shop", "S")) == SECRET  # still bound to S of shop
+    assert open_snapshot(snapshot, agent, app="shop").run == {"G": "general-1", "S": SECRET}
+    with pytest.raises(DecryptError, match="env var S of app shop"):
+        agent.decrypt(rows["S"], purpose=env_purpose("shop", "G"))
     for value in (*rows.values(), hook, *(i["value"] for i in snapshot)):
         with pytest.raises(DecryptError):
             stale.decrypt(value)  # the old keys open nothing any more
