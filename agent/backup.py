@@ -13,12 +13,15 @@ gzipped tar, 0600, that holds::
     paas-backup/instance-id        the label on everything this installation made
     paas-backup/letsencrypt/       certbot's account, certificates and keys
     paas-backup/logs/              release logs
-    paas-backup/volumes/NAME/      each app's data volume, its files as they are
+    paas-backup/volumes/NAME/      each app's data volume, its files as they are (read
+                                   without following a link: the app may change it meanwhile)
     paas-backup/images/APP.tar     with --with-images: each live image (docker save)
 
 ``paas restore FILE``, run as root on a freshly installed server with paas
 stopped, checks everything first and changes nothing when something is
-wrong; then puts each part back where this server's settings say, and queues
+wrong; then puts each part back where this server's settings say (of the
+archive's paas.env, only the installation's own settings, RESTORED_SETTINGS:
+paths, users, binaries, ports and whom paas trusts stay this server's), and queues
 every app's live release: started again from its image when the archive
 had it, else rebuilt from its recorded commit. When paas starts, the apps
 come back with their env (the keys came along), domains, certificates,
@@ -30,9 +33,12 @@ one (an rclone ``crypt`` remote for off-site copies).
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -42,8 +48,9 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from dotenv import dotenv_values
 from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
@@ -52,11 +59,11 @@ from agent.plan import data_volume, owned
 from agent.probe import connects, connects_unix
 from paas import crypto, layout, queue
 from paas.db import current_revision, head_revision, make_engine, session_scope
-from paas.errors import PaasError
+from paas.errors import PaasError, SettingsError
 from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
-from paas.settings import Settings
+from paas.settings import Settings, load_settings
 from paas.trust import UntrustedRow, check_app, check_app_name, check_release
 from paas.version import version
 
@@ -65,6 +72,7 @@ __all__ = [
     "BackupMade",
     "Restored",
     "make_backup",
+    "merge_settings",
     "prune_backups",
     "queue_restored_apps",
     "restore_backup",
@@ -79,30 +87,52 @@ NAME_PREFIX = "paas-backup-"
 SUFFIX = ".tar.gz"
 RESTORE_TRIGGER = "restore"
 
-# settings that describe this machine rather than the installation: a restore keeps the
-# fresh server's own (where things are, where they listen, its database, its addresses)
-MACHINE_SETTINGS = frozenset(
+# what a restore takes from the archive's paas.env: settings of the installation that are
+# plain data (names, numbers, sizes, a crontab line). Everything else stays this server's:
+# where things are and who runs them, the binaries root runs, where it listens, its
+# database, and whatever decides whom paas trusts or sends credentials to (the GitHub API,
+# the ACME directory and its CA, the rclone remote backups go to, HTTPS on or off, local
+# repositories, the build network and base image). An allowlist: a setting added later
+# stays the server's until it is named here.
+RESTORED_SETTINGS = frozenset(
     {
-        "PAAS_DATA_DIR",
-        "PAAS_KEYS_DIR",
-        "PAAS_RUN_DIR",
-        "PAAS_ENV_FILE",
-        "PAAS_WEB_USER",
-        "PAAS_WEB_HOST",
-        "PAAS_WEB_PORT",
-        "PAAS_HTTP_PORT",
-        "PAAS_HTTPS_PORT",
-        "PAAS_LISTEN_ADDRESS",
-        "PAAS_ACME_WEBROOT_DIR",
-        "PAAS_NGINX_BIN",
-        "PAAS_NGINX_CONF_DIR",
-        "PAAS_NGINX_MAIN_CONF",
-        "PAAS_CERTBOT_BIN",
-        "PAAS_RCLONE_BIN",
-        "PAAS_BACKUP_DIR",
-        "PAAS_DATABASE_URL",
-        "PAAS_PUBLIC_IPS",
-        "PAAS_DNS_RESOLVER",
+        "PAAS_DOMAIN",
+        "PAAS_HOST",
+        "PAAS_PUBLIC_URL",
+        "PAAS_SECRET_KEY",
+        "PAAS_SESSION_HOURS",
+        "PAAS_SESSION_IDLE_MINUTES",
+        "PAAS_ACME_EMAIL",
+        "PAAS_CERT_CHECK_SECONDS",
+        "PAAS_CERT_RENEW_DAYS",
+        "PAAS_AGENT_WORKERS",
+        "PAAS_JOB_LEASE_SECONDS",
+        "PAAS_POLL_SECONDS",
+        "PAAS_KEEP_RELEASES",
+        "PAAS_KEEP_RELEASE_LOGS",
+        "PAAS_CLEANUP_INTERVAL_SECONDS",
+        "PAAS_NGINX_CHECK_SECONDS",
+        "PAAS_DISK_CHECK_SECONDS",
+        "PAAS_DRAIN_SECONDS",
+        "PAAS_STOP_TIMEOUT",
+        "PAAS_RELEASE_TIMEOUT",
+        "PAAS_BUILD_TIMEOUT",
+        "PAAS_WEBHOOK_MAX_BYTES",
+        "PAAS_WEB_WORKERS",
+        "PAAS_MAX_CONTAINERS_PER_PROCESS",
+        "PAAS_MAX_CONTAINERS_PER_APP",
+        "PAAS_APP_MEMORY",
+        "PAAS_APP_CPUS",
+        "PAAS_APP_PIDS",
+        "PAAS_BUILD_MEMORY",
+        "PAAS_BACKUP_SCHEDULE",
+        "PAAS_BACKUP_KEEP",
+        "PAAS_BACKUP_WITH_IMAGES",
+        "PAAS_GITHUB_TIMEOUT",
+        "PAAS_GITHUB_RETRY_MAX_SECONDS",
+        "PAAS_NOTIFY_TIMEOUT",
+        "PAAS_NOTIFY_ATTEMPTS",
+        "PAAS_NOTIFY_RETRY_SECONDS",
     }
 )
 
@@ -128,6 +158,7 @@ class Restored:
     volumes: list[str]
     images: list[str]
     settings_changed: list[str] = field(default_factory=list)
+    settings_refused: list[str] = field(default_factory=list)  # the archive's, not taken
     notes: list[str] = field(default_factory=list)
 
 
@@ -138,17 +169,19 @@ def make_backup(
     settings: Settings, docker: DockerEngine, *, output: Path | None = None, with_images: bool = False
 ) -> BackupMade:
     """Write the archive to ``output`` (default: a new timestamped file in
-    ``PAAS_BACKUP_DIR``); it appears there whole or not at all."""
+    ``PAAS_BACKUP_DIR``); it appears there whole or not at all, never over
+    an existing file or through a link, and only in a directory no other
+    user can change while root writes in it."""
     if output is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         output = settings.backups_dir / f"{NAME_PREFIX}{stamp}{SUFFIX}"
         _private_dir(settings.backups_dir)
     output = output.absolute()
-    if os.path.lexists(output):
-        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
     if not output.parent.is_dir():
         raise BackupError(f"cannot write {output}: no directory {output.parent}")
-    partial = output.with_name(f".{output.name}.partial")
+    output = _safe_directory(output.parent) / output.name  # links above it resolved, once
+    if os.path.lexists(output):
+        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
     with tempfile.TemporaryDirectory(prefix=".paas-backup-", dir=output.parent) as tmp:
         staged = Path(tmp)
         database = _snapshot_database(settings, staged / "database")
@@ -157,10 +190,13 @@ def make_backup(
         for app, image in images.items():
             with open(staged / f"{app}.tar", "wb") as fh:
                 docker.save_image(image, fh)
+        # written in the private staging directory (0700), not beside the archive where
+        # someone could have put a file of theirs under its name; then linked into place
+        partial = staged / "archive.partial"
         try:
             # gzip's fastest level: a backup shares the CPU with the apps, and images (most of
             # a large archive) shrink little more at higher levels
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar:
                 tar.add(staged / "manifest.json", arcname=f"{ROOT}/manifest.json")
                 tar.add(database, arcname=f"{ROOT}/database/{database.name}")
@@ -174,16 +210,13 @@ def make_backup(
                     if os.path.lexists(path):
                         tar.add(path, arcname=f"{ROOT}/{name}")
                 for name, path in volumes.items():
-                    tar.add(path, arcname=f"{ROOT}/volumes/{name}")
+                    _add_volume(tar, path, f"{ROOT}/volumes/{name}")
                 for app in images:
                     tar.add(staged / f"{app}.tar", arcname=f"{ROOT}/images/{app}.tar")
                     (staged / f"{app}.tar").unlink()
-            os.replace(partial, output)
+            _put_in_place(partial, output)
         except OSError as exc:
             raise BackupError(f"cannot write {output}: {exc}") from exc
-        finally:
-            if os.path.lexists(partial):
-                os.unlink(partial)
     return BackupMade(
         path=output,
         size=output.stat().st_size,
@@ -191,6 +224,133 @@ def make_backup(
         volumes=sorted(volumes),
         images=sorted(images),
     )
+
+
+def _safe_directory(directory: Path) -> Path:
+    """``directory`` with its links resolved, refused when another user could
+    rename or replace what root writes in it: when it or a directory above
+    it belongs to someone else, or others may write to it without the sticky
+    bit (/tmp has it: there, what root makes stays root's)."""
+    resolved = directory.resolve(strict=True)
+    me = os.geteuid()
+    for path in (resolved, *resolved.parents):
+        info = os.stat(path)
+        if info.st_uid not in (0, me):
+            raise BackupError(
+                f"cannot write into {directory}: {path} belongs to another user (uid {info.st_uid}), "
+                "who could replace what is written there: choose a directory of root's"
+            )
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            raise BackupError(
+                f"cannot write into {directory}: others may write to {path} "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}, no sticky bit): choose a directory of root's"
+            )
+    return resolved
+
+
+def _put_in_place(partial: Path, output: Path) -> None:
+    """``partial`` appears at ``output`` whole, never over what is there: a file
+    or a link put there since the first look is neither replaced nor followed."""
+    there = BackupError(f"{output} exists already: name another file (--output) or move it away")
+    try:
+        os.link(partial, output, follow_symlinks=False)
+    except FileExistsError:
+        raise there from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+            raise
+        # a filesystem without hard links (FAT): renamed, after one more look
+        if os.path.lexists(output):
+            raise there from None
+        os.replace(partial, output)
+
+
+# an app's volume is its own to change while root reads it: each directory is opened
+# beneath the one above it, never through a link
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO swapped in: no wait
+_VOLUME_DEPTH = 128  # deeper directories are left out: an app cannot break every app's backup
+
+
+def _add_volume(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    """An app's volume into the archive, read without following a link: each
+    directory is opened with O_NOFOLLOW relative to the one above it, and each
+    file read from the descriptor its metadata came from. An app that swaps a
+    directory for a link (to /etc/paas/keys, say) between two reads gets
+    nothing of what the link points to archived; a link is archived as a link.
+    Owners are kept as numbers (an app's users are not this host's)."""
+    fd = os.open(path, _DIRECTORY)
+    try:
+        _add_directory(tar, fd, arcname)
+    finally:
+        os.close(fd)
+
+
+def _add_directory(tar: tarfile.TarFile, fd: int, arcname: str, depth: int = 0) -> None:
+    tar.addfile(_member(arcname, os.fstat(fd), tarfile.DIRTYPE))
+    if depth >= _VOLUME_DEPTH:
+        log.warning("backup: what is in %s left out: deeper than %d directories", arcname, _VOLUME_DEPTH)
+        return
+    for name in sorted(os.listdir(fd)):
+        member = f"{arcname}/{name}"
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                tar.addfile(_member(member, info, tarfile.SYMTYPE, link=os.readlink(name, dir_fd=fd)))
+            elif stat.S_ISDIR(info.st_mode):
+                child = os.open(name, _DIRECTORY, dir_fd=fd)
+                try:
+                    _add_directory(tar, child, member, depth + 1)
+                finally:
+                    os.close(child)
+            elif stat.S_ISREG(info.st_mode):
+                with os.fdopen(os.open(name, _FILE, dir_fd=fd), "rb") as fh:
+                    opened = os.fstat(fh.fileno())
+                    if not stat.S_ISREG(opened.st_mode):
+                        raise OSError(errno.ESTALE, "it changed while it was read")
+                    reader = _Steady(fh, opened.st_size)
+                    tar.addfile(_member(member, opened, tarfile.REGTYPE), reader)
+                    if reader.short:
+                        log.warning("backup: %s shrank while it was read: its end is zeros", member)
+            elif stat.S_ISFIFO(info.st_mode):
+                tar.addfile(_member(member, info, tarfile.FIFOTYPE))
+            else:
+                log.warning("backup: %s left out: a device or socket", member)
+        except FileNotFoundError:
+            continue  # removed by the app meanwhile
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ESTALE):
+                raise
+            log.warning("backup: %s left out: it changed while it was read (now a link?)", member)
+
+
+class _Steady:
+    """A file read as the size its header gave: an app that truncates a file
+    while it is read gets zeros at its end, not every app's backup failed (tar
+    copies exactly the size it wrote down)."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self._fh, self._left, self.short = fh, size, False
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._fh.read(n)
+        if len(data) < n:
+            self.short = True
+            data += bytes(n - len(data))
+        self._left -= n
+        return data
+
+
+def _member(name: str, info: os.stat_result, kind: bytes, *, link: str = "") -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.mode = stat.S_IMODE(info.st_mode)
+    member.uid, member.gid = info.st_uid, info.st_gid
+    member.mtime = int(info.st_mtime)
+    member.size = info.st_size if kind == tarfile.REGTYPE else 0
+    member.linkname = link
+    return member
 
 
 def _private_dir(path: Path) -> None:
@@ -391,6 +551,12 @@ def restore_backup(settings: Settings, docker: DockerEngine, archive: Path) -> R
                     f"the volume {volume['name']} exists and is not empty: remove it (docker volume rm) first"
                 )
         keys = crypto.load_keys(part / "keys", private=True)  # refuses a broken archive's keys
+        archived_settings = _read_staged_text(part / "paas.env", archive)
+        merged = None
+        if archived_settings is not None:
+            current = settings.env_file.read_text(encoding="utf-8") if settings.env_file.is_file() else ""
+            merged = merge_settings(current, archived_settings)
+            _check_merged_settings(merged, archive)
         done = Restored(
             made_at=manifest["made_at"],
             made_by=manifest["paas_version"],
@@ -412,8 +578,9 @@ def restore_backup(settings: Settings, docker: DockerEngine, archive: Path) -> R
         if (part / "logs").is_dir():
             for app_logs in (part / "logs").iterdir():
                 _replace_tree(app_logs, settings.logs_dir / app_logs.name)
-        if (part / "paas.env").is_file():
-            done.settings_changed = _restore_settings_file(settings, part / "paas.env")
+        if merged is not None and archived_settings is not None:
+            _write_settings_file(settings, merged, archived_settings)
+            done.settings_changed, done.settings_refused = merged.taken, merged.refused
         for entry in manifest["apps"]:
             volume = entry.get("volume")
             if volume:
@@ -543,38 +710,88 @@ def _repoint_renewals(letsencrypt: Path, old: str) -> None:
         conf.write_text(text.replace(old, str(letsencrypt)), encoding="utf-8")
 
 
-def _parse_env(text: str) -> dict[str, str]:
-    found = {}
-    for line in text.splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and name and not name.startswith("#"):
-            found[name.strip()] = value
-    return found
+# paas.env is data, never code: one PAAS_NAME='value' line each, read alike by systemd
+# (EnvironmentFile=), python-dotenv without interpolation and deploy/install.sh's reader
+_NOT_IN_QUOTES = re.compile(r"['\\\r\n\x00]")
+_SETTING_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 
 
-def _restore_settings_file(settings: Settings, staged: Path) -> list[str]:
-    """The archive's settings, except those that describe this machine; the
-    file replaced is kept beside it. Returns the names whose values changed."""
-    restored = staged.read_text(encoding="utf-8")
-    target = settings.env_file
-    current = target.read_text(encoding="utf-8") if target.is_file() else ""
-    here, there = _parse_env(current), _parse_env(restored)
-    lines = [
-        line
-        for line in restored.splitlines()
-        if line.partition("=")[0].strip() not in MACHINE_SETTINGS or line.lstrip().startswith("#")
-    ]
-    lines += [f"{k}={v}" for k, v in here.items() if k in MACHINE_SETTINGS]
-    changed = sorted(
-        k for k in set(here) | set(there) if k not in MACHINE_SETTINGS and here.get(k) != there.get(k)
+@dataclass
+class SettingsMerge:
+    """A restore's settings file: this server's, with what it takes from the archive's."""
+
+    text: str
+    values: dict[str, str]
+    taken: list[str]  # set by the archive, to another value than this server's
+    refused: list[str]  # set by the archive to another value, and left as this server's
+
+
+def setting_values(text: str) -> dict[str, str]:
+    """A settings file's values, parsed as data (python-dotenv, no interpolation)."""
+    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {name: value for name, value in parsed.items() if value is not None}
+
+
+def merge_settings(current: str, archived: str) -> SettingsMerge:
+    """This server's settings file with the archive's values of
+    RESTORED_SETTINGS in place of its own; its other lines kept as they are.
+    A value that one quoted line cannot hold is not taken."""
+    here, there = setting_values(current), setting_values(archived)
+    taken = {k: v for k, v in there.items() if k in RESTORED_SETTINGS and not _NOT_IN_QUOTES.search(v)}
+    lines = [line for line in current.splitlines() if _setting_name(line) not in taken]
+    if taken:
+        lines += ["# taken from the backup by paas restore", *(f"{k}='{v}'" for k, v in taken.items())]
+    return SettingsMerge(
+        text="\n".join(lines) + "\n",
+        values={**here, **taken},
+        taken=sorted(k for k, v in taken.items() if here.get(k) != v),
+        refused=sorted(k for k, v in there.items() if k not in taken and here.get(k) != v),
     )
+
+
+def _setting_name(line: str) -> str | None:
+    match = _SETTING_LINE.match(line)
+    return match[1] if match else None
+
+
+def _check_merged_settings(merged: SettingsMerge, archive: Path) -> None:
+    """The settings paas will start with, checked before anything changes."""
+    fields = {k.removeprefix("PAAS_").lower(): v for k, v in merged.values.items() if k.startswith("PAAS_")}
+    try:
+        load_settings(_env_file=None, **fields)
+    except SettingsError as exc:
+        raise BackupError(f"{archive}: with the settings it brings, {exc}") from None
+
+
+def _read_staged_text(path: Path, archive: Path) -> str | None:
+    """A file of the unpacked archive, itself and not what a link there points to."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BackupError(f"{archive}: cannot read {path.name}: {exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise BackupError(f"{archive}: {path.name} is not a file")
+        try:
+            return fh.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BackupError(f"{archive}: {path.name} is not UTF-8 text ({exc})") from None
+
+
+def _write_settings_file(settings: Settings, merged: SettingsMerge, archived: str) -> None:
+    """The merged settings file; the file it replaces kept beside it
+    (.before-restore), and the archive's own, whole (.from-backup, root's
+    alone), for what was not taken."""
+    target = settings.env_file
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
         shutil.copy2(target, target.with_name(f"{target.name}.before-restore"))
-    _write_root_file(target, "\n".join(lines) + "\n", 0o640)
+    _write_root_file(target.with_name(f"{target.name}.from-backup"), archived, 0o600)
+    _write_root_file(target, merged.text, 0o640)
     if os.geteuid() == 0:
         os.chown(target, 0, layout.web_ids(settings)[1])
-    return changed
 
 
 def _restore_volume(

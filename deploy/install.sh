@@ -29,6 +29,7 @@ ENV_FILE="$ETC/paas.env"
 VENV="$PREFIX/venv"
 PAAS="$VENV/bin/paas"
 WEB_USER="${PAAS_WEB_USER-paas}"
+NOTIFY_USER="${PAAS_NOTIFY_USER-paas-notify}"  # Apprise runs as this user, on URLs web may have chosen
 # Debian's own Python: readable by every user, so the unprivileged web process
 # can import its standard library (a Python under /root could not).
 PYTHON="${PAAS_PYTHON:-/usr/bin/python3}"
@@ -40,6 +41,43 @@ die() { printf '%s\n' "paas-install: error: $*" >&2; exit 1; }
 [ -r /etc/debian_version ] || die "this installer supports Debian 12 (and Ubuntu); see the README for others"
 
 systemd_is_init() { [ "$(cat /proc/1/comm 2>/dev/null)" = "systemd" ]; }
+
+# paas.env is data, never code: a restore brings it from an archive, and this script runs as
+# root. Each setting is one PAAS_NAME='value' line, which systemd (EnvironmentFile=), python-
+# dotenv (paas's commands) and read_settings below all read as written; nothing here sources it.
+setting_line() {  # name value: the setting's line in paas.env
+    case "$2" in
+        *\'* | *\\* | *$'\n'* | *$'\r'*) die "$1: paas.env cannot hold a value with a quote ('), a backslash or a line break" ;;
+    esac
+    printf "%s='%s'\n" "$1" "$2"
+}
+given_settings() {  # every PAAS_* variable given to this run, but those named in $1 (a regex)
+    local name
+    for name in $(compgen -e | LC_ALL=C sort); do
+        [[ "$name" =~ ^PAAS_[A-Z0-9_]+$ ]] && [[ ! "$name" =~ ^($1)$ ]] || continue
+        setting_line "$name" "${!name}"
+    done
+}
+read_settings() {  # file: export the PAAS_* settings it holds, each value as written
+    local line name value n=0
+    while IFS= read -r line || [ -n "$line" ]; do
+        n=$((n + 1))
+        line="${line#"${line%%[![:space:]]*}"}"
+        case "$line" in "" | "#"*) continue ;; esac
+        line="${line#export }"
+        if [[ ! "$line" =~ ^(PAAS_[A-Z0-9_]+)=(.*)$ ]]; then
+            say "ignoring line $n of $1: not PAAS_NAME=value"
+            continue
+        fi
+        name="${BASH_REMATCH[1]}"
+        value="${BASH_REMATCH[2]}"
+        value="${value%"${value##*[![:space:]]}"}"
+        # 'value' (as written here) or "value" (as people write it); unquoted, as written
+        # before (the whole rest of the line, spaces too)
+        if [[ "$value" =~ ^\'(.*)\'$ || "$value" =~ ^\"(.*)\"$ ]]; then value="${BASH_REMATCH[1]}"; fi
+        export "$name=$value"
+    done <"$1"
+}
 
 # $PREFIX/venv -> venvs/<id>, replaced in one rename (a venv from before venvs/ is a directory)
 use_venv() {
@@ -94,6 +132,11 @@ if [ -n "$WEB_USER" ] && ! id -u "$WEB_USER" >/dev/null 2>&1; then
     say "creating system user $WEB_USER"
     useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$WEB_USER"
 fi
+# ... and the notification sender's, which can read nothing of paas
+if [ -n "$NOTIFY_USER" ] && ! id -u "$NOTIFY_USER" >/dev/null 2>&1; then
+    say "creating system user $NOTIFY_USER"
+    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$NOTIFY_USER"
+fi
 
 # 3. settings, written once -----------------------------------------------------------------
 if [ ! -f "$ENV_FILE" ]; then
@@ -109,24 +152,27 @@ if [ ! -f "$ENV_FILE" ]; then
     umask 077
     {
         echo "# paas settings (see the README's settings table). Written by install.sh."
-        echo "PAAS_DOMAIN=$domain"
-        echo "PAAS_DATA_DIR=${PAAS_DATA_DIR:-/var/lib/paas}"
-        echo "PAAS_WEB_USER=$WEB_USER"
-        echo "PAAS_KEYS_DIR=${PAAS_KEYS_DIR:-$ETC/keys}"
-        echo "PAAS_ACME_WEBROOT_DIR=${PAAS_ACME_WEBROOT_DIR:-/var/lib/paas-acme}"
-        echo "PAAS_RUN_DIR=$RUN_DIR"
-        echo "PAAS_ENV_FILE=$ENV_FILE"
-        echo "PAAS_SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        setting_line PAAS_DOMAIN "$domain"
+        setting_line PAAS_DATA_DIR "${PAAS_DATA_DIR:-/var/lib/paas}"
+        setting_line PAAS_WEB_USER "$WEB_USER"
+        setting_line PAAS_NOTIFY_USER "$NOTIFY_USER"
+        setting_line PAAS_KEYS_DIR "${PAAS_KEYS_DIR:-$ETC/keys}"
+        setting_line PAAS_ACME_WEBROOT_DIR "${PAAS_ACME_WEBROOT_DIR:-/var/lib/paas-acme}"
+        setting_line PAAS_RUN_DIR "$RUN_DIR"
+        setting_line PAAS_ENV_FILE "$ENV_FILE"
+        setting_line PAAS_SECRET_KEY "$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
-        env | grep -E '^PAAS_' | grep -vE '^PAAS_(DOMAIN|DATA_DIR|WEB_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|ENV_FILE|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)=' | sort || true
-    } >"$ENV_FILE"
+        given_settings 'PAAS_(DOMAIN|DATA_DIR|WEB_USER|NOTIFY_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|ENV_FILE|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)'
+    } >"$ENV_FILE.new"  # whole or not at all: a value refused above leaves no paas.env behind
+    mv -f "$ENV_FILE.new" "$ENV_FILE"
     umask 022
     [ -n "$WEB_USER" ] && chgrp "$WEB_USER" "$ETC" "$ENV_FILE" && chmod 0640 "$ENV_FILE"
 fi
-set -a
-# shellcheck disable=SC1090
-. "$ENV_FILE"
-set +a
+# an installation from before PAAS_NOTIFY_USER sent notifications as nobody: now as its own user
+if [ -n "$NOTIFY_USER" ] && ! grep -q '^PAAS_NOTIFY_USER=' "$ENV_FILE"; then
+    setting_line PAAS_NOTIFY_USER "$NOTIFY_USER" >>"$ENV_FILE"
+fi
+read_settings "$ENV_FILE"
 export PAAS_ENV_FILE="$ENV_FILE"  # paas backup puts it in the archive; paas's commands read it
 DATA_DIR="${PAAS_DATA_DIR:-/var/lib/paas}"
 

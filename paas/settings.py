@@ -19,6 +19,8 @@ from paas.errors import SettingsError
 
 __all__ = ["Settings", "check_memory_size", "load_settings", "memory_bytes"]
 
+_LOG_APP = re.compile(r"[a-z][a-z0-9-]{0,29}")  # an app name (paas.schemas.APP_NAME), as a directory
+
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*")
 
@@ -47,11 +49,16 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 
 class Settings(BaseSettings):
-    """Every path, port and binary paas uses. Defaults suit a Debian server."""
+    """Every path, port and binary paas uses. Defaults suit a Debian server.
+
+    Read from the environment alone, never from a ``.env`` in the working
+    directory: a root command typed where someone else writes must not take
+    its settings from there (server commands read PAAS_ENV_FILE, see
+    paas.cli.server; systemd gives the services the same file)."""
 
     model_config = SettingsConfigDict(
         env_prefix="PAAS_",
-        env_file=".env",
+        env_file=None,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -74,6 +81,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: Port = 8000
     web_user: str = ""  # when started as root, web runs as this user (empty: nobody; never root)
+    # the agent (root) sends notifications through Apprise as this user (empty: nobody; never root);
+    # one of its own, not web's: install.sh makes paas-notify
+    notify_user: str = ""
     webhook_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # nginx
@@ -162,6 +172,15 @@ class Settings(BaseSettings):
     def _check_domain(cls, value: str) -> str:
         value = value.strip().lower().rstrip(".")
         if not _HOSTNAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid DNS name")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        """A DNS name or empty: it becomes nginx's ``server_name`` and a certificate's path."""
+        value = value.strip().lower().rstrip(".")
+        if value and not _HOSTNAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid DNS name")
         return value
 
@@ -259,6 +278,11 @@ class Settings(BaseSettings):
         return self.web_user or "nobody"
 
     @property
+    def notify_account(self) -> str:
+        """The user the agent, as root, runs the notification sender as."""
+        return self.notify_user or "nobody"
+
+    @property
     def default_database(self) -> bool:
         """The SQLite file paas keeps in its own directory (no PAAS_DATABASE_URL)."""
         return not self.database_url
@@ -310,12 +334,17 @@ class Settings(BaseSettings):
         return f"{app}.{self.domain}"
 
     def release_log(self, app: str, version: int) -> Path:
-        """Where release v``version`` of ``app`` writes its build and release log."""
+        """Where release v``version`` of ``app`` writes its build and release log.
+        Both come from database rows: a name that is not an app name, or a
+        version that is not a number, never becomes a path."""
+        named = isinstance(app, str) and _LOG_APP.fullmatch(app) is not None
+        if not named or not (type(version) is int and version >= 1):
+            raise ValueError(f"no release log for {app!r} v{version!r}: not an app name and release number")
         return self.logs_dir / app / f"v{version}.log"
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment (and ``.env``), failing fast.
+    """Build settings from the environment, failing fast.
 
     The error names the ``PAAS_`` variable that is missing or invalid.
     """

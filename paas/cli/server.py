@@ -47,14 +47,15 @@ def _prepare() -> Settings:
 def read_settings_file() -> None:
     """install.sh's settings file (PAAS_ENV_FILE, else /etc/paas/paas.env)
     into this process's environment, where a variable is not set already:
-    a command typed in a root shell sees what the services see."""
+    a command typed in a root shell sees what the services see. Its values
+    are taken as written, as systemd takes them (no ${...} expansion)."""
     import os
 
     from dotenv import load_dotenv
 
     path = os.environ.get("PAAS_ENV_FILE") or SETTINGS_FILE
     if os.path.isfile(path) and os.access(path, os.R_OK):
-        load_dotenv(path, override=False)
+        load_dotenv(path, override=False, interpolate=False)
 
 
 @app.command()
@@ -375,6 +376,12 @@ def restore(
         typer.echo(
             f"settings taken from the backup ({settings.env_file}; the file it replaced is beside it, "
             f".before-restore): {', '.join(done.settings_changed)}"
+        )
+    if done.settings_refused:
+        typer.echo(
+            "settings of the backup not taken (paths, users, binaries, ports, the database and "
+            "whom paas trusts stay this server's; the backup's whole file is "
+            f"{settings.env_file}.from-backup): {', '.join(done.settings_refused)}"
         )
     typer.echo(
         "start paas now (deploy/install.sh, or systemctl start paas-agent paas-web): the apps come back "

@@ -6,6 +6,7 @@ tests/integration/test_backup.py restores a whole installation."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -13,6 +14,7 @@ import stat
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -164,7 +166,7 @@ def test_a_restore_brings_the_database_keys_and_settings_to_a_fresh_server(
     assert done.apps == ["shop"] and done.made_by
     assert done.settings_changed == ["PAAS_DOMAIN", "PAAS_SECRET_KEY"]
     written = new.env_file.read_text()
-    assert "PAAS_DOMAIN=old.example" in written and "PAAS_SECRET_KEY=k-old.example" in written
+    assert "PAAS_DOMAIN='old.example'" in written and "PAAS_SECRET_KEY='k-old.example'" in written
     assert (
         f"PAAS_DATA_DIR={tmp_path / 'new' / 'data'}" in written and f"PAAS_WEB_PORT={new.web_port}" in written
     )
@@ -267,3 +269,266 @@ def test_backup_settings_are_checked_by_name() -> None:
     with pytest.raises(SettingsError, match="PAAS_BACKUP_RCLONE_REMOTE"):
         load_settings(_env_file=None, backup_rclone_remote="--config=/etc/shadow remote:")
     assert load_settings(_env_file=None, backup_schedule=" 30  3 * * * ").backup_schedule == "30 3 * * *"
+
+
+# issue 27: what an app, a shared directory or a tampered archive could make root do ---------
+
+
+SECRET = "the-private-key-of-this-server"
+
+
+class OneVolume:
+    """An engine where the app shop has its data volume at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def image_id(self, ref: str) -> None:
+        return None
+
+    def volume_path(self, name: str, labels: dict[str, str] | None = None) -> Path | None:
+        return self.path if name == "paas-shop-data" else None
+
+
+def test_a_volume_is_read_without_following_a_link_the_app_swaps_in_while_it_is_read(
+    old: tuple[Settings, Engine, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, engine, _ = old
+    with session_scope(engine) as session:
+        app = session.exec(select(App)).one()
+        app.data_path = "/data"
+        session.add(app)
+    keys = tmp_path / "etc-paas-keys"  # what the app is after: the key that opens every secret
+    keys.mkdir()
+    (keys / "secrets.key").write_text(SECRET)
+    volume = tmp_path / "volume"
+    (volume / "uploads").mkdir(parents=True)
+    (volume / "uploads" / "photo.jpg").write_text("jpeg")
+    (volume / "notes.txt").write_text("kept")
+    (volume / "sub" / "deeper").mkdir(parents=True)
+    (volume / "sub" / "deeper" / "a.txt").write_text("a")
+    (volume / "to-keys").symlink_to(keys)  # a link the app made: archived as a link
+
+    # the race, won every time: the moment after root looked at uploads/ (a directory, not a
+    # link), the app puts a link to the keys in its place
+    swapped: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def swap_after_the_look(path: Any) -> None:
+        if os.path.basename(os.fsdecode(path)) == "uploads" and not swapped:
+            swapped.append(os.fsdecode(path))
+            os.rename(volume / "uploads", volume / "uploads.before")
+            os.symlink(keys, volume / "uploads")
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        info = real_lstat(path, *args, **kwargs)
+        swap_after_the_look(path)
+        return info
+
+    def stat_(path: Any, *args: Any, follow_symlinks: bool = True, **kwargs: Any) -> os.stat_result:
+        info = real_stat(path, *args, follow_symlinks=follow_symlinks, **kwargs)
+        if not follow_symlinks:
+            swap_after_the_look(path)
+        return info
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    monkeypatch.setattr(os, "stat", stat_)
+    made = make_backup(settings, OneVolume(volume), output=tmp_path / "b.tar.gz")  # type: ignore[arg-type]
+    monkeypatch.undo()
+    assert swapped and made.volumes == ["paas-shop-data"]
+
+    prefix = "paas-backup/volumes/paas-shop-data"
+    with tarfile.open(made.path) as tar:
+        members = {m.name: m for m in tar.getmembers() if m.name.startswith(prefix)}
+        contents = {name: tar.extractfile(m).read() for name, m in members.items() if m.isfile()}  # type: ignore[union-attr]
+    assert not [name for name in members if name.endswith("secrets.key")], sorted(members)
+    assert not [name for name, data in contents.items() if SECRET.encode() in data]
+    # the rest of the volume, as it was
+    assert contents[f"{prefix}/notes.txt"] == b"kept" and contents[f"{prefix}/sub/deeper/a.txt"] == b"a"
+    assert members[prefix].isdir() and members[f"{prefix}/sub/deeper"].isdir()
+    link = members[f"{prefix}/to-keys"]
+    assert link.issym() and link.linkname == str(keys)
+
+
+def test_the_archive_never_lands_in_a_file_someone_put_beside_it(
+    old: tuple[Settings, Engine, str], tmp_path: Path
+) -> None:
+    settings, _, _ = old
+    shared = tmp_path / "shared"  # a directory everyone may write to, as /tmp
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / ".b.tar.gz.partial"  # under the name a backup wrote to first
+    planted.write_text("mine")
+    planted.chmod(0o666)
+    planted_inode = planted.stat().st_ino
+    made = make_backup(settings, NoImages(), output=shared / "b.tar.gz")  # type: ignore[arg-type]
+    assert planted.read_text() == "mine"
+    info = made.path.stat()
+    assert info.st_ino != planted_inode
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, os.geteuid())
+    assert sorted(p.name for p in shared.iterdir()) == [".b.tar.gz.partial", "b.tar.gz"]
+
+
+def test_a_file_or_link_put_at_the_output_meanwhile_is_neither_replaced_nor_followed(
+    old: tuple[Settings, Engine, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.backup
+
+    settings, _, _ = old
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched")
+    output = tmp_path / "b.tar.gz"
+    snapshot = agent.backup._snapshot_database
+
+    def snapshot_then_a_link_appears(*args: object, **kwargs: object) -> Path:
+        done = snapshot(*args, **kwargs)  # type: ignore[arg-type]
+        output.symlink_to(elsewhere)  # after the first look, before the archive is in place
+        return done
+
+    monkeypatch.setattr(agent.backup, "_snapshot_database", snapshot_then_a_link_appears)
+    with pytest.raises(BackupError, match=f"{output} exists already"):
+        make_backup(settings, NoImages(), output=output)  # type: ignore[arg-type]
+    assert output.is_symlink() and elsewhere.read_text() == "untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", "elsewhere", "old"]
+
+
+def test_no_archive_is_written_where_another_user_could_swap_what_root_writes(
+    old: tuple[Settings, Engine, str], tmp_path: Path
+) -> None:
+    settings, _, _ = old
+    open_to_all = tmp_path / "open"  # writable by everyone, no sticky bit
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    with pytest.raises(BackupError, match=f"others may write to {open_to_all} .*no sticky bit"):
+        make_backup(settings, NoImages(), output=open_to_all / "b.tar.gz")  # type: ignore[arg-type]
+    assert list(open_to_all.iterdir()) == []
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"  # nobody's, with a directory of root's in it
+        (theirs / "sub").mkdir(parents=True)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(BackupError, match=f"{theirs} belongs to another user"):
+            make_backup(settings, NoImages(), output=theirs / "sub" / "b.tar.gz")  # type: ignore[arg-type]
+
+
+def test_a_restore_takes_the_installation_settings_and_keeps_this_servers_trust(
+    old: tuple[Settings, Engine, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tampered archive's paas.env asks for another GitHub API (every token
+    would go there), another nginx binary (root runs it) and another rclone
+    remote (every backup, with the key, would go there): none is taken, and
+    `paas restore` says so. Its schedule (with spaces) and email come back as
+    written, never expanded."""
+    import agent.docker_engine
+    import paas.cli.server
+    from tests.unit.cli_support import run
+
+    settings, _, _ = old
+    with settings.env_file.open("a") as fh:
+        fh.write(
+            "PAAS_GITHUB_API_URL=https://github.evil.example/api/v3\n"
+            "PAAS_NGINX_BIN=/tmp/not-nginx\n"
+            "PAAS_BACKUP_RCLONE_REMOTE=:sftp,host=evil.example:\n"
+            'PAAS_BACKUP_SCHEDULE="30 3 * * *"\n'
+            "PAAS_ACME_EMAIL=ops+${HOME}@old.example\n"
+        )
+    archive = make_backup(settings, NoImages(), output=tmp_path / "b.tar.gz").path  # type: ignore[arg-type]
+    new = _installation(tmp_path / "new", domain="new.example")
+    migrate(new)
+    from paas.crypto import ensure_keys
+
+    ensure_keys(new.keys_dir)
+    monkeypatch.setattr(agent.docker_engine, "DockerEngine", NoImages)
+    monkeypatch.setattr(paas.cli.server, "_need_root", lambda command: None)
+    saved = dict(os.environ)  # the command loads the settings file into the environment
+    try:
+        for name in [n for n in os.environ if n.startswith("PAAS_")]:
+            del os.environ[name]
+        os.environ.update(
+            PAAS_ENV_FILE=str(new.env_file),
+            PAAS_KEYS_DIR=str(new.keys_dir),
+            PAAS_RUN_DIR=str(new.run_dir),
+            PAAS_NGINX_CONF_DIR=str(new.nginx_conf_dir),
+            PAAS_ACME="off",
+        )
+        code, said = run("restore", str(archive))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert code == 0, said
+    not_taken = [line for line in said.splitlines() if line.startswith("settings of the backup not taken")]
+    assert len(not_taken) == 1, said
+    assert not_taken[0].endswith(  # (and where the old server kept its data, and its port)
+        ": PAAS_BACKUP_RCLONE_REMOTE, PAAS_DATA_DIR, PAAS_GITHUB_API_URL, PAAS_NGINX_BIN, PAAS_WEB_PORT"
+    )
+    assert f"{new.env_file}.from-backup" in not_taken[0]
+
+    from dotenv import dotenv_values
+
+    values = dotenv_values(new.env_file, interpolate=False)
+    assert not {"PAAS_GITHUB_API_URL", "PAAS_NGINX_BIN", "PAAS_BACKUP_RCLONE_REMOTE"} & set(values)
+    assert values["PAAS_BACKUP_SCHEDULE"] == "30 3 * * *"
+    assert values["PAAS_ACME_EMAIL"] == "ops+${HOME}@old.example"
+    assert (values["PAAS_DOMAIN"], values["PAAS_DATA_DIR"]) == ("old.example", str(new.data_dir))
+    kept = new.env_file.with_name("paas.env.from-backup")  # the archive's whole file, root's alone
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert "PAAS_GITHUB_API_URL=https://github.evil.example/api/v3" in kept.read_text()
+
+
+def test_the_settings_merge_takes_only_what_describes_the_installation() -> None:
+    from agent.backup import merge_settings
+
+    here = "# this server's\nPAAS_DATA_DIR=/srv/paas\nPAAS_DOMAIN=new.example\nPAAS_ACME=off\n"
+    there = (
+        "PAAS_DATA_DIR=/var/lib/paas\nPAAS_DOMAIN='old.example'\nPAAS_ACME=on\n"
+        "PAAS_ACME_DIRECTORY=https://ca.evil.example/dir\nPAAS_WEB_USER=root\n"
+        "PAAS_KEEP_RELEASES=5\nPAAS_HOST=it's\nNOT_OURS=1\n"
+    )
+    merged = merge_settings(here, there)
+    assert merged.taken == ["PAAS_DOMAIN", "PAAS_KEEP_RELEASES"]
+    # a value one quoted line cannot hold is not taken either
+    assert merged.refused == [
+        "NOT_OURS",
+        "PAAS_ACME",
+        "PAAS_ACME_DIRECTORY",
+        "PAAS_DATA_DIR",
+        "PAAS_HOST",
+        "PAAS_WEB_USER",
+    ]
+    assert merged.text == (
+        "# this server's\nPAAS_DATA_DIR=/srv/paas\nPAAS_ACME=off\n"
+        "# taken from the backup by paas restore\nPAAS_DOMAIN='old.example'\nPAAS_KEEP_RELEASES='5'\n"
+    )
+
+
+def test_a_file_the_app_truncates_while_it_is_read_does_not_fail_the_backup(
+    old: tuple[Settings, Engine, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tar copies the size its header wrote down: a file cut short meanwhile
+    (an app's log rotated at that moment, or an app that wants every backup
+    to fail) ends in zeros, and the backup goes on."""
+    settings, engine, _ = old
+    with session_scope(engine) as session:
+        app = session.exec(select(App)).one()
+        app.data_path = "/data"
+        session.add(app)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "big.log").write_bytes(b"x" * 100_000)
+    (volume / "after.txt").write_text("still here")
+    real_fstat = os.fstat
+
+    def fstat_then_truncate(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == "big.log":
+            os.truncate(volume / "big.log", 10)  # the moment after root took its size
+        return info
+
+    monkeypatch.setattr(os, "fstat", fstat_then_truncate)
+    made = make_backup(settings, OneVolume(volume), output=tmp_path / "b.tar.gz")  # type: ignore[arg-type]
+    monkeypatch.undo()
+    prefix = "paas-backup/volumes/paas-shop-data"
+    with tarfile.open(made.path) as tar:
+        big = tar.extractfile(f"{prefix}/big.log").read()  # type: ignore[union-attr]
+        after = tar.extractfile(f"{prefix}/after.txt").read()  # type: ignore[union-attr]
+    assert big == b"x" * 10 + bytes(100_000 - 10)
+    assert after == b"still here"

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,8 @@ def test_settings_read_a_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("PAAS_HTTP_PORT", "eighty"),
         ("PAAS_WEB_PORT", "70000"),
         ("PAAS_DOMAIN", "not a domain"),
+        # a restored archive's host reaches nginx's server_name: no directive may ride along
+        ("PAAS_HOST", "x.example.com; } server { access_log /etc/cron.d/x; } server { server_name z"),
         ("PAAS_PUBLIC_URL", "ftp://x"),
         ("PAAS_AGENT_WORKERS", "0"),
         ("PAAS_PUBLIC_IPS", "127.0.0.1, not-an-ip"),
@@ -103,3 +108,123 @@ def test_container_limits_read_as_docker_does() -> None:
         "security_opt": ["no-new-privileges:true"],
         "cap_drop": ["NET_RAW", "MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE", "SETPCAP"],
     }
+
+
+# issue 27: settings come from the environment and the server's own file, read as data ----------
+
+
+def test_a_dotenv_file_where_a_command_runs_is_not_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`paas admin …` typed as root in a directory someone else writes to."""
+    for name in [n for n in os.environ if n.startswith("PAAS_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / ".env").write_text(f"PAAS_DATA_DIR={tmp_path / 'theirs'}\nPAAS_NGINX_BIN=/tmp/not-nginx\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.data_dir == Path("/var/lib/paas") and settings.nginx_bin == "nginx"
+
+
+INSTALL_SH = Path(__file__).resolve().parents[2] / "deploy" / "install.sh"
+PRELUDE = """set -euo pipefail
+say() { printf '%s\\n' "paas-install: $*"; }
+die() { printf '%s\\n' "paas-install: error: $*" >&2; exit 1; }
+"""
+
+
+def _install_sh(script: str, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``script`` run by bash after install.sh's settings functions (as install.sh defines them)."""
+    text = INSTALL_SH.read_text()
+    functions = []
+    for name in ("setting_line", "given_settings", "read_settings"):
+        found = re.search(rf"^{name}\(\) \{{.*?^\}}$", text, re.S | re.M)
+        assert found, f"deploy/install.sh defines no {name}()"
+        functions.append(found[0])
+    environ = {"PATH": os.environ["PATH"], **(env or {})}
+    return subprocess.run(
+        ["bash", "-c", PRELUDE + "\n".join(functions) + "\n" + script],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+ENV_AFTER = "\nprintf '%s\\0' --env--\nenv -0"  # the environment the script ends with
+
+
+def _exported(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """What ENV_AFTER printed."""
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.partition("--env--\0")[2]
+    return dict(item.partition("=")[::2] for item in printed.split("\0") if item)
+
+
+def test_install_sh_reads_paas_env_as_data_and_never_runs_it(tmp_path: Path) -> None:
+    pwned = tmp_path / "pwned"
+    env_file = tmp_path / "paas.env"
+    env_file.write_text(
+        "# a settings file a restore brought back\n"
+        f"PAAS_DOMAIN=$(touch {pwned})\n"
+        f"PAAS_HOST=`touch {pwned}`\n"
+        "PAAS_BACKUP_SCHEDULE=30 3 * * *\n"  # as install.sh wrote values before: unquoted
+        'PAAS_PUBLIC_URL="https://paas.example.com"\n'
+        "PAAS_SECRET_KEY='a b $HOME ${HOME} \"q\" ;'\n"
+        "  export PAAS_ACME=off  \n"
+        f"touch {pwned}\n"
+        "PATH=/nowhere\n"
+        f"PAAS_X=1; touch {pwned}\n"
+    )
+    done = _install_sh(f'read_settings "{env_file}"' + ENV_AFTER)
+    assert not pwned.exists()
+    exported = _exported(done)
+    assert {k: v for k, v in exported.items() if k.startswith("PAAS_")} == {
+        "PAAS_DOMAIN": f"$(touch {pwned})",
+        "PAAS_HOST": f"`touch {pwned}`",
+        "PAAS_BACKUP_SCHEDULE": "30 3 * * *",
+        "PAAS_PUBLIC_URL": "https://paas.example.com",
+        "PAAS_SECRET_KEY": 'a b $HOME ${HOME} "q" ;',
+        "PAAS_ACME": "off",
+        "PAAS_X": f"1; touch {pwned}",
+    }
+    assert exported["PATH"] == os.environ["PATH"]
+    assert done.stdout.count("paas-install: ignoring line") == 2  # the touch and the PATH lines
+    # and install.sh itself neither sources it nor exports all it would define
+    text = INSTALL_SH.read_text()
+    assert not re.search(r'^\s*(\.|source)\s+"?\$ENV_FILE', text, re.M) and "set -a" not in text
+
+
+def test_install_sh_writes_each_setting_so_that_every_reader_takes_it_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = {
+        "PAAS_BACKUP_SCHEDULE": "30 3 * * *",  # the README's own example
+        "PAAS_DATABASE_URL": "postgresql+psycopg://paas:p$w%rd@db/paas",
+        "PAAS_ODD": 'a "b" $(c) `d` ${HOME} #e ;f',
+    }
+    env_file = tmp_path / "paas.env"
+    wrote = _install_sh(f"given_settings 'PAAS_(SKIPPED)' >'{env_file}'", env={**given, "PAAS_SKIPPED": "1"})
+    assert wrote.returncode == 0, wrote.stderr
+    assert env_file.read_text() == (
+        "PAAS_BACKUP_SCHEDULE='30 3 * * *'\n"
+        "PAAS_DATABASE_URL='postgresql+psycopg://paas:p$w%rd@db/paas'\n"
+        "PAAS_ODD='a \"b\" $(c) `d` ${HOME} #e ;f'\n"
+    )
+    # install.sh's next run reads them back as they were given
+    exported = _exported(_install_sh(f'read_settings "{env_file}"' + ENV_AFTER))
+    assert {k: v for k, v in exported.items() if k.startswith("PAAS_")} == given
+    # so do paas's server commands (python-dotenv; systemd reads single quotes alike)
+    from paas.cli.server import read_settings_file
+
+    for name in given:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PAAS_ENV_FILE", str(env_file))
+    read_settings_file()
+    assert {name: os.environ.get(name) for name in given} == given
+
+
+def test_install_sh_refuses_a_value_paas_env_cannot_hold(tmp_path: Path) -> None:
+    for value in ("it's", "back\\slash", "two\nlines"):
+        done = _install_sh('setting_line PAAS_ODD "$ODD"', env={"ODD": value})
+        assert done.returncode == 1 and "PAAS_ODD: paas.env cannot hold" in done.stderr, (value, done)
