@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["DeployLog", "open_private_append"]
+__all__ = ["DeployLog", "open_private_append", "read_private_tail"]
 
 log = logging.getLogger("paas.agent.deploylog")
 
@@ -27,29 +27,51 @@ LOG_MODE = 0o640
 DIR_MODE = 0o750
 
 
-def open_private_append(path: Path, *, under: Path) -> TextIO:
-    """Open ``path`` (inside ``under``) for appending, creating it and its
-    directories below ``under``; refuse a symlink anywhere below ``under``,
-    and anything but a regular file at the end."""
-    parts = path.relative_to(under).parts
+def _open_below(path: Path, *, under: Path, flags: int, create: bool) -> int:
+    """A descriptor of ``path`` (inside ``under``), reached without following
+    a symlink below ``under`` nor leaving it by ``..``; a regular file with one
+    link, or OSError."""
+    parts = path.relative_to(under).parts  # lexical: "a/../../b" passes here, so look at each part
+    if not parts or any(part in ("..", ".", "") for part in parts):
+        raise OSError(f"{path} is not below {under}: refusing it")
     fd = os.open(under, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the operator's setting may be a link
     try:
         for name in parts[:-1]:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, DIR_MODE, dir_fd=fd)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, DIR_MODE, dir_fd=fd)
             child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        file_fd = os.open(parts[-1], flags, LOG_MODE, dir_fd=fd)
+        file_fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, LOG_MODE, dir_fd=fd)
     finally:
         os.close(fd)
     info = os.fstat(file_fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(file_fd)
-        raise OSError(f"{path} is not a regular file of its own: refusing to write to it")
+        raise OSError(f"{path} is not a regular file of its own: refusing it")
+    return file_fd
+
+
+def open_private_append(path: Path, *, under: Path) -> TextIO:
+    """Open ``path`` (inside ``under``) for appending, creating it and its
+    directories below ``under``; refuse a symlink anywhere below ``under``,
+    and anything but a regular file at the end."""
+    file_fd = _open_below(path, under=under, flags=os.O_WRONLY | os.O_APPEND | os.O_CREAT, create=True)
     os.fchmod(file_fd, LOG_MODE)
     return os.fdopen(file_fd, "a", encoding="utf-8")
+
+
+def read_private_tail(path: Path, *, under: Path, lines: int, most: int = 1 << 20) -> list[str]:
+    """The last ``lines`` lines of a release log (its last ``most`` bytes),
+    reached as :func:`open_private_append` reaches it: root reads what it
+    wrote, never a file a link or ``..`` points it to."""
+    fd = _open_below(path, under=under, flags=os.O_RDONLY, create=False)
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(max(0, size - most))
+        text = handle.read(most).decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
 
 
 class DeployLog:

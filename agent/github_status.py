@@ -33,6 +33,29 @@ class GitHubTrouble(Exception):
         return self.reason
 
 
+def _created_id(response: Any) -> int | None:
+    """The id of what a 2xx answer created. An answer that does not match
+    GitHub's schema (githubkit validates it when read) still means the call
+    was accepted: it is read as plain JSON, said once in the log, never sent
+    again."""
+    from pydantic import ValidationError
+
+    try:
+        found = getattr(response.parsed_data, "id", None)
+    except (ValidationError, ValueError) as exc:
+        log.warning(
+            "GitHub accepted a call (%s) but its answer does not match GitHub's schema (%s): taken as done",
+            response.status_code,
+            type(exc).__name__,
+        )
+        try:
+            body = response.raw_response.json()
+        except ValueError:
+            return None
+        found = body.get("id") if isinstance(body, dict) else None
+    return found if type(found) is int and found > 0 else None
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
@@ -90,9 +113,11 @@ class GitHubClient:
                 transient_environment=False,
             ),
         )
-        deployment_id = getattr(response.parsed_data, "id", None)
-        if not isinstance(deployment_id, int):  # a 202: GitHub merged the base branch instead
-            raise GitHubTrouble("GitHub did not create a deployment (answered without one)")
+        deployment_id = _created_id(response)
+        if deployment_id is None:  # a 202: GitHub merged the base branch instead
+            raise GitHubTrouble(
+                f"deployment: GitHub answered {response.status_code} without a deployment id: not retried"
+            )
         return deployment_id
 
     def deployment_status(

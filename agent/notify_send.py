@@ -1,24 +1,114 @@
 """Send one notification through Apprise, in a process of its own.
 
-The agent runs ``python -m agent.notify_send`` with a JSON object on stdin
+The agent runs ``python -I -m agent.notify_send`` with a JSON object on stdin
 (``url``, ``title``, ``body``, ``type``) and reads one JSON line back
 (``ok``, ``error``). A process of its own because Apprise loads every
 channel's plugin (about 30 MB the agent would keep for good), and because
 a channel that hangs can then be killed. The URL comes on stdin, never in
 argv, where any user could read it; the error is scrubbed of the URL's parts.
+
+The URL may have been chosen by whoever holds web (it seals URLs with the
+public key), and Apprise can read files the URL names. So the agent starts
+the sender as it is planned here (``launch``): as ``PAAS_NOTIFY_USER``
+(else ``nobody``), never root, with no supplementary group; in ``/``, with
+``-I`` (no working directory, ``PYTHONPATH`` or user site on ``sys.path``:
+nothing planted there is imported) and a minimal environment. The sender
+checks the URL again (paas/notify.py's services and options, then as Apprise
+parsed it) and holds its memory closed to other processes of its user
+before it reads the URL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import pwd
 import re
 import sys
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["scrub", "send"]
+from paas.errors import PaasError
+from paas.notify import NOTIFY_SCHEMES, REFUSED_OPTIONS, check_notify_url
 
+if TYPE_CHECKING:
+    from paas.settings import Settings
+
+__all__ = ["Launch", "SenderError", "close_memory", "launch", "scrub", "send"]
+
+MODULE = "agent.notify_send"
+# what the sender keeps of the agent's environment: how to reach the internet, which CAs to trust
+PASSED_ENV = (
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "TZ",
+)
+# the constructor arguments Apprise makes of REFUSED_OPTIONS (checked as well as the options)
+_FILE_ARGS = ("template", "pgp_key", "pgp_privkey", "keyfile", "subfile", "attach")
+_PR_SET_DUMPABLE = 4
 _TYPES = ("info", "success", "warning", "failure")
+
+
+class SenderError(PaasError):
+    """The notification sender cannot be started as configured."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the agent starts the sender: ``subprocess.run`` with these."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str = "/"
+    user: int | None = None  # None: the agent's own (an agent that is not root can switch to no other)
+    group: int | None = None
+    extra_groups: tuple[int, ...] | None = None  # (): none at all
+    warning: str = ""  # what the agent logs once when it starts
+
+
+def launch(settings: Settings, *, python: str, environ: Mapping[str, str], root: bool) -> Launch:
+    """The sender's plan. As root: as ``PAAS_NOTIFY_USER`` (else nobody),
+    refused when that is root or, set on purpose, shares web's user or group
+    (it could then read the database, and web its memory). Not root (tests,
+    development): as the agent's own user, the rest the same."""
+    argv = (python, "-I", "-m", MODULE)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": "/nonexistent",
+        **{name: environ[name] for name in PASSED_ENV if name in environ},
+    }
+    if not root:
+        return Launch(argv, env)
+    name = settings.notify_account
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise SenderError(f"PAAS_NOTIFY_USER: no user named {name!r} on this machine") from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise SenderError(f"PAAS_NOTIFY_USER: {name!r} is root; notifications are sent unprivileged")
+    try:
+        web = pwd.getpwnam(settings.web_account)
+    except KeyError:
+        web = None
+    warning = ""
+    if web is not None and (web.pw_uid == entry.pw_uid or web.pw_gid == entry.pw_gid):
+        shared = f"the sender's user {name!r} shares its user or group with web's ({settings.web_account!r})"
+        if settings.notify_user:
+            raise SenderError(f"PAAS_NOTIFY_USER: {shared}; give the sender a user of its own")
+        warning = f"{shared}: set PAAS_NOTIFY_USER to a user of its own (install.sh makes paas-notify)"
+    return Launch(argv, env, user=entry.pw_uid, group=entry.pw_gid, extra_groups=(), warning=warning)
 
 
 def scrub(text: str, url: str) -> str:
@@ -31,11 +121,27 @@ def scrub(text: str, url: str) -> str:
 
 def send(request: dict[str, Any]) -> dict[str, Any]:
     import apprise
+    from apprise.plugins import url_to_dict
 
     url = str(request.get("url", ""))
     kind = str(request.get("type", "info"))
-    notifier = apprise.Apprise()
-    if not notifier.add(url):
+    try:
+        url = check_notify_url(url)
+    except ValueError as exc:
+        return {"ok": False, "error": f"not sent: {exc}"}
+    parsed = url_to_dict(url)
+    if not parsed:
+        return {"ok": False, "error": "Apprise does not understand this URL (see its list of services)"}
+    refused = sorted(set(parsed.get("qsd") or {}) & REFUSED_OPTIONS) or [
+        arg for arg in _FILE_ARGS if parsed.get(arg)
+    ]
+    if parsed.get("schema") not in NOTIFY_SCHEMES or refused:
+        why = f"the option {refused[0]}" if refused else f"the service {parsed.get('schema')!r}"
+        return {"ok": False, "error": f"not sent: {why} is not allowed"}
+    asset = apprise.AppriseAsset(storage_mode="memory")  # nothing written anywhere
+    plugin = apprise.Apprise.instantiate(parsed, asset=asset)
+    notifier = apprise.Apprise(asset=asset)
+    if plugin is None or not notifier.add(plugin):
         return {"ok": False, "error": "Apprise does not understand this URL (see its list of services)"}
     with apprise.LogCapture(level=logging.WARNING) as captured:
         ok = notifier.notify(
@@ -51,11 +157,28 @@ def send(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": False, "error": scrub(" / ".join(lines) or "the service refused it", url)[:500]}
 
 
+def close_memory() -> str:
+    """Make this process non-dumpable, before it reads the URL: another
+    process of its user can then neither attach to it nor open its memory
+    or its pipes. "" when done, else why not (one that attached already
+    counts as a why)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        return f"cannot make the sender non-dumpable (errno {ctypes.get_errno()})"
+    with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+        tracer = next((line.split()[1] for line in status if line.startswith("TracerPid:")), "0")
+    return "" if tracer == "0" else f"process {tracer} is tracing the sender"
+
+
 def main() -> None:
     logging.basicConfig(level=logging.CRITICAL)  # nothing on stderr: the agent reads stdout only
     try:
-        request = json.loads(sys.stdin.read())
-        result = send(request if isinstance(request, dict) else {})
+        refused = close_memory()
+        if refused:
+            result = {"ok": False, "error": f"not sent: {refused}"}
+        else:
+            request = json.loads(sys.stdin.read())
+            result = send(request if isinstance(request, dict) else {})
     except Exception as exc:  # noqa: BLE001  (one line back, whatever happened)
         result = {"ok": False, "error": f"{type(exc).__name__}"}
     sys.stdout.write(json.dumps(result) + "\n")

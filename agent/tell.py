@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -32,17 +33,34 @@ from typing import Any
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
-from agent.deploylog import DeployLog
+from agent.deploylog import DeployLog, read_private_tail
 from agent.github_status import GitHubClient, GitHubTrouble
+from agent.notify_send import launch
 from agent.releases import Releases
 from paas import queue
-from paas.crypto import DecryptError, Keyring
+from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.errors import PaasError
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
-from paas.notify import EVENTS, check_github_environment, check_github_repo, github_repo_from_url
+from paas.notifications import target_owner
+from paas.notify import (
+    EVENTS,
+    check_github_environment,
+    check_github_repo,
+    check_notify_url,
+    github_repo_from_url,
+)
 from paas.services import control_url, served_url
 from paas.settings import Settings
+from paas.trust import (
+    UntrustedRow,
+    check_app,
+    check_github_app,
+    check_github_notice,
+    check_job,
+    check_notify_notice,
+    check_version,
+)
 
 __all__ = ["Teller"]
 
@@ -50,9 +68,13 @@ log = logging.getLogger("paas.agent.tell")
 
 GITHUB, NOTIFY = "github", "notify"
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-GITHUB_GIVE_UP = timedelta(hours=24)
+GITHUB_GIVE_UP = timedelta(hours=24)  # a report still failing after this goes, and those behind it
 APP_FAULT_STEPS = ("build", "release", "start", "health")  # a failure, not an error of paas
 LOG_TAIL = 12  # lines of a failed deploy's log in its notification
+DEFER = timedelta(minutes=1)  # a notice whose sending broke waits this long
+# test sends at once (each a sender of about 30 MB for up to PAAS_NOTIFY_TIMEOUT); one more is
+# refused, not queued. The outbox sends one at a time: at most 3 senders run together.
+TEST_SENDS = 2
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,11 @@ class Teller:
         self.db = db
         self.keyring = keyring
         self._send_notification = send_notification or self._apprise
+        # how the sender starts (as PAAS_NOTIFY_USER, in /, isolated): a wrong user stops the agent here
+        self._sender = launch(settings, python=sys.executable, environ=os.environ, root=os.geteuid() == 0)
+        if self._sender.warning:
+            log.warning("%s", self._sender.warning)
+        self._testing = threading.BoundedSemaphore(TEST_SENDS)
         self._wake = {GITHUB: threading.Event(), NOTIFY: threading.Event()}
 
     # what happened -----------------------------------------------------------------------
@@ -106,6 +133,7 @@ class Teller:
                     col(Job.id).not_in(told),
                 )
             ).all()
+            fresh = [(job, app) for job, app in fresh if _trusted(job, app)]
             for job, app in fresh:
                 self._github_queued(session, job, app)
             ended = select(Notice.job_id).where(
@@ -123,6 +151,7 @@ class Teller:
                     col(Job.id).not_in(ended),
                 )
             ).all()
+            gone = [(job, app) for job, app in gone if _trusted(job, app)]
             for job, app in gone:
                 self._github_ended(session, job, app, None, Ended(job.state, job.error))
             if fresh or gone:
@@ -134,7 +163,7 @@ class Teller:
         with session_scope(self.db) as session:
             app = session.get(App, job.app_id) if job.app_id else None
             dep = session.get(Deployment, dep_id)
-            if app is None or dep is None:
+            if app is None or dep is None or not _trusted(job, app, dep):
                 return
             if app.github_token:
                 if self._notice(session, job.id, "queued") is None:
@@ -170,9 +199,9 @@ class Teller:
         of a success, a rollback or a failure goes out."""
         with session_scope(self.db) as session:
             app = session.get(App, job.app_id) if job.app_id else None
-            if app is None:
-                return
             dep = session.get(Deployment, dep_id) if dep_id else None
+            if app is None or not _trusted(job, app, dep):
+                return
             if app.github_token:
                 self._github_ended(session, job, app, dep, ended)
             if dep is None or dep.job_id != job.id:
@@ -207,6 +236,12 @@ class Teller:
         returns how many targets will hear it."""
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == app_name)).first() if app_name else None
+            if app is not None:
+                try:
+                    check_app(app)
+                except UntrustedRow as exc:
+                    log.error("not telling %s of %s: %s", app_name, event, exc)
+                    return 0
             return self._notify(session, event, app, title=title, body=body, kind=kind)
 
     # GitHub reports ------------------------------------------------------------------------
@@ -348,15 +383,24 @@ class Teller:
         return made
 
     def test_target(self, target_id: int) -> str:
-        """Send a test message to one target now; "" when it went, else why not."""
+        """Send a test message to one target now; "" when it went, else why
+        not. With ``TEST_SENDS`` already under way, refused at once."""
+        if not self._testing.acquire(blocking=False):
+            return f"{TEST_SENDS} test notifications are being sent already: try again when they are done"
+        try:
+            return self._test_target(target_id)
+        finally:
+            self._testing.release()
+
+    def _test_target(self, target_id: int) -> str:
         with session_scope(self.db) as session:
             target = session.get(NotifyTarget, target_id)
             if target is None:
                 return f"no notification target {target_id}"
-            url = target.url
+            url, whose = target.url, target_owner(session, target)
         try:
             error = self._send_notification(
-                self.keyring.decrypt(url),
+                self.keyring.decrypt(url, purpose=notify_url_purpose(target_id, whose)),
                 "paas: a test notification",
                 f"This is a test from paas on {self.settings.control_host}: notifications reach you here.",
                 "info",
@@ -378,16 +422,28 @@ class Teller:
             session.add(target)
 
     def _apprise(self, url: str, title: str, body: str, kind: str) -> str:
-        """Send through Apprise in a process of its own (agent/notify_send.py)."""
+        """Send through Apprise in a process of its own (agent/notify_send.py),
+        started as ``launch`` planned it; the URL checked again first."""
+        try:
+            url = check_notify_url(url)
+        except ValueError as exc:
+            return f"not sent: {exc}"
         request = json.dumps({"url": url, "title": title, "body": body, "type": kind})
+        sender = self._sender
         try:
             done = subprocess.run(  # noqa: S603  (our own module, the URL on stdin)
-                [sys.executable, "-m", "agent.notify_send"],
+                list(sender.argv),
                 input=request,
                 capture_output=True,
                 text=True,
                 timeout=self.settings.notify_timeout,
                 check=False,
+                cwd=sender.cwd,
+                env=sender.env,
+                user=sender.user,
+                group=sender.group,
+                extra_groups=None if sender.extra_groups is None else list(sender.extra_groups),
+                umask=0o077,
             )
         except subprocess.TimeoutExpired:
             return f"no answer within {self.settings.notify_timeout} s"
@@ -455,9 +511,25 @@ class Teller:
                 heads.setdefault(notice.app_id if channel == GITHUB else notice.target_id, notice)
             due = [n.id for n in heads.values() if _aware(n.next_at) <= now]
         for notice_id in due:
-            if notice_id is not None:
+            if notice_id is None:
+                continue
+            try:
                 (self._send_github if channel == GITHUB else self._send_notice)(notice_id)
+            except Exception as exc:  # noqa: BLE001  (one row that breaks the sender holds back only itself)
+                log.exception("notice %s could not be sent", notice_id)
+                self._defer(notice_id, f"{type(exc).__name__} (see paas's log)")
         return len(due)
+
+    def _defer(self, notice_id: int, error: str) -> None:
+        """A notice whose sending broke: tried again in a minute, never at once."""
+        try:
+            with session_scope(self.db) as session:
+                notice = session.get(Notice, notice_id)
+                if notice is not None and notice.state == PENDING:
+                    notice.next_at, notice.last_error = utcnow() + DEFER, error
+                    session.add(notice)
+        except Exception:  # noqa: BLE001  (the database itself is failing: the loop says so)
+            log.exception("notice %s could not be put off", notice_id)
 
     def _send_notice(self, notice_id: int) -> None:
         with session_scope(self.db) as session:
@@ -469,10 +541,17 @@ class Teller:
                 notice.state, notice.last_error = FAILED, "its target was removed"
                 session.add(notice)
                 return
-            payload, sealed = dict(notice.payload), target.url
+            try:
+                payload = check_notify_notice(notice)
+            except UntrustedRow as exc:
+                notice.state, notice.last_error = FAILED, str(exc)
+                session.add(notice)
+                log.error("%s", exc)
+                return
+            sealed, sealed_for, whose = target.url, target.id, target_owner(session, target)
         try:
             error = self._send_notification(
-                self.keyring.decrypt(sealed),
+                self.keyring.decrypt(sealed, purpose=notify_url_purpose(sealed_for, whose)),
                 str(payload.get("title", "")),
                 str(payload.get("body", "")),
                 str(payload.get("type", "info")),
@@ -508,12 +587,23 @@ class Teller:
             if notice is None:
                 return
             app = session.get(App, notice.app_id) if notice.app_id else None
-            ops = list(notice.payload.get("ops", [])) if isinstance(notice.payload, dict) else []
-            progress = dict(notice.progress or {})
+            progress = dict(notice.progress or {}) if isinstance(notice.progress, dict) else {}
+            try:
+                if app is not None:
+                    check_github_app(app)
+                ops = check_github_notice(notice, app=app) if app is not None else []
+                done = progress.get("done", 0)
+                if type(done) is not int or not 0 <= done <= len(ops):
+                    raise UntrustedRow(f"refusing GitHub report {notice.id}: its progress is not the agent's")
+            except UntrustedRow as exc:
+                notice.state, notice.last_error, notice.sent_at = FAILED, str(exc), utcnow()
+                session.add(notice)
+                log.error("%s", exc)
+                return
             deployment_id = self._github_deployment(session, notice)
             previous = self._previous_live(session, notice) if notice.payload.get("live") else None
             dep = session.exec(select(Deployment).where(Deployment.job_id == notice.job_id)).first()
-            version = dep.version if dep is not None else None
+            version = dep.version if dep is not None and type(dep.version) is int else None
             age = utcnow() - _aware(notice.created_at)
         if app is None:
             self._end_notice(notice_id, FAILED, "its app was deleted", progress)
@@ -532,7 +622,8 @@ class Teller:
                 outcome = self._github_op(
                     client, app, op, deployment_id or progress.get("deployment"), previous
                 )
-            except GitHubTrouble as trouble:
+            except Exception as exc:  # noqa: BLE001  (never a tight loop: an unforeseen failure waits too)
+                trouble = exc if isinstance(exc, GitHubTrouble) else _unforeseen(op, exc)
                 if trouble.retry_after is None or age > GITHUB_GIVE_UP:
                     errors.append(trouble.reason)
                     progress.update(done=index + 1, errors=errors)
@@ -545,6 +636,7 @@ class Teller:
                 progress["deployment"] = outcome
                 outcome = f"deployment {outcome} created"
             progress["done"] = index + 1
+            self._save_progress(notice_id, progress)  # what GitHub took is never sent again
             self._log(app.name, version, f"github: {outcome}")
         self._end_notice(notice_id, FAILED if errors else SENT, "; ".join(errors), progress)
 
@@ -599,7 +691,7 @@ class Teller:
             )
         return GitHubClient(
             base_url=self.settings.github_api_url,
-            token=self.keyring.decrypt(app.github_token),
+            token=self.keyring.decrypt(app.github_token, purpose=github_token_purpose(app.name)),
             repo=repo,
             timeout=self.settings.github_timeout,
         )
@@ -647,6 +739,13 @@ class Teller:
             session.add(notice)
         log.warning("github (notice %s): %s", notice_id, trouble.reason)
 
+    def _save_progress(self, notice_id: int, progress: dict[str, Any]) -> None:
+        with session_scope(self.db) as session:
+            notice = session.get(Notice, notice_id)
+            if notice is not None:
+                notice.progress = dict(progress)
+                session.add(notice)
+
     def _end_notice(self, notice_id: int, state: str, error: str, progress: dict[str, Any]) -> None:
         with session_scope(self.db) as session:
             notice = session.get(Notice, notice_id)
@@ -661,14 +760,14 @@ class Teller:
         """A report's outcome, in the release's log (never a token: GitHubClient scrubs)."""
         if version is None:
             return
-        path = self.settings.release_log(app_name, version)
-        if not path.is_file():
-            return
         try:
+            path = self.settings.release_log(app_name, version)
+            if not path.is_file():
+                return
             with DeployLog(path, under=self.settings.data_dir) as dlog:
                 dlog.line(line)
-        except OSError as exc:
-            log.warning("cannot add to %s: %s", path, exc)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot add to the log of %s v%s: %s", app_name, version, exc)
 
     # URLs ----------------------------------------------------------------------------------
 
@@ -679,12 +778,39 @@ class Teller:
         return served_url(session, self.settings, self.settings.app_hostname(app.name))
 
     def _log_tail(self, app_name: str, version: int) -> str:
-        path = self.settings.release_log(app_name, version)
+        """The last lines of a release's log, for a failure's notification:
+        read as root, so through no link and no ``..`` (agent/deploylog.py)."""
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
+            path = self.settings.release_log(app_name, version)
+            lines = read_private_tail(path, under=self.settings.data_dir, lines=LOG_TAIL)
+        except (OSError, ValueError):
             return ""
-        return "\n".join(lines[-LOG_TAIL:])
+        return "\n".join(lines)
+
+
+def _trusted(job: Job, app: App, dep: Deployment | None = None) -> bool:
+    """A job, its app and its release, as web checked them on input; a row
+    changed outside paas is said in the log and told to nobody."""
+    try:
+        check_job(job)
+        (check_github_app if app.github_token else check_app)(app)
+        if job.app_name != app.name:
+            raise UntrustedRow(f"refusing job {job.id}: it names {job.app_name!r}, its app is {app.name!r}")
+        if dep is not None:
+            check_version(dep.version, where=f"release {dep.id} of {app.name}")
+            if dep.app_id != app.id:
+                raise UntrustedRow(f"refusing release {dep.id}: it is not {app.name}'s")
+    except UntrustedRow as exc:
+        log.error("not telling anyone of job %s: %s", job.id, exc)
+        return False
+    return True
+
+
+def _unforeseen(op: dict[str, Any], exc: Exception) -> GitHubTrouble:
+    """A failure the client did not sort (a bug, an answer of a shape nobody
+    expected): retried on the usual back-off, never at once."""
+    log.warning("github %s: unexpected %s", op.get("op"), type(exc).__name__, exc_info=exc)
+    return GitHubTrouble(f"{op.get('op')}: {type(exc).__name__} (see paas's log)", 0)
 
 
 def _base_commit(session: Session, app: App, job: Job) -> str:

@@ -10,15 +10,19 @@ Nothing here touches the database: the command line imports it.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 __all__ = [
     "EVENTS",
+    "NOTIFY_SCHEMES",
+    "REFUSED_OPTIONS",
     "check_events",
     "check_github_environment",
     "check_github_repo",
     "check_notify_url",
     "github_repo_from_url",
     "mask_url",
+    "url_options",
 ]
 
 # what a target can subscribe to; a target with no events listed gets them all
@@ -37,6 +41,36 @@ EVENTS: dict[str, str] = {
 }
 
 MAX_URL = 2000
+# The Apprise services paas sends to (Apprise's own scheme names). Apprise knows a hundred more,
+# some of which read local files or talk to the machine itself (dbus, syslog, a desktop); the
+# URL is chosen by whoever holds web, so web refuses any other on input and the agent and its
+# sender (agent/notify_send.py) refuse it again before sending.
+NOTIFY_SCHEMES: dict[str, str] = {
+    "slack": "Slack",
+    "discord": "Discord",
+    "tgram": "Telegram",
+    "msteams": "Microsoft Teams (older Apprise)",
+    "workflow": "Microsoft Teams (Power Automate workflows)",
+    "workflows": "Microsoft Teams (Power Automate workflows)",
+    "matrix": "Matrix",
+    "matrixs": "Matrix over HTTPS",
+    "mmost": "Mattermost",
+    "mmosts": "Mattermost over HTTPS",
+    "mailto": "email",
+    "mailtos": "email over TLS",
+    "ntfy": "ntfy",
+    "ntfys": "ntfy over HTTPS",
+    "gotify": "Gotify",
+    "gotifys": "Gotify over HTTPS",
+    "pover": "Pushover",
+    "json": "a webhook (JSON)",
+    "jsons": "a webhook (JSON) over HTTPS",
+    "form": "a webhook (form)",
+    "forms": "a webhook (form) over HTTPS",
+}
+# URL options with which Apprise reads a file on the machine (a message template, a PGP key, a
+# key or subscription file) or attaches one: refused wherever they appear in the query
+REFUSED_OPTIONS = frozenset({"template", "pgppub", "pgpprv", "keyfile", "subfile", "attach"})
 _SCHEME_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]{1,30})://(?P<rest>\S+)")
 _GITHUB_REPO = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -46,16 +80,42 @@ _GITHUB_URL = re.compile(
 
 
 def check_notify_url(value: str) -> str:
-    """An Apprise URL as typed: ``scheme://…``, one line. Whether Apprise
-    knows the scheme is for ``paas notify test`` (the agent) to say."""
+    """An Apprise URL as typed: ``scheme://…``, one line, of a service in
+    ``NOTIFY_SCHEMES``, with none of ``REFUSED_OPTIONS``. Whether the rest
+    makes sense to Apprise is for ``paas notify test`` (the agent) to say."""
     value = value.strip()
     if len(value) > MAX_URL:
         raise ValueError(f"is longer than {MAX_URL} characters")
-    if not _SCHEME_URL.fullmatch(value):
+    match = _SCHEME_URL.fullmatch(value)
+    if match is None:
         raise ValueError(
             "must be an Apprise URL such as slack://…, discord://…, mailtos://…, ntfys://… or json://…"
         )
+    if match["scheme"] not in NOTIFY_SCHEMES:
+        raise ValueError(
+            f"{match['scheme']}:// is not a service paas sends to; it sends to "
+            f"{', '.join(s + '://' for s in NOTIFY_SCHEMES)} (a web address such as "
+            "https://hooks.slack.com/… is given in Apprise's form: slack://…)"
+        )
+    refused = sorted(url_options(value) & REFUSED_OPTIONS)
+    if refused:
+        raise ValueError(
+            f"the option {refused[0]}= is not allowed: paas never lets Apprise read a file on the server "
+            f"(refused: {', '.join(o + '=' for o in sorted(REFUSED_OPTIONS))})"
+        )
     return value
+
+
+def url_options(value: str) -> set[str]:
+    """The names of the options in an Apprise URL's query, as Apprise reads
+    them: after the first ``?``, split at ``&`` and ``;``, percent-decoded,
+    lower-cased, without surrounding spaces."""
+    names = set()
+    for pair in re.split(r"[&;]", value.partition("?")[2]):
+        name = pair.partition("=")[0]
+        name = name[:1] + name[1:].replace("+", " ")  # as Apprise does: a leading + is kept
+        names.add(unquote(name).strip().lower())
+    return names - {""}
 
 
 def mask_url(value: str) -> str:
@@ -79,7 +139,7 @@ def check_events(events: list[str]) -> list[str]:
 def check_github_repo(value: str) -> str:
     """``owner/name`` of the repository statuses go to ("" = from the app's repo URL)."""
     value = value.strip()
-    if value and not _GITHUB_REPO.fullmatch(value):
+    if value and (not _GITHUB_REPO.fullmatch(value) or value.split("/")[1] in (".", "..")):
         raise ValueError("must be owner/name, as in github.com/owner/name")
     return value
 

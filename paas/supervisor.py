@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from paas.errors import PaasError
 
-__all__ = ["exec_supervisor", "preload", "run_in_child", "start_child", "supervise"]
+__all__ = ["exec_supervisor", "preload", "run_in_child", "start_child", "supervise", "supervisor_argv"]
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -134,8 +134,19 @@ def exec_supervisor(children: dict[str, int], *, grace: float = 60) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    argv = [sys.executable, "-m", "paas.supervisor", f"--grace={grace:g}"]
-    os.execv(sys.executable, argv + [f"{name}={pid}" for name, pid in children.items()])  # noqa: S606 - a list
+    os.chdir("/")  # where `paas up` was started may be anyone's: nothing of it is used
+    argv = supervisor_argv(children, grace=grace)
+    os.execv(argv[0], argv)  # noqa: S606 - a list
+
+
+def supervisor_argv(children: dict[str, int], *, grace: float) -> list[str]:
+    """``python -I -m paas.supervisor``: ``-I`` puts neither the working
+    directory nor ``PYTHONPATH`` on ``sys.path`` (a ``paas/`` planted there
+    would run as root) and skips the user's site directory; paas is imported
+    from the interpreter's own site-packages (an editable install's ``.pth``
+    included)."""
+    argv = [sys.executable, "-I", "-m", "paas.supervisor", f"--grace={grace:g}"]
+    return argv + [f"{name}={pid}" for name, pid in children.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from paas import queue, schemas
 from paas.errors import InvalidInput
-from paas.models import App, Deployment, Job
+from paas.models import App, Deployment, Job, Notice
+from paas.notify import EVENTS, check_github_environment, check_github_repo
 from paas.schemas import (
     COMMIT_ID,
     FULL_COMMIT,
@@ -32,7 +34,18 @@ from paas.schemas import (
     normalize_hostname,
 )
 
-__all__ = ["UntrustedRow", "check_app", "check_app_name", "check_hostname", "check_job", "check_release"]
+__all__ = [
+    "UntrustedRow",
+    "check_app",
+    "check_app_name",
+    "check_github_app",
+    "check_github_notice",
+    "check_hostname",
+    "check_job",
+    "check_notify_notice",
+    "check_release",
+    "check_version",
+]
 
 _VERSION_TAG = re.compile(r"paas/(?P<app>[a-z][a-z0-9-]{0,29}):v(?P<version>[1-9][0-9]{0,18})")
 _CONTAINER_TAIL = re.compile(r"[a-z][a-z0-9_-]{0,29}-v[1-9][0-9]{0,18}-[0-9]{1,3}")  # after paas-<app>-
@@ -183,3 +196,170 @@ def check_release(dep: Deployment, *, app: str) -> Deployment:
         except (ValueError, TypeError):
             raise _refuse(where, "env", f"has a bad name {item.get('key')!r}") from None
     return dep
+
+
+def check_version(version: object, *, where: str) -> int:
+    """A release number: it names files (``logs/<app>/v<N>.log``) and tags."""
+    if type(version) is int and 1 <= version < 2**63:
+        return version
+    raise _refuse(where, "version", f"{version!r} is not a release number")
+
+
+def check_github_app(app: App) -> App:
+    """An app the agent reports to GitHub for: its fields as web checked
+    them, and the repository and environment it names GitHub with."""
+    check_app(app)
+    where = f"app {app.name!r}"
+    checks = (("github_repo", check_github_repo), ("github_environment", check_github_environment))
+    for field, check in checks:
+        value = getattr(app, field)
+        try:
+            ok = isinstance(value, str) and check(value) == value
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _refuse(where, field, f"{value!r} is not valid")
+    return app
+
+
+_STATUS_STATES = ("pending", "success", "failure", "error")
+_DEPLOYMENT_STATES = ("queued", "in_progress", "success", "failure", "error", "inactive")
+_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%-]*)?"
+)
+MAX_TEXT = 4000
+_SKEW = timedelta(minutes=5)  # a clock stepped back since a row was written
+
+
+def _text(value: Any, *, most: int = MAX_TEXT) -> bool:
+    return isinstance(value, str) and len(value) <= most and "\0" not in value
+
+
+def _url(value: Any) -> bool:
+    """A control-plane or app URL as paas builds them: http(s), a host, a plain path."""
+    return isinstance(value, str) and len(value) <= 2000 and _URL.fullmatch(value) is not None
+
+
+def _ref(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    if FULL_COMMIT.fullmatch(value):
+        return True
+    try:
+        return check_branch(value) == value
+    except ValueError:
+        return False
+
+
+def _job_payload(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"paas_job"} and type(value["paas_job"]) is int
+
+
+def _github_op_checks() -> dict[str, dict[str, Callable[[Any], bool]]]:
+    def kind(name: str) -> Callable[[Any], bool]:
+        return lambda value: value == name
+
+    return {
+        "status": {
+            "op": kind("status"),
+            "sha": lambda v: isinstance(v, str) and FULL_COMMIT.fullmatch(v) is not None,
+            "state": lambda v: v in _STATUS_STATES,
+            "description": _text,
+            "target_url": _url,
+        },
+        "deployment": {
+            "op": kind("deployment"),
+            "ref": _ref,
+            "description": _text,
+            "payload": _job_payload,
+        },
+        "deployment_status": {
+            "op": kind("deployment_status"),
+            "state": lambda v: v in _DEPLOYMENT_STATES,
+            "description": _text,
+            "log_url": _url,
+            "environment_url": _url,
+        },
+        "inactivate_previous": {"op": kind("inactivate_previous")},
+    }
+
+
+_GITHUB_OPS = _github_op_checks()
+
+
+def _check_notice_head(notice: Notice, *, channel: str, where: str) -> None:
+    """What the outbox's order and back-off read: a row that could make the
+    agent send at once forever, or never give up, is refused."""
+    if notice.channel != channel:
+        raise _refuse(where, "channel", f"{notice.channel!r} is not {channel!r}")
+    if notice.app_name:
+        check_app_name(notice.app_name, where=where)
+    if not isinstance(notice.payload, dict):
+        raise _refuse(where, "payload", "is not an object")
+    if not (type(notice.attempts) is int and 0 <= notice.attempts <= 1000):
+        raise _refuse(where, "attempts", f"{notice.attempts!r} is not a count of tries")
+    now = datetime.now(UTC)
+    for field in ("created_at", "next_at"):
+        value = getattr(notice, field)
+        if not isinstance(value, datetime):
+            raise _refuse(where, field, f"{value!r} is not a time")
+        if field == "created_at" and (value if value.tzinfo else value.replace(tzinfo=UTC)) > now + _SKEW:
+            raise _refuse(where, field, "is in the future")
+
+
+def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
+    """The calls a GitHub report makes, each field as the agent wrote it:
+    no other kind of call, no other state, a commit id or branch as the
+    ref, the deployment's payload naming its own job, paas's own URLs."""
+    where = f"GitHub report {notice.id}"
+    _check_notice_head(notice, channel="github", where=where)
+    if notice.app_id != app.id or (notice.app_name and notice.app_name != app.name):
+        raise _refuse(where, "app", "is not the app it is sent for")
+    if notice.event not in ("queued", "started", "ended"):
+        raise _refuse(where, "event", f"{notice.event!r} is not a GitHub report")
+    progress = notice.progress
+    if not (
+        isinstance(progress, dict)
+        and set(progress) <= {"done", "deployment", "errors"}
+        and (type(progress.get("done", 0)) is int and progress.get("done", 0) >= 0)
+        and (type(progress.get("deployment", 1)) is int and progress.get("deployment", 1) > 0)
+        and isinstance(progress.get("errors", []), list)
+        and all(_text(error, most=2000) for error in progress.get("errors", []))
+    ):
+        raise _refuse(where, "progress", "is not what the agent records")
+    if set(notice.payload) - {"ops", "live"} or not isinstance(notice.payload.get("live", False), bool):
+        raise _refuse(where, "payload", "has fields the agent does not write")
+    ops = notice.payload.get("ops")
+    if not isinstance(ops, list) or len(ops) > 10:
+        raise _refuse(where, "payload.ops", "is not a list of calls")
+    for index, op in enumerate(ops):
+        checks = _GITHUB_OPS.get(str(op.get("op"))) if isinstance(op, dict) else None
+        if checks is None:
+            raise _refuse(where, f"payload.ops[{index}]", "is not a call the agent makes")
+        for key, value in op.items():
+            check = checks.get(key)
+            if check is None:
+                raise _refuse(where, f"payload.ops[{index}]", f"has an unknown field {key!r}")
+            if not check(value):
+                raise _refuse(where, f"payload.ops[{index}].{key}", f"{value!r} is not valid")
+        if op["op"] == "deployment" and op.get("payload", {}).get("paas_job") != notice.job_id:
+            raise _refuse(where, f"payload.ops[{index}].payload", "names another job")
+    return [dict(op) for op in ops]
+
+
+def check_notify_notice(notice: Notice) -> dict[str, str]:
+    """A notification's title, body and kind, as the agent wrote them."""
+    where = f"notification {notice.id}"
+    _check_notice_head(notice, channel="notify", where=where)
+    if notice.event not in EVENTS:
+        raise _refuse(where, "event", f"{notice.event!r} is not an event")
+    payload = notice.payload
+    if set(payload) != {"title", "body", "type"}:
+        raise _refuse(where, "payload", "has other fields than title, body and type")
+    if not _text(payload["title"], most=250):
+        raise _refuse(where, "payload.title", "is not text")
+    if not _text(payload["body"]):
+        raise _refuse(where, "payload.body", "is not text")
+    if payload["type"] not in ("info", "success", "warning", "failure"):
+        raise _refuse(where, "payload.type", f"{payload['type']!r} is not a kind of notification")
+    return {key: str(value) for key, value in payload.items()}

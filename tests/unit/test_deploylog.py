@@ -58,3 +58,36 @@ def test_a_hard_link_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="not a regular file of its own"):
         DeployLog(tmp_path / "logs" / "shop" / "v1.log", under=tmp_path)
     assert victim.read_text() == "root's file\n"
+
+
+def test_dot_dot_in_a_name_never_leaves_the_data_directory(tmp_path: Path) -> None:
+    """An app named ``../../elsewhere`` (a row web wrote) reaches neither a log
+    elsewhere to append to nor one to read back and mail out."""
+    from agent.deploylog import read_private_tail
+
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    (data / "logs").mkdir(parents=True)
+    outside.mkdir()
+    victim = outside / "v1.log"
+    victim.write_text("private line\n")
+    victim.chmod(0o600)
+    sneaky = data / "logs" / ".." / ".." / "outside" / "v1.log"
+    with pytest.raises(OSError, match="not below"):
+        DeployLog(sneaky, under=data)
+    with pytest.raises(OSError, match="not below"):
+        read_private_tail(sneaky, under=data, lines=5)
+    assert victim.read_text() == "private line\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+def test_the_tail_is_read_through_no_link(tmp_path: Path) -> None:
+    from agent.deploylog import read_private_tail
+
+    logs = tmp_path / "logs" / "shop"
+    logs.mkdir(parents=True)
+    (tmp_path / "secret").write_text("root's secret\n")
+    (logs / "v1.log").symlink_to(tmp_path / "secret")
+    with pytest.raises(OSError):
+        read_private_tail(logs / "v1.log", under=tmp_path, lines=5)
+    (logs / "v2.log").write_text("".join(f"line {n}\n" for n in range(30)))
+    assert read_private_tail(logs / "v2.log", under=tmp_path, lines=3) == ["line 27", "line 28", "line 29"]

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from agent.crashes import CrashWatch
 from agent.notify_send import scrub
 from agent.tell import Ended, Teller
-from paas.crypto import DecryptError, Keyring
+from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
 from paas.notify import github_repo_from_url, mask_url
@@ -54,10 +54,11 @@ def test_the_github_token_is_stored_sealed_and_never_shown(
     assert TOKEN not in r.text and TOKEN not in client.get(f"/api/v1/apps/{shop}", headers=auth).text
     with Session(engine) as s:
         stored = s.exec(select(App.github_token)).one()
-    assert stored.startswith("s1:")
+    assert stored.startswith("s2:")
     with pytest.raises(DecryptError):  # what web can read: the public key only
         Keyring(settings.keys_dir, private=False).decrypt(stored)
-    assert Keyring(settings.keys_dir, private=True).decrypt(stored) == TOKEN
+    agent = Keyring(settings.keys_dir, private=True)
+    assert agent.decrypt(stored, purpose=github_token_purpose(shop)) == TOKEN
     # removed with "", repository and environment set on their own
     r = client.put(
         f"/api/v1/apps/{shop}/github", json={"repo": "octo/other", "environment": "staging"}, headers=auth
@@ -118,7 +119,7 @@ def test_notification_targets_are_sealed_listed_masked_and_removable(
         mine["id"],
     ] and "canarytoken" not in listed.text
     with Session(engine) as s:
-        assert all(t.url.startswith("s1:") for t in s.exec(select(NotifyTarget)).all())
+        assert all(t.url.startswith("s2:") for t in s.exec(select(NotifyTarget)).all())
     for bad, says in (
         ({"url": "hello"}, "Apprise URL"),
         ({"url": URL, "events": ["deploy.exploded"]}, "unknown event"),
@@ -183,11 +184,14 @@ def _app_with_token(engine: Engine, settings: Settings) -> App:
             name="shop",
             repo_url="https://github.com/octo/shop.git",
             webhook_secret="x",
-            github_token=keyring.encrypt(TOKEN, secret=True),
+            github_token=keyring.encrypt(TOKEN, secret=True, purpose=github_token_purpose("shop")),
         )
         s.add(app)
         s.flush()
-        s.add(NotifyTarget(app_id=app.id, url=keyring.encrypt(URL, secret=True), masked="m", events=[]))
+        target = NotifyTarget(app_id=app.id, url="", masked="m", events=[])
+        s.add(target)
+        s.flush()
+        target.url = keyring.encrypt(URL, secret=True, purpose=notify_url_purpose(target.id, "shop"))
         return app
 
 
@@ -322,6 +326,9 @@ def test_a_target_hears_only_its_events_and_old_notices_are_forgotten(
         for target in s.exec(select(NotifyTarget)).all():
             target.events = ["disk.low"]
             target.app_id = None  # the server's own events go to targets of every app
+            # (sealed for a target of every app: its URL is bound to whose events it hears)
+            purpose = notify_url_purpose(target.id, None)
+            target.url = Keyring(settings.keys_dir, private=False).encrypt(URL, secret=True, purpose=purpose)
     tell.event("app.crashed", app_name="shop", title="crashed", body="")
     tell.event("disk.low", title="disk", body="")
     _drain(tell)
@@ -386,6 +393,41 @@ def test_key_rotation_reseals_the_github_token_and_notification_urls(
     rotate_keys(engine, settings.keys_dir)
     with Session(engine) as s:
         after = (s.exec(select(App.github_token)).one(), s.exec(select(NotifyTarget.url)).one())
-    assert all(a != b and a.startswith("s1:") for a, b in zip(after, before, strict=True))
+    assert all(a != b and a.startswith("s2:") for a, b in zip(after, before, strict=True))
     fresh = Keyring(settings.keys_dir, private=True)
-    assert (fresh.decrypt(after[0]), fresh.decrypt(after[1])) == (TOKEN, URL)
+    with Session(engine) as s:
+        target_id = s.exec(select(NotifyTarget.id)).one()
+    token_for, url_for = github_token_purpose(shop), notify_url_purpose(target_id, None)
+    assert fresh.decrypt(after[0], purpose=token_for) == TOKEN
+    assert fresh.decrypt(after[1], purpose=url_for) == URL
+    for sealed, wrong in ((after[0], url_for), (after[1], token_for)):  # each still bound to its own field
+        with pytest.raises(DecryptError, match="refusing"):
+            fresh.decrypt(sealed, purpose=wrong)
+
+
+def test_a_token_or_url_copied_into_another_field_is_not_opened(
+    teller: tuple[Teller, Sent], engine: Engine, settings: Settings
+) -> None:
+    """A taken-over web can copy sealed values between rows (issue 27): the
+    agent opens each only where it was sealed, and says so without it."""
+    tell, sent = teller
+    shop = _app_with_token(engine, settings)
+    with session_scope(engine) as s:
+        token = s.exec(select(App.github_token)).one()
+        url = s.exec(select(NotifyTarget.url)).one()
+        evil = App(name="evil", repo_url="https://github.com/octo/evil.git", webhook_secret="x")
+        copied = NotifyTarget(app_id=None, url=url, masked="m", events=[])  # shop's URL, every app's events
+        s.add_all([evil, copied])
+    for sealed, was in ((token, "the GitHub token of app shop"), (url, "notification target")):
+        evil.github_token = sealed
+        with pytest.raises(DecryptError) as refused:
+            tell._client(evil)
+        assert "the GitHub token of app evil" in str(refused.value) and was in str(refused.value)
+    said = tell.test_target(copied.id or 0)
+    assert said.startswith("cannot open the URL") and "(every app)" in said and "(app shop)" in said
+    with session_scope(engine) as s:
+        s.exec(select(NotifyTarget).where(NotifyTarget.app_id == shop.id)).one().url = token
+    with Session(engine) as s:
+        target_id = s.exec(select(NotifyTarget.id).where(NotifyTarget.app_id == shop.id)).one()
+    assert "sealed for the GitHub token of app shop" in tell.test_target(target_id)
+    assert sent.messages == [] and all(TOKEN not in m and URL not in m for m in (said,))

