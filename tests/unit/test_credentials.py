@@ -172,6 +172,22 @@ def test_delays_grow_for_one_pair_and_never_touch_another_address() -> None:
     assert throttle.wait("203.0.113.5", "admin") == 0  # and then one more try
 
 
+def test_ipv6_addresses_of_one_64_share_one_budget() -> None:
+    """A host with a /64 (as every IPv6 customer has) cannot take a fresh
+    address for each guess: the /64 is slowed as one; the next /64 is not."""
+    clock = Clock()
+    throttle = LoginThrottle(clock)
+    for i in range(LoginThrottle.FREE_FAILURES + 1):
+        throttle.failed(f"2001:db8:1:2::{i + 1:x}", "admin")
+    assert throttle.wait("2001:db8:1:2:ffff:ffff:ffff:ffff", "admin") == 1
+    assert throttle.wait("2001:db8:1:3::1", "admin") == 0
+    for i in range(LoginThrottle.ADDRESS_FREE_FAILURES + 1):
+        throttle.failed(f"2001:db8:1:2:{i:x}::1", f"user{i}")
+    assert throttle.wait("2001:db8:1:2:abcd::9", "anyone") > 0
+    throttle.failed("::ffff:203.0.113.5", "root")  # an IPv4 client on a dual-stack socket
+    assert LoginThrottle.client("::ffff:203.0.113.5") == "203.0.113.5"
+
+
 def test_the_owner_signs_in_from_another_address_while_one_is_slowed(
     settings: Settings, engine: Engine, admin: str
 ) -> None:

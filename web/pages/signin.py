@@ -4,6 +4,7 @@ never blocked per username."""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import threading
 import time
@@ -32,7 +33,8 @@ class LoginThrottle:
     A pair has FREE_FAILURES failures free; each one after that doubles the
     wait before the pair may try again (1 s, 2 s, 4 s, ... at most
     MAX_DELAY). An address that fails for many usernames is slowed the same
-    way as a whole, after ADDRESS_FREE_FAILURES. A success clears its pair.
+    way as a whole, after ADDRESS_FREE_FAILURES. An IPv6 address counts as
+    its /64 (``client``). A success clears its pair.
     Entries are forgotten FORGET_SECONDS after their last failure and at
     most MAX_ENTRIES are kept (the oldest go first), so random usernames
     cannot grow memory. In memory: one web process."""
@@ -51,7 +53,23 @@ class LoginThrottle:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @staticmethod
+    def client(address: str) -> str:
+        """Who is slowed: an IPv4 address, or the /64 an IPv6 address is in
+        (one customer's link: a host there may use any of its 2**64
+        addresses, and a fresh one must not buy a fresh budget)."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))
+        return str(ip)
+
     def _keys(self, address: str, username: str) -> tuple[tuple[tuple[str, ...], int], ...]:
+        address = self.client(address)
         pair = ("pair", address, username.strip().lower()[:200])
         return (pair, self.FREE_FAILURES), (("address", address), self.ADDRESS_FREE_FAILURES)
 
