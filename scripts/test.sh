@@ -9,8 +9,9 @@
 # dockerd in the background if no engine answers, builds the local
 # python:3.11-slim image once (cached), creates
 # .venv from /usr/bin/python3 (what install.sh uses) with paas and its test
-# extras, then runs pytest: unit tests and the
-# integration suite against the real Docker engine, nginx and git.
+# and dev extras, then runs ruff and mypy, the unit tests, and the integration
+# suite against the real Docker engine, nginx and git, stopping at the first
+# of these that fails. With arguments, it runs pytest with them instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 022  # the unprivileged web user of the tests reads the code and the venv
@@ -64,7 +65,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -qq --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -qq --disable-pip-version-check -e '.[test,dev]'
 
 # As root, `paas up` runs web as nobody: it must be able to import this checkout. Where a
 # parent directory keeps others out (a clone under /root, say), run from a readable copy.
@@ -79,5 +80,16 @@ if [ "$(id -u)" -eq 0 ] && ! runuser -u nobody -- .venv/bin/python -c 'import we
 fi
 
 # 5. the tests ----------------------------------------------------------------------------
-log "tests"
-exec .venv/bin/python -m pytest "$@"
+if [ "$#" -gt 0 ]; then  # what the caller named, as pytest takes it
+    log "tests: $*"
+    exec .venv/bin/python -m pytest "$@"
+fi
+# Fail fast: the linters and the unit tests (a minute) before the integration suite (half an hour).
+log "linters"
+.venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check .
+.venv/bin/python -m mypy paas agent web
+log "unit tests"
+.venv/bin/python -m pytest tests/unit -p no:cacheprovider
+log "integration tests"
+exec .venv/bin/python -m pytest tests/integration
