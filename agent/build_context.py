@@ -8,12 +8,13 @@ the build context.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from agent.docker_engine import DockerEngine
 from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, context_file, for_app
-from paas.dockerfile import image_references
+from paas.dockerfile import ImageRead, images_read
 from paas.errors import InvalidInput
 from paas.models import App
 from paas.procfile import parse_procfile
@@ -29,6 +30,10 @@ __all__ = [
 ]
 
 DEFAULT_DOCKERFILE = "Dockerfile"
+PULL_TIMEOUT = 300  # seconds for a base image the engine does not have yet
+
+# the repository paas tags its images in (agent/plan.py image_tag), as the engine may spell it
+_OWN_NAMESPACE = re.compile(r"(?:(?:index\.)?docker\.io/)?paas/")
 
 
 def where(app: App, sha: str) -> str:
@@ -89,24 +94,63 @@ def write_dockerfile(
 
 
 def check_images_read(
-    docker: DockerEngine, app: str, context: Path, dockerfile: str, buildargs: dict[str, str]
+    docker: DockerEngine,
+    app: str,
+    context: Path,
+    dockerfile: str,
+    buildargs: dict[str, str],
+    *,
+    pull_timeout: float = PULL_TIMEOUT,
 ) -> None:
-    """A build may read public base images and its own app's images: not
-    another app's (its code and build-time values), nor an untagged image
-    (another build's intermediate layers) named by id."""
+    """A build may read its own app's images and tagged images of no other
+    app: every image the Dockerfile (and the ONBUILD triggers of its bases)
+    reads must resolve to one, or the build is refused, naming it. An image
+    the engine does not have is pulled first; a name that cannot be pulled
+    is not public. Untagged images (another build's layers) are refused, and
+    so is a name in paas's own repository that is not this app's image: it
+    is never pulled, as an app's next release would take its tag."""
     path = context_file(context, dockerfile)
     if path is None:
         raise InvalidInput(f"{dockerfile} is not a file inside the build context")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    for ref in image_references(text, buildargs):
-        known = docker.image_names_and_labels(ref)
-        if known is None:
-            continue  # not on this engine: a public image the engine may pull
-        names, labels = known
-        owner = labels.get("paas.app")
-        if owner is not None and owner != app:
-            raise InvalidInput(f"the Dockerfile reads {ref!r}, an image of another app: that is not allowed")
-        if not names:
+    try:
+        text = path.read_bytes().decode("utf-8")  # as Docker reads it: no newline translation
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{dockerfile} is not UTF-8 text") from exc
+    checked: dict[str, list[str]] = {}  # ref -> its ONBUILD triggers, once admitted
+
+    def admit(read: ImageRead) -> list[str]:
+        if read.ref not in checked:
+            _admit(docker, app, read, pull_timeout)
+            checked[read.ref] = list(docker.image_config(read.ref).get("OnBuild") or [])
+        return checked[read.ref]
+
+    for read in images_read(text, buildargs, onbuild=admit):
+        admit(read)
+
+
+def _admit(docker: DockerEngine, app: str, read: ImageRead, pull_timeout: float) -> None:
+    ref, where = read.ref, read.where
+    known = docker.image_names_and_labels(ref)
+    if known is None:
+        if _OWN_NAMESPACE.match(ref):
             raise InvalidInput(
-                f"the Dockerfile reads {ref!r}, an untagged image: name a base image by its tag"
+                f"the Dockerfile reads {ref!r} ({where}), a name in paas's own repository "
+                f"that is no image of {app}: it is not pulled"
             )
+        why = docker.pull(ref, timeout=pull_timeout)
+        known = docker.image_names_and_labels(ref) if why is None else None
+        if known is None:
+            raise InvalidInput(
+                f"the Dockerfile reads {ref!r} ({where}), which this server does not have and cannot pull "
+                f"({why or 'the pull left no such image'}): an unresolvable name is not public"
+            )
+    names, labels = known
+    owner = labels.get("paas.app")
+    if owner is not None and owner != app:
+        raise InvalidInput(
+            f"the Dockerfile reads {ref!r}, an image of another app ({where}): that is not allowed"
+        )
+    if not names:
+        raise InvalidInput(
+            f"the Dockerfile reads {ref!r}, an untagged image ({where}): name a base image by its tag"
+        )

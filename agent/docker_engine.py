@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.utils import kwargs_from_env
+from docker.utils import kwargs_from_env, parse_repository_tag
 
 from paas.errors import PaasError
 
@@ -212,6 +212,51 @@ class DockerEngine:
             raise EngineError(_explain(exc)) from exc
         names = [*(image.tags or []), *(image.attrs.get("RepoDigests") or [])]
         return names, dict(image.labels or {})
+
+    def pull(self, ref: str, *, timeout: float) -> str | None:
+        """Pull ``ref`` (a name with a tag or digest; ``latest`` without)
+        from its registry. None when done; else why not, in the registry's
+        or engine's words (no such image, no registry, refused), or that it
+        took longer than ``timeout`` seconds: the pull is then abandoned
+        and its connection dropped (the engine stops a pull whose client
+        went away), even while the engine has not answered yet."""
+        repository, tag = parse_repository_tag(ref)
+        api = docker.APIClient(version=self._client.api.api_version, timeout=timeout, **kwargs_from_env())
+        late = threading.Event()
+        responses: list[Any] = []
+
+        def on_response(response: Any, *_a: Any, **_k: Any) -> None:
+            responses.append(response)
+            if late.is_set():
+                _drop_connection(response)
+
+        api.hooks["response"].append(on_response)
+        outcome: list[str | None] = []
+
+        def run() -> None:
+            try:
+                for chunk in api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                        outcome.append(str(detail).strip())
+                        return
+                outcome.append(None)
+            except (APIError, DockerException) as exc:
+                outcome.append(_explain(exc))
+            except Exception as exc:  # noqa: BLE001  (a dropped connection surfaces as requests' or urllib3's error)
+                outcome.append(f"the pull stream broke: {type(exc).__name__}: {exc}")
+            finally:
+                api.close()
+
+        worker = threading.Thread(target=run, daemon=True, name=f"pull-{ref}")
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            late.set()
+            for response in list(responses):
+                _drop_connection(response)
+            return f"the pull took longer than {timeout:g}s"
+        return outcome[0] if outcome else "the pull ended without a word from the engine"
 
     def image_config(self, ref: str) -> dict[str, Any]:
         try:

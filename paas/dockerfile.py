@@ -1,88 +1,365 @@
 """Which images a Dockerfile reads (pure): every ``FROM`` and every
 ``COPY --from`` / ``ADD --from`` / ``RUN --mount=from=`` that names an image
-rather than an earlier stage, with ``ARG`` defaults and build args expanded
-as Docker expands them.
+rather than a stage, and the same in the ``ONBUILD`` triggers that run in
+this build (of a base image, or of an earlier stage used as a base).
 
-The agent resolves each through the engine before a build: one app's
-Dockerfile must not read another app's images (their code and build-time
-values), whatever name, tag or id it uses.
+The file is read by Docker's own parser (the ``dockerfile`` package wraps
+moby/buildkit's), once as it is and once without heredocs (Debian 12's
+Docker 20.10 has none); the engines paas meets read ``FROM`` with the meta
+ARGs (those before the first ``FROM``) and build args, the classic builder
+and BuildKit each in their way: every image any of these readings names is
+returned. ``--from`` and ``from=`` are not expanded by Docker; one holding a
+variable is refused. So is whatever Docker versions read differently (see
+:mod:`paas.dockerfile_lex`) or paas cannot resolve: it is refused, never
+guessed at.
+
+The agent resolves each reference through the engine before a build: one
+app's Dockerfile must not read another app's images (their code and
+build-time values), whatever name, tag or id it uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shlex
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
-__all__ = ["image_references"]
+import dockerfile
 
-_VARIABLE = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+from paas.dockerfile_lex import Env, Unknown, Unresolvable, builder_flags, expand, read_directives
+from paas.errors import InvalidInput
+
+__all__ = ["ImageRead", "image_references", "images_read"]
+
+SCRATCH = "scratch"
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
+_STAGE_INDEX = re.compile(r"[+-]?[0-9]+")
+_ONBUILD = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE | re.ASCII)
+_PLAIN_BRACES = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+# set by BuildKit for FROM, whatever the Dockerfile says
+_PLATFORM_ARGS = (
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDOSVERSION",
+    "BUILDARCH",
+    "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETOSVERSION",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "TARGETSTAGE",
 )
-_FROM_FLAG = re.compile(r"--from=(\S+)")
-_MOUNT_FROM = re.compile(r"--mount=\S*?\bfrom=([^,\s]+)")
+# usable in FROM by the classic builder when given as build args
+_PROXY_ARGS = tuple(
+    name
+    for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (base, base.lower())
+)
 
 
-def _logical_lines(text: str) -> list[str]:
-    """Instructions with their continuation lines joined, comments dropped."""
-    lines: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.startswith("#"):
-            continue  # a comment inside a continued instruction
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        lines.append(current + stripped)
-        current = ""
-    if current.strip():
-        lines.append(current)
-    return lines
+@dataclass(frozen=True)
+class ImageRead:
+    """An image the build reads, and where the Dockerfile names it."""
+
+    ref: str
+    where: str
 
 
-def _expand(value: str, variables: dict[str, str]) -> str:
-    def one(match: re.Match[str]) -> str:
-        value = variables.get(match["braced"] or match["bare"], "")
-        if match["op"] == "-":  # ${VAR:-word}: the word when VAR is empty
-            return value or match["word"]
-        if match["op"] == "+":  # ${VAR:+word}: the word when VAR is set
-            return match["word"] if value else ""
-        return value
-
-    return _VARIABLE.sub(one, value)
+Triggers = Callable[[ImageRead], Sequence[str]]
 
 
-def image_references(text: str, buildargs: dict[str, str] | None = None) -> list[str]:
+def _no_triggers(read: ImageRead) -> Sequence[str]:
+    return ()
+
+
+def image_references(
+    text: str, buildargs: Mapping[str, str] | None = None, *, onbuild: Triggers = _no_triggers
+) -> list[str]:
     """Every image the Dockerfile ``text`` reads, in order, without duplicates."""
+    return [read.ref for read in images_read(text, buildargs, onbuild=onbuild)]
+
+
+def images_read(
+    text: str, buildargs: Mapping[str, str] | None = None, *, onbuild: Triggers = _no_triggers
+) -> list[ImageRead]:
+    """Every image the Dockerfile ``text`` reads with ``buildargs``.
+    ``onbuild(read)`` gives the ONBUILD triggers of the base image read
+    (called as each base is met, so it may check that image first). Raises
+    InvalidInput, naming the line, for what paas refuses to build."""
     args = dict(buildargs or {})
-    variables: dict[str, str] = {}
-    stages: set[str] = set()
-    found: list[str] = []
+    for name in args:
+        if name.upper().startswith("BUILDKIT_"):
+            raise InvalidInput(
+                f"the build arg {name} steers the builder (its frontend, attestations), not the Dockerfile"
+            )
+    _check_text(text)
+    escape = read_directives(text)
+    reads: dict[str, ImageRead] = {}
+    for commands in _readings(text):
+        for meta in (_ClassicMeta(args, escape), _BuildKitMeta(args, escape)):
+            _Walk(meta, escape, onbuild, reads).run(commands)
+    return list(reads.values())
 
-    def add(ref: str) -> None:
-        ref = _expand(ref, variables)
-        if ref and ref.lower() not in stages and not ref.isdigit() and ref != "scratch" and ref not in found:
-            found.append(ref)
 
-    for line in _logical_lines(text):
-        instruction, _, rest = line.partition(" ")
-        keyword = instruction.upper()
-        if keyword == "ARG":
-            for item in shlex.split(rest, posix=True) if rest.strip() else []:
-                name, eq, default = item.partition("=")
-                variables[name] = args.get(name, _expand(default, variables) if eq else "")
-        elif keyword == "FROM":
-            words = [w for w in rest.split() if not w.startswith("--")]
-            if words:
-                add(words[0])
-            if len(words) >= 3 and words[1].upper() == "AS":
-                stages.add(words[2].lower())
-        elif keyword in ("COPY", "ADD"):
-            for ref in _FROM_FLAG.findall(rest):
-                add(ref)
-        elif keyword == "RUN":
-            for ref in _MOUNT_FROM.findall(rest):
-                add(ref)
-    return found
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise InvalidInput("the Dockerfile holds a NUL character")
+    lone = re.search(r"\r(?!\n)", text)
+    if lone is not None:
+        line = text.count("\n", 0, lone.start()) + 1
+        raise InvalidInput(
+            f"line {line} of the Dockerfile has a carriage return that does not end the line: "
+            "Docker versions read it differently"
+        )
+
+
+def _parse(text: str) -> tuple[dockerfile.Command, ...]:
+    try:
+        return dockerfile.parse_string(text)
+    except dockerfile.GoParseError as exc:
+        raise InvalidInput(f"the Dockerfile does not parse: {exc}") from None
+
+
+def _readings(text: str) -> Iterator[Sequence[dockerfile.Command]]:
+    """The instructions as Docker's parser reads ``text``, then (when it has
+    ``<<``) as a parser without heredocs would: the lines of a heredoc are
+    then instructions. A reading that fails is one no engine builds."""
+    commands = _parse(text)
+    if "<<" not in text:
+        yield commands
+        return
+    for command in commands:
+        if command.cmd.lower() in ("run", "copy", "add", "onbuild"):
+            _check_heredoc_line(command)
+    yield commands
+    with contextlib.suppress(dockerfile.GoParseError):  # then Docker 20.10 would not build it
+        yield dockerfile.parse_string(text.replace("<<", "<~"))
+
+
+def _check_heredoc_line(command: dockerfile.Command) -> None:
+    """Whether a line starts a heredoc depends on how the lexer splits its
+    words, which changed between buildkit versions for `<< NAME` (a space)
+    and for `${VAR:-...}`-style expansions: refuse those on a line with `<<`."""
+    line = command.original.split("\n", 1)[0]
+    if "<<" not in line:
+        return
+    if re.search(r"<<[\t\r ]", line) or "${" in _PLAIN_BRACES.sub("", line):
+        raise InvalidInput(
+            f"line {command.start_line} of the Dockerfile has `<<` with a space after it or a ${{...}} "
+            "expansion: Docker versions disagree on whether it starts a heredoc (write `<<NAME`)"
+        )
+
+
+def _arguments(words: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``ARG`` words as Docker splits them: name, and default or None."""
+    pairs: list[tuple[str, str | None]] = []
+    for word in words:
+        name, eq, default = word.partition("=")
+        pairs.append((name, default if eq else None))
+    return pairs
+
+
+class _ClassicMeta:
+    """Meta ARGs as the classic builder reads them (moby's
+    builder/dockerfile: processMetaArg, BuildArgs.getBuildArg): one ARG
+    line is expanded at once, with what came before it; a build arg
+    overrides a declared one; an ARG without default unsets it; the proxy
+    variables come from build args alone."""
+
+    def __init__(self, buildargs: Mapping[str, str], escape: str) -> None:
+        self.buildargs = buildargs
+        self.escape = escape
+        self.declared: dict[str, str | Unknown | None] = {}
+
+    def env(self) -> Env:
+        found: dict[str, str | Unknown] = {}
+        for name in [*self.declared, *_PROXY_ARGS]:
+            value = self.buildargs.get(name, self.declared.get(name))
+            if value is not None:
+                found[name] = value
+        return found
+
+    def declare(self, pairs: list[tuple[str, str | None]]) -> None:
+        env = self.env()
+        for name, default in [(n, None if d is None else _lazily(d, env, self.escape)) for n, d in pairs]:
+            self.declared[name] = default
+
+
+class _BuildKitMeta:
+    """Meta ARGs as BuildKit reads them (dockerfile2llb: defaultArgs,
+    buildMetaArgs): one name after the other; the platform variables are set
+    by the builder (paas does not know them); a build arg overrides."""
+
+    def __init__(self, buildargs: Mapping[str, str], escape: str) -> None:
+        self.buildargs = buildargs
+        self.escape = escape
+        self.values: dict[str, str | Unknown] = {
+            name: buildargs.get(name, Unknown(f"${{{name}}} is set by the builder, not the Dockerfile"))
+            for name in _PLATFORM_ARGS
+        }
+
+    def env(self) -> Env:
+        return self.values
+
+    def declare(self, pairs: list[tuple[str, str | None]]) -> None:
+        for name, default in pairs:
+            if name in self.buildargs:
+                self.values[name] = self.buildargs[name]
+            elif default is not None:
+                self.values[name] = _lazily(default, self.values, self.escape)
+
+
+def _lazily(word: str, env: Env, escape: str) -> str | Unknown:
+    """An ARG's default: refused only if a FROM uses it."""
+    try:
+        return expand(word, env, escape)
+    except Unresolvable as exc:
+        return Unknown(str(exc))
+
+
+@dataclass
+class _Stage:
+    name: str
+    triggers: list[str] = field(default_factory=list)  # its ONBUILD lines: run in a stage FROM it
+
+
+class _Walk:
+    """One reading of the instructions, with one way of reading meta ARGs."""
+
+    def __init__(
+        self, meta: _ClassicMeta | _BuildKitMeta, escape: str, onbuild: Triggers, reads: dict[str, ImageRead]
+    ) -> None:
+        self.meta = meta
+        self.escape = escape
+        self.onbuild = onbuild
+        self.reads = reads
+        self.stages: list[_Stage] = []
+        self.stopped = False
+
+    def run(self, commands: Sequence[dockerfile.Command]) -> None:
+        for command in commands:
+            if self.stopped:
+                return
+            kind = command.cmd.lower()
+            where = f"line {command.start_line}"
+            if kind == "from":
+                self.start_stage(command, where)
+            elif kind == "arg" and not self.stages:
+                self.meta.declare(self.plain_names(command, where))
+            else:
+                self.instruction(command, self.escape, where)
+
+    def plain_names(self, command: dockerfile.Command, where: str) -> list[tuple[str, str | None]]:
+        pairs = _arguments(command.value)
+        for name, _default in pairs:
+            if not name or any(c in name for c in ("$", "'", '"', self.escape)):
+                raise InvalidInput(f"the Dockerfile, {where}: ARG {name!r} is not a plain name")
+        return pairs
+
+    def start_stage(self, command: dockerfile.Command, where: str) -> None:
+        words = command.value
+        if len(words) not in (1, 3) or (len(words) == 3 and words[1].casefold() != "as"):
+            raise InvalidInput(f"the Dockerfile, {where}: FROM takes an image and, optionally, AS a name")
+        try:
+            base = expand(words[0], self.meta.env(), self.escape)
+        except Unresolvable as exc:
+            raise InvalidInput(
+                f"the Dockerfile, {where}: FROM {words[0]} cannot be resolved: {exc}"
+            ) from None
+        if not base:
+            self.stopped = True  # Docker stops here: "base name should not be blank"
+            return
+        bases = [stage for stage in self.stages if stage.name == base]
+        self.stages.append(_Stage(words[2].lower() if len(words) == 3 else ""))
+        if bases:
+            origin = f"stage {base!r}"
+            triggers = [trigger for stage in bases for trigger in stage.triggers]
+        elif base == SCRATCH:
+            return
+        else:
+            read = self.read(base, f"{where}, FROM")
+            if read is None:
+                return
+            origin = repr(base)
+            triggers = list(self.onbuild(read))
+        for trigger in triggers:
+            self.trigger(trigger, f"an ONBUILD trigger of {origin} ({where})")
+
+    def trigger(self, text: str, where: str) -> None:
+        """One trigger runs as an instruction of the stage just begun."""
+        if any(c in text for c in "\n\r\x00"):
+            raise InvalidInput(f"the Dockerfile, {where}: the trigger spans lines")
+        try:
+            commands = dockerfile.parse_string(text)
+        except dockerfile.GoParseError as exc:
+            raise InvalidInput(f"the Dockerfile, {where}: the trigger does not parse: {exc}") from None
+        if len(commands) != 1 or commands[0].cmd.lower() == "from":
+            raise InvalidInput(
+                f"the Dockerfile, {where}: {text!r} is not one instruction Docker runs as a trigger"
+            )
+        self.instruction(commands[0], "\\", where)
+
+    def instruction(self, command: dockerfile.Command, escape: str, where: str) -> None:
+        kind = command.cmd.lower()
+        first_line = command.original.split("\n", 1)[0]
+        if kind == "onbuild":
+            if self.stages:
+                self.stages[-1].triggers.append(_ONBUILD.sub("", first_line, count=1))
+            return
+        if kind not in ("copy", "add", "run"):
+            return
+        flags = list(command.flags)
+        if escape != "\\":  # buildkit up to v0.12 escapes flags with a backslash, later ones with the token
+            for reading in (builder_flags(first_line, "\\"), builder_flags(first_line, escape)):
+                flags += [flag for flag in reading if flag not in flags]
+        for flag in flags:
+            name, eq, value = flag.removeprefix("--").partition("=")
+            if not eq or not value:
+                continue
+            if kind in ("copy", "add") and name.lower() == "from":
+                self.copy_from(value, f"{where}, {kind.upper()} --from")
+            elif kind == "run" and name.lower() == "mount":
+                for source in self.mount_sources(value, where):
+                    self.mount_from(source, f"{where}, RUN --mount from=")
+
+    def earlier(self) -> set[str]:
+        """The stage names an instruction of the current stage can use."""
+        return {stage.name for stage in self.stages[:-1] if stage.name}
+
+    def copy_from(self, value: str, where: str) -> None:
+        if "$" in value:
+            raise InvalidInput(
+                f"the Dockerfile, {where}: {value!r} holds a variable, which Docker does not expand"
+            )
+        if _STAGE_INDEX.fullmatch(value) or value.lower() in self.earlier():
+            return  # a stage (an index out of range fails the build)
+        self.read(value, where)
+
+    def mount_sources(self, value: str, where: str) -> list[str]:
+        if '"' in value:
+            raise InvalidInput(f"the Dockerfile, {where}: a quoted --mount option is not read by paas")
+        sources = []
+        for option in value.split(","):
+            key, eq, source = option.partition("=")
+            if eq and key.strip().lower() == "from" and source:
+                sources.append(source)
+        return sources
+
+    def mount_from(self, value: str, where: str) -> None:
+        if "$" in value:
+            raise InvalidInput(
+                f"the Dockerfile, {where}: {value!r} holds a variable, which Docker does not expand"
+            )
+        if value.lower() not in self.earlier():
+            self.read(value, where)
+
+    def read(self, ref: str, where: str) -> ImageRead | None:
+        """None when ``ref`` is no image reference: Docker stops there."""
+        if "$" in ref:
+            raise InvalidInput(f"the Dockerfile, {where}: {ref!r} still holds a $ once expanded")
+        if not _REFERENCE.fullmatch(ref):
+            self.stopped = True
+            return None
+        return self.reads.setdefault(ref, ImageRead(ref, where))

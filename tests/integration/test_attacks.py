@@ -10,6 +10,9 @@ tries it and says what it saw).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,9 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
+import httpx
 import pytest
 
-from tests.integration.harness import GitRemote, Nginx, Stack
+from tests.integration.harness import (
+    LOOPBACK,
+    GitRemote,
+    JsonReceiver,
+    Nginx,
+    Stack,
+    traversable_dir,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -172,6 +185,126 @@ def dockerfile_from_another_apps_image(s: Scene) -> str:
     return str(release["error"])
 
 
+# Issue 27: Dockerfiles from which Docker builds with the victim's image while
+# paas's old rules saw no reference to it. Each is the first release of an app
+# of its own; @VICTIM@ is the victim's live image, @MARKER@ the marker.
+ANOTHER_APP = "an image of another app"
+REFUSED_DOCKERFILES = [
+    ("a tab after FROM", "thief-tab", "FROM\t@VICTIM@\nRUN touch @MARKER@\n", ANOTHER_APP),
+    ("a byte-order mark before FROM", "thief-bom", "\ufeffFROM @VICTIM@\nRUN touch @MARKER@\n", ANOTHER_APP),
+    ("a byte-order mark before the image", "thief-bom-word", "FROM \ufeff@VICTIM@\n", ANOTHER_APP),
+    (
+        "escape=` (a backslash no longer continues)",
+        "thief-escape",
+        "# escape=`\nFROM python:3.11-slim\nRUN true \\\nFROM @VICTIM@ AS v\n"
+        "FROM python:3.11-slim\nCOPY --from=v /app /stolen\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "a backslash then a no-break space",
+        "thief-nbsp",
+        "FROM python:3.11-slim\nRUN true \\\u00a0\nFROM @VICTIM@\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "a backslash then a unit separator",
+        "thief-unit-separator",
+        "FROM python:3.11-slim\nRUN true \\\x1f\nFROM @VICTIM@\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "FROM $IMG reads the ARG before the first FROM",
+        "thief-meta-arg",
+        "ARG IMG=@VICTIM@\nFROM python:3.11-slim\nARG IMG=python:3.11-slim\nFROM $IMG\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "an ARG without default unsets it",
+        "thief-arg-unset",
+        "ARG A=python:3.11-slim\nARG A\nFROM ${A:-@VICTIM@}\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "a heredoc's lines are instructions to Docker 20.10",
+        "thief-heredoc",
+        "FROM python:3.11-slim\nRUN <<CMD\nFROM @VICTIM@ AS v\nCMD\n",
+        ANOTHER_APP,
+    ),
+    (
+        "an earlier stage's ONBUILD COPY --from",
+        "thief-onbuild-stage",
+        "FROM python:3.11-slim AS base\nONBUILD COPY --from=@VICTIM@ /app /stolen\nFROM base\n",
+        ANOTHER_APP,
+    ),
+    (
+        "RUN --mount from= another app's image",
+        "thief-mount",
+        "FROM python:3.11-slim\nRUN --mount=type=bind,from=@VICTIM@,target=/v cp -r /v/app /stolen\n",
+        ANOTHER_APP,
+    ),
+    (
+        "COPY --from=$VARIABLE",
+        "thief-from-variable",
+        "FROM python:3.11-slim\nARG X=@VICTIM@\nCOPY --from=$X /app /stolen\n",
+        "holds a variable",
+    ),
+    ("a custom frontend", "thief-syntax", "# syntax=@VICTIM@\nFROM python:3.11-slim\n", "custom frontend"),
+    (
+        "an unresolvable name",
+        "thief-unresolvable",
+        "FROM registry.invalid/paas-attacks/nothing:1\nRUN touch @MARKER@\n",
+        "an unresolvable name is not public",
+    ),
+    (
+        "a paas name the server does not have",
+        "thief-paas-name",
+        f"FROM paas/{VICTIM}:v999\nRUN touch @MARKER@\n",
+        "paas's own repository",
+    ),
+]
+
+
+def _thief_release(s: Scene, app: str, dockerfile: str) -> dict[str, Any]:
+    """Release v1 of a new app ``app`` whose repository holds ``dockerfile``."""
+    repo = GitRemote(Path(tempfile.mkdtemp(dir=s.stack.root)))
+    r = s.stack.api("POST", "/apps", json={"name": app, "repo_url": str(repo.bare)})
+    assert r.status_code == 201, r.text
+    live = s.stack.api("GET", f"/apps/{VICTIM}").json()["current_version"]
+    text = dockerfile.replace("@VICTIM@", f"paas/{VICTIM}:v{live}").replace("@MARKER@", str(s.marker))
+    payload = repo.commit({"Dockerfile": text}, "steal")
+    assert s.stack.webhook(app, r.json()["webhook_secret"], payload).status_code == 202
+    return s.stack.wait_release(app, 1)
+
+
+def _refused_build(app: str, dockerfile: str, because: str) -> Callable[[Scene], str]:
+    def attack(s: Scene) -> str:
+        release = _thief_release(s, app, dockerfile)
+        assert release["status"] == "failed" and because in release["error"], release
+        assert docker.from_env().images.list(filters={"label": f"paas.app={app}"}) == []
+        return str(release["error"])
+
+    return attack
+
+
+def dockerfile_from_a_base_whose_onbuild_reads_another_app(s: Scene) -> str:
+    """A base image built on the server (tagged, no app's label: allowed as
+    public) whose ONBUILD trigger copies from the victim: it would run in
+    the thief's build."""
+    live = s.stack.api("GET", f"/apps/{VICTIM}").json()["current_version"]
+    base, context = "paas-attacks/onbuild-base:1", Path(tempfile.mkdtemp(dir=s.stack.root))
+    (context / "Dockerfile").write_text(
+        f"FROM python:3.11-slim\nONBUILD COPY --from=paas/{VICTIM}:v{live} /app /stolen\n"
+    )
+    engine = docker.from_env()
+    engine.images.build(path=str(context), tag=base, rm=True)
+    try:
+        error = _refused_build("thief-onbuild", f"FROM {base}\nRUN touch @MARKER@\n", ANOTHER_APP)(s)
+        assert "an ONBUILD trigger of 'paas-attacks/onbuild-base:1'" in error, error
+        return error
+    finally:
+        engine.images.remove(base, force=True)
+
+
 ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
     ("write into the git caches", write_into_repos),
     ("plant a git hook in a clone", plant_a_hook),
@@ -186,6 +319,14 @@ ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
     ("a job whose ref climbs out of refs/", job_with_a_path_ref),
     ("an app named after the control host", app_named_after_the_control_host),
     ("a Dockerfile FROM another app's image", dockerfile_from_another_apps_image),
+    *[
+        (f"a Dockerfile: {title}", _refused_build(app, text, because))
+        for title, app, text, because in REFUSED_DOCKERFILES
+    ],
+    (
+        "a Dockerfile FROM a base whose ONBUILD reads another app",
+        dockerfile_from_a_base_whose_onbuild_reads_another_app,
+    ),
 ]
 
 
@@ -221,3 +362,78 @@ def test_after_every_attack_a_deploy_as_root_runs_none_of_it(scene: Scene) -> No
     assert job["state"] == "done", job
     assert not scene.marker.exists()
     assert scene.stack.get_app(VICTIM, "/after.txt").text == "x"
+
+
+# `paas up` started where web can write (issue 27) -----------------------------------------------
+
+PLANTED = ("apprise.py", "paas/__init__.py", "agent/__init__.py")
+
+
+def test_modules_planted_where_paas_up_was_started_never_run(
+    tmp_path_factory: pytest.TempPathFactory, nginx: Nginx
+) -> None:
+    """`paas up` (the installed command, as install.sh runs it) started from
+    a directory of web's user holding an apprise.py and a paas/ and agent/
+    package that would leave a marker: the supervisor it execs and the
+    notification sender import none of them, and a test notification still
+    arrives, sent as an unprivileged user."""
+    stack = Stack(tmp_path_factory.mktemp("paas-planted"), nginx)
+    cwd = traversable_dir("paas-up-cwd-")
+    shutil.chown(cwd, "nobody")
+    marks = traversable_dir("paas-marks-")
+    marks.chmod(0o777)  # whoever imports a planted module, as any user, leaves its marker here
+    marker = marks / "imported"
+    plant = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    for name in PLANTED:  # written by web's user: its own directory
+        done = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "sh", "-c", f'mkdir -p "$(dirname {name})" && cat > {name}'],
+            input=plant,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+    receiver = JsonReceiver()
+    log = stack.log_path.open("ab")
+
+    def ready() -> bool:
+        assert stack.proc is not None and stack.proc.poll() is None, stack.log_path.read_text()[-4000:]
+        try:
+            return httpx.get(f"http://{LOOPBACK}:{stack.web_port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        stack.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("paas")), "up"],
+            env=stack.env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(ready, "paas up", timeout=60)
+        stack.token = stack.paas("admin", "create-token", "planted", token=False).stdout.strip()
+        supervisor = Path(f"/proc/{stack.proc.pid}")  # `paas up` became the supervisor: same pid
+        wait_until(lambda: b"paas.supervisor" in (supervisor / "cmdline").read_bytes(), "the supervisor")
+        assert (supervisor / "cmdline").read_bytes().split(b"\0")[1] == b"-I"
+        assert os.readlink(supervisor / "cwd") == "/"
+        target = json.loads(
+            stack.paas("notify", "add", f"json://{LOOPBACK}:{receiver.port}/planted", "--json").stdout
+        )
+        said = stack.paas("notify", "test", str(target["id"])).stdout
+        assert said.startswith(f"sent a test notification to target {target['id']}"), said
+        assert receiver.titles() == ["paas: a test notification"]
+        # a target web wants Apprise to read a file for is refused on input
+        r = stack.api("POST", "/notifications", json={"url": "discord://1/abcdefTOKEN?template=/etc/shadow"})
+        assert r.status_code == 422 and "template=" in r.text, r.text
+    finally:
+        receiver.stop()
+        stack.stop()
+        log.close()
+        stack.remove_everything()
+        shutil.rmtree(cwd, ignore_errors=True)
+        ran = marker.read_text() if marker.exists() else ""  # up to the stop, sends included
+        shutil.rmtree(marks, ignore_errors=True)
+    assert not ran, f"a planted module ran: {ran}"

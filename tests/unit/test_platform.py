@@ -74,9 +74,19 @@ class RecordingEngine:
     """Stands in for the Docker engine at its door: keeps what a build was
     handed, then fails the build as an engine would."""
 
-    def __init__(self, images: dict[str, tuple[list[str], dict[str, str]]] | None = None) -> None:
+    def __init__(
+        self,
+        images: dict[str, tuple[list[str], dict[str, str]]] | None = None,
+        *,
+        registry: dict[str, list[str]] | None = None,
+        onbuild: dict[str, list[str]] | None = None,
+    ) -> None:
         self.builds: list[dict[str, Any]] = []
-        self.images = images or {}  # what the engine's store holds: ref -> (names, labels)
+        self.images = dict(images or {})  # what the engine's store holds: ref -> (names, labels)
+        # what a pull finds: ref -> its ONBUILD triggers; None: every name is a public image
+        self.registry = registry
+        self.onbuild = dict(onbuild or {})  # ONBUILD triggers of images in the store
+        self.pulled: list[str] = []
 
     def build(self, *, context: Path, dockerfile: str, **kwargs: Any) -> None:
         files = {
@@ -92,6 +102,17 @@ class RecordingEngine:
 
     def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
         return self.images.get(ref)
+
+    def pull(self, ref: str, *, timeout: float) -> str | None:
+        self.pulled.append(ref)
+        if self.registry is not None and ref not in self.registry:
+            return "manifest unknown"
+        self.images[ref] = ([ref], {})
+        self.onbuild[ref] = list((self.registry or {}).get(ref, []))
+        return None
+
+    def image_config(self, ref: str) -> dict[str, Any]:
+        return {"OnBuild": self.onbuild.get(ref) or None}
 
 
 def _repository(root: Path) -> Path:

@@ -70,7 +70,7 @@ class FakeEngine:
             raise EngineError("build cancelled")
 
     def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
-        return None
+        return [ref], self.store.get(ref, {})  # a base image: a public one the engine has
 
     def image_id(self, ref: str) -> str | None:
         return f"sha256:{ref}" if ref in self.store else None
