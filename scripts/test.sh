@@ -38,20 +38,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     [ -n "$created_policy" ] && rm -f "$policy"
 fi
 
-# 2. a Docker engine ------------------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
-    log "starting dockerd"
-    mkdir -p /var/log
-    nohup dockerd >/var/log/paas-test-dockerd.log 2>&1 &
-    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-    docker info >/dev/null 2>&1 || { tail -n 30 /var/log/paas-test-dockerd.log >&2; exit 1; }
-fi
-
-# 3. the base image user Dockerfiles name -----------------------------------------------
-log "base image"
-scripts/base-image.sh python:3.11-slim
-
-# 4. the Python environment ---------------------------------------------------------------
+# 2. the Python environment ---------------------------------------------------------------
 log "python environment"
 # The interpreter install.sh builds its venv from (Debian 12's Python 3.11.2),
 # never whatever python3 is first on PATH: the tests run what users run.
@@ -79,17 +66,34 @@ if [ "$(id -u)" -eq 0 ] && ! runuser -u nobody -- .venv/bin/python -c 'import we
     exec "$copy/scripts/test.sh" "$@"
 fi
 
-# 5. the tests ----------------------------------------------------------------------------
+# 3. the fast lane: linters and unit tests, before any engine is started ------------------
+# (a type error is found in a minute, not after dockerd, nginx and a base image)
+if [ "$#" -eq 0 ]; then
+    log "linters"
+    .venv/bin/python -m ruff check .
+    .venv/bin/python -m ruff format --check .
+    .venv/bin/python -m mypy paas agent web
+    log "unit tests"
+    .venv/bin/python -m pytest tests/unit -p no:cacheprovider
+fi
+
+# 4. a Docker engine ------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    mkdir -p /var/log
+    nohup dockerd >/var/log/paas-test-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { tail -n 30 /var/log/paas-test-dockerd.log >&2; exit 1; }
+fi
+
+# 5. the base image user Dockerfiles name -----------------------------------------------
+log "base image"
+scripts/base-image.sh python:3.11-slim
+
+# 6. the tests ----------------------------------------------------------------------------
 if [ "$#" -gt 0 ]; then  # what the caller named, as pytest takes it
     log "tests: $*"
     exec .venv/bin/python -m pytest "$@"
 fi
-# Fail fast: the linters and the unit tests (a minute) before the integration suite (half an hour).
-log "linters"
-.venv/bin/python -m ruff check .
-.venv/bin/python -m ruff format --check .
-.venv/bin/python -m mypy paas agent web
-log "unit tests"
-.venv/bin/python -m pytest tests/unit -p no:cacheprovider
 log "integration tests"
 exec .venv/bin/python -m pytest tests/integration

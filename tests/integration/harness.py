@@ -635,8 +635,9 @@ def restart_docker_engine(timeout: float = 90) -> float:
     if Path("/run/systemd/system").is_dir():
         subprocess.run(["systemctl", "restart", "docker"], check=True, timeout=timeout)
     else:
-        pids = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
-        assert len(pids) == 1, f"expected one dockerd, found {pids}"
+        found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+        pids = [pid for pid in found if not _exited(int(pid))]  # a dead one not ours to reap stays a zombie
+        assert len(pids) == 1, f"expected one running dockerd, found {pids} (of {found})"
         pid = int(pids[0])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         os.kill(pid, 15)

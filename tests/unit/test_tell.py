@@ -172,7 +172,7 @@ def github() -> Any:
 def teller(settings: Settings, engine: Engine, github: GitHubStandIn) -> tuple[Teller, Sent]:
     sent = Sent()
     tuned = settings.model_copy(
-        update={"github_api_url": github.url, "github_timeout": 0.5, "notify_retry_seconds": 0.01}
+        update={"github_api_url": github.url, "github_timeout": 5.0, "notify_retry_seconds": 0.01}
     )
     return Teller(tuned, engine, Keyring(settings.keys_dir, private=True), send_notification=sent), sent
 
