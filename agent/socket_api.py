@@ -1,7 +1,7 @@
 """The agent's answers about live containers: process status and runtime logs.
 
 The web process never touches Docker; it asks the agent over a unix socket
-that only root and the web user's group can open (DESIGN.md, "Processes and
+that only root and the web user's group can open (ARCHITECTURE.md, "Processes and
 trust"). The socket is bound here, with its permissions set before anyone
 can connect, and served by uvicorn in a thread of the agent.
 """

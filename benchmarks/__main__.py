@@ -17,7 +17,7 @@ measured in the same run:
 
 paas runs with its default timings (the tests' harness shortens some). The
 results go to benchmarks/results/ (a dated file and latest.md) and between
-the markers in README.md. Only loopback addresses are used.
+the markers in docs/benchmarks.md. Only loopback addresses are used.
 """
 
 from __future__ import annotations
@@ -459,7 +459,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated parts of {','.join(PARTS)} "
                         "(the default is all; a partial run only prints its table)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--readme", default=str(ROOT / "README.md"), help="whose table to rewrite ('': none)")
+    parser.add_argument(
+        "--readme", default=str(ROOT / "docs" / "benchmarks.md"), help="whose table to rewrite ('': none)"
+    )
     options = parser.parse_args()
 
     parts = set(options.only.split(",")) if options.only else set(PARTS)

@@ -12,7 +12,7 @@
 # prints the control-plane URL and, the first time, an API token and the web
 # UI's first user: PAAS_ADMIN_USER (admin) with PAAS_ADMIN_PASSWORD, or a
 # generated password printed once. Running it again changes nothing; running
-# it from newer code upgrades in place (README, "Upgrading").
+# it from newer code upgrades in place (docs/operations.md, "Upgrading").
 #
 # Any PAAS_* variable set when it first runs is written to paas.env. Where
 # things go can be changed for tests: PAAS_PREFIX (/opt/paas), PAAS_ETC_DIR
@@ -151,7 +151,7 @@ if [ ! -f "$ENV_FILE" ]; then
     fi
     umask 077
     {
-        echo "# paas settings (see the README's settings table). Written by install.sh."
+        echo "# paas settings (see docs/settings.md). Written by install.sh."
         setting_line PAAS_DOMAIN "$domain"
         setting_line PAAS_DATA_DIR "${PAAS_DATA_DIR:-/var/lib/paas}"
         setting_line PAAS_WEB_USER "$WEB_USER"
@@ -176,7 +176,7 @@ read_settings "$ENV_FILE"
 export PAAS_ENV_FILE="$ENV_FILE"  # paas backup puts it in the archive; paas's commands read it
 DATA_DIR="${PAAS_DATA_DIR:-/var/lib/paas}"
 
-# off-site copies of the scheduled backups (README, "Backups")
+# off-site copies of the scheduled backups (docs/operations.md, "Backups")
 if [ -n "${PAAS_BACKUP_RCLONE_REMOTE:-}" ] && ! command -v "${PAAS_RCLONE_BIN:-rclone}" >/dev/null; then
     say "installing rclone (PAAS_BACKUP_RCLONE_REMOTE is set)"
     apt-get update -qq
@@ -184,7 +184,7 @@ if [ -n "${PAAS_BACKUP_RCLONE_REMOTE:-}" ] && ! command -v "${PAAS_RCLONE_BIN:-r
 fi
 
 # 4. the data directory: `paas migrate` (step 7) makes its layout, where the web user may
-#    write the database's own directory and nothing else (README, "Security model") ----------
+#    write the database's own directory and nothing else (docs/security.md) ----------
 # nginx's workers (www-data) read ACME challenges from here: outside the private data directory
 if [ -n "${PAAS_ACME_WEBROOT_DIR:-}" ]; then
     mkdir -p "$PAAS_ACME_WEBROOT_DIR"

@@ -1,4 +1,5 @@
-"""Encryption at rest for env values and the webhook secret.
+"""Encryption at rest for env values, webhook secrets, GitHub tokens and
+notification URLs.
 
 Two kinds of ciphertext, each tagged so it says what it needs:
 

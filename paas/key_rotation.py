@@ -1,5 +1,6 @@
-"""Key rotation: re-encrypt every env value, release snapshot and webhook
-secret under new keys while web and agent run, and encrypt webhook secrets
+"""Key rotation: re-encrypt every env value, release snapshot, webhook
+secret, GitHub token and notification URL under new keys (each sealed value
+keeping the use it is bound to) while web and agent run, and encrypt webhook secrets
 stored before encryption existed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Who may touch what on disk (DESIGN.md, "Threat model").
+"""Who may touch what on disk (ARCHITECTURE.md, "Threat model").
 
 The agent runs as root; web runs as an unprivileged user (``PAAS_WEB_USER``,
 else ``nobody``) and is assumed taken over. So the one place web may write is

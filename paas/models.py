@@ -97,7 +97,7 @@ class Deployment(SQLModel, table=True):
     commit: str = Field(default="", max_length=64)
     commit_message: str = Field(default="", max_length=2000)
     ref: str = Field(default="", max_length=255)
-    trigger: str = Field(default="", max_length=100)  # push | manual
+    trigger: str = Field(default="", max_length=100)  # push | manual | rollback | env | restart | scale ...
     created_by: str = Field(default="", max_length=200)
     status: str = Field(default=DeploymentStatus.running, max_length=20)
     step: str = Field(default="", max_length=20)  # the step running or that failed
@@ -189,7 +189,7 @@ class Job(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=20)  # deploy | release | delete
+    kind: str = Field(max_length=20)  # deploy | release | rollback | delete
     app_id: int | None = Field(default=None, foreign_key="app.id", ondelete="SET NULL")
     app_name: str = Field(max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -272,7 +272,8 @@ class NotifyTarget(SQLModel, table=True):
 class Notice(SQLModel, table=True):
     """The agent's outbox: one thing to tell GitHub or a notification target,
     sent off the deploy's path, in order per app and channel, retried with
-    back-off. Written and read by the agent only."""
+    back-off. Written by the agent only (and re-checked by it before sending:
+    paas/trust.py); web reads them for status and drops a removed target's."""
 
     __table_args__ = (Index("ix_notice_state_next", "state", "next_at"),)
 

@@ -1,4 +1,4 @@
-"""Settings: environment variables prefixed ``PAAS_`` (or a ``.env`` file).
+"""Settings: environment variables prefixed ``PAAS_`` (never a ``.env`` file).
 
 Built by :func:`load_settings`, never at import time, so tests and daemons each
 build their own. A missing or invalid variable raises :class:`SettingsError`

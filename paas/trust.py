@@ -1,6 +1,6 @@
 """What the agent re-checks in every row it reads from the shared database.
 
-The web process is internet-facing; assume it is taken over (DESIGN.md,
+The web process is internet-facing; assume it is taken over (ARCHITECTURE.md,
 "Threat model"): it may then write any row. So before a value from the
 database reaches argv, a path, a template or the Docker API, the agent runs
 it through the same validators web uses (one definition each, in

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a local stand-in for the `python:3.11-slim` image, for machines that
-# have no image registry (DESIGN.md, "Testing on these machines").
+# have no image registry (ARCHITECTURE.md, "How testing works").
 #
 # debootstrap a minimal Debian bookworm with Python, import it into Docker,
 # then add what the official image offers user Dockerfiles: `python` and `pip`

@@ -7,7 +7,7 @@
 #
 # As root on Debian 12, like scripts/test.sh, which it uses to install and
 # start what it needs (dockerd, nginx, the local python:3.11-slim, .venv).
-# Writes benchmarks/results/<date>.md and latest.md, and the table in README.md.
+# Writes benchmarks/results/<date>.md and latest.md, and the table in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here="$PWD"
@@ -17,4 +17,4 @@ scripts/test.sh --collect-only -q >/dev/null
 if [ "$(id -u)" -eq 0 ] && ! runuser -u nobody -- .venv/bin/python -c 'import web.app' 2>/dev/null; then
     cd /var/tmp/paas-test-checkout
 fi
-exec .venv/bin/python -m benchmarks --out "$here/benchmarks/results" --readme "$here/README.md" "$@"
+exec .venv/bin/python -m benchmarks --out "$here/benchmarks/results" --readme "$here/docs/benchmarks.md" "$@"
