@@ -31,7 +31,7 @@ from agent.tell import Teller
 from paas.crypto import Keyring
 from paas.notify import check_notify_url
 from paas.settings import Settings
-from tests.integration.harness import JsonReceiver, traversable_dir
+from testkit.harness import JsonReceiver, traversable_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SHADOW = "discord://1234567890/abcdefTOKEN?template=/etc/shadow"
