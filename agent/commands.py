@@ -1,4 +1,6 @@
-"""The one door to subprocesses. Nothing else in paas imports ``subprocess``.
+"""The one door to subprocesses. Nothing else in paas, agent or web imports
+``subprocess``: an import-linter contract (pyproject.toml, run by
+scripts/test.sh) fails the tests on one that does.
 
 Commands are argument lists, never shell strings. Builders that decide the
 arguments are pure functions (``nginx_test_args`` ...), tested by equality;
