@@ -42,7 +42,6 @@ import re
 import shutil
 import sqlite3
 import stat
-import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from dotenv import dotenv_values
 from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
+from agent import commands
 from agent.docker_engine import DockerEngine
 from agent.plan import data_volume, owned
 from agent.probe import connects, connects_unix
@@ -403,12 +403,10 @@ def _pg_target(settings: Settings) -> tuple[str, dict[str, str]]:
 
 def _run(argv: list[str], env: dict[str, str] | None, what: str) -> str:
     try:
-        done = subprocess.run(  # noqa: S603  (argument list, no shell)
-            argv, env=env, capture_output=True, text=True, timeout=3600, check=False
-        )
+        done = commands.capture(argv, environ=env, timeout=3600)
     except FileNotFoundError:
         raise BackupError(f"{what}: {argv[0]} is not installed (apt-get install it)") from None
-    except subprocess.TimeoutExpired:
+    except commands.TimedOut:
         raise BackupError(f"{what}: {argv[0]} did not finish within an hour") from None
     if done.returncode != 0:
         said = " ".join((done.stderr or done.stdout).split())[-500:]

@@ -1,18 +1,31 @@
-"""The one door to subprocesses. Nothing else in paas imports ``subprocess``.
+"""The one door to subprocesses. Nothing else in paas, agent or web imports
+``subprocess``: an import-linter contract (pyproject.toml, run by
+scripts/test.sh) fails the tests on one that does.
 
 Commands are argument lists, never shell strings. Builders that decide the
 arguments are pure functions (``nginx_test_args`` ...), tested by equality;
-``run`` executes one.
+``run`` executes one and reads its output as one text, ``capture`` one
+whose stdout is data (stderr apart), with its input, user and environment.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess  # noqa: S404  (the one module allowed to)
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CommandResult", "certbot_args", "nginx_reload_args", "nginx_test_args", "run"]
+__all__ = [
+    "Captured",
+    "CommandResult",
+    "TimedOut",
+    "capture",
+    "certbot_args",
+    "nginx_reload_args",
+    "nginx_test_args",
+    "run",
+]
 
 
 @dataclass(frozen=True)
@@ -26,12 +39,28 @@ class CommandResult:
         return self.returncode == 0
 
 
+@dataclass(frozen=True)
+class Captured:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class TimedOut(Exception):
+    """A command ``capture`` ran was still running at its timeout (it was killed)."""
+
+
+def _check_args(args: object, caller: str) -> None:
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise TypeError(f"{caller}() takes a non-empty list of strings")
+
+
 def run(args: list[str], *, timeout: float = 60, env: dict[str, str] | None = None) -> CommandResult:
     """Run ``args`` (no shell), capturing output; ``env`` adds to the
     environment. A missing binary or a timeout is a failed result, not an
     exception."""
-    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
-        raise TypeError("run() takes a non-empty list of strings")
+    _check_args(args, "run")
     try:
         proc = subprocess.run(  # noqa: S603  (argument list, no shell)
             args,
@@ -47,6 +76,45 @@ def run(args: list[str], *, timeout: float = 60, env: dict[str, str] | None = No
     except subprocess.TimeoutExpired:
         return CommandResult(tuple(args), 124, f"{args[0]}: timed out after {timeout}s")
     return CommandResult(tuple(args), proc.returncode, proc.stdout.decode("utf-8", "replace"))
+
+
+def capture(
+    args: list[str],
+    *,
+    timeout: float,
+    input: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    user: int | None = None,
+    group: int | None = None,
+    extra_groups: Sequence[int] | None = None,
+    umask: int = -1,
+) -> Captured:
+    """Run ``args`` (no shell) and capture its stdout and stderr apart, as
+    text. stdin is ``input`` (else this process's). ``environ`` is the whole
+    environment (None: this process's); ``cwd``, ``user``, ``group``,
+    ``extra_groups`` (``()``: none) and ``umask`` are the child's (None and
+    -1: this process's). A missing binary raises ``FileNotFoundError``, a
+    timeout :class:`TimedOut`: callers say which in their own words."""
+    _check_args(args, "capture")
+    try:
+        proc = subprocess.run(  # noqa: S603  (argument list, no shell)
+            args,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=None if environ is None else dict(environ),
+            cwd=cwd,
+            user=user,
+            group=group,
+            extra_groups=None if extra_groups is None else list(extra_groups),
+            umask=umask,
+        )
+    except subprocess.TimeoutExpired:
+        raise TimedOut(f"{args[0]}: timed out after {timeout}s") from None
+    return Captured(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
 
 def _nginx_base(nginx_bin: str, main_conf: Path | None) -> list[str]:

@@ -66,7 +66,7 @@ class SenderError(PaasError):
 
 @dataclass(frozen=True)
 class Launch:
-    """How the agent starts the sender: ``subprocess.run`` with these."""
+    """How the agent starts the sender: ``agent.commands.capture`` with these."""
 
     argv: tuple[str, ...]
     env: dict[str, str]

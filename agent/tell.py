@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
+from agent import commands
 from agent.deploylog import DeployLog, read_private_tail
 from agent.github_status import GitHubClient, GitHubTrouble
 from agent.notify_send import launch
@@ -431,21 +431,18 @@ class Teller:
         request = json.dumps({"url": url, "title": title, "body": body, "type": kind})
         sender = self._sender
         try:
-            done = subprocess.run(  # noqa: S603  (our own module, the URL on stdin)
+            done = commands.capture(  # our own module, the URL on stdin
                 list(sender.argv),
                 input=request,
-                capture_output=True,
-                text=True,
                 timeout=self.settings.notify_timeout,
-                check=False,
                 cwd=sender.cwd,
-                env=sender.env,
+                environ=sender.env,
                 user=sender.user,
                 group=sender.group,
-                extra_groups=None if sender.extra_groups is None else list(sender.extra_groups),
+                extra_groups=sender.extra_groups,
                 umask=0o077,
             )
-        except subprocess.TimeoutExpired:
+        except commands.TimedOut:
             return f"no answer within {self.settings.notify_timeout} s"
         try:
             answer = json.loads(done.stdout.strip().splitlines()[-1])

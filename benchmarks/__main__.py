@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 
 from benchmarks.figures import Figure, Samples, percentile, process_tree, pss_kib, render
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     Nginx,
@@ -52,7 +52,7 @@ from tests.integration.harness import (
     push_payload,
     traversable_dir,
 )
-from tests.integration.test_deploy_e2e import DOCKERFILE, PRESTART, REQUIREMENTS
+from testkit.sample_app import DOCKERFILE, PRESTART, REQUIREMENTS
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = """\

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from benchmarks.__main__ import APP, app_files, docker, first_deploy
-from tests.integration.harness import Nginx, Stack, traversable_dir
+from testkit.harness import Nginx, Stack, traversable_dir
 
 
 def du(path: Path) -> int:

@@ -9,7 +9,8 @@
 # dockerd in the background if no engine answers, builds the local
 # python:3.11-slim image once (cached), creates
 # .venv from /usr/bin/python3 (what install.sh uses) with paas and its test
-# and dev extras, then runs ruff and mypy, the unit tests, and the integration
+# and dev extras, then runs ruff, mypy and lint-imports (the layering contracts in
+# pyproject.toml), the unit tests, and the integration
 # suite against the real Docker engine, nginx and git, stopping at the first
 # of these that fails. With arguments, it runs pytest with them instead.
 set -euo pipefail
@@ -73,6 +74,7 @@ if [ "$#" -eq 0 ]; then
     .venv/bin/python -m ruff check .
     .venv/bin/python -m ruff format --check .
     .venv/bin/python -m mypy paas agent web
+    .venv/bin/lint-imports  # the layering: pyproject.toml's [tool.importlinter]
     log "unit tests"
     .venv/bin/python -m pytest tests/unit -p no:cacheprovider
 fi

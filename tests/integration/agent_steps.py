@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from agent.steps import steps_for
 from paas import queue
-from tests.integration.harness import Stack
+from testkit.harness import Stack
 from tests.integration.installs import workers
 
 STEPS = steps_for(queue.DEPLOY)  # fetch, build, release, start, health, switch, retire

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.harness import Nginx, Pebble, Stack
+from testkit.harness import Nginx, Pebble, Stack
 
 BASE_IMAGE = "python:3.11-slim"
 

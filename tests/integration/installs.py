@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.harness import LOOPBACK, Nginx, free_port
+from testkit.harness import LOOPBACK, Nginx, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.integration.harness import LOOPBACK, GitRemote, Nginx, Stack
+from testkit.harness import LOOPBACK, GitRemote, Nginx, Stack
 
 pytestmark = pytest.mark.integration
 

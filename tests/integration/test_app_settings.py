@@ -9,7 +9,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.integration.harness import GitRemote, Nginx, Stack
+from testkit.harness import GitRemote, Nginx, Stack
 from tests.integration.test_operations import SERVER, wait_job
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     JsonReceiver,

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     Nginx,

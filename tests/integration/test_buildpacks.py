@@ -16,7 +16,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.integration.harness import GitRemote, LoadClient, Stack
+from testkit.harness import GitRemote, LoadClient, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -14,22 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import GitRemote, LoadClient, Stack
+from testkit.harness import GitRemote, LoadClient, Stack
+from testkit.sample_app import DOCKERFILE, PRESTART, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
 
 APP = f"shop{os.getpid() % 100000}"
-
-DOCKERFILE = """\
-FROM python:3.11-slim
-WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
-COPY . .
-CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
-"""
-
-REQUIREMENTS = "fastapi>=0.110,<1\nuvicorn>=0.29,<1\n"
 
 MAIN = """\
 import os
@@ -58,13 +48,6 @@ def root():
 @app.get("/healthz")
 def healthz():
     return {{"ok": True}}
-"""
-
-PRESTART = """\
-#!/bin/sh
-set -e
-echo "prestart ran for {version}" > /data/mark
-echo "prestart: wrote the mark for {version}"
 """
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import LOOPBACK, Nginx, Pebble, Stack, free_port
+from testkit.harness import LOOPBACK, Nginx, Pebble, Stack, free_port
 
 pytestmark = pytest.mark.integration
 

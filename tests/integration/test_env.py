@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from paas.crypto import PRIVATE_FILE, DecryptError, Keyring, load_keys
-from tests.integration.harness import GitRemote, LoadClient, Stack, canary_hits
+from testkit.harness import GitRemote, LoadClient, Stack, canary_hits
 
 pytestmark = pytest.mark.integration
 

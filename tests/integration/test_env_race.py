@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit.harness import GitRemote, Stack
 from tests.integration.agent_steps import (
     STEP_DOCKERFILE,
     STEP_PROCFILE,
@@ -20,7 +21,6 @@ from tests.integration.agent_steps import (
     agent_frozen_at,
     slow_fetch_files,
 )
-from tests.integration.harness import GitRemote, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -28,14 +28,7 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.agent_steps import (
-    STEP_DOCKERFILE,
-    STEP_PROCFILE,
-    STEPS,
-    agent_frozen_at,
-    slow_fetch_files,
-)
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     JsonReceiver,
@@ -45,6 +38,13 @@ from tests.integration.harness import (
     remove_installation,
     restart_docker_engine,
     wait_until,
+)
+from tests.integration.agent_steps import (
+    STEP_DOCKERFILE,
+    STEP_PROCFILE,
+    STEPS,
+    agent_frozen_at,
+    slow_fetch_files,
 )
 from tests.integration.installs import children
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import NetworkNamespace, Nginx, Pebble, Stack, free_port
+from testkit.harness import NetworkNamespace, Nginx, Pebble, Stack, free_port
 
 pytestmark = pytest.mark.integration
 

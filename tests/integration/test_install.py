@@ -29,8 +29,7 @@ import httpx
 import pytest
 
 import paas
-from tests.integration.github_standin import GitHubStandIn, sequence
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     JsonReceiver,
@@ -38,6 +37,7 @@ from tests.integration.harness import (
     remove_installation,
     traversable_dir,
 )
+from tests.integration.github_standin import GitHubStandIn, sequence
 from tests.integration.installs import (
     demo_app,
     install_env,

@@ -16,7 +16,7 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.harness import LOOPBACK, GitRemote, LoadClient, Nginx, Stack
+from testkit.harness import LOOPBACK, GitRemote, LoadClient, Nginx, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from agent import commands
 from agent.nginx import CONTROL_SITE, NginxError, NginxSites, SiteSpec, render_control, render_site
 from paas.settings import load_settings
-from tests.integration.harness import Nginx, self_signed
+from testkit.harness import Nginx, self_signed
 from tests.unit.test_nginx import CASES, GOLDEN, LIVE
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.harness import GitRemote, LoadClient, Stack
+from testkit.harness import GitRemote, LoadClient, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import docker
 import httpx
 import pytest
 
-from tests.integration.harness import GitRemote, LoadClient, Stack, restart_docker_engine
-from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
+from testkit.harness import GitRemote, LoadClient, Stack, restart_docker_engine
+from testkit.sample_app import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
 

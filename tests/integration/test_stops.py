@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Nginx, Stack
+from testkit.harness import Nginx, Stack
 from tests.integration.installs import workers
 
 pytestmark = pytest.mark.integration

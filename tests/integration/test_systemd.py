@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from paas import __version__ as paas_version
-from tests.integration.harness import LOOPBACK, GitRemote, LoadClient, free_port, traversable_dir
+from testkit.harness import LOOPBACK, GitRemote, LoadClient, free_port, traversable_dir
 from tests.integration.installs import PREVIOUS_RELEASE, REPO, UPGRADED, checkout, demo_app, printed_token
 
 pytestmark = pytest.mark.integration

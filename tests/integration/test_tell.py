@@ -27,8 +27,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.integration.github_standin import PUSH, RELEASE, Call, GitHubStandIn, sequence
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     JsonReceiver,
@@ -38,7 +37,8 @@ from tests.integration.harness import (
     free_port,
     wait_until,
 )
-from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
+from testkit.sample_app import DOCKERFILE, REQUIREMENTS
+from tests.integration.github_standin import PUSH, RELEASE, Call, GitHubStandIn, sequence
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     JsonReceiver,
@@ -30,7 +30,7 @@ from tests.integration.harness import (
     free_port,
     wait_until,
 )
-from tests.integration.test_deploy_e2e import DOCKERFILE, REQUIREMENTS
+from testkit.sample_app import DOCKERFILE, REQUIREMENTS
 
 pytestmark = pytest.mark.integration
 

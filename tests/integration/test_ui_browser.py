@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.harness import GitRemote, Stack
-from tests.integration.test_deploy_e2e import REQUIREMENTS
+from testkit.harness import GitRemote, Stack
+from testkit.sample_app import REQUIREMENTS
 from tests.integration.test_rollback import MAIN
 
 pytestmark = pytest.mark.integration

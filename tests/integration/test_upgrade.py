@@ -20,7 +20,7 @@ import pytest
 
 from paas import __version__ as paas_version
 from paas.db import head_revision
-from tests.integration.harness import (
+from testkit.harness import (
     LOOPBACK,
     GitRemote,
     LoadClient,

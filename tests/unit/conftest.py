@@ -12,7 +12,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from paas.settings import Settings
-from tests.integration.harness import free_port
+from testkit.harness import free_port
 from web.app import create_web_app
 
 

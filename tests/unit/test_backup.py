@@ -34,7 +34,7 @@ from paas.db import head_revision, make_engine, migrate, session_scope
 from paas.errors import SettingsError
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState
 from paas.settings import Settings, load_settings
-from tests.integration.harness import free_port
+from testkit.harness import free_port
 
 COMMIT = "a" * 40
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import free_port
+from testkit.harness import free_port
 from tests.unit.cli_support import invoke_main, run
 
 

@@ -6,7 +6,7 @@ import hmac
 import pytest
 
 from paas.github import decide_push, sign, verify_signature
-from tests.integration.harness import push_payload
+from testkit.harness import push_payload
 
 SHA = "a" * 40
 

@@ -18,7 +18,7 @@ import pytest
 from agent.deploylog import DeployLog
 from paas import layout
 from paas.settings import Settings, load_settings
-from tests.integration.harness import traversable_dir
+from testkit.harness import traversable_dir
 
 NOBODY_GID = pwd.getpwnam("nobody").pw_gid
 

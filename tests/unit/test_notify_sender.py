@@ -31,7 +31,7 @@ from agent.tell import Teller
 from paas.crypto import Keyring
 from paas.notify import check_notify_url
 from paas.settings import Settings
-from tests.integration.harness import JsonReceiver, traversable_dir
+from testkit.harness import JsonReceiver, traversable_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SHADOW = "discord://1234567890/abcdefTOKEN?template=/etc/shadow"
@@ -118,7 +118,7 @@ def test_the_agent_checks_the_opened_url_before_it_starts_a_sender(
     def no_process(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a sender was started for a URL the agent refuses")
 
-    monkeypatch.setattr("agent.tell.subprocess.run", no_process)
+    monkeypatch.setattr("agent.commands.subprocess.run", no_process)
     said = _teller(settings, engine)._apprise(SHADOW, "t", "b", "info")
     assert said.startswith("not sent:") and "template=" in said
 
@@ -137,7 +137,7 @@ def test_the_sender_starts_isolated_in_the_root_directory_as_an_unprivileged_use
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("PYTHONPATH", "/var/lib/paas/db")  # -I ignores it, and it is not passed on
-    monkeypatch.setattr("agent.tell.subprocess.run", run)
+    monkeypatch.setattr("agent.commands.subprocess.run", run)
     url = "json://127.0.0.1:9/hooks/canarySECRET"
     assert _teller(settings, engine)._apprise(url, "t", "b", "info") == ""
     assert seen["argv"] == [sys.executable, "-I", "-m", "agent.notify_send"]

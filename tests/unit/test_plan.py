@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from agent import commands
 from agent.plan import (
     ProcessSpec,
@@ -109,9 +113,23 @@ def test_nginx_commands_are_argument_lists() -> None:
 
 
 def test_run_reports_missing_binaries_and_refuses_strings() -> None:
-    import pytest
-
     result = commands.run(["/nonexistent/binary", "-v"])
     assert (result.ok, result.returncode) == (False, 127)
     with pytest.raises(TypeError):
         commands.run("nginx -t")  # type: ignore[arg-type]
+
+
+def test_capture_keeps_stdout_apart_and_gives_the_child_its_input_and_whole_environment() -> None:
+    code = "import os, sys; print(sys.stdin.read().upper()); print(sorted(os.environ), file=sys.stderr)"
+    done = commands.capture([sys.executable, "-I", "-c", code], input="in", environ={"ONLY": "1"}, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "IN\n")
+    assert "'ONLY'" in done.stderr and "'PATH'" not in done.stderr
+
+
+def test_capture_raises_for_a_missing_binary_and_a_timeout() -> None:
+    with pytest.raises(FileNotFoundError):
+        commands.capture(["/nonexistent/binary"], timeout=30)
+    with pytest.raises(commands.TimedOut, match="timed out after 0.2s"):
+        commands.capture([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.2)
+    with pytest.raises(TypeError):
+        commands.capture("pg_dump --version", timeout=30)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from paas.db import session_scope
 from paas.env_snapshots import snapshot_env
 from paas.github import sign
 from paas.models import App, Deployment, EnvVar, Job
-from tests.integration.harness import push_payload
+from testkit.harness import push_payload
 
 REPO = "https://github.com/octo/shop.git"
 

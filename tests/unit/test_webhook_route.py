@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from paas.github import sign
 from paas.models import Event, Job, WebhookDelivery
-from tests.integration.harness import push_payload
+from testkit.harness import push_payload
 
 SHA = "b" * 40
 

@@ -1,6 +1,7 @@
-"""Real parts for integration tests: nginx on a loopback port, `paas up` as
-a subprocess, a bare git repository standing in for GitHub, GitHub's push
-payload shape, and a client that sends requests through nginx without pause.
+"""Real parts for the integration tests and the benchmarks: nginx on a
+loopback port, `paas up` as a subprocess, a bare git repository standing in
+for GitHub, GitHub's push payload shape, and a client that sends requests
+through nginx without pause.
 
 Every address used is on 127.0.0.0/8.
 """
