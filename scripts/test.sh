@@ -76,7 +76,7 @@ if [ "$#" -eq 0 ]; then
     .venv/bin/python -m mypy paas agent web
     .venv/bin/lint-imports  # the layering: pyproject.toml's [tool.importlinter]
     log "unit tests"
-    .venv/bin/python -m pytest tests/unit -p no:cacheprovider
+    .venv/bin/python -m pytest tests/unit -p no:cacheprovider -n auto  # one worker per core
 fi
 
 # 4. a Docker engine ------------------------------------------------------------------
