@@ -41,6 +41,7 @@ from paas import queue
 from paas.env_snapshots import OpenedEnv
 from paas.errors import PaasError, StepFailed
 from paas.models import App, Job
+from paas.payloads import DeployPayload, ReleasePayload
 from paas.procfile import formation
 from paas.settings import Settings, memory_bytes
 
@@ -84,6 +85,7 @@ class Attempt:
     """One run of a job: what it works on, what it made, and how to undo that."""
 
     job: Job
+    payload: DeployPayload | ReleasePayload  # what the job asks, checked (paas/trust.py)
     app: App
     dep_id: int
     version: int
@@ -141,13 +143,11 @@ def disk_full(exc: BaseException, settings: Settings) -> str | None:
 
 
 def fetch(doors: Doors, a: Attempt) -> None:
+    asked = a.payload
+    ref, commit = (asked.ref, asked.commit) if isinstance(asked, DeployPayload) else (None, "")
     try:
         info = doors.source.fetch(
-            app=a.app.name,
-            url=a.app.repo_url,
-            ref=str(a.job.payload.get("ref") or a.app.branch),
-            commit=str(a.job.payload.get("commit") or ""),
-            on_line=a.dlog.line,
+            app=a.app.name, url=a.app.repo_url, ref=ref or a.app.branch, commit=commit, on_line=a.dlog.line
         )
         doors.source.export(app=a.app.name, commit=info.sha, dest=a.build_dir)
     except Exception as exc:
@@ -201,7 +201,7 @@ def reuse_image(doors: Doors, a: Attempt) -> None:
             f"`paas deploy {a.app.name} --commit {dep.commit[:12]}`",
         )
     a.image, a.procfile = dep.image, dict(dep.procfile)
-    a.run_release = bool(a.job.payload.get("run_release", True))
+    a.run_release = a.payload.run_release if isinstance(a.payload, ReleasePayload) else True
     a.plan = _plan(doors, a, find_prestart=a.run_release)
 
 

@@ -50,6 +50,7 @@ from paas.notify import (
     check_notify_url,
     github_repo_from_url,
 )
+from paas.payloads import DeletePayload, DeployPayload, ReleasePayload
 from paas.services import control_url, served_url
 from paas.settings import Settings
 from paas.trust import (
@@ -60,6 +61,7 @@ from paas.trust import (
     check_job,
     check_notify_notice,
     check_version,
+    job_payload,
 )
 
 __all__ = ["Teller"]
@@ -247,8 +249,9 @@ class Teller:
     # GitHub reports ------------------------------------------------------------------------
 
     def _github_queued(self, session: Session, job: Job, app: App) -> None:
-        commit = str(job.payload.get("commit", "")) or _base_commit(session, app, job)
-        ref = str(job.payload.get("ref", "")).removeprefix("refs/heads/") or app.branch
+        asked = _deploy_asked(job)
+        commit = asked.commit or _base_commit(session, app, job)
+        ref = (asked.ref or "").removeprefix("refs/heads/") or app.branch
         activity = f"{control_url(session, self.settings)}/apps/{app.name}/activity"
         ops = [
             *self._commit_status(app, job, commit, "pending", "queued"),
@@ -271,7 +274,7 @@ class Teller:
             else f"{control_url(session, self.settings)}/apps/{app.name}/activity"
         )
         version = f"v{dep.version}" if dep is not None else "not deployed"
-        commit = dep.commit if dep is not None else str(job.payload.get("commit", ""))
+        commit = dep.commit if dep is not None else _deploy_asked(job).commit
         if ended.state == JobState.done and dep is not None and dep.job_id == job.id:
             live = f"v{dep.version} is live"
             ops = [
@@ -813,18 +816,26 @@ def _unforeseen(op: dict[str, Any], exc: Exception) -> GitHubTrouble:
     return GitHubTrouble(f"{op.get('op')}: {type(exc).__name__} (see paas's log)", 0)
 
 
+def _deploy_asked(job: Job) -> DeployPayload:
+    """The ref and commit a deploy job asks for (none for a release or rollback)."""
+    asked = job_payload(job)
+    return asked if isinstance(asked, DeployPayload) else DeployPayload()
+
+
 def _base_commit(session: Session, app: App, job: Job) -> str:
     """The commit a release or rollback job brings back (what its GitHub deployment is of)."""
-    if job.kind == queue.DEPLOY:
-        return ""
     try:
-        return Releases.base_release(session, app, job).commit
+        asked = job_payload(job)
+        if not isinstance(asked, ReleasePayload):
+            return ""
+        return Releases.base_release(session, app, asked.source_version).commit
     except PaasError:  # nothing to bring back: the job will fail and say so
         return ""
 
 
 def _what(job: Job) -> str:
-    trigger = str(job.payload.get("trigger", ""))
+    asked = job_payload(job)
+    trigger = "" if isinstance(asked, DeletePayload) else asked.trigger
     if job.kind == queue.ROLLBACK:
         return "rollback"
     if job.kind == queue.RELEASE:

@@ -16,16 +16,16 @@ import ipaddress
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from paas import queue, schemas
+from paas import schemas
 from paas.errors import InvalidInput
 from paas.models import App, Deployment, Job, Notice
 from paas.notify import EVENTS, check_github_environment, check_github_repo
+from paas.payloads import BY_KIND, JobPayload
 from paas.schemas import (
-    COMMIT_ID,
     FULL_COMMIT,
     AppCreate,
     ScaleRequest,
@@ -45,6 +45,7 @@ __all__ = [
     "check_notify_notice",
     "check_release",
     "check_version",
+    "job_payload",
 ]
 
 _VERSION_TAG = re.compile(r"paas/(?P<app>[a-z][a-z0-9-]{0,29}):v(?P<version>[1-9][0-9]{0,18})")
@@ -59,6 +60,41 @@ class UntrustedRow(InvalidInput):
 
 def _refuse(where: str, field: str, why: str) -> UntrustedRow:
     return UntrustedRow(f"refusing {where}: its {field} {why} (the database was changed outside paas?)")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _shown(value: object, most: int = 200) -> str:
+    said = repr(value)
+    return said if len(said) <= most else said[: most - 1] + "…"
+
+
+def _through(model: type[M], data: dict[str, Any], *, where: str, field: str) -> M:
+    """``data`` (the row's ``field``) as ``model``, validated strictly;
+    refused, naming the first bad field, if it fails or would come out changed."""
+    try:
+        checked = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc: list[str | int] = []
+        for part in first["loc"]:
+            if isinstance(part, str) and loc and isinstance(loc[-1], int):
+                continue  # a list item's union tag (the "op" of a GitHub call)
+            loc.append(part)
+        kind = first["type"]
+        if kind in ("extra_forbidden", "missing"):
+            *loc, key = loc
+            why = "has an unknown field" if kind == "extra_forbidden" else "lacks the field"
+            raise _refuse(where, _path(field, loc), f"{why} {_shown(key)}") from None
+        raise _refuse(where, _path(field, loc), f"{_shown(first['input'])} is not valid") from None
+    if checked.model_dump(exclude_unset=True) != data:
+        raise _refuse(where, field, "is not in its checked form")
+    return checked
+
+
+def _path(field: str, loc: list[str | int]) -> str:
+    return field + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
 def _same_through(model: type[BaseModel], data: dict[str, Any], *, where: str) -> None:
@@ -104,49 +140,24 @@ def check_hostname(hostname: object, *, where: str) -> str:
     raise _refuse(where, "hostname", f"{hostname!r} is not a hostname")
 
 
-def _payload_checks() -> dict[str, Callable[[Any], bool]]:
-    def ref(value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        try:
-            return check_branch(value.removeprefix("refs/heads/")) == value.removeprefix("refs/heads/")
-        except ValueError:
-            return False
-
-    def text(value: Any) -> bool:
-        return isinstance(value, str) and "\0" not in value and len(value) <= 10_000
-
-    def version(value: Any) -> bool:
-        return type(value) is int and 1 <= value < 2**63
-
-    return {
-        "ref": ref,
-        "commit": lambda v: v == "" or (isinstance(v, str) and COMMIT_ID.fullmatch(v) is not None),
-        "message": text,
-        "trigger": text,
-        "actor": text,
-        "source_version": version,
-        "env_version": lambda v: type(v) is int and 0 <= v < 2**63,
-        "run_release": lambda v: type(v) is bool,
-    }
-
-
-_PAYLOAD = _payload_checks()
-
-
-def check_job(job: Job) -> Job:
+def job_payload(job: Job) -> JobPayload:
+    """What ``job`` asks, as its kind's model (paas/payloads.py), once its
+    kind, its app's name and its payload pass the checks web applies."""
     where = f"job {job.id}"
-    if job.kind not in (queue.DEPLOY, queue.RELEASE, queue.ROLLBACK, queue.DELETE):
-        raise _refuse(where, "kind", f"{job.kind!r} is not a job kind")
+    model = BY_KIND.get(job.kind)
+    if model is None:
+        raise _refuse(where, "kind", f"{_shown(job.kind)} is not a job kind")
     check_app_name(job.app_name, where=where)
     if not isinstance(job.payload, dict):
         raise _refuse(where, "payload", "is not an object")
-    for key, value in job.payload.items():
-        check = _PAYLOAD.get(key)
-        if check is None:
-            raise _refuse(where, "payload", f"has an unknown field {key!r}")
-        if not check(value):
-            raise _refuse(where, f"payload.{key}", f"{value!r} is not valid")
+    for key in job.payload:
+        if key not in model.model_fields and any(key in other.model_fields for other in BY_KIND.values()):
+            raise _refuse(where, f"payload.{key}", f"is not a field of a {job.kind} job")
+    return _through(model, job.payload, where=where, field="payload")
+
+
+def check_job(job: Job) -> Job:
+    job_payload(job)
     return job
 
 
