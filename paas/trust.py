@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -24,12 +23,11 @@ from paas import schemas
 from paas.errors import InvalidInput
 from paas.models import App, Deployment, Job, Notice
 from paas.notify import EVENTS, check_github_environment, check_github_repo
-from paas.payloads import BY_KIND, JobPayload
+from paas.payloads import BY_KIND, DeploymentOp, GitHubReport, JobPayload, NotifyMessage
 from paas.schemas import (
     FULL_COMMIT,
     AppCreate,
     ScaleRequest,
-    check_branch,
     check_env_key,
     normalize_hostname,
 )
@@ -45,7 +43,9 @@ __all__ = [
     "check_notify_notice",
     "check_release",
     "check_version",
+    "github_report",
     "job_payload",
+    "notify_message",
 ]
 
 _VERSION_TAG = re.compile(r"paas/(?P<app>[a-z][a-z0-9-]{0,29}):v(?P<version>[1-9][0-9]{0,18})")
@@ -77,11 +77,11 @@ def _through(model: type[M], data: dict[str, Any], *, where: str, field: str) ->
         checked = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc: list[str | int] = []
-        for part in first["loc"]:
-            if isinstance(part, str) and loc and isinstance(loc[-1], int):
-                continue  # a list item's union tag (the "op" of a GitHub call)
-            loc.append(part)
+        parts = list(first["loc"])
+        # a list item's union tag (the "op" of a GitHub call) is no field
+        loc = [
+            p for i, p in enumerate(parts) if not (isinstance(p, str) and i and isinstance(parts[i - 1], int))
+        ]
         kind = first["type"]
         if kind in ("extra_forbidden", "missing"):
             *loc, key = loc
@@ -233,69 +233,11 @@ def check_github_app(app: App) -> App:
     return app
 
 
-_STATUS_STATES = ("pending", "success", "failure", "error")
-_DEPLOYMENT_STATES = ("queued", "in_progress", "success", "failure", "error", "inactive")
-_URL = re.compile(
-    r"https?://(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%-]*)?"
-)
-MAX_TEXT = 4000
 _SKEW = timedelta(minutes=5)  # a clock stepped back since a row was written
 
 
-def _text(value: Any, *, most: int = MAX_TEXT) -> bool:
+def _text(value: Any, *, most: int) -> bool:
     return isinstance(value, str) and len(value) <= most and "\0" not in value
-
-
-def _url(value: Any) -> bool:
-    """A control-plane or app URL as paas builds them: http(s), a host, a plain path."""
-    return isinstance(value, str) and len(value) <= 2000 and _URL.fullmatch(value) is not None
-
-
-def _ref(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    if FULL_COMMIT.fullmatch(value):
-        return True
-    try:
-        return check_branch(value) == value
-    except ValueError:
-        return False
-
-
-def _job_payload(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"paas_job"} and type(value["paas_job"]) is int
-
-
-def _github_op_checks() -> dict[str, dict[str, Callable[[Any], bool]]]:
-    def kind(name: str) -> Callable[[Any], bool]:
-        return lambda value: value == name
-
-    return {
-        "status": {
-            "op": kind("status"),
-            "sha": lambda v: isinstance(v, str) and FULL_COMMIT.fullmatch(v) is not None,
-            "state": lambda v: v in _STATUS_STATES,
-            "description": _text,
-            "target_url": _url,
-        },
-        "deployment": {
-            "op": kind("deployment"),
-            "ref": _ref,
-            "description": _text,
-            "payload": _job_payload,
-        },
-        "deployment_status": {
-            "op": kind("deployment_status"),
-            "state": lambda v: v in _DEPLOYMENT_STATES,
-            "description": _text,
-            "log_url": _url,
-            "environment_url": _url,
-        },
-        "inactivate_previous": {"op": kind("inactivate_previous")},
-    }
-
-
-_GITHUB_OPS = _github_op_checks()
 
 
 def _check_notice_head(notice: Notice, *, channel: str, where: str) -> None:
@@ -318,10 +260,10 @@ def _check_notice_head(notice: Notice, *, channel: str, where: str) -> None:
             raise _refuse(where, field, "is in the future")
 
 
-def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
-    """The calls a GitHub report makes, each field as the agent wrote it:
-    no other kind of call, no other state, a commit id or branch as the
-    ref, the deployment's payload naming its own job, paas's own URLs."""
+def github_report(notice: Notice, *, app: App) -> GitHubReport:
+    """The calls a GitHub report makes, each as the agent wrote it: no other
+    kind of call, no other state, a commit id or branch as the ref, the
+    deployment's payload naming its own job, paas's own URLs."""
     where = f"GitHub report {notice.id}"
     _check_notice_head(notice, channel="github", where=where)
     if notice.app_id != app.id or (notice.app_name and notice.app_name != app.name):
@@ -338,39 +280,27 @@ def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
         and all(_text(error, most=2000) for error in progress.get("errors", []))
     ):
         raise _refuse(where, "progress", "is not what the agent records")
-    if set(notice.payload) - {"ops", "live"} or not isinstance(notice.payload.get("live", False), bool):
-        raise _refuse(where, "payload", "has fields the agent does not write")
-    ops = notice.payload.get("ops")
-    if not isinstance(ops, list) or len(ops) > 10:
-        raise _refuse(where, "payload.ops", "is not a list of calls")
-    for index, op in enumerate(ops):
-        checks = _GITHUB_OPS.get(str(op.get("op"))) if isinstance(op, dict) else None
-        if checks is None:
-            raise _refuse(where, f"payload.ops[{index}]", "is not a call the agent makes")
-        for key, value in op.items():
-            check = checks.get(key)
-            if check is None:
-                raise _refuse(where, f"payload.ops[{index}]", f"has an unknown field {key!r}")
-            if not check(value):
-                raise _refuse(where, f"payload.ops[{index}].{key}", f"{value!r} is not valid")
-        if op["op"] == "deployment" and op.get("payload", {}).get("paas_job") != notice.job_id:
+    report = _through(GitHubReport, notice.payload, where=where, field="payload")
+    for index, op in enumerate(report.ops):
+        if isinstance(op, DeploymentOp) and op.payload.paas_job != notice.job_id:
             raise _refuse(where, f"payload.ops[{index}].payload", "names another job")
-    return [dict(op) for op in ops]
+    return report
 
 
-def check_notify_notice(notice: Notice) -> dict[str, str]:
+def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
+    """:func:`github_report`'s check; the calls as the agent wrote them."""
+    return [op.model_dump(exclude_unset=True) for op in github_report(notice, app=app).ops]
+
+
+def notify_message(notice: Notice) -> NotifyMessage:
     """A notification's title, body and kind, as the agent wrote them."""
     where = f"notification {notice.id}"
     _check_notice_head(notice, channel="notify", where=where)
     if notice.event not in EVENTS:
         raise _refuse(where, "event", f"{notice.event!r} is not an event")
-    payload = notice.payload
-    if set(payload) != {"title", "body", "type"}:
-        raise _refuse(where, "payload", "has other fields than title, body and type")
-    if not _text(payload["title"], most=250):
-        raise _refuse(where, "payload.title", "is not text")
-    if not _text(payload["body"]):
-        raise _refuse(where, "payload.body", "is not text")
-    if payload["type"] not in ("info", "success", "warning", "failure"):
-        raise _refuse(where, "payload.type", f"{payload['type']!r} is not a kind of notification")
-    return {key: str(value) for key, value in payload.items()}
+    return _through(NotifyMessage, notice.payload, where=where, field="payload")
+
+
+def check_notify_notice(notice: Notice) -> dict[str, str]:
+    """:func:`notify_message`'s check; the message as the agent wrote it."""
+    return notify_message(notice).model_dump()
