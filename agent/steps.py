@@ -38,8 +38,9 @@ from agent.retention import prune_images, prune_release_logs
 from agent.sites import app_site_for
 from agent.source import SourceCache
 from paas import queue
+from paas.db import database_full
 from paas.env_snapshots import OpenedEnv
-from paas.errors import PaasError, StepFailed
+from paas.errors import ErrorKind, PaasError, StepFailed
 from paas.models import App, Job
 from paas.payloads import DeployPayload, ReleasePayload
 from paas.procfile import formation
@@ -119,7 +120,14 @@ Step = Callable[[Doors, Attempt], None]
 # fetch and build (deploy jobs) ----------------------------------------------------------
 
 
-_FULL = ("no space left on device", "database or disk is full", "disk quota exceeded")
+def _full(exc: BaseException) -> bool:
+    """A full disk, as the door that met it said: a door's error of kind
+    ``disk_full`` (the engine, git, nginx), the system's errno, the database's code."""
+    return (
+        (isinstance(exc, PaasError) and exc.kind is ErrorKind.disk_full)
+        or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+        or database_full(exc)
+    )
 
 
 def disk_full(exc: BaseException, settings: Settings) -> str | None:
@@ -127,9 +135,7 @@ def disk_full(exc: BaseException, settings: Settings) -> str | None:
     the data directory's, or the engine's."""
     seen: BaseException | None = exc
     while seen is not None:
-        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
-            m in str(seen).lower() for m in _FULL
-        ):
+        if _full(seen):
             try:
                 free = (
                     f"{shutil.disk_usage(settings.data_dir).free / 2**20:.0f} MiB free in {settings.data_dir}"
@@ -311,8 +317,8 @@ def _start_web(doors: Doors, a: Attempt, spec: ProcessSpec, plan: ReleasePlan) -
             try:
                 _start_one(doors, a, spec, plan, host_port=port)
             except EngineError as exc:
-                last_error = str(exc)
-                if "port is already allocated" in last_error or "address already in use" in last_error:
+                if exc.kind is ErrorKind.port_taken:
+                    last_error = str(exc)
                     continue
                 raise
         return replace(spec, host_port=port)
