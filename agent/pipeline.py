@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from agent.deploylog import DeployLog
-from agent.docker_engine import DockerEngine, EngineError
-from agent.nginx import NginxSites
+from agent.docker_engine import EngineError
+from agent.doors import EngineDoor, SitesDoor, SourceDoor
 from agent.releases import Releases
 from agent.retention import prune_images
-from agent.source import SourceCache
 from agent.steps import AFTER_SWITCH, STEPS, Attempt, Cancelled, Doors, disk_full, reuse_image, steps_for
 from paas import queue
 from paas.crypto import Keyring
@@ -60,9 +59,9 @@ class Pipeline:
         *,
         settings: Settings,
         db: Engine,
-        docker: DockerEngine,
-        nginx: NginxSites,
-        source: SourceCache,
+        docker: EngineDoor,
+        nginx: SitesDoor,
+        source: SourceDoor,
         instance: str,
         keyring: Keyring,
         cancel_poll_seconds: float = 0.5,

@@ -29,14 +29,14 @@ from sqlalchemy import Engine
 
 from agent.build_context import check_images_read, read_procfile, write_dockerfile
 from agent.deploylog import DeployLog
-from agent.docker_engine import DockerEngine, EngineError, Limits
+from agent.docker_engine import EngineError, Limits
+from agent.doors import EngineDoor, HealthWait, SitesDoor, SourceDoor
 from agent.health import HealthCheck, Unhealthy, wait_healthy
-from agent.nginx import NginxError, NginxSites, render_site
+from agent.nginx import NginxError, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.releases import Releases
 from agent.retention import prune_images, prune_release_logs
 from agent.sites import app_site_for
-from agent.source import SourceCache
 from paas import queue
 from paas.db import database_full
 from paas.env_snapshots import OpenedEnv
@@ -66,16 +66,17 @@ class Cancelled(PaasError):
 
 @dataclass
 class Doors:
-    """Everything a step acts through."""
+    """Everything a step acts through: the doors as Protocols (agent/doors.py),
+    which the real ones and the tests' fakes both satisfy."""
 
     settings: Settings
     db: Engine
-    docker: DockerEngine
-    nginx: NginxSites
-    source: SourceCache
+    docker: EngineDoor
+    nginx: SitesDoor
+    source: SourceDoor
     releases: Releases
     instance: str
-    wait_healthy: Callable[..., None] = wait_healthy
+    wait_healthy: HealthWait = wait_healthy
 
 
 Undo = Callable[[], str | None]  # undoes one thing; returns the log line, if any
@@ -235,7 +236,7 @@ def _plan(doors: Doors, a: Attempt, *, find_prestart: bool) -> ReleasePlan:
     )
 
 
-def _find_prestart(docker: DockerEngine, tag: str, config: dict[str, object]) -> str | None:
+def _find_prestart(docker: EngineDoor, tag: str, config: dict[str, object]) -> str | None:
     workdir = str(config.get("WorkingDir") or "/")
     for candidate in PRESTART_CANDIDATES:
         path = candidate if candidate.startswith("/") else f"{workdir.rstrip('/')}/{candidate}"
