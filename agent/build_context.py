@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.docker_engine import DockerEngine
+from agent.doors import ImageLookup
 from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, context_file, for_app
 from paas.dockerfile import ImageRead, images_read
 from paas.errors import InvalidInput
@@ -94,7 +94,7 @@ def write_dockerfile(
 
 
 def check_images_read(
-    docker: DockerEngine,
+    docker: ImageLookup,
     app: str,
     context: Path,
     dockerfile: str,
@@ -128,7 +128,7 @@ def check_images_read(
         admit(read)
 
 
-def _admit(docker: DockerEngine, app: str, read: ImageRead, pull_timeout: float) -> None:
+def _admit(docker: ImageLookup, app: str, read: ImageRead, pull_timeout: float) -> None:
     ref, where = read.ref, read.where
     known = docker.image_names_and_labels(ref)
     if known is None:

@@ -2,11 +2,15 @@
 
 Every method maps one intent (build this, run that once, start this container)
 onto the Docker SDK and turns its exceptions into :class:`EngineError`, whose
-message is fit for a deployment log.
+message is fit for a deployment log and whose ``kind`` says what happened
+(read here, once, from the SDK's exception, the API's status or the
+engine's own words: nobody else reads the message).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import threading
 import time
@@ -19,7 +23,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import kwargs_from_env, parse_repository_tag
 
-from paas.errors import PaasError
+from paas.errors import ErrorKind, PaasError, says_disk_full
 
 __all__ = ["ContainerInfo", "DockerEngine", "EngineError", "Limits", "OneOffResult"]
 
@@ -27,9 +31,13 @@ LineSink = Callable[[str], None]
 
 
 class EngineError(PaasError):
-    """The engine refused or failed an operation."""
+    """The engine refused or failed an operation; ``kind`` says how."""
 
     status_code = 503
+
+
+# how the engine says a host port is taken (docker-proxy's words, or the bind's errno)
+_PORT_TAKEN_WORDS = ("port is already allocated", os.strerror(errno.EADDRINUSE).lower())
 
 
 @dataclass(frozen=True)
@@ -82,20 +90,20 @@ class DockerEngine:
         try:
             self._client = client or docker.from_env(timeout=timeout)
         except DockerException as exc:
-            raise EngineError(f"cannot reach the Docker engine: {exc}") from exc
+            raise EngineError(f"cannot reach the Docker engine: {exc}", kind=ErrorKind.refused) from exc
 
     def ping(self) -> None:
         try:
             self._client.ping()
         except DockerException as exc:
-            raise EngineError(f"the Docker engine does not answer: {exc}") from exc
+            raise EngineError(f"the Docker engine does not answer: {exc}", kind=ErrorKind.refused) from exc
 
     def describe(self) -> tuple[str, str]:
         """The engine's version and where it keeps its data (DockerRootDir)."""
         try:
             info = self._client.info()
         except DockerException as exc:
-            raise EngineError(f"the Docker engine does not answer: {exc}") from exc
+            raise EngineError(f"the Docker engine does not answer: {exc}", kind=ErrorKind.refused) from exc
         return str(info.get("ServerVersion", "?")), str(info.get("DockerRootDir", ""))
 
     # images -----------------------------------------------------------------
@@ -124,16 +132,16 @@ class DockerEngine:
         api = docker.APIClient(version=self._client.api.api_version, timeout=timeout, **kwargs_from_env())
         responses: list[Any] = []
         api.hooks["response"].append(lambda response, *_a, **_k: responses.append(response))
-        stopped: list[str] = []
+        stopped: list[EngineError] = []
         finished = threading.Event()
         started = time.monotonic()
 
         def watch() -> None:
             while not finished.wait(0.5):
                 if should_stop():
-                    stopped.append("build cancelled")
+                    stopped.append(EngineError("build cancelled", kind=ErrorKind.cancelled))
                 elif time.monotonic() - started > timeout:
-                    stopped.append(f"build took longer than {timeout}s")
+                    stopped.append(EngineError(f"build took longer than {timeout}s", kind=ErrorKind.timeout))
                 else:
                     continue
                 for response in responses:
@@ -161,7 +169,7 @@ class DockerEngine:
             for chunk in stream:
                 if "error" in chunk:
                     detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                    raise EngineError(str(detail).strip())
+                    raise _said(str(detail).strip())
                 text = chunk.get("stream") or chunk.get("status") or ""
                 for line in str(text).splitlines():
                     if line.strip():
@@ -171,17 +179,17 @@ class DockerEngine:
                     image_id = str(aux["ID"])
         except Exception as exc:
             if stopped:
-                raise EngineError(stopped[0]) from None
+                raise stopped[0] from None
             if isinstance(exc, EngineError):
                 raise
             if isinstance(exc, (APIError, DockerException)):
-                raise EngineError(_explain(exc)) from exc
-            raise EngineError(f"the build stream broke: {type(exc).__name__}: {exc}") from exc
+                raise _failed(exc) from exc
+            raise _failed(exc, f"the build stream broke: {type(exc).__name__}: {exc}") from exc
         finally:
             finished.set()
             api.close()
         if stopped:
-            raise EngineError(stopped[0])
+            raise stopped[0]
         if not image_id:
             image_id = self.image_id(tag) or ""
         if not image_id:
@@ -194,7 +202,7 @@ class DockerEngine:
         except ImageNotFound:
             return None
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
 
     def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
         """The tags and digests by which ``ref`` (a name, tag, digest or any
@@ -207,9 +215,9 @@ class DockerEngine:
         except APIError as exc:
             if exc.status_code in (400, 404):  # not a reference the engine can read
                 return None
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         names = [*(image.tags or []), *(image.attrs.get("RepoDigests") or [])]
         return names, dict(image.labels or {})
 
@@ -219,7 +227,8 @@ class DockerEngine:
         or engine's words (no such image, no registry, refused), or that it
         took longer than ``timeout`` seconds: the pull is then abandoned
         and its connection dropped (the engine stops a pull whose client
-        went away), even while the engine has not answered yet."""
+        went away), even while the engine has not answered yet. A full disk
+        says nothing of the image: it raises EngineError (``disk_full``)."""
         repository, tag = parse_repository_tag(ref)
         api = docker.APIClient(version=self._client.api.api_version, timeout=timeout, **kwargs_from_env())
         late = threading.Event()
@@ -256,13 +265,16 @@ class DockerEngine:
             for response in list(responses):
                 _drop_connection(response)
             return f"the pull took longer than {timeout:g}s"
-        return outcome[0] if outcome else "the pull ended without a word from the engine"
+        said = outcome[0] if outcome else "the pull ended without a word from the engine"
+        if said is not None and _kind_said(said) is ErrorKind.disk_full:
+            raise EngineError(f"cannot pull {ref}: {said}", kind=ErrorKind.disk_full)
+        return said
 
     def image_config(self, ref: str) -> dict[str, Any]:
         try:
             return dict(self._client.images.get(ref).attrs.get("Config") or {})
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
 
     def image_has_file(self, ref: str, path: str) -> bool:
         """Whether the image holds a regular file at ``path`` (nothing is run)."""
@@ -277,7 +289,7 @@ class DockerEngine:
         except NotFound:
             return False
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         finally:
             if container is not None:
                 _quietly(lambda: container.remove(force=True))
@@ -287,7 +299,7 @@ class DockerEngine:
         try:
             found = self._client.images.list(filters={"label": _label_filter(labels)})
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return [(str(i.id), list(i.tags), dict(i.labels or {})) for i in found]
 
     def remove_image(self, ref: str) -> bool:
@@ -300,7 +312,7 @@ class DockerEngine:
         except APIError as exc:
             if exc.status_code == 409:  # in use by a container
                 return False
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
 
     def prune_dangling_images(self, *, older_than: str) -> tuple[int, int]:
         """``docker image prune`` of untagged images made longer than
@@ -309,7 +321,7 @@ class DockerEngine:
         try:
             done = self._client.images.prune(filters={"dangling": True, "until": older_than})
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return len(done.get("ImagesDeleted") or []), int(done.get("SpaceReclaimed") or 0)
 
     def save_image(self, ref: str, into: BinaryIO) -> None:
@@ -318,16 +330,16 @@ class DockerEngine:
             for chunk in self._client.images.get(ref).save(chunk_size=1024 * 1024, named=True):
                 into.write(chunk)
         except DockerException as exc:
-            raise EngineError(f"cannot save image {ref}: {_explain(exc)}") from exc
+            raise _failed(exc, f"cannot save image {ref}: {_explain(exc)}") from exc
 
     def load_image(self, source: BinaryIO) -> None:
         """``docker load`` from a file (streamed, never read whole into memory)."""
         try:
             for message in self._client.api.load_image(source):
                 if isinstance(message, dict) and message.get("error"):
-                    raise EngineError(f"cannot load an image: {message['error']}")
+                    raise _said(f"cannot load an image: {message['error']}")
         except DockerException as exc:
-            raise EngineError(f"cannot load an image: {_explain(exc)}") from exc
+            raise _failed(exc, f"cannot load an image: {_explain(exc)}") from exc
 
     # volumes ------------------------------------------------------------------
 
@@ -342,7 +354,7 @@ class DockerEngine:
                     return None
                 volume = self._client.volumes.create(name=name, labels=labels)
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         driver, mountpoint = volume.attrs.get("Driver"), volume.attrs.get("Mountpoint") or ""
         if driver != "local" or not Path(mountpoint).is_dir():
             raise EngineError(
@@ -382,7 +394,7 @@ class DockerEngine:
                 **(limits.create_kwargs() if limits else {}),
             )
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         try:
             container.start()
             reader = threading.Thread(
@@ -407,7 +419,7 @@ class DockerEngine:
             oom = bool((container.attrs.get("State") or {}).get("OOMKilled"))
             return OneOffResult(exit_code=int(result.get("StatusCode", -1)), timed_out=False, oom_killed=oom)
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         finally:
             _quietly(lambda: container.remove(force=True))
 
@@ -445,7 +457,7 @@ class DockerEngine:
             )
         except DockerException as exc:
             _quietly(lambda: self._client.containers.get(name).remove(force=True))
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return str(container.id)
 
     def _ensure_volumes(self, volumes: dict[str, dict[str, str]] | None, labels: dict[str, str]) -> None:
@@ -464,7 +476,7 @@ class DockerEngine:
                 volume.remove(force=True)
                 removed.append(str(volume.name))
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return removed
 
     def container(self, name: str) -> ContainerInfo | None:
@@ -473,7 +485,7 @@ class DockerEngine:
         except NotFound:
             return None
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return _info(c)
 
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
@@ -482,7 +494,7 @@ class DockerEngine:
                 all=True, filters={"label": _label_filter(labels)}, ignore_removed=True
             )
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return [_info(c) for c in found]
 
     def processes(self, name: str) -> tuple[int, int] | None:
@@ -502,7 +514,7 @@ class DockerEngine:
         try:
             self._client.containers.get(name).start()
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
 
     def logs_tail(self, name: str, lines: int = 30) -> list[str]:
         try:
@@ -519,7 +531,7 @@ class DockerEngine:
                 stream=True, follow=follow, tail=tail, timestamps=True
             )
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         try:
             yield from stream
         finally:
@@ -534,7 +546,7 @@ class DockerEngine:
         except NotFound:
             return
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         try:
             if c.status in ("running", "restarting", "paused"):
                 c.stop(timeout=timeout)
@@ -542,7 +554,7 @@ class DockerEngine:
         except NotFound:
             return
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
 
     def events(self, labels: dict[str, str], actions: list[str]) -> Iterator[dict[str, Any]]:
         """Container events from now on (blocks until the next), as the engine
@@ -551,9 +563,9 @@ class DockerEngine:
         try:
             yield from self._client.events(decode=True, filters=filters)
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         except OSError as exc:  # the connection dropped (an engine restart)
-            raise EngineError(str(exc)) from exc
+            raise EngineError(str(exc), kind=ErrorKind.refused) from exc
 
     def published_ports(self) -> set[int]:
         """Host ports published by any container on this engine."""
@@ -567,7 +579,7 @@ class DockerEngine:
                         if str(entry.get("HostPort", "")).isdigit():
                             ports.add(int(entry["HostPort"]))
         except DockerException as exc:
-            raise EngineError(_explain(exc)) from exc
+            raise _failed(exc) from exc
         return ports
 
 
@@ -619,6 +631,32 @@ def _explain(exc: BaseException) -> str:
     if isinstance(exc, APIError):
         return str(exc.explanation or exc)
     return str(exc)
+
+
+def _said(message: str) -> EngineError:
+    """An error the engine reported in words only (a build's or a load's stream)."""
+    return EngineError(message, kind=_kind_said(message) or ErrorKind.other)
+
+
+def _failed(exc: BaseException, message: str | None = None) -> EngineError:
+    """The SDK's ``exc`` as an EngineError: its message (or ``message``) and its kind."""
+    said = _explain(exc)
+    kind = _kind_said(said)
+    if kind is None and isinstance(exc, NotFound):  # ImageNotFound too
+        kind = ErrorKind.not_found
+    elif kind is None and isinstance(exc, APIError):
+        kind = {404: ErrorKind.not_found, 409: ErrorKind.conflict}.get(exc.status_code or 0)
+    return EngineError(said if message is None else message, kind=kind or ErrorKind.other)
+
+
+def _kind_said(said: str) -> ErrorKind | None:
+    """The kinds the engine tells only in words: a full disk, a taken port."""
+    if says_disk_full(said):
+        return ErrorKind.disk_full
+    lowered = said.lower()
+    if any(words in lowered for words in _PORT_TAKEN_WORDS):
+        return ErrorKind.port_taken
+    return None
 
 
 def _quietly(

@@ -19,7 +19,7 @@ import httpx
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agent import commands, probe
-from paas.errors import InvalidInput, PaasError
+from paas.errors import ErrorKind, InvalidInput, PaasError, says_disk_full
 from paas.files import atomic_write
 from paas.settings import Settings
 
@@ -46,7 +46,8 @@ DEFAULT_SITE = "0-default"  # unknown hostnames: paas-app-0-default.conf
 
 
 class NginxError(PaasError):
-    """nginx refused a site (``nginx -t``), did not reload, or does not serve it."""
+    """nginx refused a site (``nginx -t``), did not reload, or does not serve it;
+    ``kind`` says a full disk when nginx's output does, read here, once."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ class NginxSites:
         except NginxError as exc:
             raise NginxError(
                 f"{exc} (does another default_server listen on the same port, such as Debian's "
-                "/etc/nginx/sites-enabled/default? install.sh disables it)"
+                "/etc/nginx/sites-enabled/default? install.sh disables it)",
+                kind=exc.kind,
             ) from exc
 
     def reload(self) -> None:
@@ -302,22 +304,27 @@ class NginxSites:
         s = self._settings
         test = self._run(commands.nginx_test_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
         if not test.ok:
-            raise NginxError(f"nginx -t failed: {test.output.strip()}")
+            raise _failed("nginx -t failed", test.output)
         if s.nginx_main_conf is None and commands.systemd_is_init():
             started = self._run(["systemctl", "start", "nginx"], timeout=60)
         else:
             started = self._run(commands.nginx_start_args(s.nginx_bin, s.nginx_main_conf), timeout=60)
         if not started.ok:
-            raise NginxError(f"nginx did not start: {started.output.strip()}")
+            raise _failed("nginx did not start", started.output)
 
     def _check_and_reload(self) -> None:
         s = self._settings
         test = self._run(commands.nginx_test_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
         if not test.ok:
-            raise NginxError(f"nginx -t failed: {test.output.strip()}")
+            raise _failed("nginx -t failed", test.output)
         reload = self._run(commands.nginx_reload_args(s.nginx_bin, s.nginx_main_conf), timeout=30)
         if not reload.ok:
-            raise NginxError(f"nginx reload failed (is nginx running?): {reload.output.strip()}")
+            raise _failed("nginx reload failed (is nginx running?)", reload.output)
+
+
+def _failed(what: str, output: str) -> NginxError:
+    kind = ErrorKind.disk_full if says_disk_full(output) else ErrorKind.other
+    return NginxError(f"{what}: {output.strip()}", kind=kind)
 
 
 def _atomic_write(path: Path, content: str) -> None:

@@ -24,19 +24,19 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from agent.deploylog import DeployLog
-from agent.docker_engine import DockerEngine, EngineError
-from agent.nginx import NginxSites
+from agent.docker_engine import EngineError
+from agent.doors import EngineDoor, SitesDoor, SourceDoor
 from agent.releases import Releases
 from agent.retention import prune_images
-from agent.source import SourceCache
 from agent.steps import AFTER_SWITCH, STEPS, Attempt, Cancelled, Doors, disk_full, reuse_image, steps_for
 from paas import queue
 from paas.crypto import Keyring
 from paas.env_snapshots import OpenedEnv
 from paas.errors import PaasError, StepFailed
 from paas.models import DeploymentStatus, Job
+from paas.payloads import DeletePayload, DeployPayload
 from paas.settings import Settings
-from paas.trust import check_job
+from paas.trust import job_payload
 
 __all__ = ["DeployResult", "Pipeline"]
 
@@ -59,9 +59,9 @@ class Pipeline:
         *,
         settings: Settings,
         db: Engine,
-        docker: DockerEngine,
-        nginx: NginxSites,
-        source: SourceCache,
+        docker: EngineDoor,
+        nginx: SitesDoor,
+        source: SourceDoor,
         instance: str,
         keyring: Keyring,
         cancel_poll_seconds: float = 0.5,
@@ -85,8 +85,10 @@ class Pipeline:
     def run(self, job: Job) -> DeployResult:
         """Run a deploy job (fetch and build a commit) or a release job (an
         image already built, with an env)."""
-        check_job(job)
-        if job.kind == queue.RELEASE and job.payload.get("trigger") == "env":
+        asked = job_payload(job)
+        if isinstance(asked, DeletePayload):
+            raise TypeError(f"job {job.id} deletes {job.app_name!r}: the pipeline makes releases")
+        if job.kind == queue.RELEASE and asked.trigger == "env":
             needed, live_id, live_version = self.releases.env_release_needed(job)
             if not needed:  # queued behind a deploy that failed, or that took this env already
                 if live_id is None:
@@ -108,6 +110,7 @@ class Pipeline:
         with DeployLog(log_path, under=self.settings.data_dir) as dlog:
             attempt = Attempt(
                 job,
+                asked,
                 app,
                 dep_id,
                 version,
@@ -117,10 +120,10 @@ class Pipeline:
                 build_dir=build_dir,
             )
             what = "releasing" if job.kind == queue.RELEASE else "deploying"
-            p = job.payload
-            about = " ".join(
-                str(b) for b in (p.get("trigger"), p.get("ref"), str(p.get("commit", ""))[:12]) if b
-            )
+            said = [asked.trigger]
+            if isinstance(asked, DeployPayload):
+                said += [asked.ref or "", asked.commit[:12]]
+            about = " ".join(b for b in said if b)
             dlog.line(f"{what} {app.name} v{version} ({about})")
             _describe_env(new.env, dlog)
             try:

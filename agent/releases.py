@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from paas import queue
 from paas.crypto import Keyring
 from paas.db import hold_key_lock, session_scope
 from paas.env_snapshots import OpenedEnv, open_snapshot, snapshot_env
 from paas.errors import StepFailed
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
+from paas.payloads import DeletePayload, DeployPayload, RollbackPayload
 from paas.services import find_release, live_release
-from paas.trust import check_app, check_release
+from paas.trust import check_app, check_release, job_payload
 
 __all__ = ["NewRelease", "Releases"]
 
@@ -41,6 +41,9 @@ class Releases:
         transaction (so key rotation cannot slip between copying and opening).
         A release, restart, scale or rollback job takes its base release's
         image, commit and Procfile (and, but for an env release, its env)."""
+        asked = job_payload(job)
+        if isinstance(asked, DeletePayload):
+            raise StepFailed("fetch", f"job {job.id} deletes {job.app_name!r}: it makes no release")
         with session_scope(self.db) as session:
             hold_key_lock(session)
             app = session.get(App, job.app_id) if job.app_id else None
@@ -54,24 +57,24 @@ class Releases:
             dep = Deployment(
                 app_id=app.id,
                 version=(latest or 0) + 1,
-                ref=str(job.payload.get("ref", "")),
-                commit=str(job.payload.get("commit", "")),
-                commit_message=str(job.payload.get("message", ""))[:2000],
-                trigger=str(job.payload.get("trigger", "")),
-                created_by=str(job.payload.get("actor", "")),
+                trigger=asked.trigger,
+                created_by=asked.actor,
                 job_id=job.id,
                 env=snapshot,
                 env_version=app.env_version,
             )
-            if job.kind in (queue.RELEASE, queue.ROLLBACK):
-                base = self.base_release(session, app, job)
+            if isinstance(asked, DeployPayload):
+                dep.ref, dep.commit, dep.commit_message = asked.ref or "", asked.commit, asked.message[:2000]
+            else:
+                base = self.base_release(session, app, asked.source_version)
                 dep.ref, dep.commit, dep.commit_message = base.ref, base.commit, base.commit_message
                 dep.image, dep.procfile = base.image, dict(base.procfile)
-                if "source_version" in job.payload:  # rollback or restart: that release's own env
+                if asked.source_version is not None:  # rollback or restart: that release's own env
                     snapshot = list(base.env)
                     dep.env = snapshot
-                    dep.env_version = int(job.payload.get("env_version", base.env_version))
-                if job.kind == queue.ROLLBACK:
+                    brought = asked.env_version if isinstance(asked, RollbackPayload) else None
+                    dep.env_version = base.env_version if brought is None else brought
+                if isinstance(asked, RollbackPayload):
                     dep.rollback_of = base.version
             session.add(dep)
             session.flush()
@@ -95,10 +98,10 @@ class Releases:
             return current.env_version != app.env_version, current.id, current.version
 
     @staticmethod
-    def base_release(session: Session, app: App, job: Job) -> Deployment:
-        """The release whose image (and, for a rollback, env) a release job reuses."""
-        source = job.payload.get("source_version")
-        base = live_release(session, app) if source is None else find_release(session, app, int(source))
+    def base_release(session: Session, app: App, source: int | None) -> Deployment:
+        """The release whose image (and, for a rollback, env) a release job
+        reuses: v``source``, or the live one."""
+        base = live_release(session, app) if source is None else find_release(session, app, source)
         if base is None or not base.image:
             what = f"v{source}" if source is not None else "a live release"
             raise StepFailed("release", f"app {app.name!r} has no {what} to reuse")

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from agent.docker_engine import DockerEngine
+from agent.doors import ImagePruning
 from agent.plan import owned
 from paas.db import session_scope
 from paas.models import App, Deployment, DeploymentStatus
@@ -74,7 +74,7 @@ def kept_releases(session: Session, app: App, keep: int) -> Kept:
 
 def prune_images(
     db: Engine,
-    docker: DockerEngine,
+    docker: ImagePruning,
     *,
     instance: str,
     app: str,

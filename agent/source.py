@@ -20,7 +20,7 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError
 
-from paas.errors import PaasError
+from paas.errors import ErrorKind, PaasError, says_disk_full
 from paas.files import atomic_write
 from paas.schemas import COMMIT_ID, FULL_COMMIT, check_branch, check_repo_url, is_local_repo, shown_url
 from paas.trust import check_app_name
@@ -31,7 +31,8 @@ GIT_TIMEOUT = 600
 
 
 class SourceError(PaasError):
-    """git could not fetch or check out what a deploy asked for."""
+    """git could not fetch or check out what a deploy asked for; ``kind``
+    says a full disk (or quota) when git's stderr does, read here, once."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class SourceCache:
                 kill_after_timeout=GIT_TIMEOUT,
             )
         except GitCommandError as exc:
-            raise SourceError(f"cannot fetch {ref} from {shown_url(url)}: {_stderr(exc)}") from exc
+            raise _failed(f"cannot fetch {ref} from {shown_url(url)}: {_stderr(exc)}", exc) from exc
         target = commit or local
         try:
             obj = repo.commit(target)
@@ -123,7 +124,9 @@ class SourceCache:
             repo.git.fetch("--no-tags", "--end-of-options", url, commit, kill_after_timeout=GIT_TIMEOUT)
             return repo.commit(commit)
         except (ValueError, GitCommandError, git.BadName) as exc:
-            raise SourceError(f"commit {commit} is not on the remote") from exc
+            raise _failed(
+                f"commit {commit} is not on the remote", exc, otherwise=ErrorKind.not_found
+            ) from exc
 
     def export(self, *, app: str, commit: str, dest: Path) -> None:
         """Write the commit's tree into ``dest`` (replaced if present)."""
@@ -138,7 +141,7 @@ class SourceCache:
             try:
                 repo.git.read_tree("--reset", "-u", commit, env=env, kill_after_timeout=GIT_TIMEOUT)
             except GitCommandError as exc:
-                raise SourceError(f"cannot export {commit}: {_stderr(exc)}") from exc
+                raise _failed(f"cannot export {commit}: {_stderr(exc)}", exc) from exc
         _world_readable(dest)
 
     def forget(self, app: str) -> None:
@@ -171,6 +174,12 @@ def _world_readable(root: Path) -> None:
             path.chmod(0o755)
         else:
             path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+
+
+def _failed(message: str, exc: Exception, *, otherwise: ErrorKind = ErrorKind.other) -> SourceError:
+    """git's failure, of kind ``disk_full`` when git's stderr says so."""
+    said = _stderr(exc) if isinstance(exc, GitCommandError) else str(exc)
+    return SourceError(message, kind=ErrorKind.disk_full if says_disk_full(said) else otherwise)
 
 
 def _stderr(exc: GitCommandError) -> str:

@@ -29,18 +29,20 @@ from sqlalchemy import Engine
 
 from agent.build_context import check_images_read, read_procfile, write_dockerfile
 from agent.deploylog import DeployLog
-from agent.docker_engine import DockerEngine, EngineError, Limits
+from agent.docker_engine import EngineError, Limits
+from agent.doors import EngineDoor, HealthWait, SitesDoor, SourceDoor
 from agent.health import HealthCheck, Unhealthy, wait_healthy
-from agent.nginx import NginxError, NginxSites, render_site
+from agent.nginx import NginxError, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
 from agent.releases import Releases
 from agent.retention import prune_images, prune_release_logs
 from agent.sites import app_site_for
-from agent.source import SourceCache
 from paas import queue
+from paas.db import database_full
 from paas.env_snapshots import OpenedEnv
-from paas.errors import PaasError, StepFailed
+from paas.errors import ErrorKind, PaasError, StepFailed
 from paas.models import App, Job
+from paas.payloads import DeployPayload, ReleasePayload
 from paas.procfile import formation
 from paas.settings import Settings, memory_bytes
 
@@ -64,16 +66,17 @@ class Cancelled(PaasError):
 
 @dataclass
 class Doors:
-    """Everything a step acts through."""
+    """Everything a step acts through: the doors as Protocols (agent/doors.py),
+    which the real ones and the tests' fakes both satisfy."""
 
     settings: Settings
     db: Engine
-    docker: DockerEngine
-    nginx: NginxSites
-    source: SourceCache
+    docker: EngineDoor
+    nginx: SitesDoor
+    source: SourceDoor
     releases: Releases
     instance: str
-    wait_healthy: Callable[..., None] = wait_healthy
+    wait_healthy: HealthWait = wait_healthy
 
 
 Undo = Callable[[], str | None]  # undoes one thing; returns the log line, if any
@@ -84,6 +87,7 @@ class Attempt:
     """One run of a job: what it works on, what it made, and how to undo that."""
 
     job: Job
+    payload: DeployPayload | ReleasePayload  # what the job asks, checked (paas/trust.py)
     app: App
     dep_id: int
     version: int
@@ -117,7 +121,14 @@ Step = Callable[[Doors, Attempt], None]
 # fetch and build (deploy jobs) ----------------------------------------------------------
 
 
-_FULL = ("no space left on device", "database or disk is full", "disk quota exceeded")
+def _full(exc: BaseException) -> bool:
+    """A full disk, as the door that met it said: a door's error of kind
+    ``disk_full`` (the engine, git, nginx), the system's errno, the database's code."""
+    return (
+        (isinstance(exc, PaasError) and exc.kind is ErrorKind.disk_full)
+        or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+        or database_full(exc)
+    )
 
 
 def disk_full(exc: BaseException, settings: Settings) -> str | None:
@@ -125,9 +136,7 @@ def disk_full(exc: BaseException, settings: Settings) -> str | None:
     the data directory's, or the engine's."""
     seen: BaseException | None = exc
     while seen is not None:
-        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
-            m in str(seen).lower() for m in _FULL
-        ):
+        if _full(seen):
             try:
                 free = (
                     f"{shutil.disk_usage(settings.data_dir).free / 2**20:.0f} MiB free in {settings.data_dir}"
@@ -141,13 +150,11 @@ def disk_full(exc: BaseException, settings: Settings) -> str | None:
 
 
 def fetch(doors: Doors, a: Attempt) -> None:
+    asked = a.payload
+    ref, commit = (asked.ref, asked.commit) if isinstance(asked, DeployPayload) else (None, "")
     try:
         info = doors.source.fetch(
-            app=a.app.name,
-            url=a.app.repo_url,
-            ref=str(a.job.payload.get("ref") or a.app.branch),
-            commit=str(a.job.payload.get("commit") or ""),
-            on_line=a.dlog.line,
+            app=a.app.name, url=a.app.repo_url, ref=ref or a.app.branch, commit=commit, on_line=a.dlog.line
         )
         doors.source.export(app=a.app.name, commit=info.sha, dest=a.build_dir)
     except Exception as exc:
@@ -201,7 +208,7 @@ def reuse_image(doors: Doors, a: Attempt) -> None:
             f"`paas deploy {a.app.name} --commit {dep.commit[:12]}`",
         )
     a.image, a.procfile = dep.image, dict(dep.procfile)
-    a.run_release = bool(a.job.payload.get("run_release", True))
+    a.run_release = a.payload.run_release if isinstance(a.payload, ReleasePayload) else True
     a.plan = _plan(doors, a, find_prestart=a.run_release)
 
 
@@ -229,7 +236,7 @@ def _plan(doors: Doors, a: Attempt, *, find_prestart: bool) -> ReleasePlan:
     )
 
 
-def _find_prestart(docker: DockerEngine, tag: str, config: dict[str, object]) -> str | None:
+def _find_prestart(docker: EngineDoor, tag: str, config: dict[str, object]) -> str | None:
     workdir = str(config.get("WorkingDir") or "/")
     for candidate in PRESTART_CANDIDATES:
         path = candidate if candidate.startswith("/") else f"{workdir.rstrip('/')}/{candidate}"
@@ -311,8 +318,8 @@ def _start_web(doors: Doors, a: Attempt, spec: ProcessSpec, plan: ReleasePlan) -
             try:
                 _start_one(doors, a, spec, plan, host_port=port)
             except EngineError as exc:
-                last_error = str(exc)
-                if "port is already allocated" in last_error or "address already in use" in last_error:
+                if exc.kind is ErrorKind.port_taken:
+                    last_error = str(exc)
                     continue
                 raise
         return replace(spec, host_port=port)

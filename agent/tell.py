@@ -24,11 +24,13 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, assert_never
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
@@ -50,16 +52,32 @@ from paas.notify import (
     check_notify_url,
     github_repo_from_url,
 )
+from paas.payloads import (
+    DeletePayload,
+    DeploymentOp,
+    DeploymentStatusOp,
+    DeployPayload,
+    GitHubOp,
+    GitHubReport,
+    InactivatePreviousOp,
+    JobRef,
+    NotifyKind,
+    NotifyMessage,
+    ReleasePayload,
+    StatusOp,
+    StatusState,
+)
 from paas.services import control_url, served_url
 from paas.settings import Settings
 from paas.trust import (
     UntrustedRow,
     check_app,
     check_github_app,
-    check_github_notice,
     check_job,
-    check_notify_notice,
     check_version,
+    github_report,
+    job_payload,
+    notify_message,
 )
 
 __all__ = ["Teller"]
@@ -168,22 +186,15 @@ class Teller:
             if app.github_token:
                 if self._notice(session, job.id, "queued") is None:
                     self._github_queued(session, job, app)
-                self._github(
-                    session,
-                    app,
-                    job,
-                    dep,
-                    "started",
-                    [
-                        *self._commit_status(app, job, dep.commit, "pending", f"v{dep.version}: deploying"),
-                        {
-                            "op": "deployment_status",
-                            "state": "in_progress",
-                            "description": f"v{dep.version}: {_what(job)}",
-                            "log_url": self._release_url(session, app, dep),
-                        },
-                    ],
-                )
+                with self._reporting(session, app, job, dep, "started"):
+                    url = self._release_url(session, app, dep)
+                    ops = [
+                        *self._commit_status(job, dep.commit, "pending", f"v{dep.version}: deploying", url),
+                        DeploymentStatusOp(
+                            state="in_progress", description=f"v{dep.version}: {_what(job)}", log_url=url
+                        ),
+                    ]
+                    self._github(session, app, job, dep, "started", ops)
             what = _what(job)
             self._notify(
                 session,
@@ -231,7 +242,9 @@ class Teller:
                 title = f"{app.name}: v{dep.version} {word}{at}"
                 self._notify(session, "deploy.failed", app, title=title, body=body, kind="failure")
 
-    def event(self, event: str, *, app_name: str = "", title: str, body: str, kind: str = "warning") -> int:
+    def event(
+        self, event: str, *, app_name: str = "", title: str, body: str, kind: NotifyKind = "warning"
+    ) -> int:
         """Anything else worth a notification (crash, certificate, disk, backup);
         returns how many targets will hear it."""
         with session_scope(self.db) as session:
@@ -247,73 +260,74 @@ class Teller:
     # GitHub reports ------------------------------------------------------------------------
 
     def _github_queued(self, session: Session, job: Job, app: App) -> None:
-        commit = str(job.payload.get("commit", "")) or _base_commit(session, app, job)
-        ref = str(job.payload.get("ref", "")).removeprefix("refs/heads/") or app.branch
-        activity = f"{control_url(session, self.settings)}/apps/{app.name}/activity"
-        ops = [
-            *self._commit_status(app, job, commit, "pending", "queued"),
-            {
-                "op": "deployment",
-                "ref": commit or ref,
-                "description": f"paas: {_what(job)}",
-                "payload": {"paas_job": job.id},
-            },
-            {"op": "deployment_status", "state": "queued", "description": "queued", "log_url": activity},
-        ]
-        self._github(session, app, job, None, "queued", ops)
+        with self._reporting(session, app, job, None, "queued"):
+            asked = _deploy_asked(job)
+            commit = asked.commit or _base_commit(session, app, job)
+            ref = (asked.ref or "").removeprefix("refs/heads/") or app.branch
+            activity = self._activity_url(session, app)
+            assert job.id is not None  # a row read from the database
+            ops = [
+                *self._commit_status(job, commit, "pending", "queued", activity),
+                DeploymentOp(
+                    ref=commit or ref, description=f"paas: {_what(job)}", payload=JobRef(paas_job=job.id)
+                ),
+                DeploymentStatusOp(state="queued", description="queued", log_url=activity),
+            ]
+            self._github(session, app, job, None, "queued", ops)
 
     def _github_ended(
         self, session: Session, job: Job, app: App, dep: Deployment | None, ended: Ended
     ) -> None:
-        url = (
-            self._release_url(session, app, dep)
-            if dep is not None
-            else f"{control_url(session, self.settings)}/apps/{app.name}/activity"
-        )
-        version = f"v{dep.version}" if dep is not None else "not deployed"
-        commit = dep.commit if dep is not None else str(job.payload.get("commit", ""))
-        if ended.state == JobState.done and dep is not None and dep.job_id == job.id:
-            live = f"v{dep.version} is live"
-            ops = [
-                *self._commit_status(app, job, commit, "success", live),
-                {
-                    "op": "deployment_status",
-                    "state": "success",
-                    "description": live,
-                    "log_url": url,
-                    "environment_url": self._app_url(session, app),
-                },
-                {"op": "inactivate_previous"},
-            ]
-        elif ended.state == JobState.done:  # nothing to release
-            why = ended.note or "nothing to release"
-            ops = [{"op": "deployment_status", "state": "inactive", "description": why, "log_url": url}]
-        elif ended.state == JobState.superseded:
-            why = "not deployed: a newer push superseded it"
-            ops = [
-                *self._commit_status(app, job, commit, "error", why),
-                {"op": "deployment_status", "state": "inactive", "description": why, "log_url": url},
-            ]
-        else:
-            step, reason = _status_text((dep.error if dep is not None else "") or ended.error)
-            state = "failure" if step in APP_FAULT_STEPS else "error"
-            if ended.state == JobState.cancelled:
-                state, text = "error", f"{version} cancelled"
+        with self._reporting(session, app, job, dep, "ended"):
+            url = (
+                self._release_url(session, app, dep) if dep is not None else self._activity_url(session, app)
+            )
+            version = f"v{dep.version}" if dep is not None else "not deployed"
+            commit = dep.commit if dep is not None else _deploy_asked(job).commit
+            ops: list[GitHubOp]
+            if ended.state == JobState.done and dep is not None and dep.job_id == job.id:
+                live = f"v{dep.version} is live"
+                ops = [
+                    *self._commit_status(job, commit, "success", live, url),
+                    DeploymentStatusOp(
+                        state="success",
+                        description=live,
+                        log_url=url,
+                        environment_url=self._app_url(session, app),
+                    ),
+                    InactivatePreviousOp(),
+                ]
+            elif ended.state == JobState.done:  # nothing to release
+                why = ended.note or "nothing to release"
+                ops = [DeploymentStatusOp(state="inactive", description=why, log_url=url)]
+            elif ended.state == JobState.superseded:
+                why = "not deployed: a newer push superseded it"
+                ops = [
+                    *self._commit_status(job, commit, "error", why, url),
+                    DeploymentStatusOp(state="inactive", description=why, log_url=url),
+                ]
             else:
-                text = f"{version} failed" + (f" at {step}: {reason}" if step else f": {reason}")
-            ops = [
-                *self._commit_status(app, job, commit, state, text),
-                {"op": "deployment_status", "state": state, "description": text, "log_url": url},
-            ]
-        self._github(session, app, job, dep, "ended", ops, live=ended.state == JobState.done)
+                step, reason = _status_text((dep.error if dep is not None else "") or ended.error)
+                state: Literal["failure", "error"] = "failure" if step in APP_FAULT_STEPS else "error"
+                if ended.state == JobState.cancelled:
+                    state, text = "error", f"{version} cancelled"
+                else:
+                    text = f"{version} failed" + (f" at {step}: {reason}" if step else f": {reason}")
+                ops = [
+                    *self._commit_status(job, commit, state, text, url),
+                    DeploymentStatusOp(state=state, description=text, log_url=url),
+                ]
+            self._github(session, app, job, dep, "ended", ops, live=ended.state == JobState.done)
 
     @staticmethod
-    def _commit_status(app: App, job: Job, commit: str, state: str, description: str) -> list[dict[str, Any]]:
+    def _commit_status(
+        job: Job, commit: str, state: StatusState, description: str, target_url: str
+    ) -> list[GitHubOp]:
         """A commit status, for deploys of a known commit (a release of the
         same image would repeat what its deploy said)."""
         if job.kind != queue.DEPLOY or len(commit) != 40:
             return []
-        return [{"op": "status", "sha": commit, "state": state, "description": description}]
+        return [StatusOp(sha=commit, state=state, description=description, target_url=target_url)]
 
     def _github(
         self,
@@ -322,18 +336,10 @@ class Teller:
         job: Job,
         dep: Deployment | None,
         event: str,
-        ops: list[dict[str, Any]],
+        ops: list[GitHubOp],
         *,
         live: bool = False,
     ) -> None:
-        target = (
-            self._release_url(session, app, dep)
-            if dep is not None
-            else f"{control_url(session, self.settings)}/apps/{app.name}/activity"
-        )
-        for op in ops:
-            if op["op"] == "status":
-                op.setdefault("target_url", target)
         session.add(
             Notice(
                 channel=GITHUB,
@@ -342,10 +348,37 @@ class Teller:
                 job_id=job.id,
                 deployment_id=dep.id if dep is not None else None,
                 event=event,
-                payload={"ops": ops, "live": live},
+                payload=GitHubReport(ops=ops, live=live).model_dump(),
             )
         )
         self._wake[GITHUB].set()
+
+    @contextmanager
+    def _reporting(
+        self, session: Session, app: App, job: Job, dep: Deployment | None, event: str
+    ) -> Iterator[None]:
+        """Writing one GitHub report. A value the report cannot carry (a
+        release row changed outside paas, a URL of a form paas does not make)
+        fails this report, as the check before sending would, and nothing else."""
+        try:
+            yield
+        except ValidationError as exc:
+            error = f"not written: {_first_error(exc)}"
+            session.add(
+                Notice(
+                    channel=GITHUB,
+                    app_id=app.id,
+                    app_name=app.name,
+                    job_id=job.id,
+                    deployment_id=dep.id if dep is not None else None,
+                    event=event,
+                    payload={},
+                    state=FAILED,
+                    last_error=error,
+                    sent_at=utcnow(),
+                )
+            )
+            log.error("GitHub report %s of job %s: %s", event, job.id, error)
 
     def _notice(self, session: Session, job_id: int | None, event: str) -> Notice | None:
         return session.exec(
@@ -355,10 +388,17 @@ class Teller:
     # notifications -------------------------------------------------------------------------
 
     def _notify(
-        self, session: Session, event: str, app: App | None, *, title: str, body: str, kind: str
+        self, session: Session, event: str, app: App | None, *, title: str, body: str, kind: NotifyKind
     ) -> int:
-        """A notice per target that hears ``event`` (its app's and every app's); how many."""
+        """A notice per target that hears ``event`` (its app's and every app's);
+        how many. One that the message cannot be (a NUL in a log line, a kind
+        that is none) is written failed, as the check before sending would."""
         assert event in EVENTS, event
+        try:
+            payload, error = NotifyMessage(title=title[:250], body=body[:4000], type=kind).model_dump(), ""
+        except ValidationError as exc:
+            payload, error = {}, f"not written: {_first_error(exc)}"
+            log.error("notification of %s: %s", event, error)
         where: Any = col(NotifyTarget.app_id).is_(None)
         if app is not None:
             where = or_(where, col(NotifyTarget.app_id) == app.id)
@@ -367,16 +407,17 @@ class Teller:
             events = target.events if isinstance(target.events, list) else []
             if events and event not in events:
                 continue
-            session.add(
-                Notice(
-                    channel=NOTIFY,
-                    app_id=app.id if app is not None else None,
-                    app_name=app.name if app is not None else "",
-                    target_id=target.id,
-                    event=event,
-                    payload={"title": title[:250], "body": body[:4000], "type": kind},
-                )
+            notice = Notice(
+                channel=NOTIFY,
+                app_id=app.id if app is not None else None,
+                app_name=app.name if app is not None else "",
+                target_id=target.id,
+                event=event,
+                payload=payload,
             )
+            if error:
+                notice.state, notice.last_error, notice.sent_at = FAILED, error, utcnow()
+            session.add(notice)
             made += 1
         if made:
             self._wake[NOTIFY].set()
@@ -539,7 +580,7 @@ class Teller:
                 session.add(notice)
                 return
             try:
-                payload = check_notify_notice(notice)
+                message = notify_message(notice)
             except UntrustedRow as exc:
                 notice.state, notice.last_error = FAILED, str(exc)
                 session.add(notice)
@@ -549,9 +590,9 @@ class Teller:
         try:
             error = self._send_notification(
                 self.keyring.decrypt(sealed, purpose=notify_url_purpose(sealed_for, whose)),
-                str(payload.get("title", "")),
-                str(payload.get("body", "")),
-                str(payload.get("type", "info")),
+                message.title,
+                message.body,
+                message.type,
             )
         except DecryptError as exc:
             error = f"cannot open the URL: {exc}"
@@ -576,7 +617,7 @@ class Teller:
         if final or not error:
             self._record_target(target_id, error and notice.last_error)
         if error:
-            log.warning("notification %s (%s) not delivered: %s", notice_id, payload.get("title"), error)
+            log.warning("notification %s (%s) not delivered: %s", notice_id, message.title, error)
 
     def _send_github(self, notice_id: int) -> None:
         with session_scope(self.db) as session:
@@ -588,7 +629,8 @@ class Teller:
             try:
                 if app is not None:
                     check_github_app(app)
-                ops = check_github_notice(notice, app=app) if app is not None else []
+                report = github_report(notice, app=app) if app is not None else None
+                ops = report.ops if report is not None else []
                 done = progress.get("done", 0)
                 if type(done) is not int or not 0 <= done <= len(ops):
                     raise UntrustedRow(f"refusing GitHub report {notice.id}: its progress is not the agent's")
@@ -598,7 +640,7 @@ class Teller:
                 log.error("%s", exc)
                 return
             deployment_id = self._github_deployment(session, notice)
-            previous = self._previous_live(session, notice) if notice.payload.get("live") else None
+            previous = self._previous_live(session, notice) if report is not None and report.live else None
             dep = session.exec(select(Deployment).where(Deployment.job_id == notice.job_id)).first()
             version = dep.version if dep is not None and type(dep.version) is int else None
             age = utcnow() - _aware(notice.created_at)
@@ -638,47 +680,45 @@ class Teller:
         self._end_notice(notice_id, FAILED if errors else SENT, "; ".join(errors), progress)
 
     def _github_op(
-        self, client: GitHubClient, app: App, op: dict[str, Any], deployment_id: Any, previous: Any
+        self, client: GitHubClient, app: App, op: GitHubOp, deployment_id: Any, previous: Any
     ) -> str | int:
-        kind = op.get("op")
-        if kind == "status":
-            sha, state = str(op.get("sha", "")), str(op.get("state", ""))
+        if isinstance(op, StatusOp):
+            sha = op.sha
             if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
                 raise GitHubTrouble(f"commit status: {sha!r} is not a commit id")
             client.commit_status(
                 sha,
-                state=state,
-                description=str(op.get("description", "")),
+                state=op.state,
+                description=op.description,
                 context=f"paas/{app.name}",
-                target_url=str(op.get("target_url", "")),
+                target_url=op.target_url,
             )
-            return f"commit status {state} on {sha[:12]} sent"
-        if kind == "deployment":
+            return f"commit status {op.state} on {sha[:12]} sent"
+        if isinstance(op, DeploymentOp):
             environment = check_github_environment(app.github_environment)
             return client.create_deployment(
-                ref=str(op.get("ref", "")),
+                ref=op.ref,
                 environment=environment,
-                description=str(op.get("description", "")),
-                payload=dict(op.get("payload") or {}),
+                description=op.description,
+                payload=op.payload.model_dump(),
             )
-        if kind == "deployment_status":
-            state = str(op.get("state", ""))
+        if isinstance(op, DeploymentStatusOp):
             if not isinstance(deployment_id, int):
-                raise GitHubTrouble(f"deployment status {state}: no GitHub deployment was created for it")
+                raise GitHubTrouble(f"deployment status {op.state}: no GitHub deployment was created for it")
             client.deployment_status(
                 deployment_id,
-                state=state,
-                description=str(op.get("description", "")),
-                log_url=str(op.get("log_url", "")),
-                environment_url=str(op.get("environment_url", "")),
+                state=op.state,
+                description=op.description,
+                log_url=op.log_url,
+                environment_url=op.environment_url or "",
             )
-            return f"deployment {deployment_id} status {state} sent"
-        if kind == "inactivate_previous":
+            return f"deployment {deployment_id} status {op.state} sent"
+        if isinstance(op, InactivatePreviousOp):
             if not isinstance(previous, int) or previous == deployment_id:
                 return "no earlier deployment to mark inactive"
             client.deployment_status(previous, state="inactive", description="replaced by a newer release")
             return f"deployment {previous} status inactive sent"
-        raise GitHubTrouble(f"unknown report {kind!r}")
+        assert_never(op)
 
     def _client(self, app: App) -> GitHubClient:
         repo = check_github_repo(app.github_repo) or github_repo_from_url(app.repo_url)
@@ -768,6 +808,9 @@ class Teller:
 
     # URLs ----------------------------------------------------------------------------------
 
+    def _activity_url(self, session: Session, app: App) -> str:
+        return f"{control_url(session, self.settings)}/apps/{app.name}/activity"
+
     def _release_url(self, session: Session, app: App, dep: Deployment) -> str:
         return f"{control_url(session, self.settings)}/apps/{app.name}/releases/{dep.version}"
 
@@ -803,25 +846,39 @@ def _trusted(job: Job, app: App, dep: Deployment | None = None) -> bool:
     return True
 
 
-def _unforeseen(op: dict[str, Any], exc: Exception) -> GitHubTrouble:
+def _unforeseen(op: GitHubOp, exc: Exception) -> GitHubTrouble:
     """A failure the client did not sort (a bug, an answer of a shape nobody
     expected): retried on the usual back-off, never at once."""
-    log.warning("github %s: unexpected %s", op.get("op"), type(exc).__name__, exc_info=exc)
-    return GitHubTrouble(f"{op.get('op')}: {type(exc).__name__} (see paas's log)", 0)
+    log.warning("github %s: unexpected %s", op.op, type(exc).__name__, exc_info=exc)
+    return GitHubTrouble(f"{op.op}: {type(exc).__name__} (see paas's log)", 0)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """Where a value the agent was about to write fails its model, and why."""
+    first = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc']) or 'value'}: {first['msg']}"
+
+
+def _deploy_asked(job: Job) -> DeployPayload:
+    """The ref and commit a deploy job asks for (none for a release or rollback)."""
+    asked = job_payload(job)
+    return asked if isinstance(asked, DeployPayload) else DeployPayload()
 
 
 def _base_commit(session: Session, app: App, job: Job) -> str:
     """The commit a release or rollback job brings back (what its GitHub deployment is of)."""
-    if job.kind == queue.DEPLOY:
-        return ""
     try:
-        return Releases.base_release(session, app, job).commit
+        asked = job_payload(job)
+        if not isinstance(asked, ReleasePayload):
+            return ""
+        return Releases.base_release(session, app, asked.source_version).commit
     except PaasError:  # nothing to bring back: the job will fail and say so
         return ""
 
 
 def _what(job: Job) -> str:
-    trigger = str(job.payload.get("trigger", ""))
+    asked = job_payload(job)
+    trigger = "" if isinstance(asked, DeletePayload) else asked.trigger
     if job.kind == queue.ROLLBACK:
         return "rollback"
     if job.kind == queue.RELEASE:

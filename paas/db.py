@@ -32,7 +32,28 @@ from sqlmodel import Session, create_engine
 
 from paas.settings import Settings
 
-__all__ = ["JOB_QUEUED", "hold_key_lock", "make_engine", "migrate", "on_job_queued", "session_scope"]
+__all__ = [
+    "JOB_QUEUED",
+    "database_full",
+    "hold_key_lock",
+    "make_engine",
+    "migrate",
+    "on_job_queued",
+    "session_scope",
+]
+
+_PG_DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+
+
+def database_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (SQLAlchemy's, or the driver's own) is the database
+    saying its disk is full, by its code: SQLite's SQLITE_FULL, PostgreSQL's
+    disk_full."""
+    driver = getattr(exc, "orig", None) or exc
+    code = getattr(driver, "sqlite_errorcode", None)  # the extended code: the primary in its low byte
+    if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
+        return True
+    return getattr(driver, "sqlstate", None) == _PG_DISK_FULL
 
 
 def make_engine(settings: Settings) -> Engine:

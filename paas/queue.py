@@ -21,16 +21,20 @@ Every function takes a session and leaves committing to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from paas.db import JOB_QUEUED
 from paas.models import App, Job, JobState, utcnow
+
+if TYPE_CHECKING:
+    from paas.payloads import JobPayload
 
 __all__ = ["claim", "enqueue", "finish", "heartbeat", "recover_expired"]
 
@@ -45,7 +49,12 @@ CANCELLABLE = (DEPLOY, RELEASE, ROLLBACK)
 _SUPERSEDES = {DEPLOY: CANCELLABLE, ROLLBACK: CANCELLABLE, RELEASE: (RELEASE,)}
 
 
-def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | None = None) -> Job:
+def enqueue(
+    session: Session, *, kind: str, app: App, payload: JobPayload | Mapping[str, Any] | None = None
+) -> Job:
+    """Queue a ``kind`` job for ``app``. ``payload`` is the kind's model
+    (paas/payloads.py), stored as its ``model_dump()``; a mapping is stored
+    as it is (the agent checks every row it reads, whoever wrote it)."""
     if kind == RELEASE:
         queued_deploy = session.exec(
             select(Job).where(
@@ -54,7 +63,8 @@ def enqueue(session: Session, *, kind: str, app: App, payload: dict[str, Any] | 
         ).first()
         if queued_deploy is not None:
             return queued_deploy
-    job = Job(kind=kind, app_id=app.id, app_name=app.name, payload=dict(payload or {}))
+    data = payload.model_dump() if isinstance(payload, BaseModel) else dict(payload or {})
+    job = Job(kind=kind, app_id=app.id, app_name=app.name, payload=data)
     session.add(job)
     session.flush()
     session.info[JOB_QUEUED] = True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +30,7 @@ from paas.models import (
     JobState,
     utcnow,
 )
+from paas.payloads import DeletePayload, DeployPayload, ReleasePayload, RollbackPayload
 from paas.procfile import formation
 from paas.schemas import (
     AppCreate,
@@ -174,7 +174,7 @@ def request_delete(session: Session, *, name: str, actor: str) -> Job:
         raise Conflict(f"app {name!r} is already being deleted")
     app.state = "deleting"
     session.add(app)
-    job = queue.enqueue(session, kind=queue.DELETE, app=app)
+    job = queue.enqueue(session, kind=queue.DELETE, app=app, payload=DeletePayload())
     record_event(session, actor=actor, action="app.delete", app_name=name)
     return job
 
@@ -193,20 +193,16 @@ def request_deploy(
         raise Conflict(f"app {app.name!r} is being deleted")
     if trigger != "push" and app.pinned:  # a deploy by hand is the way back from a rollback
         unpin(session, app=app, actor=actor)
-    payload: dict[str, Any] = {
-        "ref": ref or f"refs/heads/{app.branch}",
-        "commit": commit,
-        "message": message,
-        "trigger": trigger,
-        "actor": actor,
-    }
+    payload = DeployPayload(
+        ref=ref or f"refs/heads/{app.branch}", commit=commit, message=message, trigger=trigger, actor=actor
+    )
     job = queue.enqueue(session, kind=queue.DEPLOY, app=app, payload=payload)
     record_event(
         session,
         actor=actor,
         action="deploy.request",
         app_name=app.name,
-        detail=f"{trigger} {payload['ref']} {commit[:12]}".strip(),
+        detail=f"{trigger} {payload.ref} {commit[:12]}".strip(),
     )
     return job
 
@@ -241,7 +237,8 @@ def request_release(session: Session, *, app: App, actor: str, trigger: str, liv
         _live(session, app)
     elif app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
-    job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload={"trigger": trigger, "actor": actor})
+    payload = ReleasePayload(trigger=trigger, actor=actor)
+    job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
     record_event(session, actor=actor, action="release.request", app_name=app.name, detail=trigger)
     return job
 
@@ -250,7 +247,9 @@ def request_restart(session: Session, *, app: App, actor: str) -> Job:
     """New containers for the live release (same image, same env), rotated in
     with the zero-downtime switch; staged env changes stay staged."""
     current = _live(session, app)
-    payload = {"trigger": "restart", "actor": actor, "source_version": current.version, "run_release": False}
+    payload = ReleasePayload(
+        trigger="restart", actor=actor, source_version=current.version, run_release=False
+    )
     job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
     record_event(session, actor=actor, action="app.restart", app_name=app.name, detail=f"v{current.version}")
     return job
@@ -298,12 +297,9 @@ def request_scale(
     record_event(session, actor=actor, action="app.scale", app_name=app.name, detail=detail)
     if current is None:
         return ScaleOutcome(formation({}, app.scale) | counts, None)
-    payload = {
-        "trigger": f"scale {detail}",
-        "actor": actor,
-        "source_version": current.version,
-        "run_release": False,
-    }
+    payload = ReleasePayload(
+        trigger=f"scale {detail}", actor=actor, source_version=current.version, run_release=False
+    )
     job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
     return ScaleOutcome(formation(current.procfile, app.scale), job)
 
@@ -361,13 +357,13 @@ def request_rollback(
     restore_snapshot(session, app, target.env, actor=f"{actor} (rollback to v{target.version})")
     app.pinned = True
     session.add(app)
-    payload = {
-        "trigger": f"rollback of v{target.version}",
-        "actor": actor,
-        "source_version": target.version,
-        "run_release": run_release,
-        "env_version": app.env_version,  # the rolled-back env is the app's env now
-    }
+    payload = RollbackPayload(
+        trigger=f"rollback of v{target.version}",
+        actor=actor,
+        source_version=target.version,
+        run_release=run_release,
+        env_version=app.env_version,  # the rolled-back env is the app's env now
+    )
     job = queue.enqueue(session, kind=queue.ROLLBACK, app=app, payload=payload)
     record_event(
         session,

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from paas import queue, schemas
+from paas import schemas
 from paas.errors import InvalidInput
 from paas.models import App, Deployment, Job, Notice
 from paas.notify import EVENTS, check_github_environment, check_github_repo
+from paas.payloads import BY_KIND, DeploymentOp, GitHubReport, JobPayload, NotifyMessage
 from paas.schemas import (
-    COMMIT_ID,
     FULL_COMMIT,
     AppCreate,
     ScaleRequest,
-    check_branch,
     check_env_key,
     normalize_hostname,
 )
@@ -45,6 +43,9 @@ __all__ = [
     "check_notify_notice",
     "check_release",
     "check_version",
+    "github_report",
+    "job_payload",
+    "notify_message",
 ]
 
 _VERSION_TAG = re.compile(r"paas/(?P<app>[a-z][a-z0-9-]{0,29}):v(?P<version>[1-9][0-9]{0,18})")
@@ -59,6 +60,41 @@ class UntrustedRow(InvalidInput):
 
 def _refuse(where: str, field: str, why: str) -> UntrustedRow:
     return UntrustedRow(f"refusing {where}: its {field} {why} (the database was changed outside paas?)")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _shown(value: object, most: int = 200) -> str:
+    said = repr(value)
+    return said if len(said) <= most else said[: most - 1] + "…"
+
+
+def _through(model: type[M], data: dict[str, Any], *, where: str, field: str) -> M:
+    """``data`` (the row's ``field``) as ``model``, validated strictly;
+    refused, naming the first bad field, if it fails or would come out changed."""
+    try:
+        checked = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        parts = list(first["loc"])
+        # a list item's union tag (the "op" of a GitHub call) is no field
+        loc = [
+            p for i, p in enumerate(parts) if not (isinstance(p, str) and i and isinstance(parts[i - 1], int))
+        ]
+        kind = first["type"]
+        if kind in ("extra_forbidden", "missing"):
+            *loc, key = loc
+            why = "has an unknown field" if kind == "extra_forbidden" else "lacks the field"
+            raise _refuse(where, _path(field, loc), f"{why} {_shown(key)}") from None
+        raise _refuse(where, _path(field, loc), f"{_shown(first['input'])} is not valid") from None
+    if checked.model_dump(exclude_unset=True) != data:
+        raise _refuse(where, field, "is not in its checked form")
+    return checked
+
+
+def _path(field: str, loc: list[str | int]) -> str:
+    return field + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
 
 
 def _same_through(model: type[BaseModel], data: dict[str, Any], *, where: str) -> None:
@@ -104,49 +140,24 @@ def check_hostname(hostname: object, *, where: str) -> str:
     raise _refuse(where, "hostname", f"{hostname!r} is not a hostname")
 
 
-def _payload_checks() -> dict[str, Callable[[Any], bool]]:
-    def ref(value: Any) -> bool:
-        if not isinstance(value, str):
-            return False
-        try:
-            return check_branch(value.removeprefix("refs/heads/")) == value.removeprefix("refs/heads/")
-        except ValueError:
-            return False
-
-    def text(value: Any) -> bool:
-        return isinstance(value, str) and "\0" not in value and len(value) <= 10_000
-
-    def version(value: Any) -> bool:
-        return type(value) is int and 1 <= value < 2**63
-
-    return {
-        "ref": ref,
-        "commit": lambda v: v == "" or (isinstance(v, str) and COMMIT_ID.fullmatch(v) is not None),
-        "message": text,
-        "trigger": text,
-        "actor": text,
-        "source_version": version,
-        "env_version": lambda v: type(v) is int and 0 <= v < 2**63,
-        "run_release": lambda v: type(v) is bool,
-    }
-
-
-_PAYLOAD = _payload_checks()
-
-
-def check_job(job: Job) -> Job:
+def job_payload(job: Job) -> JobPayload:
+    """What ``job`` asks, as its kind's model (paas/payloads.py), once its
+    kind, its app's name and its payload pass the checks web applies."""
     where = f"job {job.id}"
-    if job.kind not in (queue.DEPLOY, queue.RELEASE, queue.ROLLBACK, queue.DELETE):
-        raise _refuse(where, "kind", f"{job.kind!r} is not a job kind")
+    model = BY_KIND.get(job.kind)
+    if model is None:
+        raise _refuse(where, "kind", f"{_shown(job.kind)} is not a job kind")
     check_app_name(job.app_name, where=where)
     if not isinstance(job.payload, dict):
         raise _refuse(where, "payload", "is not an object")
-    for key, value in job.payload.items():
-        check = _PAYLOAD.get(key)
-        if check is None:
-            raise _refuse(where, "payload", f"has an unknown field {key!r}")
-        if not check(value):
-            raise _refuse(where, f"payload.{key}", f"{value!r} is not valid")
+    for key in job.payload:
+        if key not in model.model_fields and any(key in other.model_fields for other in BY_KIND.values()):
+            raise _refuse(where, f"payload.{key}", f"is not a field of a {job.kind} job")
+    return _through(model, job.payload, where=where, field="payload")
+
+
+def check_job(job: Job) -> Job:
+    job_payload(job)
     return job
 
 
@@ -222,69 +233,11 @@ def check_github_app(app: App) -> App:
     return app
 
 
-_STATUS_STATES = ("pending", "success", "failure", "error")
-_DEPLOYMENT_STATES = ("queued", "in_progress", "success", "failure", "error", "inactive")
-_URL = re.compile(
-    r"https?://(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/%-]*)?"
-)
-MAX_TEXT = 4000
 _SKEW = timedelta(minutes=5)  # a clock stepped back since a row was written
 
 
-def _text(value: Any, *, most: int = MAX_TEXT) -> bool:
+def _text(value: Any, *, most: int) -> bool:
     return isinstance(value, str) and len(value) <= most and "\0" not in value
-
-
-def _url(value: Any) -> bool:
-    """A control-plane or app URL as paas builds them: http(s), a host, a plain path."""
-    return isinstance(value, str) and len(value) <= 2000 and _URL.fullmatch(value) is not None
-
-
-def _ref(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    if FULL_COMMIT.fullmatch(value):
-        return True
-    try:
-        return check_branch(value) == value
-    except ValueError:
-        return False
-
-
-def _job_payload(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"paas_job"} and type(value["paas_job"]) is int
-
-
-def _github_op_checks() -> dict[str, dict[str, Callable[[Any], bool]]]:
-    def kind(name: str) -> Callable[[Any], bool]:
-        return lambda value: value == name
-
-    return {
-        "status": {
-            "op": kind("status"),
-            "sha": lambda v: isinstance(v, str) and FULL_COMMIT.fullmatch(v) is not None,
-            "state": lambda v: v in _STATUS_STATES,
-            "description": _text,
-            "target_url": _url,
-        },
-        "deployment": {
-            "op": kind("deployment"),
-            "ref": _ref,
-            "description": _text,
-            "payload": _job_payload,
-        },
-        "deployment_status": {
-            "op": kind("deployment_status"),
-            "state": lambda v: v in _DEPLOYMENT_STATES,
-            "description": _text,
-            "log_url": _url,
-            "environment_url": _url,
-        },
-        "inactivate_previous": {"op": kind("inactivate_previous")},
-    }
-
-
-_GITHUB_OPS = _github_op_checks()
 
 
 def _check_notice_head(notice: Notice, *, channel: str, where: str) -> None:
@@ -307,10 +260,10 @@ def _check_notice_head(notice: Notice, *, channel: str, where: str) -> None:
             raise _refuse(where, field, "is in the future")
 
 
-def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
-    """The calls a GitHub report makes, each field as the agent wrote it:
-    no other kind of call, no other state, a commit id or branch as the
-    ref, the deployment's payload naming its own job, paas's own URLs."""
+def github_report(notice: Notice, *, app: App) -> GitHubReport:
+    """The calls a GitHub report makes, each as the agent wrote it: no other
+    kind of call, no other state, a commit id or branch as the ref, the
+    deployment's payload naming its own job, paas's own URLs."""
     where = f"GitHub report {notice.id}"
     _check_notice_head(notice, channel="github", where=where)
     if notice.app_id != app.id or (notice.app_name and notice.app_name != app.name):
@@ -327,39 +280,27 @@ def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
         and all(_text(error, most=2000) for error in progress.get("errors", []))
     ):
         raise _refuse(where, "progress", "is not what the agent records")
-    if set(notice.payload) - {"ops", "live"} or not isinstance(notice.payload.get("live", False), bool):
-        raise _refuse(where, "payload", "has fields the agent does not write")
-    ops = notice.payload.get("ops")
-    if not isinstance(ops, list) or len(ops) > 10:
-        raise _refuse(where, "payload.ops", "is not a list of calls")
-    for index, op in enumerate(ops):
-        checks = _GITHUB_OPS.get(str(op.get("op"))) if isinstance(op, dict) else None
-        if checks is None:
-            raise _refuse(where, f"payload.ops[{index}]", "is not a call the agent makes")
-        for key, value in op.items():
-            check = checks.get(key)
-            if check is None:
-                raise _refuse(where, f"payload.ops[{index}]", f"has an unknown field {key!r}")
-            if not check(value):
-                raise _refuse(where, f"payload.ops[{index}].{key}", f"{value!r} is not valid")
-        if op["op"] == "deployment" and op.get("payload", {}).get("paas_job") != notice.job_id:
+    report = _through(GitHubReport, notice.payload, where=where, field="payload")
+    for index, op in enumerate(report.ops):
+        if isinstance(op, DeploymentOp) and op.payload.paas_job != notice.job_id:
             raise _refuse(where, f"payload.ops[{index}].payload", "names another job")
-    return [dict(op) for op in ops]
+    return report
 
 
-def check_notify_notice(notice: Notice) -> dict[str, str]:
+def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
+    """:func:`github_report`'s check; the calls as the agent wrote them."""
+    return [op.model_dump(exclude_unset=True) for op in github_report(notice, app=app).ops]
+
+
+def notify_message(notice: Notice) -> NotifyMessage:
     """A notification's title, body and kind, as the agent wrote them."""
     where = f"notification {notice.id}"
     _check_notice_head(notice, channel="notify", where=where)
     if notice.event not in EVENTS:
         raise _refuse(where, "event", f"{notice.event!r} is not an event")
-    payload = notice.payload
-    if set(payload) != {"title", "body", "type"}:
-        raise _refuse(where, "payload", "has other fields than title, body and type")
-    if not _text(payload["title"], most=250):
-        raise _refuse(where, "payload.title", "is not text")
-    if not _text(payload["body"]):
-        raise _refuse(where, "payload.body", "is not text")
-    if payload["type"] not in ("info", "success", "warning", "failure"):
-        raise _refuse(where, "payload.type", f"{payload['type']!r} is not a kind of notification")
-    return {key: str(value) for key, value in payload.items()}
+    return _through(NotifyMessage, notice.payload, where=where, field="payload")
+
+
+def check_notify_notice(notice: Notice) -> dict[str, str]:
+    """:func:`notify_message`'s check; the message as the agent wrote it."""
+    return notify_message(notice).model_dump()

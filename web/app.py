@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paas.crypto import Keyring
-from paas.db import current_revision, head_revision, make_engine, on_job_queued
+from paas.db import current_revision, database_full, head_revision, make_engine, on_job_queued
 from paas.errors import PaasError
 from paas.settings import Settings
 from paas.version import version
@@ -99,7 +99,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _database_error(request: Request, exc: OperationalError) -> Response:
-        if "disk is full" not in str(exc.orig):
+        if not database_full(exc):
             raise exc
         log.error("the database could not be written: the disk is full (%s)", exc.orig)
         detail = (

@@ -51,6 +51,9 @@ class FakeSource:
         for name, text in FILES.items():
             (dest / name).write_text(text)
 
+    def forget(self, app: str) -> None:
+        pass
+
 
 class FakeEngine:
     """The Docker engine's door, in memory: what exists, and every call made."""
@@ -71,6 +74,9 @@ class FakeEngine:
 
     def image_names_and_labels(self, ref: str) -> tuple[list[str], dict[str, str]] | None:
         return [ref], self.store.get(ref, {})  # a base image: a public one the engine has
+
+    def pull(self, ref: str, *, timeout: float) -> str | None:
+        return None  # never asked: the engine has every base image
 
     def image_id(self, ref: str) -> str | None:
         return f"sha256:{ref}" if ref in self.store else None
@@ -174,12 +180,12 @@ class Rig:
         self.world = World(engine)
         self.docker = FakeEngine(self.world)
         self.nginx = FakeNginx(self.world)
-        self.pipeline = Pipeline(
+        self.pipeline = Pipeline(  # mypy checks each fake against its door's Protocol (agent/doors.py)
             settings=self.settings,
             db=engine,
-            docker=self.docker,  # type: ignore[arg-type]
-            nginx=self.nginx,  # type: ignore[arg-type]
-            source=FakeSource(self.world),  # type: ignore[arg-type]
+            docker=self.docker,
+            nginx=self.nginx,
+            source=FakeSource(self.world),
             instance="test",
             keyring=Keyring(settings.keys_dir, private=True),
             cancel_poll_seconds=0,

@@ -141,6 +141,31 @@ def test_a_poisoned_report_never_reaches_github(
     assert notice.state == "failed" and "payload" in notice.last_error
 
 
+def test_a_value_a_notice_cannot_carry_fails_that_notice_alone(
+    tell: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
+) -> None:
+    """A release's error holding a NUL (a build printed one): the report
+    and the notification that would carry it are written failed, naming the
+    field, as the check before sending would refuse them; nothing else is
+    lost, and the outbox sends on."""
+    teller, sent = tell
+    app = _app(engine, settings)
+    job = _job(engine, app)
+    teller.scan()
+    with session_scope(engine) as s:
+        dep = Deployment(app_id=app.id or 0, version=1, commit=COMMIT, job_id=job.id, error="build: a\0b")
+        s.add(dep)
+    teller.finished(job, dep.id, Ended(JobState.failed, "build: a\0b"))
+    with Session(engine) as s:
+        ended = s.exec(select(Notice).where(Notice.channel == "github", Notice.event == "ended")).one()
+        told = s.exec(select(Notice).where(Notice.channel == "notify")).one()
+    assert ended.state == "failed" and "description" in ended.last_error, ended.last_error
+    assert told.state == "failed" and "body" in told.last_error, told.last_error
+    _drain(teller)
+    assert sequence(github.calls) == PUSH[:3]  # the queued report went out, the failed one never
+    assert sent.messages == []
+
+
 def test_an_answer_github_accepted_but_that_does_not_parse_is_not_sent_again(
     tell: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
 ) -> None:
