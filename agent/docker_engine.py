@@ -25,7 +25,15 @@ from docker.utils import kwargs_from_env, parse_repository_tag
 
 from paas.errors import ErrorKind, PaasError, says_disk_full
 
-__all__ = ["ContainerInfo", "DockerEngine", "EngineError", "Limits", "OneOffResult"]
+__all__ = [
+    "ContainerInfo",
+    "DockerEngine",
+    "EngineError",
+    "Limits",
+    "OneOffResult",
+    "container_kwargs",
+    "serving_kwargs",
+]
 
 LineSink = Callable[[str], None]
 
@@ -385,13 +393,9 @@ class DockerEngine:
             self._ensure_volumes(volumes, labels)
             container = self._client.containers.create(
                 image,
-                command=command,
-                name=name,
-                environment=env,
-                labels=labels,
-                detach=True,
-                volumes=volumes or None,
-                **(limits.create_kwargs() if limits else {}),
+                **container_kwargs(
+                    command=command, name=name, env=env, labels=labels, volumes=volumes, limits=limits
+                ),
             )
         except DockerException as exc:
             raise _failed(exc) from exc
@@ -443,17 +447,10 @@ class DockerEngine:
             self._ensure_volumes(volumes, labels)
             container = self._client.containers.run(
                 image,
-                command=command,
-                name=name,
-                environment=env,
-                labels=labels,
-                detach=True,
-                ports={f"{container_port}/tcp": (host_ip, host_port)} if host_port else None,
-                restart_policy={"Name": "unless-stopped"},
-                init=True,
-                volumes=volumes or None,
-                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-                **(limits.create_kwargs() if limits else {}),
+                **container_kwargs(
+                    command=command, name=name, env=env, labels=labels, volumes=volumes, limits=limits
+                ),
+                **serving_kwargs(container_port=container_port, host_ip=host_ip, host_port=host_port),
             )
         except DockerException as exc:
             _quietly(lambda: self._client.containers.get(name).remove(force=True))
@@ -581,6 +578,41 @@ class DockerEngine:
         except DockerException as exc:
             raise _failed(exc) from exc
         return ports
+
+
+def container_kwargs(
+    *,
+    command: list[str] | None,
+    name: str,
+    env: dict[str, str],
+    labels: dict[str, str],
+    volumes: dict[str, dict[str, str]] | None,
+    limits: Limits | None,
+) -> dict[str, Any]:
+    """The Docker SDK's arguments for any container of an app, the release's
+    one-off and the long-running ones alike: detached, with its env, labels
+    and volumes, boxed by ``limits``."""
+    return {
+        "command": command,
+        "name": name,
+        "environment": env,
+        "labels": labels,
+        "detach": True,
+        "volumes": volumes or None,
+        **(limits.create_kwargs() if limits else {}),
+    }
+
+
+def serving_kwargs(*, container_port: int, host_ip: str, host_port: int | None) -> dict[str, Any]:
+    """What a long-running container adds: published on host_ip:host_port
+    only (nothing published when host_port is None: a worker), restarted
+    unless stopped, an init, its log kept to 30 MB."""
+    return {
+        "ports": {f"{container_port}/tcp": (host_ip, host_port)} if host_port else None,
+        "restart_policy": {"Name": "unless-stopped"},
+        "init": True,
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+    }
 
 
 def _info(c: Any) -> ContainerInfo:

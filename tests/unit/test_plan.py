@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from agent import commands
+from agent.docker_engine import Limits, container_kwargs, serving_kwargs
 from agent.plan import (
     ProcessSpec,
     ReleasePlan,
@@ -99,6 +100,48 @@ def test_container_port_order() -> None:
 def test_release_command_prefers_procfile() -> None:
     assert release_command({"release": "x"}, "/app/prestart.sh") == ["/bin/sh", "-c", "x"]
     assert release_command({}, None) is None
+
+
+def test_every_app_container_is_made_alike_and_a_serving_one_adds_its_port_restarts_and_log() -> None:
+    made = container_kwargs(
+        command=["/bin/sh", "-c", "migrate"],
+        name="paas-shop-release-v3",
+        env={"A": "1"},
+        labels={"paas.app": "shop"},
+        volumes={"paas-shop-data": {"bind": "/data", "mode": "rw"}},
+        limits=Limits(memory=256 << 20, nano_cpus=500_000_000, pids=128),
+    )
+    assert made == {
+        "command": ["/bin/sh", "-c", "migrate"],
+        "name": "paas-shop-release-v3",
+        "environment": {"A": "1"},
+        "labels": {"paas.app": "shop"},
+        "detach": True,
+        "volumes": {"paas-shop-data": {"bind": "/data", "mode": "rw"}},
+        "mem_limit": 256 << 20,
+        "memswap_limit": 256 << 20,
+        "nano_cpus": 500_000_000,
+        "pids_limit": 128,
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["NET_RAW", "MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE", "SETPCAP"],
+    }
+    bare = container_kwargs(command=None, name="w", env={}, labels={}, volumes={}, limits=None)
+    assert bare == {
+        "command": None,
+        "name": "w",
+        "environment": {},
+        "labels": {},
+        "detach": True,
+        "volumes": None,
+    }
+    log = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+    assert serving_kwargs(container_port=8000, host_ip="127.0.0.1", host_port=20001) == {
+        "ports": {"8000/tcp": ("127.0.0.1", 20001)},
+        "restart_policy": {"Name": "unless-stopped"},
+        "init": True,
+        "log_config": log,
+    }
+    assert serving_kwargs(container_port=8000, host_ip="127.0.0.1", host_port=None)["ports"] is None
 
 
 def test_nginx_commands_are_argument_lists() -> None:
