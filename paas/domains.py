@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from paas import services
-from paas.errors import Conflict, InvalidInput, NotFound
+from paas.errors import Conflict, InvalidInput, found
 from paas.models import App, CertState, Domain, utcnow
 from paas.schemas import DomainPublic, normalize_hostname
 from paas.settings import Settings
@@ -100,9 +100,10 @@ def remove_domain(session: Session, *, app: App, hostname: str, settings: Settin
     name = _hostname(hostname)
     if name == settings.app_hostname(app.name):
         raise Conflict(f"{name} is the app's default hostname; it cannot be removed")
-    domain = session.exec(select(Domain).where(Domain.app_id == app.id, Domain.hostname == name)).first()
-    if domain is None:
-        raise NotFound(f"app {app.name!r} is not served at {name}")
+    domain = found(
+        session.exec(select(Domain).where(Domain.app_id == app.id, Domain.hostname == name)).first(),
+        f"app {app.name!r} is not served at {name}",
+    )
     if domain.is_default:
         raise Conflict(f"{name} is the app's default hostname; it cannot be removed")
     session.delete(domain)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+from typing import TypeVar
 
 __all__ = [
     "Conflict",
@@ -36,6 +37,7 @@ __all__ = [
     "SettingsError",
     "StepFailed",
     "Unavailable",
+    "found",
     "says_disk_full",
 ]
 
@@ -82,6 +84,17 @@ class SettingsError(PaasError):
 
 class NotFound(PaasError):
     status_code = 404
+
+
+T = TypeVar("T")
+
+
+def found(row: T | None, missing: str) -> T:
+    """``row``, or NotFound saying ``missing`` when the lookup found none
+    (an app, a release, a job, a user, a hostname)."""
+    if row is None:
+        raise NotFound(missing)
+    return row
 
 
 class Conflict(PaasError):

@@ -18,7 +18,7 @@ from paas import queue
 from paas.crypto import Keyring
 from paas.db import hold_key_lock
 from paas.env_snapshots import restore_snapshot
-from paas.errors import Conflict, InvalidInput, NotFound
+from paas.errors import Conflict, InvalidInput, found
 from paas.models import (
     App,
     CertState,
@@ -55,6 +55,7 @@ __all__ = [
     "find_release",
     "get_app",
     "get_job",
+    "get_release",
     "job_public",
     "list_apps",
     "list_releases",
@@ -88,10 +89,7 @@ _APP_BY_NAME = select(App).where(App.name == bindparam("name"))  # built once: l
 
 
 def get_app(session: Session, name: str) -> App:
-    app = session.exec(_APP_BY_NAME, params={"name": name}).first()
-    if app is None:
-        raise NotFound(f"no app named {name!r}")
-    return app
+    return found(session.exec(_APP_BY_NAME, params={"name": name}).first(), f"no app named {name!r}")
 
 
 def rotate_webhook_secret(session: Session, *, app: App, actor: str, keyring: Keyring) -> str:
@@ -219,6 +217,11 @@ def find_release(session: Session, app: App, version: int) -> Deployment | None:
     ).first()
 
 
+def get_release(session: Session, app: App, version: int) -> Deployment:
+    """Release v``version`` of the app; NotFound when it has none."""
+    return found(find_release(session, app, version), f"{app.name} has no release v{version}")
+
+
 def _live(session: Session, app: App) -> Deployment:
     if app.state != "active":
         raise Conflict(f"app {app.name!r} is being deleted")
@@ -340,9 +343,7 @@ def request_rollback(
         if target is None:
             raise Conflict(f"{app.name} has no successful release before v{current.version} to roll back to")
     else:
-        target = find_release(session, app, to)
-        if target is None:
-            raise NotFound(f"{app.name} has no release v{to}")
+        target = get_release(session, app, to)
         if target.status != DeploymentStatus.succeeded:
             raise Conflict(
                 f"v{to} of {app.name} never went live ({target.status}): only live releases come back"
@@ -426,10 +427,7 @@ def list_releases(session: Session, *, app: App, limit: int = 100) -> list[Deplo
 
 
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    return job
+    return found(session.get(Job, job_id), f"no job {job_id}")
 
 
 # shaping answers ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
-from paas.errors import Conflict, InvalidInput, NotFound
+from paas.errors import Conflict, InvalidInput, found
 from paas.models import User, utcnow
 
 __all__ = [
@@ -77,9 +77,7 @@ def list_users(session: Session) -> list[User]:
 
 def get_user(session: Session, username: str) -> User:
     user = session.exec(select(User).where(User.username == username.strip().lower())).first()
-    if user is None:
-        raise NotFound(f"no user named {username!r}")
-    return user
+    return found(user, f"no user named {username!r}")
 
 
 def change_password(session: Session, *, username: str, password: str) -> User:

@@ -22,7 +22,7 @@ from agent.docker_engine import DockerEngine, EngineError
 from agent.nginx import NginxError, NginxSites
 from agent.steps import disk_full
 from paas.db import database_full
-from paas.errors import ErrorKind, StepFailed
+from paas.errors import ErrorKind, NotFound, StepFailed, found
 from paas.settings import Settings
 
 
@@ -98,3 +98,12 @@ def test_a_full_disk_is_read_from_kinds_codes_and_errnos_never_from_words(
 
     assert disk_full(EngineError("no space left on device"), settings) is None  # words of no kind
     assert disk_full(RuntimeError("database or disk is full"), settings) is None
+
+
+def test_a_lookup_that_found_nothing_is_not_found() -> None:
+    row = object()
+    assert found(row, "no app named 'shop'") is row
+    assert found(0, "no job 0") == 0  # only None is missing
+    with pytest.raises(NotFound, match="^no app named 'shop'$") as caught:
+        found(None, "no app named 'shop'")
+    assert caught.value.status_code == 404

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from paas import domains, services
 from paas.errors import InvalidInput, NotFound, PaasError, Unavailable
-from paas.models import App, Deployment, WebhookDelivery
+from paas.models import App, WebhookDelivery
 from paas.notifications import github_told
 from paas.procfile import formation
 from paas.schemas import PROCESS_TYPE
@@ -183,7 +183,7 @@ def rollback_page(
     """Says what a rollback to this release will do, with the button that does it."""
     signed_in(request)
     app, row = page_context(session, settings, name)
-    target = _release(session, app, version)
+    target = services.get_release(session, app, version)
     return render(request, "rollback.html", tab="activity", app=row, target=target, error="")
 
 
@@ -197,20 +197,13 @@ def rollback(
     except PaasError as exc:
         session.rollback()
         app, row = page_context(session, settings, name)
-        target = _release(session, app, version)
+        target = services.get_release(session, app, version)
         return render(
             request, "rollback.html", exc.status_code, tab="activity", app=row, target=target, error=str(exc)
         )
     pinned = "The app is pinned: pushes wait until you deploy."
     flash(request, f"Rolling back to v{plan.target.version}. {pinned}")
     return back_to(name, "/activity")
-
-
-def _release(session: Session, app: App, version: int) -> Deployment:
-    dep = services.find_release(session, app, version)
-    if dep is None or dep.id is None:
-        raise NotFound(f"{app.name} has no release v{version}")
-    return dep
 
 
 # logs ---------------------------------------------------------------------------------------
@@ -224,7 +217,7 @@ def release_page(
     (streamed in while the release runs)."""
     signed_in(request)
     app, row = page_context(session, settings, name)
-    release = services.deployment_public(_release(session, app, version))
+    release = services.deployment_public(services.get_release(session, app, version))
     path = settings.release_log(app.name, version)
     log_text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     return render(request, "release.html", tab="activity", app=row, release=release, log=log_text)
@@ -246,8 +239,8 @@ def release_stream(
     chunk, its id the byte offset so a reconnect resumes), then "end"."""
     signed_in(request)
     app = services.get_app(session, name)
-    dep_id = _release(session, app, version).id
-    assert dep_id is not None  # _release refuses a row without one
+    dep_id = services.get_release(session, app, version).id
+    assert dep_id is not None  # a stored row has its id
     session.commit()  # hold no transaction open while streaming
     path = settings.release_log(app.name, version)
     try:
