@@ -71,8 +71,7 @@ def domain_public(domain: Domain, settings: Settings) -> DomainPublic:
 
 def add_domain(session: Session, *, app: App, hostname: str, settings: Settings, actor: str) -> Domain:
     """Serve ``app`` at ``hostname`` too (its certificate follows)."""
-    if app.state != "active":
-        raise Conflict(f"app {app.name!r} is being deleted")
+    services.check_active(app)
     name = _hostname(hostname)
     if name == settings.control_host:
         raise Conflict(f"{name} is the control plane's own hostname")

@@ -24,7 +24,7 @@ from paas import queue, services
 from paas.crypto import Keyring, env_purpose
 from paas.db import hold_key_lock
 from paas.env_snapshots import put_row, rows_of
-from paas.errors import Conflict, InvalidInput, NotFound
+from paas.errors import InvalidInput, NotFound
 from paas.models import EnvScope, EnvVar, utcnow
 from paas.schemas import (
     MAX_VARS,
@@ -84,8 +84,7 @@ def change_env(
     """
     hold_key_lock(session)
     app = services.get_app(session, name)
-    if app.state != "active":
-        raise Conflict(f"app {name!r} is being deleted")
+    services.check_active(app)
     rows = rows_of(session, app)
 
     missing = [k for k in change.unset if k not in rows]

@@ -47,6 +47,7 @@ __all__ = [
     "RollbackRequested",
     "ScaleOutcome",
     "app_public",
+    "check_active",
     "check_repo_allowed",
     "control_url",
     "create_app",
@@ -137,6 +138,12 @@ def create_app(
     return app, secret
 
 
+def check_active(app: App) -> None:
+    """Conflict when the app is being deleted: nothing more is done to it."""
+    if app.state != "active":
+        raise Conflict(f"app {app.name!r} is being deleted")
+
+
 def check_repo_allowed(url: str, settings: Settings) -> None:
     if is_local_repo(url) and not settings.allow_local_repos:
         raise InvalidInput(
@@ -187,8 +194,7 @@ def request_deploy(
     commit: str = "",
     message: str = "",
 ) -> Job:
-    if app.state != "active":
-        raise Conflict(f"app {app.name!r} is being deleted")
+    check_active(app)
     if trigger != "push" and app.pinned:  # a deploy by hand is the way back from a rollback
         unpin(session, app=app, actor=actor)
     payload = DeployPayload(
@@ -223,8 +229,7 @@ def get_release(session: Session, app: App, version: int) -> Deployment:
 
 
 def _live(session: Session, app: App) -> Deployment:
-    if app.state != "active":
-        raise Conflict(f"app {app.name!r} is being deleted")
+    check_active(app)
     current = live_release(session, app)
     if current is None:
         raise Conflict(f"app {app.name!r} has no live release yet: deploy it first")
@@ -238,8 +243,8 @@ def request_release(session: Session, *, app: App, actor: str, trigger: str, liv
     deploy fails, or already took the app's current env)."""
     if live:
         _live(session, app)
-    elif app.state != "active":
-        raise Conflict(f"app {app.name!r} is being deleted")
+    else:
+        check_active(app)
     payload = ReleasePayload(trigger=trigger, actor=actor)
     job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
     record_event(session, actor=actor, action="release.request", app_name=app.name, detail=trigger)
@@ -270,8 +275,7 @@ def request_scale(
     """Set containers per process type (kept across deploys) and, with a live
     release, roll its containers out again in those numbers: same image, same
     env, no release command, the zero-downtime switch."""
-    if app.state != "active":
-        raise Conflict(f"app {app.name!r} is being deleted")
+    check_active(app)
     if not counts:
         raise InvalidInput("name at least one process type and count, such as web=2")
     limit, app_limit = settings.max_containers_per_process, settings.max_containers_per_app

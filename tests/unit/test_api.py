@@ -180,3 +180,19 @@ def test_a_job_is_followed_with_one_request_per_change(
 
     assert client.get(url, params={"wait": 31}, headers=auth).status_code == 422
     assert client.get("/api/v1/jobs/999", params={"wait": 1}, headers=auth).status_code == 404
+
+
+def test_nothing_more_is_done_to_an_app_being_deleted(client: TestClient, auth: dict[str, str]) -> None:
+    assert (
+        client.post("/api/v1/apps", json={"name": "shop", "repo_url": REPO}, headers=auth).status_code == 201
+    )
+    assert client.delete("/api/v1/apps/shop", headers=auth).status_code == 202
+    for method, path, body in (
+        ("POST", "/api/v1/apps/shop/deploy", {}),
+        ("POST", "/api/v1/apps/shop/restart", None),
+        ("PUT", "/api/v1/apps/shop/scale", {"processes": {"web": 2}}),
+        ("PATCH", "/api/v1/apps/shop/env", {"set": [{"key": "A", "value": "1"}]}),
+        ("POST", "/api/v1/apps/shop/domains", {"hostname": "shop.example.com"}),
+    ):
+        r = client.request(method, path, json=body, headers=auth)
+        assert (r.status_code, r.json()["detail"]) == (409, "app 'shop' is being deleted"), (path, r.text)
