@@ -34,7 +34,6 @@ one (an rclone ``crypt`` remote for off-site copies).
 from __future__ import annotations
 
 import errno
-import io
 import json
 import logging
 import os
@@ -49,7 +48,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dotenv import dotenv_values
 from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
@@ -63,7 +61,7 @@ from paas.errors import PaasError, SettingsError
 from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
-from paas.settings import Settings, load_settings
+from paas.settings import Settings, load_settings, settings_file_values
 from paas.trust import UntrustedRow, check_app, check_app_name, check_release
 from paas.version import version
 
@@ -724,17 +722,11 @@ class SettingsMerge:
     refused: list[str]  # set by the archive to another value, and left as this server's
 
 
-def setting_values(text: str) -> dict[str, str]:
-    """A settings file's values, parsed as data (python-dotenv, no interpolation)."""
-    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
-    return {name: value for name, value in parsed.items() if value is not None}
-
-
 def merge_settings(current: str, archived: str) -> SettingsMerge:
     """This server's settings file with the archive's values of
     RESTORED_SETTINGS in place of its own; its other lines kept as they are.
     A value that one quoted line cannot hold is not taken."""
-    here, there = setting_values(current), setting_values(archived)
+    here, there = settings_file_values(current), settings_file_values(archived)
     taken = {k: v for k, v in there.items() if k in RESTORED_SETTINGS and not _NOT_IN_QUOTES.search(v)}
     lines = [line for line in current.splitlines() if _setting_name(line) not in taken]
     if taken:

@@ -2,22 +2,35 @@
 
 Built by :func:`load_settings`, never at import time, so tests and daemons each
 build their own. A missing or invalid variable raises :class:`SettingsError`
-whose message names the variable.
+whose message names the variable. The server's settings file (``paas.env``)
+is parsed here too, as data (:func:`settings_file_values`), for the server
+commands and ``paas restore``.
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paas.errors import SettingsError
 
-__all__ = ["Settings", "check_memory_size", "load_settings", "memory_bytes"]
+__all__ = [
+    "SETTINGS_FILE",
+    "Settings",
+    "check_memory_size",
+    "load_settings",
+    "memory_bytes",
+    "settings_file_values",
+]
+
+SETTINGS_FILE = Path("/etc/paas/paas.env")  # install.sh writes it; PAAS_ENV_FILE names another
 
 _LOG_APP = re.compile(r"[a-z][a-z0-9-]{0,29}")  # an app name (paas.schemas.APP_NAME), as a directory
 
@@ -34,6 +47,15 @@ def check_memory_size(value: str) -> str:
     if not _MEMORY.fullmatch(value) or memory_bytes(value) < 16 * 1024 * 1024:
         raise ValueError("must be a size of at least 16m, such as 512m or 2g")
     return value
+
+
+def settings_file_values(text: str) -> dict[str, str]:
+    """A settings file's values (paas.env: one ``PAAS_NAME='value'`` line
+    each), parsed as data with python-dotenv and no interpolation, as
+    systemd's EnvironmentFile= takes them (no ``${...}`` expansion); a name
+    without a value is left out."""
+    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {name: value for name, value in parsed.items() if value is not None}
 
 
 def memory_bytes(value: str) -> int:
@@ -149,7 +171,7 @@ class Settings(BaseSettings):
     # backups (paas backup; the agent's schedule): where the settings file is, so that it goes
     # into the archive too; where scheduled archives go (empty: <data_dir>/backups) and how
     # many stay; a crontab line (empty: none scheduled); an rclone remote[:path] to copy each to
-    env_file: Path = Path("/etc/paas/paas.env")
+    env_file: Path = SETTINGS_FILE
     backup_dir: Path | None = None
     backup_schedule: str = ""
     backup_keep: int = Field(default=7, ge=1, le=1000)

@@ -29,12 +29,10 @@ from paas.cli.common import (
     tokens_app,
     users_app,
 )
-from paas.settings import Settings, load_settings
+from paas.settings import SETTINGS_FILE, Settings, load_settings, settings_file_values
 
 if TYPE_CHECKING:  # the database's modules load when a command needs them
     from sqlmodel import Session, SQLModel
-
-SETTINGS_FILE = "/etc/paas/paas.env"
 
 
 def _prepare() -> Settings:
@@ -51,11 +49,10 @@ def read_settings_file() -> None:
     are taken as written, as systemd takes them (no ${...} expansion)."""
     import os
 
-    from dotenv import load_dotenv
-
-    path = os.environ.get("PAAS_ENV_FILE") or SETTINGS_FILE
+    path = Path(os.environ.get("PAAS_ENV_FILE") or SETTINGS_FILE)
     if os.path.isfile(path) and os.access(path, os.R_OK):
-        load_dotenv(path, override=False, interpolate=False)
+        for name, value in settings_file_values(path.read_text(encoding="utf-8")).items():
+            os.environ.setdefault(name, value)
 
 
 @app.command()

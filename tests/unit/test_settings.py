@@ -9,7 +9,7 @@ import pytest
 
 from agent.docker_engine import Limits
 from paas.errors import SettingsError
-from paas.settings import load_settings, memory_bytes
+from paas.settings import load_settings, memory_bytes, settings_file_values
 
 
 def test_defaults_suit_a_debian_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,6 +222,23 @@ def test_install_sh_writes_each_setting_so_that_every_reader_takes_it_as_written
     monkeypatch.setenv("PAAS_ENV_FILE", str(env_file))
     read_settings_file()
     assert {name: os.environ.get(name) for name in given} == given
+
+
+def test_paas_env_is_parsed_as_data() -> None:
+    text = (
+        "# written by install.sh\n"
+        "PAAS_DATABASE_URL='postgresql+psycopg://paas:p$w%rd@db/paas'\n"
+        "PAAS_ODD='a \"b\" $(c) `d` ${HOME} #e ;f'\n"
+        "export PAAS_DOMAIN=example.com\n"
+        "PAAS_NO_VALUE\n"
+        'PAAS_DOUBLE="x y"\n'
+    )
+    assert settings_file_values(text) == {
+        "PAAS_DATABASE_URL": "postgresql+psycopg://paas:p$w%rd@db/paas",
+        "PAAS_ODD": 'a "b" $(c) `d` ${HOME} #e ;f',
+        "PAAS_DOMAIN": "example.com",
+        "PAAS_DOUBLE": "x y",
+    }
 
 
 def test_install_sh_refuses_a_value_paas_env_cannot_hold(tmp_path: Path) -> None:
