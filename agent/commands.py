@@ -15,6 +15,7 @@ import subprocess  # noqa: S404  (the one module allowed to)
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "Captured",
@@ -48,33 +49,41 @@ class Captured:
 
 
 class TimedOut(Exception):
-    """A command ``capture`` ran was still running at its timeout (it was killed)."""
+    """A command was still running at its timeout (it was killed): ``capture``
+    raises it, ``run`` answers exit 124 with its words."""
 
 
-def _check_args(args: object, caller: str) -> None:
+def _spawn(args: object, caller: str, *, timeout: float, **how: Any) -> subprocess.CompletedProcess[Any]:
+    """Run ``args``, a non-empty list of strings (no shell), to its end; what
+    ``run`` and ``capture`` share. ``how`` is how its input and output are
+    connected (subprocess.run's arguments). At ``timeout`` it is killed and
+    :class:`TimedOut` raised; a missing binary raises ``FileNotFoundError``."""
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
         raise TypeError(f"{caller}() takes a non-empty list of strings")
+    try:
+        return subprocess.run(args, timeout=timeout, check=False, **how)  # noqa: S603  (argument list, no shell)
+    except subprocess.TimeoutExpired:
+        raise TimedOut(f"{args[0]}: timed out after {timeout}s") from None
 
 
 def run(args: list[str], *, timeout: float = 60, env: dict[str, str] | None = None) -> CommandResult:
     """Run ``args`` (no shell), capturing output; ``env`` adds to the
     environment. A missing binary or a timeout is a failed result, not an
     exception."""
-    _check_args(args, "run")
     try:
-        proc = subprocess.run(  # noqa: S603  (argument list, no shell)
+        proc = _spawn(
             args,
+            "run",
+            timeout=timeout,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
             env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError:
         return CommandResult(tuple(args), 127, f"{args[0]}: command not found")
-    except subprocess.TimeoutExpired:
-        return CommandResult(tuple(args), 124, f"{args[0]}: timed out after {timeout}s")
+    except TimedOut as exc:
+        return CommandResult(tuple(args), 124, str(exc))
     return CommandResult(tuple(args), proc.returncode, proc.stdout.decode("utf-8", "replace"))
 
 
@@ -96,24 +105,20 @@ def capture(
     ``extra_groups`` (``()``: none) and ``umask`` are the child's (None and
     -1: this process's). A missing binary raises ``FileNotFoundError``, a
     timeout :class:`TimedOut`: callers say which in their own words."""
-    _check_args(args, "capture")
-    try:
-        proc = subprocess.run(  # noqa: S603  (argument list, no shell)
-            args,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=None if environ is None else dict(environ),
-            cwd=cwd,
-            user=user,
-            group=group,
-            extra_groups=None if extra_groups is None else list(extra_groups),
-            umask=umask,
-        )
-    except subprocess.TimeoutExpired:
-        raise TimedOut(f"{args[0]}: timed out after {timeout}s") from None
+    proc = _spawn(
+        args,
+        "capture",
+        timeout=timeout,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=None if environ is None else dict(environ),
+        cwd=cwd,
+        user=user,
+        group=group,
+        extra_groups=None if extra_groups is None else list(extra_groups),
+        umask=umask,
+    )
     return Captured(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
 

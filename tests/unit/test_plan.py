@@ -176,3 +176,11 @@ def test_capture_raises_for_a_missing_binary_and_a_timeout() -> None:
         commands.capture([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.2)
     with pytest.raises(TypeError):
         commands.capture("pg_dump --version", timeout=30)  # type: ignore[arg-type]
+
+
+def test_run_answers_a_timeout_with_exit_124_in_the_words_capture_raises() -> None:
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    with pytest.raises(commands.TimedOut) as caught:
+        commands.capture(slow, timeout=0.2)
+    assert commands.run(slow, timeout=0.2) == commands.CommandResult(tuple(slow), 124, str(caught.value))
+    assert str(caught.value) == f"{sys.executable}: timed out after 0.2s"
