@@ -10,6 +10,7 @@ variables), and then every command says so.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -151,12 +152,8 @@ class ApiClient:
         return cls(login.url, login.token, insecure=login.insecure)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
+        with self._reaching():
             response = self._http.request(method, f"/api/v1{path}", **kwargs)
-        except httpx.ConnectError:
-            raise ClientError(f"cannot connect to {self._url}: is paas running?") from None
-        except httpx.HTTPError as exc:
-            raise ClientError(f"request to {self._url} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise ClientError(_error_text(response))
         if response.status_code == 204 or not response.content:
@@ -167,14 +164,22 @@ class ApiClient:
 
     def stream(self, path: str, **params: Any) -> Iterator[str]:
         """GET a streaming text answer, chunk by chunk, as it arrives."""
-        try:
-            with self._http.stream(
+        with (
+            self._reaching(),
+            self._http.stream(
                 "GET", f"/api/v1{path}", params=params, timeout=httpx.Timeout(30, read=None)
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise ClientError(_error_text(response))
-                yield from response.iter_text()
+            ) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                raise ClientError(_error_text(response))
+            yield from response.iter_text()
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """httpx's failures inside, as one line naming the server."""
+        try:
+            yield
         except httpx.ConnectError:
             raise ClientError(f"cannot connect to {self._url}: is paas running?") from None
         except httpx.HTTPError as exc:
