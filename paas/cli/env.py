@@ -12,7 +12,6 @@ from rich.table import Table
 
 from paas.cli.client import api_client, wait_for_job
 from paas.cli.common import JsonOpt, env_app, err, fail, out, print_json
-from paas.cli.http import ApiClient
 from paas.scopes import EnvScope
 
 SecretOpt = Annotated[
@@ -56,9 +55,11 @@ def _parse_pairs(pairs: list[str]) -> list[tuple[str, str]]:
     return parsed
 
 
-def _report_change(
-    client: ApiClient, result: dict[str, Any], *, restart: bool, wait: bool, as_json: bool
-) -> None:
+def _change(method: str, path: str, body: dict[str, Any], *, wait: bool, as_json: bool) -> None:
+    """Send one env change (``body`` says whether it restarts) and say what it did."""
+    client = api_client()
+    result = client.request(method, path, json=body)
+    restart = bool(body["restart"])
     for warning in result["warnings"]:
         err.print(f"warning: {warning}", markup=False, highlight=False)
     job = result["job"]
@@ -119,9 +120,7 @@ def env_set(
         "set": [{"key": k, "value": v, "secret": secret, "scope": scope} for k, v in _parse_pairs(pairs)],
         "restart": not no_restart,
     }
-    client = api_client()
-    result = client.request("PATCH", f"/apps/{name}/env", json=body)
-    _report_change(client, result, restart=not no_restart, wait=wait, as_json=as_json)
+    _change("PATCH", f"/apps/{name}/env", body, wait=wait, as_json=as_json)
 
 
 @env_app.command("unset")
@@ -133,9 +132,9 @@ def env_unset(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove env vars, all in one change."""
-    client = api_client()
-    result = client.request("PATCH", f"/apps/{name}/env", json={"unset": keys, "restart": not no_restart})
-    _report_change(client, result, restart=not no_restart, wait=wait, as_json=as_json)
+    _change(
+        "PATCH", f"/apps/{name}/env", {"unset": keys, "restart": not no_restart}, wait=wait, as_json=as_json
+    )
 
 
 @env_app.command("import")
@@ -154,9 +153,7 @@ def env_import(
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
     body = {"dotenv": text, "secret": secret, "scope": scope, "restart": not no_restart}
-    client = api_client()
-    result = client.request("POST", f"/apps/{name}/env/import", json=body)
-    _report_change(client, result, restart=not no_restart, wait=wait, as_json=as_json)
+    _change("POST", f"/apps/{name}/env/import", body, wait=wait, as_json=as_json)
 
 
 @env_app.command("export")
