@@ -103,13 +103,14 @@ def test_release_command_prefers_procfile() -> None:
 
 
 def test_every_app_container_is_made_alike_and_a_serving_one_adds_its_port_restarts_and_log() -> None:
+    limits = Limits(memory=256 << 20, nano_cpus=500_000_000, pids=128)
     made = container_kwargs(
         command=["/bin/sh", "-c", "migrate"],
         name="paas-shop-release-v3",
         env={"A": "1"},
         labels={"paas.app": "shop"},
         volumes={"paas-shop-data": {"bind": "/data", "mode": "rw"}},
-        limits=Limits(memory=256 << 20, nano_cpus=500_000_000, pids=128),
+        limits=limits,
     )
     assert made == {
         "command": ["/bin/sh", "-c", "migrate"],
@@ -118,12 +119,7 @@ def test_every_app_container_is_made_alike_and_a_serving_one_adds_its_port_resta
         "labels": {"paas.app": "shop"},
         "detach": True,
         "volumes": {"paas-shop-data": {"bind": "/data", "mode": "rw"}},
-        "mem_limit": 256 << 20,
-        "memswap_limit": 256 << 20,
-        "nano_cpus": 500_000_000,
-        "pids_limit": 128,
-        "security_opt": ["no-new-privileges:true"],
-        "cap_drop": ["NET_RAW", "MKNOD", "SETFCAP", "SYS_CHROOT", "AUDIT_WRITE", "SETPCAP"],
+        **limits.create_kwargs(),  # spelled out in test_settings.py
     }
     bare = container_kwargs(command=None, name="w", env={}, labels={}, volumes={}, limits=None)
     assert bare == {
