@@ -13,7 +13,7 @@ the sender as it is planned here (``launch``): as ``PAAS_NOTIFY_USER``
 (else ``nobody``), never root, with no supplementary group; in ``/``, with
 ``-I`` (no working directory, ``PYTHONPATH`` or user site on ``sys.path``:
 nothing planted there is imported) and a minimal environment. The sender
-checks the URL again (paas/notify.py's services and options, then as Apprise
+checks the URL again (paas/notify_rules.py's services and options, then as Apprise
 parsed it) and holds its memory closed to other processes of its user
 before it reads the URL.
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paas.errors import PaasError
-from paas.notify import NOTIFY_SCHEMES, REFUSED_OPTIONS, check_notify_url
+from paas.notify_rules import NOTIFY_SCHEMES, REFUSED_OPTIONS, check_notify_url
 
 if TYPE_CHECKING:
     from paas.settings import Settings

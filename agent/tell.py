@@ -44,14 +44,14 @@ from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_
 from paas.db import session_scope
 from paas.errors import PaasError
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
-from paas.notifications import target_owner
-from paas.notify import (
+from paas.notify_rules import (
     EVENTS,
     check_github_environment,
     check_github_repo,
     check_notify_url,
     github_repo_from_url,
 )
+from paas.notify_targets import target_owner
 from paas.payloads import (
     DeletePayload,
     DeploymentOp,

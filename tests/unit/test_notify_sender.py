@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from agent import notify_send
 from agent.tell import Teller
 from paas.crypto import Keyring
-from paas.notify import check_notify_url
+from paas.notify_rules import check_notify_url
 from paas.settings import Settings
 from testkit.harness import JsonReceiver, traversable_dir
 

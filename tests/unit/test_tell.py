@@ -21,7 +21,7 @@ from agent.tell import Ended, Teller
 from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
-from paas.notify import github_repo_from_url, mask_url
+from paas.notify_rules import github_repo_from_url, mask_url
 from paas.settings import Settings
 from tests.integration.github_standin import PUSH, GitHubStandIn, sequence
 
