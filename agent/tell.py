@@ -35,6 +35,7 @@ from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
 from agent import commands
+from agent.backoff import retry_delay
 from agent.deploylog import DeployLog, read_private_tail
 from agent.github_status import GitHubClient, GitHubTrouble
 from agent.notify_send import launch
@@ -609,7 +610,7 @@ class Teller:
                     f"not delivered after {notice.attempts} tries: {error}",
                 )
             else:
-                delay = self.settings.notify_retry_seconds * 4 ** (notice.attempts - 1)
+                delay = retry_delay(notice.attempts, first=self.settings.notify_retry_seconds, factor=4)
                 notice.last_error, notice.next_at = error, utcnow() + timedelta(seconds=delay)
             session.add(notice)
             final = notice.state != PENDING
@@ -769,7 +770,9 @@ class Teller:
             if notice is None:
                 return
             notice.attempts += 1
-            backoff = min(self.settings.github_retry_max_seconds, 2 ** min(notice.attempts - 1, 16))
+            backoff = retry_delay(
+                notice.attempts, first=1, factor=2, most=self.settings.github_retry_max_seconds
+            )
             wait = trouble.retry_after if trouble.retry_after else backoff
             notice.next_at = utcnow() + timedelta(seconds=min(wait, 3600))
             notice.last_error, notice.progress = trouble.reason, progress
