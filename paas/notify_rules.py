@@ -5,7 +5,7 @@ and environment names, and how a notification URL is shown without its
 secrets.
 
 Where they are stored is paas/notify_targets.py; sending is the agent's
-(agent/tell.py). Nothing here touches the database: the command line and the
+(agent/tell/). Nothing here touches the database: the command line and the
 notification sender import it.
 """
 
@@ -46,7 +46,7 @@ MAX_URL = 2000
 # The Apprise services paas sends to (Apprise's own scheme names). Apprise knows a hundred more,
 # some of which read local files or talk to the machine itself (dbus, syslog, a desktop); the
 # URL is chosen by whoever holds web, so web refuses any other on input and the agent and its
-# sender (agent/notify_send.py) refuse it again before sending.
+# sender (agent/tell/notify_send.py) refuse it again before sending.
 NOTIFY_SCHEMES: dict[str, str] = {
     "slack": "Slack",
     "discord": "Discord",

@@ -1,7 +1,7 @@
 """Where paas tells people, as the API and the UI keep it: an app's GitHub
 reporting (the token sealed to the agent's key pair, write-only) and
 notification targets (URLs sealed, listed masked), and what the outbox
-says of each (the agent writes it: agent/tell.py). The service functions
+says of each (the agent writes it: agent/tell/). The service functions
 behind web/routes/notify.py and web/pages/app_settings.py; the checks they
 apply are paas/notify_rules.py.
 """

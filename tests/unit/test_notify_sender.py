@@ -26,8 +26,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from agent import notify_send
-from agent.tell import Teller
+from agent.tell import notify_send
+from agent.tell.teller import Teller
 from paas.crypto import Keyring
 from paas.notify_rules import check_notify_url
 from paas.settings import Settings
@@ -140,7 +140,7 @@ def test_the_sender_starts_isolated_in_the_root_directory_as_an_unprivileged_use
     monkeypatch.setattr("agent.commands.subprocess.run", run)
     url = "json://127.0.0.1:9/hooks/canarySECRET"
     assert _teller(settings, engine)._apprise(url, "t", "b", "info") == ""
-    assert seen["argv"] == [sys.executable, "-I", "-m", "agent.notify_send"]
+    assert seen["argv"] == [sys.executable, "-I", "-m", "agent.tell.notify_send"]
     assert seen["cwd"] == "/"
     kept = {"PATH", "LANG", "HOME", *notify_send.PASSED_ENV}  # and proxies, CA bundles, TZ
     assert "HTTPS_PROXY" in seen["env"] and set(seen["env"]) <= kept
@@ -153,12 +153,12 @@ def test_the_sender_starts_isolated_in_the_root_directory_as_an_unprivileged_use
 
 
 def test_the_plan_names_the_notify_user_and_refuses_root_or_web_s(settings: Settings) -> None:
-    from agent.notify_send import Launch, SenderError, launch
+    from agent.tell.notify_send import Launch, SenderError, launch
 
     nobody = pwd.getpwnam("nobody")
     plan = launch(settings, python="/venv/bin/python", environ={"TZ": "UTC", "SECRET": "x"}, root=True)
     assert plan == Launch(
-        argv=("/venv/bin/python", "-I", "-m", "agent.notify_send"),
+        argv=("/venv/bin/python", "-I", "-m", "agent.tell.notify_send"),
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", "TZ": "UTC"},
         cwd="/",
         user=nobody.pw_uid,

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from agent.crashes import CrashWatch
-from agent.notify_send import scrub
-from agent.tell import Ended, Teller
+from agent.tell.crashes import CrashWatch
+from agent.tell.notify_send import scrub
+from agent.tell.teller import Ended, Teller
 from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow

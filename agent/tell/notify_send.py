@@ -1,6 +1,6 @@
 """Send one notification through Apprise, in a process of its own.
 
-The agent runs ``python -I -m agent.notify_send`` with a JSON object on stdin
+The agent runs ``python -I -m agent.tell.notify_send`` with a JSON object on stdin
 (``url``, ``title``, ``body``, ``type``) and reads one JSON line back
 (``ok``, ``error``). A process of its own because Apprise loads every
 channel's plugin (about 30 MB the agent would keep for good), and because
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Launch", "SenderError", "close_memory", "launch", "scrub", "send"]
 
-MODULE = "agent.notify_send"
+MODULE = "agent.tell.notify_send"
 # what the sender keeps of the agent's environment: how to reach the internet, which CAs to trust
 PASSED_ENV = (
     "http_proxy",

@@ -37,9 +37,9 @@ from sqlmodel import Session, col, select
 from agent import commands
 from agent.backoff import retry_delay
 from agent.deploylog import DeployLog, read_private_tail
-from agent.github_status import GitHubClient, GitHubTrouble
-from agent.notify_send import launch
 from agent.releases import Releases
+from agent.tell.github import GitHubClient, GitHubTrouble
+from agent.tell.notify_send import launch
 from paas import queue
 from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
@@ -464,7 +464,7 @@ class Teller:
             session.add(target)
 
     def _apprise(self, url: str, title: str, body: str, kind: str) -> str:
-        """Send through Apprise in a process of its own (agent/notify_send.py),
+        """Send through Apprise in a process of its own (agent/tell/notify_send.py),
         started as ``launch`` planned it; the URL checked again first."""
         try:
             url = check_notify_url(url)
