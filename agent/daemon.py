@@ -31,7 +31,8 @@ from agent.sites import Sites
 from agent.socket_api import LiveServer, create_live_app
 from agent.source import SourceCache
 from agent.tell.crashes import CrashWatch
-from agent.tell.teller import Ended, Teller
+from agent.tell.say import Ended
+from agent.tell.teller import Teller
 from paas import queue
 from paas.crypto import Keyring
 from paas.db import make_engine, session_scope

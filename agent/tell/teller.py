@@ -26,9 +26,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, assert_never
+from typing import Any, assert_never
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, or_
@@ -38,6 +37,7 @@ from agent import commands
 from agent.backoff import retry_delay
 from agent.deploylog import DeployLog, read_private_tail
 from agent.releases import Releases
+from agent.tell import say
 from agent.tell.github import GitHubClient, GitHubTrouble
 from agent.tell.notify_send import launch
 from paas import queue
@@ -61,12 +61,10 @@ from paas.payloads import (
     GitHubOp,
     GitHubReport,
     InactivatePreviousOp,
-    JobRef,
     NotifyKind,
     NotifyMessage,
     ReleasePayload,
     StatusOp,
-    StatusState,
 )
 from paas.services import control_url, served_url
 from paas.settings import Settings
@@ -88,27 +86,11 @@ log = logging.getLogger("paas.agent.tell")
 GITHUB, NOTIFY = "github", "notify"
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 GITHUB_GIVE_UP = timedelta(hours=24)  # a report still failing after this goes, and those behind it
-APP_FAULT_STEPS = ("build", "release", "start", "health")  # a failure, not an error of paas
 LOG_TAIL = 12  # lines of a failed deploy's log in its notification
 DEFER = timedelta(minutes=1)  # a notice whose sending broke waits this long
 # test sends at once (each a sender of about 30 MB for up to PAAS_NOTIFY_TIMEOUT); one more is
 # refused, not queued. The outbox sends one at a time: at most 3 senders run together.
 TEST_SENDS = 2
-
-
-@dataclass(frozen=True)
-class Ended:
-    """How a job ended, as the teller needs it."""
-
-    state: str  # done | failed | cancelled | superseded
-    error: str = ""
-    note: str = ""  # a job that ended well without a release: why
-
-
-def _status_text(exc_text: str) -> tuple[str, str]:
-    """(step, reason) from a deployment's ``step: reason`` error."""
-    step, sep, reason = exc_text.partition(": ")
-    return (step, reason) if sep and step.isidentifier() else ("", exc_text)
 
 
 class Teller:
@@ -172,7 +154,7 @@ class Teller:
             ).all()
             gone = [(job, app) for job, app in gone if _trusted(job, app)]
             for job, app in gone:
-                self._github_ended(session, job, app, None, Ended(job.state, job.error))
+                self._github_ended(session, job, app, None, say.Ended(job.state, job.error))
             if fresh or gone:
                 self._wake[GITHUB].set()
 
@@ -184,29 +166,15 @@ class Teller:
             dep = session.get(Deployment, dep_id)
             if app is None or dep is None or not _trusted(job, app, dep):
                 return
+            facts, release, links = _job_facts(job), _release_facts(dep), self._links(session, app, dep)
             if app.github_token:
                 if self._notice(session, job.id, "queued") is None:
                     self._github_queued(session, job, app)
                 with self._reporting(session, app, job, dep, "started"):
-                    url = self._release_url(session, app, dep)
-                    ops = [
-                        *self._commit_status(job, dep.commit, "pending", f"v{dep.version}: deploying", url),
-                        DeploymentStatusOp(
-                            state="in_progress", description=f"v{dep.version}: {_what(job)}", log_url=url
-                        ),
-                    ]
-                    self._github(session, app, job, dep, "started", ops)
-            what = _what(job)
-            self._notify(
-                session,
-                "deploy.started",
-                app,
-                title=f"{app.name}: {what} v{dep.version}",
-                body=_describe(dep) + f"\n{self._release_url(session, app, dep)}",
-                kind="info",
-            )
+                    self._github(session, app, job, dep, "started", say.started_report(facts, release, links))
+            self._notify(session, app, say.started_message(app.name, facts, release, links))
 
-    def finished(self, job: Job, dep_id: int | None, ended: Ended) -> None:
+    def finished(self, job: Job, dep_id: int | None, ended: say.Ended) -> None:
         """A job that ran has ended: GitHub hears how, and the notification
         of a success, a rollback or a failure goes out."""
         with session_scope(self.db) as session:
@@ -216,32 +184,14 @@ class Teller:
                 return
             if app.github_token:
                 self._github_ended(session, job, app, dep, ended)
-            if dep is None or dep.job_id != job.id:
-                return  # nothing was released (an env release that was not needed)
-            url = self._release_url(session, app, dep)
-            if ended.state == JobState.done:
-                rollback = job.kind == queue.ROLLBACK
-                event = "rollback" if rollback else "deploy.succeeded"
-                took = (
-                    f" in {(dep.finished_at - dep.created_at).total_seconds():.1f} s"
-                    if dep.finished_at
-                    else ""
-                )
-                title = (
-                    f"{app.name}: rolled back to v{dep.rollback_of} (now v{dep.version})"
-                    if rollback
-                    else f"{app.name}: v{dep.version} is live"
-                )
-                body = f"{_describe(dep)}{took}\n{self._app_url(session, app)}\n{url}"
-                self._notify(session, event, app, title=title, body=body, kind="success")
-            elif ended.state in (JobState.failed, JobState.cancelled):
-                step, reason = _status_text(dep.error or ended.error)
-                at = f" at {step}" if step else ""
-                tail = self._log_tail(app.name, dep.version)
-                body = f"{reason}\n{_describe(dep)}\n{url}" + (f"\n\n{tail}" if tail else "")
-                word = "was cancelled" if ended.state == JobState.cancelled else "failed"
-                title = f"{app.name}: v{dep.version} {word}{at}"
-                self._notify(session, "deploy.failed", app, title=title, body=body, kind="failure")
+            if dep is None:
+                return
+            failed = ended.state in say.FAILED and dep.job_id == job.id
+            tail = self._log_tail(app.name, dep.version) if failed else ""
+            facts, release, links = _job_facts(job), _release_facts(dep), self._links(session, app, dep)
+            message = say.ended_message(app.name, facts, ended, release, links, log_tail=tail)
+            if message is not None:
+                self._notify(session, app, message)
 
     def event(
         self, event: str, *, app_name: str = "", title: str, body: str, kind: NotifyKind = "warning"
@@ -256,79 +206,27 @@ class Teller:
                 except UntrustedRow as exc:
                     log.error("not telling %s of %s: %s", app_name, event, exc)
                     return 0
-            return self._notify(session, event, app, title=title, body=body, kind=kind)
+            return self._notify(session, app, say.Message(event=event, title=title, body=body, kind=kind))
 
     # GitHub reports ------------------------------------------------------------------------
 
     def _github_queued(self, session: Session, job: Job, app: App) -> None:
         with self._reporting(session, app, job, None, "queued"):
-            asked = _deploy_asked(job)
-            commit = asked.commit or _base_commit(session, app, job)
-            ref = (asked.ref or "").removeprefix("refs/heads/") or app.branch
-            activity = self._activity_url(session, app)
-            assert job.id is not None  # a row read from the database
-            ops = [
-                *self._commit_status(job, commit, "pending", "queued", activity),
-                DeploymentOp(
-                    ref=commit or ref, description=f"paas: {_what(job)}", payload=JobRef(paas_job=job.id)
-                ),
-                DeploymentStatusOp(state="queued", description="queued", log_url=activity),
-            ]
-            self._github(session, app, job, None, "queued", ops)
+            report = say.queued_report(
+                _job_facts(job),
+                self._links(session, app),
+                branch=app.branch,
+                base_commit=_base_commit(session, app, job),
+            )
+            self._github(session, app, job, None, "queued", report)
 
     def _github_ended(
-        self, session: Session, job: Job, app: App, dep: Deployment | None, ended: Ended
+        self, session: Session, job: Job, app: App, dep: Deployment | None, ended: say.Ended
     ) -> None:
         with self._reporting(session, app, job, dep, "ended"):
-            url = (
-                self._release_url(session, app, dep) if dep is not None else self._activity_url(session, app)
-            )
-            version = f"v{dep.version}" if dep is not None else "not deployed"
-            commit = dep.commit if dep is not None else _deploy_asked(job).commit
-            ops: list[GitHubOp]
-            if ended.state == JobState.done and dep is not None and dep.job_id == job.id:
-                live = f"v{dep.version} is live"
-                ops = [
-                    *self._commit_status(job, commit, "success", live, url),
-                    DeploymentStatusOp(
-                        state="success",
-                        description=live,
-                        log_url=url,
-                        environment_url=self._app_url(session, app),
-                    ),
-                    InactivatePreviousOp(),
-                ]
-            elif ended.state == JobState.done:  # nothing to release
-                why = ended.note or "nothing to release"
-                ops = [DeploymentStatusOp(state="inactive", description=why, log_url=url)]
-            elif ended.state == JobState.superseded:
-                why = "not deployed: a newer push superseded it"
-                ops = [
-                    *self._commit_status(job, commit, "error", why, url),
-                    DeploymentStatusOp(state="inactive", description=why, log_url=url),
-                ]
-            else:
-                step, reason = _status_text((dep.error if dep is not None else "") or ended.error)
-                state: Literal["failure", "error"] = "failure" if step in APP_FAULT_STEPS else "error"
-                if ended.state == JobState.cancelled:
-                    state, text = "error", f"{version} cancelled"
-                else:
-                    text = f"{version} failed" + (f" at {step}: {reason}" if step else f": {reason}")
-                ops = [
-                    *self._commit_status(job, commit, state, text, url),
-                    DeploymentStatusOp(state=state, description=text, log_url=url),
-                ]
-            self._github(session, app, job, dep, "ended", ops, live=ended.state == JobState.done)
-
-    @staticmethod
-    def _commit_status(
-        job: Job, commit: str, state: StatusState, description: str, target_url: str
-    ) -> list[GitHubOp]:
-        """A commit status, for deploys of a known commit (a release of the
-        same image would repeat what its deploy said)."""
-        if job.kind != queue.DEPLOY or len(commit) != 40:
-            return []
-        return [StatusOp(sha=commit, state=state, description=description, target_url=target_url)]
+            release = _release_facts(dep) if dep is not None else None
+            report = say.ended_report(_job_facts(job), ended, release, self._links(session, app, dep))
+            self._github(session, app, job, dep, "ended", report)
 
     def _github(
         self,
@@ -337,9 +235,7 @@ class Teller:
         job: Job,
         dep: Deployment | None,
         event: str,
-        ops: list[GitHubOp],
-        *,
-        live: bool = False,
+        report: GitHubReport,
     ) -> None:
         session.add(
             Notice(
@@ -349,7 +245,7 @@ class Teller:
                 job_id=job.id,
                 deployment_id=dep.id if dep is not None else None,
                 event=event,
-                payload=GitHubReport(ops=ops, live=live).model_dump(),
+                payload=report.model_dump(),
             )
         )
         self._wake[GITHUB].set()
@@ -388,15 +284,17 @@ class Teller:
 
     # notifications -------------------------------------------------------------------------
 
-    def _notify(
-        self, session: Session, event: str, app: App | None, *, title: str, body: str, kind: NotifyKind
-    ) -> int:
+    def _notify(self, session: Session, app: App | None, message: say.Message) -> int:
         """A notice per target that hears ``event`` (its app's and every app's);
         how many. One that the message cannot be (a NUL in a log line, a kind
         that is none) is written failed, as the check before sending would."""
+        event = message.event
         assert event in EVENTS, event
         try:
-            payload, error = NotifyMessage(title=title[:250], body=body[:4000], type=kind).model_dump(), ""
+            payload = NotifyMessage(
+                title=message.title[:250], body=message.body[:4000], type=message.kind
+            ).model_dump()
+            error = ""
         except ValidationError as exc:
             payload, error = {}, f"not written: {_first_error(exc)}"
             log.error("notification of %s: %s", event, error)
@@ -440,12 +338,13 @@ class Teller:
             if target is None:
                 return f"no notification target {target_id}"
             url, whose = target.url, target_owner(session, target)
+        message = say.notify_test_message(self.settings.control_host)
         try:
             error = self._send_notification(
                 self.keyring.decrypt(url, purpose=notify_url_purpose(target_id, whose)),
-                "paas: a test notification",
-                f"This is a test from paas on {self.settings.control_host}: notifications reach you here.",
-                "info",
+                message.title,
+                message.body,
+                message.kind,
             )
         except DecryptError as exc:
             error = f"cannot open the URL: {exc}"
@@ -811,14 +710,13 @@ class Teller:
 
     # URLs ----------------------------------------------------------------------------------
 
-    def _activity_url(self, session: Session, app: App) -> str:
-        return f"{control_url(session, self.settings)}/apps/{app.name}/activity"
-
-    def _release_url(self, session: Session, app: App, dep: Deployment) -> str:
-        return f"{control_url(session, self.settings)}/apps/{app.name}/releases/{dep.version}"
-
-    def _app_url(self, session: Session, app: App) -> str:
-        return served_url(session, self.settings, self.settings.app_hostname(app.name))
+    def _links(self, session: Session, app: App, dep: Deployment | None = None) -> say.Links:
+        control = control_url(session, self.settings)
+        return say.Links(
+            activity=f"{control}/apps/{app.name}/activity",
+            release=f"{control}/apps/{app.name}/releases/{dep.version}" if dep is not None else "",
+            app=served_url(session, self.settings, self.settings.app_hostname(app.name)),
+        )
 
     def _log_tail(self, app_name: str, version: int) -> str:
         """The last lines of a release's log, for a failure's notification:
@@ -862,10 +760,32 @@ def _first_error(exc: ValidationError) -> str:
     return f"{'.'.join(str(part) for part in first['loc']) or 'value'}: {first['msg']}"
 
 
-def _deploy_asked(job: Job) -> DeployPayload:
-    """The ref and commit a deploy job asks for (none for a release or rollback)."""
+def _job_facts(job: Job) -> say.JobFacts:
+    """A job (checked: ``_trusted``) as it is told."""
+    assert job.id is not None  # a row read from the database
     asked = job_payload(job)
-    return asked if isinstance(asked, DeployPayload) else DeployPayload()
+    if isinstance(asked, DeletePayload):
+        return say.JobFacts(id=job.id, kind=job.kind)
+    deploy = asked if isinstance(asked, DeployPayload) else DeployPayload()
+    return say.JobFacts(
+        id=job.id, kind=job.kind, trigger=asked.trigger, ref=deploy.ref or "", commit=deploy.commit
+    )
+
+
+def _release_facts(dep: Deployment) -> say.ReleaseFacts:
+    took = (dep.finished_at - dep.created_at).total_seconds() if dep.finished_at else None
+    return say.ReleaseFacts(
+        version=dep.version,
+        job_id=dep.job_id,
+        commit=dep.commit,
+        message=dep.commit_message,
+        trigger=dep.trigger,
+        by=dep.created_by,
+        step=dep.step,
+        error=dep.error,
+        rollback_of=dep.rollback_of,
+        seconds=took,
+    )
 
 
 def _base_commit(session: Session, app: App, job: Job) -> str:
@@ -877,23 +797,6 @@ def _base_commit(session: Session, app: App, job: Job) -> str:
         return Releases.base_release(session, app, asked.source_version).commit
     except PaasError:  # nothing to bring back: the job will fail and say so
         return ""
-
-
-def _what(job: Job) -> str:
-    asked = job_payload(job)
-    trigger = "" if isinstance(asked, DeletePayload) else asked.trigger
-    if job.kind == queue.ROLLBACK:
-        return "rollback"
-    if job.kind == queue.RELEASE:
-        return f"release ({trigger})" if trigger else "release"
-    return f"deploy ({trigger})" if trigger else "deploy"
-
-
-def _describe(dep: Deployment) -> str:
-    commit = dep.commit[:12] if dep.commit else "the branch head"
-    message = dep.commit_message.strip().splitlines()[0][:100] if dep.commit_message.strip() else ""
-    by = f" by {dep.created_by}" if dep.created_by else ""
-    return f"{commit}{f' {message!r}' if message else ''} ({dep.trigger or 'deploy'}{by})"
 
 
 def _aware(at: datetime) -> datetime:

@@ -17,7 +17,8 @@ from sqlmodel import Session, select
 
 from agent.tell.crashes import CrashWatch
 from agent.tell.notify_send import scrub
-from agent.tell.teller import Ended, Teller
+from agent.tell.say import Ended
+from agent.tell.teller import Teller
 from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow

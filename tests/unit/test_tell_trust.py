@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from agent.tell.teller import Ended, Teller
+from agent.tell.say import Ended
+from agent.tell.teller import Teller
 from paas.crypto import Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget
