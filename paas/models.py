@@ -293,4 +293,4 @@ class Notice(SQLModel, table=True):
     next_at: datetime = Field(default_factory=utcnow)
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    sent_at: datetime | None = None  # when the outbox was done with it: sent, or given up

@@ -26,7 +26,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, assert_never
 
 from pydantic import ValidationError
@@ -34,12 +34,12 @@ from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
 from agent import commands
-from agent.backoff import retry_delay
 from agent.deploylog import DeployLog, read_private_tail
 from agent.releases import Releases
 from agent.tell import say
 from agent.tell.github import GitHubClient, GitHubTrouble
 from agent.tell.notify_send import launch
+from agent.tell.outbox import FAILED, SENT, Outbox, aware, not_written
 from paas import queue
 from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
@@ -84,10 +84,9 @@ __all__ = ["Teller"]
 log = logging.getLogger("paas.agent.tell")
 
 GITHUB, NOTIFY = "github", "notify"
-PENDING, SENT, FAILED = "pending", "sent", "failed"
 GITHUB_GIVE_UP = timedelta(hours=24)  # a report still failing after this goes, and those behind it
 LOG_TAIL = 12  # lines of a failed deploy's log in its notification
-DEFER = timedelta(minutes=1)  # a notice whose sending broke waits this long
+LONGEST_WAIT = 3600  # seconds: GitHub's Retry-After or rate-limit reset is honoured up to this
 # test sends at once (each a sender of about 30 MB for up to PAAS_NOTIFY_TIMEOUT); one more is
 # refused, not queued. The outbox sends one at a time: at most 3 senders run together.
 TEST_SENDS = 2
@@ -111,7 +110,26 @@ class Teller:
         if self._sender.warning:
             log.warning("%s", self._sender.warning)
         self._testing = threading.BoundedSemaphore(TEST_SENDS)
-        self._wake = {GITHUB: threading.Event(), NOTIFY: threading.Event()}
+        self.outboxes = {
+            GITHUB: Outbox(
+                db,
+                GITHUB,
+                key=lambda notice: notice.app_id,
+                send=self._send_github,
+                first=1,
+                factor=2,
+                most=settings.github_retry_max_seconds,
+            ),
+            NOTIFY: Outbox(
+                db,
+                NOTIFY,
+                key=lambda notice: notice.target_id,
+                send=self._send_notice,
+                first=settings.notify_retry_seconds,
+                factor=4,
+                tries=settings.notify_attempts,
+            ),
+        }
 
     # what happened -----------------------------------------------------------------------
 
@@ -156,7 +174,7 @@ class Teller:
             for job, app in gone:
                 self._github_ended(session, job, app, None, say.Ended(job.state, job.error))
             if fresh or gone:
-                self._wake[GITHUB].set()
+                self.outboxes[GITHUB].wake()
 
     def started(self, job: Job, dep_id: int) -> None:
         """A job began its release (vN exists): GitHub's deployment is in
@@ -248,7 +266,7 @@ class Teller:
                 payload=report.model_dump(),
             )
         )
-        self._wake[GITHUB].set()
+        self.outboxes[GITHUB].wake()
 
     @contextmanager
     def _reporting(
@@ -260,7 +278,7 @@ class Teller:
         try:
             yield
         except ValidationError as exc:
-            error = f"not written: {_first_error(exc)}"
+            error = not_written(exc)
             session.add(
                 Notice(
                     channel=GITHUB,
@@ -296,7 +314,7 @@ class Teller:
             ).model_dump()
             error = ""
         except ValidationError as exc:
-            payload, error = {}, f"not written: {_first_error(exc)}"
+            payload, error = {}, not_written(exc)
             log.error("notification of %s: %s", event, error)
         where: Any = col(NotifyTarget.app_id).is_(None)
         if app is not None:
@@ -319,7 +337,7 @@ class Teller:
             session.add(notice)
             made += 1
         if made:
-            self._wake[NOTIFY].set()
+            self.outboxes[NOTIFY].wake()
         return made
 
     def test_target(self, target_id: int) -> str:
@@ -392,82 +410,18 @@ class Teller:
         return "" if answer.get("ok") else str(answer.get("error") or "not delivered")
 
     def prune(self, *, older_than: timedelta = timedelta(days=30)) -> int:
-        """Forget notices sent or given up on long ago, but those of each app's
-        live release (the next success marks its GitHub deployment inactive)."""
-        cutoff = utcnow() - older_than
-        with session_scope(self.db) as session:
-            live_jobs = (
-                select(Deployment.job_id)
-                .join(App, col(App.current_deployment_id) == Deployment.id)
-                .where(col(Deployment.job_id).is_not(None))  # a NULL would make NOT IN match nothing
-            )
-            old = session.exec(
-                select(Notice).where(
-                    col(Notice.state) != PENDING,
-                    col(Notice.created_at) < cutoff,
-                    or_(col(Notice.job_id).is_(None), col(Notice.job_id).not_in(live_jobs)),
-                )
-            ).all()
-            for notice in old:
-                session.delete(notice)
-        return len(old)
+        """Forget notices sent or given up on long ago (``Outbox.prune``)."""
+        return sum(outbox.prune(older_than=older_than) for outbox in self.outboxes.values())
 
     # sending -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> list[threading.Thread]:
-        threads = [
-            threading.Thread(target=self._loop, args=(channel, stop), daemon=True, name=f"tell-{channel}")
-            for channel in (GITHUB, NOTIFY)
-        ]
-        for thread in threads:
-            thread.start()
-        return threads
-
-    def _loop(self, channel: str, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = self.send_due(channel)
-            except Exception:  # noqa: BLE001  (the next round tries again)
-                log.exception("sending %s notices failed", channel)
-                sent = 0
-            if not sent:
-                self._wake[channel].wait(1.0)
-                self._wake[channel].clear()
+        return [self.outboxes[channel].run(stop) for channel in (GITHUB, NOTIFY)]
 
     def send_due(self, channel: str) -> int:
         """Send the first pending notice of each app (GitHub) or target
         (notifications) whose time has come; returns how many were tried."""
-        now = utcnow()
-        with session_scope(self.db) as session:
-            pending = session.exec(
-                select(Notice)
-                .where(Notice.channel == channel, Notice.state == PENDING)
-                .order_by(col(Notice.id))
-            ).all()
-            heads: dict[Any, Notice] = {}
-            for notice in pending:
-                heads.setdefault(notice.app_id if channel == GITHUB else notice.target_id, notice)
-            due = [n.id for n in heads.values() if _aware(n.next_at) <= now]
-        for notice_id in due:
-            if notice_id is None:
-                continue
-            try:
-                (self._send_github if channel == GITHUB else self._send_notice)(notice_id)
-            except Exception as exc:  # noqa: BLE001  (one row that breaks the sender holds back only itself)
-                log.exception("notice %s could not be sent", notice_id)
-                self._defer(notice_id, f"{type(exc).__name__} (see paas's log)")
-        return len(due)
-
-    def _defer(self, notice_id: int, error: str) -> None:
-        """A notice whose sending broke: tried again in a minute, never at once."""
-        try:
-            with session_scope(self.db) as session:
-                notice = session.get(Notice, notice_id)
-                if notice is not None and notice.state == PENDING:
-                    notice.next_at, notice.last_error = utcnow() + DEFER, error
-                    session.add(notice)
-        except Exception:  # noqa: BLE001  (the database itself is failing: the loop says so)
-            log.exception("notice %s could not be put off", notice_id)
+        return self.outboxes[channel].send_due()
 
     def _send_notice(self, notice_id: int) -> None:
         with session_scope(self.db) as session:
@@ -476,48 +430,33 @@ class Teller:
             if notice is None:
                 return
             if target is None:
-                notice.state, notice.last_error = FAILED, "its target was removed"
-                session.add(notice)
+                Outbox.refuse(session, notice, "its target was removed")
                 return
             try:
                 message = notify_message(notice)
             except UntrustedRow as exc:
-                notice.state, notice.last_error = FAILED, str(exc)
-                session.add(notice)
+                Outbox.refuse(session, notice, str(exc))
                 log.error("%s", exc)
                 return
-            sealed, sealed_for, whose = target.url, target.id, target_owner(session, target)
+            sealed, target_id, whose = target.url, target.id, target_owner(session, target)
         try:
             error = self._send_notification(
-                self.keyring.decrypt(sealed, purpose=notify_url_purpose(sealed_for, whose)),
+                self.keyring.decrypt(sealed, purpose=notify_url_purpose(target_id, whose)),
                 message.title,
                 message.body,
                 message.type,
             )
         except DecryptError as exc:
             error = f"cannot open the URL: {exc}"
-        with session_scope(self.db) as session:
-            notice = session.get(Notice, notice_id)
-            if notice is None:
-                return
-            notice.attempts += 1
-            if not error:
-                notice.state, notice.sent_at, notice.last_error = SENT, utcnow(), ""
-            elif notice.attempts >= self.settings.notify_attempts:
-                notice.state, notice.last_error = (
-                    FAILED,
-                    f"not delivered after {notice.attempts} tries: {error}",
-                )
-            else:
-                delay = retry_delay(notice.attempts, first=self.settings.notify_retry_seconds, factor=4)
-                notice.last_error, notice.next_at = error, utcnow() + timedelta(seconds=delay)
-            session.add(notice)
-            final = notice.state != PENDING
-            target_id = notice.target_id
-        if final or not error:
-            self._record_target(target_id, error and notice.last_error)
-        if error:
-            log.warning("notification %s (%s) not delivered: %s", notice_id, message.title, error)
+        outbox = self.outboxes[NOTIFY]
+        if not error:
+            outbox.end(notice_id, state=SENT)
+            self._record_target(target_id, "")
+            return
+        given_up = outbox.retry(notice_id, error=error)
+        if given_up:
+            self._record_target(target_id, given_up)
+        log.warning("notification %s (%s) not delivered: %s", notice_id, message.title, error)
 
     def _send_github(self, notice_id: int) -> None:
         with session_scope(self.db) as session:
@@ -535,22 +474,22 @@ class Teller:
                 if type(done) is not int or not 0 <= done <= len(ops):
                     raise UntrustedRow(f"refusing GitHub report {notice.id}: its progress is not the agent's")
             except UntrustedRow as exc:
-                notice.state, notice.last_error, notice.sent_at = FAILED, str(exc), utcnow()
-                session.add(notice)
+                Outbox.refuse(session, notice, str(exc))
                 log.error("%s", exc)
                 return
             deployment_id = self._github_deployment(session, notice)
             previous = self._previous_live(session, notice) if report is not None and report.live else None
             dep = session.exec(select(Deployment).where(Deployment.job_id == notice.job_id)).first()
             version = dep.version if dep is not None and type(dep.version) is int else None
-            age = utcnow() - _aware(notice.created_at)
+            age = utcnow() - aware(notice.created_at)
+        outbox = self.outboxes[GITHUB]
         if app is None:
-            self._end_notice(notice_id, FAILED, "its app was deleted", progress)
+            outbox.end(notice_id, state=FAILED, error="its app was deleted", progress=progress)
             return
         try:
             client = self._client(app)
         except (ValueError, DecryptError) as exc:
-            self._end_notice(notice_id, FAILED, f"not sent: {exc}", progress)
+            outbox.end(notice_id, state=FAILED, error=f"not sent: {exc}", progress=progress)
             self._log(app.name, version, f"github: not told: {exc}")
             return
         done = int(progress.get("done", 0))
@@ -568,16 +507,18 @@ class Teller:
                     progress.update(done=index + 1, errors=errors)
                     self._log(app.name, version, f"github: {trouble.reason}: not retried")
                     continue
-                self._retry_notice(notice_id, trouble, progress)
+                wait = min(trouble.retry_after, LONGEST_WAIT) if trouble.retry_after else None
+                outbox.retry(notice_id, error=trouble.reason, wait=wait, progress=progress)
+                log.warning("github (notice %s): %s", notice_id, trouble.reason)
                 self._log(app.name, version, f"github: {trouble.reason}")
                 return
             if isinstance(outcome, int):
                 progress["deployment"] = outcome
                 outcome = f"deployment {outcome} created"
             progress["done"] = index + 1
-            self._save_progress(notice_id, progress)  # what GitHub took is never sent again
+            outbox.save(notice_id, progress)  # what GitHub took is never sent again
             self._log(app.name, version, f"github: {outcome}")
-        self._end_notice(notice_id, FAILED if errors else SENT, "; ".join(errors), progress)
+        outbox.end(notice_id, state=FAILED if errors else SENT, error="; ".join(errors), progress=progress)
 
     def _github_op(
         self, client: GitHubClient, app: App, op: GitHubOp, deployment_id: Any, previous: Any
@@ -663,38 +604,6 @@ class Teller:
                 return self._github_deployment(session, row)
         return None
 
-    def _retry_notice(self, notice_id: int, trouble: GitHubTrouble, progress: dict[str, Any]) -> None:
-        with session_scope(self.db) as session:
-            notice = session.get(Notice, notice_id)
-            if notice is None:
-                return
-            notice.attempts += 1
-            backoff = retry_delay(
-                notice.attempts, first=1, factor=2, most=self.settings.github_retry_max_seconds
-            )
-            wait = trouble.retry_after if trouble.retry_after else backoff
-            notice.next_at = utcnow() + timedelta(seconds=min(wait, 3600))
-            notice.last_error, notice.progress = trouble.reason, progress
-            session.add(notice)
-        log.warning("github (notice %s): %s", notice_id, trouble.reason)
-
-    def _save_progress(self, notice_id: int, progress: dict[str, Any]) -> None:
-        with session_scope(self.db) as session:
-            notice = session.get(Notice, notice_id)
-            if notice is not None:
-                notice.progress = dict(progress)
-                session.add(notice)
-
-    def _end_notice(self, notice_id: int, state: str, error: str, progress: dict[str, Any]) -> None:
-        with session_scope(self.db) as session:
-            notice = session.get(Notice, notice_id)
-            if notice is None:
-                return
-            notice.state, notice.last_error, notice.progress = state, error[:2000], progress
-            notice.sent_at = utcnow()
-            notice.attempts += 1
-            session.add(notice)
-
     def _log(self, app_name: str, version: int | None, line: str) -> None:
         """A report's outcome, in the release's log (never a token: GitHubClient scrubs)."""
         if version is None:
@@ -754,12 +663,6 @@ def _unforeseen(op: GitHubOp, exc: Exception) -> GitHubTrouble:
     return GitHubTrouble(f"{op.op}: {type(exc).__name__} (see paas's log)", 0)
 
 
-def _first_error(exc: ValidationError) -> str:
-    """Where a value the agent was about to write fails its model, and why."""
-    first = exc.errors()[0]
-    return f"{'.'.join(str(part) for part in first['loc']) or 'value'}: {first['msg']}"
-
-
 def _job_facts(job: Job) -> say.JobFacts:
     """A job (checked: ``_trusted``) as it is told."""
     assert job.id is not None  # a row read from the database
@@ -797,7 +700,3 @@ def _base_commit(session: Session, app: App, job: Job) -> str:
         return Releases.base_release(session, app, asked.source_version).commit
     except PaasError:  # nothing to bring back: the job will fail and say so
         return ""
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
