@@ -467,7 +467,7 @@ def test_a_token_or_url_copied_into_another_field_is_not_opened(
     for sealed, was in ((token, "the GitHub token of app shop"), (url, "notification target")):
         evil.github_token = sealed
         with pytest.raises(DecryptError) as refused:
-            tell._client(evil)
+            tell.reports.client(evil)
         assert "the GitHub token of app evil" in str(refused.value) and was in str(refused.value)
     said = tell.test_target(copied.id or 0)
     assert said.startswith("cannot open the URL") and "(every app)" in said and "(app shop)" in said
