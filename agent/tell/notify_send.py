@@ -1,7 +1,7 @@
 """Send one notification through Apprise, in a process of its own.
 
-The agent runs ``python -I -m agent.tell.notify_send`` with a JSON object on stdin
-(``url``, ``title``, ``body``, ``type``) and reads one JSON line back
+The agent runs ``python -I -m agent.tell.notify_send`` with a JSON object on
+stdin (``url``, ``title``, ``body``, ``type``) and reads one JSON line back
 (``ok``, ``error``). A process of its own because Apprise loads every
 channel's plugin (about 30 MB the agent would keep for good), and because
 a channel that hangs can then be killed. The URL comes on stdin, never in

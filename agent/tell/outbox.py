@@ -143,11 +143,7 @@ class Outbox:
                 notice.last_error = f"not delivered after {notice.attempts} tries: {error}"[:MAX_ERROR]
                 session.add(notice)
                 return notice.last_error
-            delay = (
-                wait
-                if wait
-                else retry_delay(notice.attempts, first=self.first, factor=self.factor, most=self.most)
-            )
+            delay = wait or retry_delay(notice.attempts, first=self.first, factor=self.factor, most=self.most)
             notice.next_at, notice.last_error = utcnow() + timedelta(seconds=delay), error
             session.add(notice)
             return ""
