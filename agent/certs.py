@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from agent import commands
+from agent.backoff import retry_delay
 from agent.nginx import NginxSites
 from agent.sites import Sites
 from paas.db import session_scope
@@ -50,11 +51,18 @@ __all__ = ["BACKOFF", "CertManager"]
 
 log = logging.getLogger("paas.agent.certs")
 
-BACKOFF = (timedelta(hours=1), timedelta(hours=6), timedelta(days=1))  # after 1, 2, 3+ failures
 EXPIRING_DAYS = 14  # a certificate this close to its end, not renewed: a notification
 PREFLIGHT_DIR = ".well-known/acme-challenge"
 
 Runner = Callable[..., commands.CommandResult]
+
+
+def _retry_after(attempts: int) -> timedelta:
+    """A CA's refusal is tried again after 1 h, 6 h, then daily."""
+    return timedelta(seconds=retry_delay(attempts, first=3600, factor=6, most=86400))
+
+
+BACKOFF = tuple(_retry_after(n) for n in (1, 2, 3))  # after 1, 2, 3+ failures
 
 
 class Preflight:
@@ -262,8 +270,7 @@ class CertManager(Preflight):
                 if domain is not None:
                     domain.attempts += 1
                     attempts = domain.attempts
-                    delay = BACKOFF[min(domain.attempts, len(BACKOFF)) - 1]
-                    domain.next_attempt_at = utcnow() + delay
+                    domain.next_attempt_at = utcnow() + _retry_after(domain.attempts)
                     domain.cert_error = error
                     domain.checked_at = utcnow()
                     if not renew:  # a certificate still valid keeps serving

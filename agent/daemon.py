@@ -22,7 +22,6 @@ from sqlmodel import col, select
 
 from agent.build_plan import BuildPlanner
 from agent.certs import CertManager
-from agent.crashes import CrashWatch
 from agent.docker_engine import DockerEngine, EngineError
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
@@ -31,7 +30,9 @@ from agent.retention import prune_release_logs
 from agent.sites import Sites
 from agent.socket_api import LiveServer, create_live_app
 from agent.source import SourceCache
-from agent.tell import Ended, Teller
+from agent.tell.crashes import CrashWatch
+from agent.tell.say import Ended
+from agent.tell.teller import Teller
 from paas import queue
 from paas.crypto import Keyring
 from paas.db import make_engine, session_scope

@@ -147,7 +147,9 @@ class Pipeline:
         if isinstance(exc, Cancelled) or (a.should_stop() and not a.switched):
             dlog.line(f"!!! cancelled during {step}")
             self._undo(a)
-            self.releases.finish(dep_id, DeploymentStatus.cancelled, error=f"{step}: cancelled on request")
+            self.releases.finish(
+                dep_id, DeploymentStatus.cancelled, error=f"{step}: cancelled on request", step=step
+            )
             dlog.line(f"v{version} cancelled; the previous release keeps serving")
             return DeployResult(False, dep_id, version, "cancelled on request", cancelled=True)
         full = disk_full(exc, self.settings)
@@ -158,7 +160,7 @@ class Pipeline:
             exc = StepFailed(step, f"internal error: {exc!r}")
         dlog.line(f"!!! deploy failed at {exc.step}: {exc.reason}")
         self._undo(a)
-        self.releases.finish(dep_id, DeploymentStatus.failed, error=str(exc))
+        self.releases.finish(dep_id, DeploymentStatus.failed, error=str(exc), step=exc.step)
         dlog.line(f"v{version} failed; the previous release keeps serving")
         return DeployResult(False, dep_id, version, str(exc))
 

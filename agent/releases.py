@@ -130,8 +130,11 @@ class Releases:
                 dep.timings = {**dep.timings, step: round(seconds, 3)}
                 session.add(dep)
 
-    def finish(self, dep_id: int, status: DeploymentStatus, *, error: str = "") -> None:
-        self.update(dep_id, status=status, error=error, finished_at=utcnow())
+    def finish(self, dep_id: int, status: DeploymentStatus, *, error: str = "", step: str = "") -> None:
+        """The release's end; a failed or cancelled one names the ``step`` it
+        ended in (what its error starts with), which is then the row's step."""
+        more = {"step": step} if step else {}
+        self.update(dep_id, status=status, error=error, finished_at=utcnow(), **more)
 
     def make_current(self, app_name: str, dep_id: int) -> None:
         """The release is live: make it the app's current one and mark it

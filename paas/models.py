@@ -70,7 +70,7 @@ class App(SQLModel, table=True):
     last_pushed_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     last_pushed_commit: str = Field(default="", max_length=64)
     state: str = Field(default="active", max_length=20)  # active | deleting
-    # GitHub commit statuses and deployments (agent/github_status.py): the token is sealed to the
+    # GitHub commit statuses and deployments (agent/tell/github.py): the token is sealed to the
     # agent's key pair like a secret env value ("" = not told); repo "owner/name", "" = from repo_url
     github_token: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     github_repo: str = Field(default="", max_length=200)
@@ -293,4 +293,4 @@ class Notice(SQLModel, table=True):
     next_at: datetime = Field(default_factory=utcnow)
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    sent_at: datetime | None = None  # when the outbox was done with it: sent, or given up

@@ -588,7 +588,7 @@ class TokenPublic(BaseModel):
     expires_at: datetime | None = Field(description="null: until revoked")
 
 
-# GitHub reporting and notifications (paas/notify.py) --------------------------------------
+# GitHub reporting and notifications (paas/notify_rules.py) --------------------------------
 
 
 class GitHubUpdate(BaseModel):
@@ -618,14 +618,14 @@ class GitHubUpdate(BaseModel):
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str | None) -> str | None:
-        from paas.notify import check_github_repo
+        from paas.notify_rules import check_github_repo
 
         return None if value is None else check_github_repo(value)
 
     @field_validator("environment")
     @classmethod
     def _environment(cls, value: str | None) -> str | None:
-        from paas.notify import check_github_environment
+        from paas.notify_rules import check_github_environment
 
         return None if value is None else check_github_environment(value)
 
@@ -649,14 +649,14 @@ class NotifyTargetCreate(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        from paas.notify import check_notify_url
+        from paas.notify_rules import check_notify_url
 
         return check_notify_url(value)
 
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        from paas.notify import check_events
+        from paas.notify_rules import check_events
 
         return check_events(value)
 

@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     backup_rclone_remote: str = ""
     rclone_bin: str = "rclone"
 
-    # telling people (agent/tell.py): GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3),
+    # telling people (agent/tell/): GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3),
     # how long one call may take and the longest wait between tries; Apprise notifications: how long
     # one send may take, how many tries, the first wait (each next one is 4 times longer)
     github_api_url: str = "https://api.github.com"

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from paas import schemas
 from paas.errors import InvalidInput
 from paas.models import App, Deployment, Job, Notice
-from paas.notify import EVENTS, check_github_environment, check_github_repo
+from paas.notify_rules import EVENTS, check_github_environment, check_github_repo
 from paas.payloads import BY_KIND, DeploymentOp, GitHubReport, JobPayload, NotifyMessage
 from paas.schemas import (
     FULL_COMMIT,

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from paas.cli.common import JsonOpt, app, confirm, fail, out, print_json
-from paas.notify import EVENTS
+from paas.notify_rules import EVENTS
 
 notify_app = typer.Typer(
     help="Notifications (Slack, Discord, email, ntfy… through Apprise): add, list, test, remove.",

@@ -20,7 +20,7 @@ PACKAGES = ("paas", "agent", "web")
 MAP_HEADING = "## Code map"
 # a backticked module path: `paas/cli/server.py`
 MODULE = re.compile(r"`((?:paas|agent|web)/[A-Za-z0-9_/]+\.py)`")
-# a row of the map: | `agent/tell.py` | what it is |
+# a row of the map: | `agent/plan.py` | what it is |
 ROW = re.compile(r"^\|\s*`((?:paas|agent|web)/[A-Za-z0-9_/]+\.py)`\s*\|")
 
 

@@ -26,10 +26,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from agent import notify_send
-from agent.tell import Teller
+from agent.tell import notify_send, sender
+from agent.tell.teller import Teller
 from paas.crypto import Keyring
-from paas.notify import check_notify_url
+from paas.notify_rules import check_notify_url
 from paas.settings import Settings
 from testkit.harness import JsonReceiver, traversable_dir
 
@@ -119,7 +119,7 @@ def test_the_agent_checks_the_opened_url_before_it_starts_a_sender(
         raise AssertionError("a sender was started for a URL the agent refuses")
 
     monkeypatch.setattr("agent.commands.subprocess.run", no_process)
-    said = _teller(settings, engine)._apprise(SHADOW, "t", "b", "info")
+    said = _teller(settings, engine).sender.send(SHADOW, "t", "b", "info")
     assert said.startswith("not sent:") and "template=" in said
 
 
@@ -139,10 +139,10 @@ def test_the_sender_starts_isolated_in_the_root_directory_as_an_unprivileged_use
     monkeypatch.setenv("PYTHONPATH", "/var/lib/paas/db")  # -I ignores it, and it is not passed on
     monkeypatch.setattr("agent.commands.subprocess.run", run)
     url = "json://127.0.0.1:9/hooks/canarySECRET"
-    assert _teller(settings, engine)._apprise(url, "t", "b", "info") == ""
-    assert seen["argv"] == [sys.executable, "-I", "-m", "agent.notify_send"]
+    assert _teller(settings, engine).sender.send(url, "t", "b", "info") == ""
+    assert seen["argv"] == [sys.executable, "-I", "-m", "agent.tell.notify_send"]
     assert seen["cwd"] == "/"
-    kept = {"PATH", "LANG", "HOME", *notify_send.PASSED_ENV}  # and proxies, CA bundles, TZ
+    kept = {"PATH", "LANG", "HOME", *sender.PASSED_ENV}  # and proxies, CA bundles, TZ
     assert "HTTPS_PROXY" in seen["env"] and set(seen["env"]) <= kept
     assert url in seen["input"] and not any("canarySECRET" in str(v) for v in seen["env"].values())
     nobody = pwd.getpwnam("nobody")
@@ -153,12 +153,12 @@ def test_the_sender_starts_isolated_in_the_root_directory_as_an_unprivileged_use
 
 
 def test_the_plan_names_the_notify_user_and_refuses_root_or_web_s(settings: Settings) -> None:
-    from agent.notify_send import Launch, SenderError, launch
+    from agent.tell.sender import Launch, SenderError, launch
 
     nobody = pwd.getpwnam("nobody")
     plan = launch(settings, python="/venv/bin/python", environ={"TZ": "UTC", "SECRET": "x"}, root=True)
     assert plan == Launch(
-        argv=("/venv/bin/python", "-I", "-m", "agent.notify_send"),
+        argv=("/venv/bin/python", "-I", "-m", "agent.tell.notify_send"),
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", "TZ": "UTC"},
         cwd="/",
         user=nobody.pw_uid,
@@ -209,7 +209,7 @@ def test_a_module_planted_in_the_working_directory_is_not_imported_by_the_sender
     receiver = JsonReceiver()
     try:
         monkeypatch.chdir(where)
-        said = _teller(settings, engine)._apprise(
+        said = _teller(settings, engine).sender.send(
             f"json://127.0.0.1:{receiver.port}/hooks/x", "planted", "body", "info"
         )
         assert not marker.exists(), f"a planted module was imported: {marker.read_text()}"

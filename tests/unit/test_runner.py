@@ -28,6 +28,7 @@ from agent.steps import STEPS, steps_for
 from paas import queue, services
 from paas.crypto import Keyring
 from paas.db import session_scope
+from paas.errors import StepFailed
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState
 from paas.schemas import AppCreate
 from paas.settings import Settings
@@ -308,7 +309,7 @@ def test_a_failure_at_each_step_undoes_newest_first_and_keeps_the_live_release(
     assert not result.ok and result.error == FAILING[step]
     assert rig.walked(result) == list(walks[: walks.index(step) + 1])
     row = rig.release_row(result)
-    assert row.status == DeploymentStatus.failed and row.error == FAILING[step]
+    assert row.status == DeploymentStatus.failed and row.error == FAILING[step] and row.step == step
     assert set(row.timings) == set(walks[: walks.index(step) + 1])
     # undo: this attempt's containers, newest first, then its image; nothing of v1
     v = result.version
@@ -362,7 +363,8 @@ def test_a_cancel_inside_a_step_stops_it(rig: Rig, step: str) -> None:
     result = rig.run()
     assert result.cancelled, rig.log(result)
     assert f"!!! cancelled during {step}" in rig.log(result)
-    assert rig.release_row(result).error == f"{step}: cancelled on request"
+    row = rig.release_row(result)
+    assert row.error == f"{step}: cancelled on request" and row.step == step
     assert set(rig.docker.running) == {
         f"paas-shop-web-v{first.version}-1",
         f"paas-shop-worker-v{first.version}-1",
@@ -377,6 +379,27 @@ def test_after_the_switch_a_failure_is_logged_not_a_failed_deploy(rig: Rig) -> N
     assert result.ok
     assert "<== retire had a problem after" in rig.log(result) and "the engine is busy" in rig.log(result)
     assert rig.release_row(result).status == DeploymentStatus.succeeded
+
+
+def test_a_failure_a_step_raises_for_a_later_step_names_that_step_on_the_row(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build plans the containers and may refuse them as the start
+    step's failure: the row's step is the step the error names (what the
+    teller says a deploy failed at), not the one that was running."""
+    live(rig)
+
+    def too_many(*_args: Any) -> None:
+        raise StepFailed("start", "the Procfile and scale ask for 99 containers")
+
+    monkeypatch.setitem(STEPS, "build", too_many)
+    result = rig.run()
+    row = rig.release_row(result)
+    assert (row.status, row.step, row.error) == (
+        DeploymentStatus.failed,
+        "start",
+        "start: the Procfile and scale ask for 99 containers",
+    )
 
 
 def test_a_bug_in_a_step_fails_as_an_internal_error(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:

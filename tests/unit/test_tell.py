@@ -15,13 +15,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from agent.crashes import CrashWatch
-from agent.notify_send import scrub
-from agent.tell import Ended, Teller
+from agent.tell.crashes import CrashWatch
+from agent.tell.notify_send import scrub
+from agent.tell.outbox import Outbox
+from agent.tell.say import Ended
+from agent.tell.teller import Teller
 from paas.crypto import DecryptError, Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, utcnow
-from paas.notify import github_repo_from_url, mask_url
+from paas.notify_rules import github_repo_from_url, mask_url
 from paas.settings import Settings
 from tests.integration.github_standin import PUSH, GitHubStandIn, sequence
 
@@ -339,6 +341,50 @@ def test_a_target_hears_only_its_events_and_old_notices_are_forgotten(
     assert tell.prune() == 1
 
 
+def test_the_outbox_sends_in_order_per_key_and_keeps_its_back_off_on_the_row(engine: Engine) -> None:
+    """The outbox both channels share (agent/tell/outbox.py): the first
+    pending notice of each key only; a failed try waits the channel's
+    back-off, written on the row; ``tries`` gives it up; one whose sending
+    broke waits a minute."""
+    tried: list[int] = []
+
+    def send(notice_id: int) -> None:
+        tried.append(notice_id)
+        if notice_id == broken:
+            raise KeyError("a row nobody expected")
+
+    outbox = Outbox(engine, "notify", key=lambda n: n.target_id, send=send, first=30, factor=4, tries=3)
+    with session_scope(engine) as s:
+        targets = [NotifyTarget(url="", masked="m", events=[]) for _ in range(3)]
+        s.add_all(targets)
+        s.flush()
+        rows = [Notice(channel="notify", target_id=t.id, event="disk.low") for t in (targets[0], *targets)]
+        s.add_all(rows)
+        s.flush()
+        first, second, other, broken = (n.id or 0 for n in rows)
+    assert outbox.due() == [first, other, broken]  # ``second`` waits behind ``first``
+    before = utcnow()
+    assert outbox.retry(first, error="refused") == ""
+    with Session(engine) as s:
+        row = s.get(Notice, first)
+        assert row is not None and row.attempts == 1 and row.last_error == "refused"
+        assert (
+            timedelta(seconds=29) < row.next_at.replace(tzinfo=before.tzinfo) - before < timedelta(seconds=31)
+        )
+    assert outbox.due() == [other, broken]  # and it still holds ``second`` back
+    assert outbox.retry(first, error="refused") == ""  # 120 s
+    assert outbox.retry(first, error="refused") == "not delivered after 3 tries: refused"
+    with Session(engine) as s:
+        row = s.get(Notice, first)
+        assert row is not None and (row.state, row.attempts) == ("failed", 3) and row.sent_at is not None
+    outbox.end(other, state="sent")
+    assert outbox.send_due() == 2 and tried == [second, broken]
+    with Session(engine) as s:
+        row = s.get(Notice, broken)
+        assert row is not None and row.state == "pending" and row.last_error == "KeyError (see paas's log)"
+        assert row.next_at.replace(tzinfo=before.tzinfo) - before > timedelta(seconds=55)
+
+
 # crashes -------------------------------------------------------------------------------------
 
 
@@ -421,7 +467,7 @@ def test_a_token_or_url_copied_into_another_field_is_not_opened(
     for sealed, was in ((token, "the GitHub token of app shop"), (url, "notification target")):
         evil.github_token = sealed
         with pytest.raises(DecryptError) as refused:
-            tell._client(evil)
+            tell.reports.client(evil)
         assert "the GitHub token of app evil" in str(refused.value) and was in str(refused.value)
     said = tell.test_target(copied.id or 0)
     assert said.startswith("cannot open the URL") and "(every app)" in said and "(app shop)" in said

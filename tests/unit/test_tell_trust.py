@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from agent.tell import Ended, Teller
+from agent.tell.say import Ended
+from agent.tell.teller import Teller
 from paas.crypto import Keyring, github_token_purpose, notify_url_purpose
 from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget
@@ -200,7 +201,7 @@ def test_an_unforeseen_failure_waits_its_turn_rather_than_looping(
     app = _app(engine, settings)
     _job(engine, app)
     teller.scan()
-    from agent import github_status
+    from agent.tell import github
 
     calls: list[str] = []
 
@@ -208,7 +209,7 @@ def test_an_unforeseen_failure_waits_its_turn_rather_than_looping(
         calls.append("status")
         raise KeyError("a shape nobody expected")
 
-    monkeypatch.setattr(github_status.GitHubClient, "commit_status", broken)
+    monkeypatch.setattr(github.GitHubClient, "commit_status", broken)
     for _ in range(5):
         teller.send_due("github")
     assert calls == ["status"]

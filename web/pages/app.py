@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from paas import domains, services
 from paas.errors import InvalidInput, NotFound, PaasError, Unavailable
 from paas.models import App, WebhookDelivery
-from paas.notifications import github_told
+from paas.notify_targets import github_told
 from paas.procfile import formation
 from paas.schemas import PROCESS_TYPE
 from paas.settings import Settings

@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from paas import domains, envvars, notifications, services
+from paas import domains, envvars, notify_targets, services
 from paas.crypto import Keyring
 from paas.errors import Conflict, PaasError
 from paas.models import App
-from paas.notify import EVENTS
+from paas.notify_rules import EVENTS
 from paas.schemas import (
     AppUpdate,
     EnvChange,
@@ -81,8 +81,8 @@ def _settings_page(
         domains=domains.list_domains(session, app=app, settings=settings),
         formation=counts,
         defaults={"memory": settings.app_memory, "cpus": f"{settings.app_cpus:g}", "pids": settings.app_pids},
-        github=notifications.github_public(session, app),
-        targets=notifications.list_targets(session, app=app),
+        github=notify_targets.github_public(session, app),
+        targets=notify_targets.list_targets(session, app=app),
         events=EVENTS,
         errors=errors or {},
         values=shown | (values or {}),
@@ -350,7 +350,7 @@ def github(ed: EditingDep) -> Response:
                 environment=form.get("environment").strip() or "production",
             )
         app = services.get_app(ed.session, ed.name)
-        notifications.set_github(ed.session, app=app, change=change, actor=form.actor, keyring=ed.keyring)
+        notify_targets.set_github(ed.session, app=app, change=change, actor=form.actor, keyring=ed.keyring)
     except ValidationError as exc:
         return ed.refuse(field_errors(exc, "github"), kept, secret_dropped=bool(form.get("token")))
     except PaasError as exc:
@@ -367,7 +367,9 @@ def notify_add(ed: EditingDep) -> Response:
     try:
         spec = NotifyTargetCreate(url=form.get("url"), events=chosen)
         app = None if form.get("scope") == "all" else services.get_app(ed.session, ed.name)
-        added = notifications.add_target(ed.session, spec=spec, app=app, actor=form.actor, keyring=ed.keyring)
+        added = notify_targets.add_target(
+            ed.session, spec=spec, app=app, actor=form.actor, keyring=ed.keyring
+        )
     except ValidationError as exc:  # the URL is never put back in the page: it holds tokens
         return ed.refuse(field_errors(exc, "notify"), {}, secret_dropped=bool(form.get("url")))
     return ed.saved(f"Added {added.url}. Send it a test to check it arrives.", "notifications")
@@ -377,7 +379,7 @@ def notify_add(ed: EditingDep) -> Response:
 def notify_test(ed: EditingDep) -> Response:
     try:
         target_id = int(ed.form.get("id"))
-        notifications.get_target(ed.session, target_id)
+        notify_targets.get_target(ed.session, target_id)
         ed.session.commit()  # the agent records the outcome on the target
         answer = ask_agent(
             ed.settings,
@@ -398,7 +400,7 @@ def notify_test(ed: EditingDep) -> Response:
 @router.post("/notifications/remove", response_model=None)
 def notify_remove(ed: EditingDep) -> Response:
     try:
-        notifications.remove_target(ed.session, target_id=int(ed.form.get("id")), actor=ed.form.actor)
+        notify_targets.remove_target(ed.session, target_id=int(ed.form.get("id")), actor=ed.form.actor)
     except (ValueError, PaasError) as exc:
         ed.session.rollback()
         flash(ed.request, f"Could not remove it: {exc}", bad=True)

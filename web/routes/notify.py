@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from paas import notifications as notify
-from paas import services
+from paas import notify_targets, services
 from paas.schemas import GitHubPublic, GitHubUpdate, NotifyTargetCreate, NotifyTargetPublic, NotifyTestResult
 from web.agent_client import ask_agent
 from web.deps import CurrentToken, KeyringDep, RowId, SessionDep, SettingsDep, actor
@@ -29,7 +28,7 @@ router = APIRouter(prefix="/api/v1", responses={401: ERRORS[401]})
     responses={404: ERRORS[404]},
 )
 def get_github(name: str, session: SessionDep, _token: CurrentToken) -> GitHubPublic:
-    return notify.github_public(session, services.get_app(session, name))
+    return notify_targets.github_public(session, services.get_app(session, name))
 
 
 @router.put(
@@ -50,8 +49,8 @@ def put_github(
     name: str, change: GitHubUpdate, session: SessionDep, keyring: KeyringDep, token: CurrentToken
 ) -> GitHubPublic:
     app = services.get_app(session, name)
-    notify.set_github(session, app=app, change=change, actor=actor(token), keyring=keyring)
-    return notify.github_public(session, app)
+    notify_targets.set_github(session, app=app, change=change, actor=actor(token), keyring=keyring)
+    return notify_targets.github_public(session, app)
 
 
 @router.get(
@@ -74,7 +73,7 @@ def list_targets(
     unknown = sorted(set(request.query_params) - {"app"})
     if unknown:  # a typo (?ap=shop) must not list every target as if no filter were asked for
         raise HTTPException(400, f"unknown query parameter {unknown[0][:40]!r}: only 'app' is known")
-    return notify.list_targets(session, app=services.get_app(session, app) if app else None)
+    return notify_targets.list_targets(session, app=services.get_app(session, app) if app else None)
 
 
 @router.post(
@@ -92,7 +91,7 @@ def add_target(
     spec: NotifyTargetCreate, session: SessionDep, keyring: KeyringDep, token: CurrentToken
 ) -> NotifyTargetPublic:
     app = services.get_app(session, spec.app) if spec.app else None
-    return notify.add_target(session, spec=spec, app=app, actor=actor(token), keyring=keyring)
+    return notify_targets.add_target(session, spec=spec, app=app, actor=actor(token), keyring=keyring)
 
 
 @router.delete(
@@ -102,7 +101,7 @@ def add_target(
     responses={404: {"description": "No such target"}},
 )
 def remove_target(target_id: RowId, session: SessionDep, token: CurrentToken) -> Response:
-    notify.remove_target(session, target_id=target_id, actor=actor(token))
+    notify_targets.remove_target(session, target_id=target_id, actor=actor(token))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -115,7 +114,7 @@ def remove_target(target_id: RowId, session: SessionDep, token: CurrentToken) ->
 def test_target(
     target_id: RowId, session: SessionDep, settings: SettingsDep, _token: CurrentToken
 ) -> NotifyTestResult:
-    notify.get_target(session, target_id)
+    notify_targets.get_target(session, target_id)
     session.commit()  # the agent writes the outcome on the target: hold no lock while it sends
     answer = ask_agent(
         settings,

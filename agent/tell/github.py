@@ -2,8 +2,9 @@
 githubkit (typed from GitHub's own OpenAPI description; it checks each
 request body against it before sending).
 
-One call at a time, with a timeout and no retries of its own: the outbox
-(agent/tell.py) decides when to try again, from what ``GitHubTrouble`` says.
+One call at a time, with a timeout and no retries of its own: the GitHub
+channel (agent/tell/reports.py) decides when to try again, from what
+``GitHubTrouble`` says.
 The token is the app's, opened by the agent for the call and never logged;
 error text is scrubbed of it.
 """

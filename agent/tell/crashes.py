@@ -1,5 +1,5 @@
 """Crashes and out-of-memory kills of app containers, from Docker's event
-stream, as notifications (agent/tell.py).
+stream, as notifications (agent/tell/teller.py).
 
 A container that dies with no ``kill`` before it exited by itself: a crash
 (its restart policy brings it back; the notification says so). An ``oom``

@@ -1,21 +1,19 @@
 """Send one notification through Apprise, in a process of its own.
 
-The agent runs ``python -I -m agent.notify_send`` with a JSON object on stdin
-(``url``, ``title``, ``body``, ``type``) and reads one JSON line back
+The agent runs ``python -I -m agent.tell.notify_send`` with a JSON object on
+stdin (``url``, ``title``, ``body``, ``type``) and reads one JSON line back
 (``ok``, ``error``). A process of its own because Apprise loads every
 channel's plugin (about 30 MB the agent would keep for good), and because
 a channel that hangs can then be killed. The URL comes on stdin, never in
 argv, where any user could read it; the error is scrubbed of the URL's parts.
 
-The URL may have been chosen by whoever holds web (it seals URLs with the
-public key), and Apprise can read files the URL names. So the agent starts
-the sender as it is planned here (``launch``): as ``PAAS_NOTIFY_USER``
-(else ``nobody``), never root, with no supplementary group; in ``/``, with
-``-I`` (no working directory, ``PYTHONPATH`` or user site on ``sys.path``:
-nothing planted there is imported) and a minimal environment. The sender
-checks the URL again (paas/notify.py's services and options, then as Apprise
-parsed it) and holds its memory closed to other processes of its user
-before it reads the URL.
+The URL may have been chosen by whoever holds web, and Apprise can read
+files the URL names. So the agent starts this process unprivileged, in
+``/``, isolated, with a minimal environment (agent/tell/sender.py plans
+it), and the process checks the URL again (paas/notify_rules.py's services
+and options, then as Apprise parsed it) and holds its memory closed to
+other processes of its user before it reads the URL. It imports nothing of
+paas but paas/notify_rules.py.
 """
 
 from __future__ import annotations
@@ -23,92 +21,18 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import pwd
 import re
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from paas.errors import PaasError
-from paas.notify import NOTIFY_SCHEMES, REFUSED_OPTIONS, check_notify_url
+from paas.notify_rules import NOTIFY_SCHEMES, REFUSED_OPTIONS, check_notify_url
 
-if TYPE_CHECKING:
-    from paas.settings import Settings
+__all__ = ["close_memory", "main", "scrub", "send"]
 
-__all__ = ["Launch", "SenderError", "close_memory", "launch", "scrub", "send"]
-
-MODULE = "agent.notify_send"
-# what the sender keeps of the agent's environment: how to reach the internet, which CAs to trust
-PASSED_ENV = (
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "all_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "TZ",
-)
 # the constructor arguments Apprise makes of REFUSED_OPTIONS (checked as well as the options)
 _FILE_ARGS = ("template", "pgp_key", "pgp_privkey", "keyfile", "subfile", "attach")
 _PR_SET_DUMPABLE = 4
 _TYPES = ("info", "success", "warning", "failure")
-
-
-class SenderError(PaasError):
-    """The notification sender cannot be started as configured."""
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How the agent starts the sender: ``agent.commands.capture`` with these."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    cwd: str = "/"
-    user: int | None = None  # None: the agent's own (an agent that is not root can switch to no other)
-    group: int | None = None
-    extra_groups: tuple[int, ...] | None = None  # (): none at all
-    warning: str = ""  # what the agent logs once when it starts
-
-
-def launch(settings: Settings, *, python: str, environ: Mapping[str, str], root: bool) -> Launch:
-    """The sender's plan. As root: as ``PAAS_NOTIFY_USER`` (else nobody),
-    refused when that is root or, set on purpose, shares web's user or group
-    (it could then read the database, and web its memory). Not root (tests,
-    development): as the agent's own user, the rest the same."""
-    argv = (python, "-I", "-m", MODULE)
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": "/nonexistent",
-        **{name: environ[name] for name in PASSED_ENV if name in environ},
-    }
-    if not root:
-        return Launch(argv, env)
-    name = settings.notify_account
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise SenderError(f"PAAS_NOTIFY_USER: no user named {name!r} on this machine") from None
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise SenderError(f"PAAS_NOTIFY_USER: {name!r} is root; notifications are sent unprivileged")
-    try:
-        web = pwd.getpwnam(settings.web_account)
-    except KeyError:
-        web = None
-    warning = ""
-    if web is not None and (web.pw_uid == entry.pw_uid or web.pw_gid == entry.pw_gid):
-        shared = f"the sender's user {name!r} shares its user or group with web's ({settings.web_account!r})"
-        if settings.notify_user:
-            raise SenderError(f"PAAS_NOTIFY_USER: {shared}; give the sender a user of its own")
-        warning = f"{shared}: set PAAS_NOTIFY_USER to a user of its own (install.sh makes paas-notify)"
-    return Launch(argv, env, user=entry.pw_uid, group=entry.pw_gid, extra_groups=(), warning=warning)
 
 
 def scrub(text: str, url: str) -> str:

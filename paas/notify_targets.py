@@ -1,7 +1,9 @@
-"""What the API and the UI do about telling people: an app's GitHub
+"""Where paas tells people, as the API and the UI keep it: an app's GitHub
 reporting (the token sealed to the agent's key pair, write-only) and
 notification targets (URLs sealed, listed masked), and what the outbox
-says of each (agent/tell.py writes it).
+says of each (the agent writes it: agent/tell/). The service functions
+behind web/routes/notify.py and web/pages/app_settings.py; the checks they
+apply are paas/notify_rules.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlmodel import Session, col, select
 from paas.crypto import Keyring, github_token_purpose, notify_url_purpose
 from paas.errors import InvalidInput, NotFound
 from paas.models import App, Notice, NotifyTarget
-from paas.notify import github_repo_from_url, mask_url
+from paas.notify_rules import github_repo_from_url, mask_url
 from paas.schemas import GitHubPublic, GitHubUpdate, NotifyTargetCreate, NotifyTargetPublic
 from paas.services import record_event
 

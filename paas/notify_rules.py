@@ -1,10 +1,12 @@
-"""Notifications and GitHub reporting, the shared part: event names, the
-checks web applies on input (and the agent again on every row it reads),
-and how a notification URL is shown without its secrets.
+"""The rules of telling people, pure: which events a target can hear,
+which Apprise services and options paas sends to, the checks web applies
+on input (and the agent again on every row it reads), GitHub repository
+and environment names, and how a notification URL is shown without its
+secrets.
 
-Sending is the agent's (agent/tell.py): web stores what it is given, sealed
-to the agent's key pair, and never opens it again (paas/notifications.py).
-Nothing here touches the database: the command line imports it.
+Where they are stored is paas/notify_targets.py; sending is the agent's
+(agent/tell/). Nothing here touches the database: the command line and the
+notification sender import it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ MAX_URL = 2000
 # The Apprise services paas sends to (Apprise's own scheme names). Apprise knows a hundred more,
 # some of which read local files or talk to the machine itself (dbus, syslog, a desktop); the
 # URL is chosen by whoever holds web, so web refuses any other on input and the agent and its
-# sender (agent/notify_send.py) refuse it again before sending.
+# sender (agent/tell/notify_send.py) refuse it again before sending.
 NOTIFY_SCHEMES: dict[str, str] = {
     "slack": "Slack",
     "discord": "Discord",
