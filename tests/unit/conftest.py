@@ -1,4 +1,5 @@
-"""Unit-test fixtures: a live API server on loopback for the CLI tests."""
+"""Unit-test fixtures: a live API server on loopback for the CLI tests; the
+GitHub stand-in and a teller wired to it for the outbox's tests."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine
 
+from agent.tell.teller import Teller
+from paas.crypto import Keyring
 from paas.settings import Settings
 from testkit.harness import free_port
+from tests.integration.github_standin import GitHubStandIn
+from tests.unit.telling import TOKEN, Sent
 from web.app import create_web_app
 
 
@@ -40,3 +45,19 @@ def env(server: str, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("PAAS_URL", raising=False)
     monkeypatch.delenv("PAAS_TOKEN", raising=False)
     return {"PAAS_URL": server, "PAAS_TOKEN": token}
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubStandIn]:
+    standin = GitHubStandIn(token=TOKEN, repo="octo/shop").start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def teller(settings: Settings, engine: Engine, github: GitHubStandIn) -> tuple[Teller, Sent]:
+    sent = Sent()
+    tuned = settings.model_copy(
+        update={"github_api_url": github.url, "github_timeout": 5.0, "notify_retry_seconds": 0.01}
+    )
+    return Teller(tuned, engine, Keyring(settings.keys_dir, private=True), send_notification=sent), sent

