@@ -37,10 +37,8 @@ __all__ = [
     "check_app",
     "check_app_name",
     "check_github_app",
-    "check_github_notice",
     "check_hostname",
     "check_job",
-    "check_notify_notice",
     "check_release",
     "check_version",
     "github_report",
@@ -287,11 +285,6 @@ def github_report(notice: Notice, *, app: App) -> GitHubReport:
     return report
 
 
-def check_github_notice(notice: Notice, *, app: App) -> list[dict[str, Any]]:
-    """:func:`github_report`'s check; the calls as the agent wrote them."""
-    return [op.model_dump(exclude_unset=True) for op in github_report(notice, app=app).ops]
-
-
 def notify_message(notice: Notice) -> NotifyMessage:
     """A notification's title, body and kind, as the agent wrote them."""
     where = f"notification {notice.id}"
@@ -299,8 +292,3 @@ def notify_message(notice: Notice) -> NotifyMessage:
     if notice.event not in EVENTS:
         raise _refuse(where, "event", f"{notice.event!r} is not an event")
     return _through(NotifyMessage, notice.payload, where=where, field="payload")
-
-
-def check_notify_notice(notice: Notice) -> dict[str, str]:
-    """:func:`notify_message`'s check; the message as the agent wrote it."""
-    return notify_message(notice).model_dump()

@@ -120,15 +120,7 @@ class Notifications:
                 log.error("%s", exc)
                 return
             sealed, target_id, whose = target.url, target.id, target_owner(session, target)
-        try:
-            error = self.deliver(
-                self.keyring.decrypt(sealed, purpose=notify_url_purpose(target_id, whose)),
-                message.title,
-                message.body,
-                message.type,
-            )
-        except DecryptError as exc:
-            error = f"cannot open the URL: {exc}"
+        error = self._deliver(sealed, target_id, whose, message.title, message.body, message.type)
         if not error:
             self.outbox.end(notice_id, state=SENT)
             self._record(target_id, "")
@@ -155,17 +147,19 @@ class Notifications:
                 return f"no notification target {target_id}"
             url, whose = target.url, target_owner(session, target)
         message = notify_test_message(self.settings.control_host)
-        try:
-            error = self.deliver(
-                self.keyring.decrypt(url, purpose=notify_url_purpose(target_id, whose)),
-                message.title,
-                message.body,
-                message.kind,
-            )
-        except DecryptError as exc:
-            error = f"cannot open the URL: {exc}"
+        error = self._deliver(url, target_id, whose, message.title, message.body, message.kind)
         self._record(target_id, error)
         return error
+
+    def _deliver(
+        self, sealed: str, target_id: int | None, whose: str | None, title: str, body: str, kind: str
+    ) -> str:
+        """Open a target's URL as that target's, and send; "" when it went, else why not."""
+        try:
+            url = self.keyring.decrypt(sealed, purpose=notify_url_purpose(target_id, whose))
+        except DecryptError as exc:
+            return f"cannot open the URL: {exc}"
+        return self.deliver(url, title, body, kind)
 
     def _record(self, target_id: int | None, error: str) -> None:
         """A target's last outcome, as the API and the UI show it."""

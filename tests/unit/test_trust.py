@@ -24,11 +24,11 @@ from paas.trust import (
     UntrustedRow,
     check_app,
     check_github_app,
-    check_github_notice,
     check_hostname,
     check_job,
-    check_notify_notice,
     check_release,
+    github_report,
+    notify_message,
 )
 
 SHA = "a" * 40
@@ -101,8 +101,9 @@ def op(index: int, **changes: Any) -> dict[str, Any]:
 
 
 def test_rows_as_paas_writes_them_pass() -> None:
-    assert check_github_notice(github_notice(), app=app_row(id=1)) == GITHUB_OPS
-    assert check_notify_notice(notify_notice())["type"] == "success"
+    ops = github_report(github_notice(), app=app_row(id=1)).ops
+    assert [op.model_dump(exclude_unset=True) for op in ops] == GITHUB_OPS
+    assert notify_message(notify_notice()).type == "success"
     assert check_github_app(app_row(github_repo="octo/shop", github_token="s")).github_repo == "octo/shop"
     assert check_app(app_row(scale={"web": 2}, source_dir="svc", health_path="/healthz")).name == "shop"
     assert check_release(release_row(), app="shop").version == 3
@@ -193,8 +194,8 @@ def test_a_poisoned_row_is_refused_naming_its_field(kind: str, row: Any, field: 
         "app": check_app,
         "job": check_job,
         "github app": check_github_app,
-        "github": lambda n: check_github_notice(n, app=app_row(id=1)),
-        "notify": check_notify_notice,
+        "github": lambda n: github_report(n, app=app_row(id=1)),
+        "notify": notify_message,
         "release": lambda r: check_release(r, app="shop"),
         "hostname": lambda h: check_hostname(h, where="a domain"),
     }[kind]
