@@ -22,6 +22,7 @@ from sqlmodel import col, select
 
 from agent.build_plan import BuildPlanner
 from agent.certs import CertManager
+from agent.databases import Databases
 from agent.docker_engine import DockerEngine, EngineError
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
@@ -36,6 +37,7 @@ from agent.tell.teller import Teller
 from paas import queue
 from paas.crypto import Keyring
 from paas.db import make_engine, session_scope
+from paas.errors import PaasError
 from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
@@ -76,6 +78,8 @@ class Agent:
             keyring=keyring,
             on_started=self.teller.started,
         )
+        self.databases = Databases(settings, self.db, self.docker, keyring, self.instance)
+        self.pipeline.releases.databases = self.databases
         self.build_plan = BuildPlanner(settings, self.db, source)
         self.sites = Sites(settings, self.db, self.nginx, self.docker, self.instance)
         self.certs = CertManager(settings, self.db, self.nginx, self.sites, tell=self.teller.event)
@@ -312,6 +316,13 @@ class Agent:
             elif job.kind == queue.DELETE:
                 self.delete_app(job)
                 state = JobState.done
+            elif job.kind == queue.DATABASE:
+                try:
+                    note = self.databases.run(job)
+                    state, error = JobState.done, note
+                except PaasError as exc:  # said for the user: no traceback, no type name
+                    log.warning("job %s (database %s): %s", job.id, job.app_name, exc)
+                    error = str(exc)
             else:
                 error = f"unknown job kind {job.kind!r}"
         except Exception as exc:  # noqa: BLE001  (the job must end, whatever happened)
@@ -391,9 +402,12 @@ class Agent:
         with session_scope(self.db) as session:
             apps = {a.name for a in session.exec(select(App)).all()}
         for c in self.docker.containers(owned(self.instance)):
+            if "paas.database" in c.labels:
+                continue  # a database's: its own reconcile below
             if c.labels.get("paas.app") not in apps:
                 log.info("removing %s: its app no longer exists", c.name)
                 self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
+        self.databases.reconcile()  # before the apps, which may bind them
         for name in sorted(apps):
             self.reconcile_app(name)
 

@@ -14,8 +14,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,6 +31,7 @@ __all__ = [
     "EngineError",
     "Limits",
     "OneOffResult",
+    "ServiceSpec",
     "container_kwargs",
     "serving_kwargs",
 ]
@@ -83,6 +84,31 @@ class Limits:
             "security_opt": ["no-new-privileges:true"],
             "cap_drop": list(DROPPED_CAPABILITIES),
         }
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A database's container, all the engine needs to run it (agent/databases.py makes it)."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = field(repr=False)  # holds the password
+    labels: tuple[tuple[str, str], ...]
+    user: str
+    volume: str
+    data_path: str
+    network: str
+    port: int
+    exposed_port: int | None
+    health: tuple[str, ...]
+    start_seconds: int
+    stop_signal: str
+    stop_timeout: int
+    memory: int
+    nano_cpus: int
+    pids: int
+    tmpfs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -386,9 +412,11 @@ class DockerEngine:
         volumes: dict[str, dict[str, str]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         limits: Limits | None = None,
+        networks: Sequence[str] = (),
     ) -> OneOffResult:
         """Run ``command`` in a fresh container, stream its output, remove it.
-        It is killed when ``timeout`` passes or ``should_stop`` says so."""
+        It is killed when ``timeout`` passes or ``should_stop`` says so.
+        It joins ``networks`` (its databases') before it starts."""
         try:
             self._ensure_volumes(volumes, labels)
             container = self._client.containers.create(
@@ -400,6 +428,7 @@ class DockerEngine:
         except DockerException as exc:
             raise _failed(exc) from exc
         try:
+            self._join(container, networks)
             container.start()
             reader = threading.Thread(
                 target=_pump_logs, args=(container, on_line), daemon=True, name=f"logs-{name}"
@@ -440,22 +469,164 @@ class DockerEngine:
         host_port: int | None,
         volumes: dict[str, dict[str, str]] | None = None,
         limits: Limits | None = None,
+        networks: Sequence[str] = (),
     ) -> str:
         """Start a long-running container, published on host_ip:host_port only
-        (no port published when host_port is None: a worker)."""
+        (no port published when host_port is None: a worker), on the default
+        bridge and on ``networks`` (its databases'), joined before it starts."""
         try:
             self._ensure_volumes(volumes, labels)
-            container = self._client.containers.run(
+            container = self._client.containers.create(
                 image,
                 **container_kwargs(
                     command=command, name=name, env=env, labels=labels, volumes=volumes, limits=limits
                 ),
                 **serving_kwargs(container_port=container_port, host_ip=host_ip, host_port=host_port),
             )
+            self._join(container, networks)
+            container.start()
         except DockerException as exc:
             _quietly(lambda: self._client.containers.get(name).remove(force=True))
             raise _failed(exc) from exc
         return str(container.id)
+
+    def _join(self, container: Any, networks: Sequence[str]) -> None:
+        for network in networks:
+            self._client.networks.get(network).connect(container)
+
+    # databases ----------------------------------------------------------------
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """A bridge network of its own, internal (no route out of the host),
+        made unless it exists with ``labels``; one of that name without them
+        is not ours, and refused."""
+        try:
+            try:
+                network = self._client.networks.get(name)
+            except NotFound:
+                self._client.networks.create(name, driver="bridge", internal=True, labels=labels)
+                return
+            theirs = network.attrs.get("Labels") or {}
+            if any(theirs.get(k) != v for k, v in labels.items()):
+                raise EngineError(
+                    f"a network named {name} exists and was not made by paas", kind=ErrorKind.conflict
+                )
+        except DockerException as exc:
+            raise _failed(exc) from exc
+
+    def remove_network(self, name: str) -> None:
+        try:
+            self._client.networks.get(name).remove()
+        except NotFound:
+            return
+        except DockerException as exc:
+            raise _failed(exc) from exc
+
+    def network_members(self, name: str) -> list[str]:
+        """The names of the containers on network ``name`` ([] when it is gone)."""
+        try:
+            network = self._client.networks.get(name)
+        except NotFound:
+            return []
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        return sorted(str(c.get("Name", "")) for c in (network.attrs.get("Containers") or {}).values())
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            try:
+                self._client.volumes.get(name)
+            except NotFound:
+                self._client.volumes.create(name=name, labels=labels)
+        except DockerException as exc:
+            raise _failed(exc) from exc
+
+    def remove_volume(self, name: str) -> bool:
+        try:
+            self._client.volumes.get(name).remove(force=True)
+        except NotFound:
+            return False
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        return True
+
+    def run_service(self, spec: ServiceSpec) -> None:
+        """Create and start a database's container from ``spec``: on its own
+        network only, published on 127.0.0.1 only when ``spec`` says so,
+        restarted unless stopped, stopped with its own signal and grace."""
+        api = self._client.api
+        try:
+            host_config = api.create_host_config(
+                binds={spec.volume: {"bind": spec.data_path, "mode": "rw"}},
+                port_bindings={spec.port: ("127.0.0.1", spec.exposed_port)} if spec.exposed_port else None,
+                restart_policy={"Name": "unless-stopped"},
+                init=True,
+                tmpfs=dict(spec.tmpfs) or None,
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                mem_limit=spec.memory,
+                memswap_limit=spec.memory,
+                nano_cpus=spec.nano_cpus,
+                pids_limit=spec.pids,
+                security_opt=["no-new-privileges:true"],
+                cap_drop=list(DROPPED_CAPABILITIES),
+                network_mode=spec.network,
+            )
+            created = api.create_container(
+                spec.image,
+                name=spec.name,
+                command=list(spec.command) or None,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                user=spec.user or None,
+                ports=[spec.port] if spec.exposed_port else None,
+                host_config=host_config,
+                healthcheck={
+                    "test": list(spec.health),
+                    "interval": 2_000_000_000,
+                    "timeout": 5_000_000_000,
+                    "retries": 5,
+                    "start_period": spec.start_seconds * 1_000_000_000,
+                },
+                stop_signal=spec.stop_signal,
+                stop_timeout=spec.stop_timeout,
+                networking_config=api.create_networking_config({spec.network: api.create_endpoint_config()}),
+            )
+            api.start(created["Id"])
+        except DockerException as exc:
+            _quietly(lambda: api.remove_container(spec.name, force=True))
+            raise _failed(exc) from exc
+
+    def exec_to(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        into: BinaryIO | None = None,
+        user: str = "",
+        env: dict[str, str] | None = None,
+    ) -> tuple[int, bytes, bytes]:
+        """Run ``command`` in running container ``name``: (exit code, stdout,
+        the last 64 KiB of stderr). With ``into``, stdout is streamed there
+        as it comes (a dump of any size) and the returned stdout is empty."""
+        api = self._client.api
+        out, err = bytearray(), bytearray()
+        try:
+            exec_id = api.exec_create(name, command, stdout=True, stderr=True, user=user, environment=env)[
+                "Id"
+            ]
+            for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
+                if chunk_out:
+                    if into is not None:
+                        into.write(chunk_out)
+                    else:
+                        out += chunk_out
+                if chunk_err:
+                    err += chunk_err
+                    del err[: max(0, len(err) - 65536)]
+            code = api.exec_inspect(exec_id).get("ExitCode")
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        return (-1 if code is None else int(code)), bytes(out), bytes(err)
 
     def _ensure_volumes(self, volumes: dict[str, dict[str, str]] | None, labels: dict[str, str]) -> None:
         keep = {k: v for k, v in labels.items() if k in ("paas.instance", "paas.app")}

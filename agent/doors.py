@@ -10,7 +10,7 @@ return value the pipeline never reads is ``object`` here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -77,6 +77,7 @@ class EngineDoor(ImageLookup, ImagePruning, Protocol):
         volumes: dict[str, dict[str, str]] | None,
         should_stop: Callable[[], bool],
         limits: Limits | None,
+        networks: Sequence[str] = (),
     ) -> OneOffResult: ...
 
     def published_ports(self) -> set[int]: ...
@@ -94,6 +95,7 @@ class EngineDoor(ImageLookup, ImagePruning, Protocol):
         host_port: int | None,
         volumes: dict[str, dict[str, str]] | None,
         limits: Limits | None,
+        networks: Sequence[str] = (),
     ) -> object: ...
 
     def container(self, name: str) -> ContainerInfo | None: ...

@@ -34,7 +34,7 @@ from paas.crypto import Keyring
 from paas.env_snapshots import OpenedEnv
 from paas.errors import PaasError, StepFailed
 from paas.models import DeploymentStatus, Job
-from paas.payloads import DeletePayload, DeployPayload
+from paas.payloads import DatabasePayload, DeletePayload, DeployPayload
 from paas.settings import Settings
 from paas.trust import job_payload
 
@@ -86,7 +86,7 @@ class Pipeline:
         """Run a deploy job (fetch and build a commit) or a release job (an
         image already built, with an env)."""
         asked = job_payload(job)
-        if isinstance(asked, DeletePayload):
+        if isinstance(asked, DeletePayload | DatabasePayload):
             raise TypeError(f"job {job.id} deletes {job.app_name!r}: the pipeline makes releases")
         if job.kind == queue.RELEASE and asked.trigger == "env":
             needed, live_id, live_version = self.releases.env_release_needed(job)

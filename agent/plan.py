@@ -93,6 +93,7 @@ class ReleasePlan:
     processes: tuple[ProcessSpec, ...]
     env: dict[str, str] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    networks: tuple[str, ...] = ()  # of the databases its env binds: every container joins them
 
     @property
     def web(self) -> tuple[ProcessSpec, ...]:
@@ -119,6 +120,7 @@ def make_plan(
     exposed: dict[str, object] | None,
     prestart_path: str | None,
     env: dict[str, str] | None = None,
+    networks: tuple[str, ...] = (),
 ) -> ReleasePlan:
     assert deployment.id is not None
     labels = labels_for(
@@ -148,4 +150,5 @@ def make_plan(
         processes=processes,
         env={**(env or {}), "PORT": str(port)},
         volumes={data_volume(app.name): {"bind": app.data_path, "mode": "rw"}} if app.data_path else {},
+        networks=networks,
     )

@@ -6,21 +6,28 @@ UI and the CLI see a deploy move while it runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
+from paas.bindings import Endpoint
 from paas.crypto import Keyring
 from paas.db import hold_key_lock, session_scope
-from paas.env_snapshots import OpenedEnv, open_snapshot, snapshot_env
-from paas.errors import StepFailed
+from paas.env_snapshots import OpenedEnv, bind_databases, open_snapshot, snapshot_env
+from paas.errors import InvalidInput, StepFailed
 from paas.models import App, Deployment, DeploymentStatus, Job, utcnow
-from paas.payloads import DeletePayload, DeployPayload, RollbackPayload
+from paas.payloads import DatabasePayload, DeletePayload, DeployPayload, RollbackPayload
 from paas.services import find_release, live_release
 from paas.trust import check_app, check_release, job_payload
 
 __all__ = ["NewRelease", "Releases"]
+
+
+class EndpointSource(Protocol):
+    def endpoints(self, session: Session, names: Iterable[str]) -> dict[str, Endpoint]: ...
 
 
 @dataclass(frozen=True)
@@ -32,9 +39,10 @@ class NewRelease:
 
 
 class Releases:
-    def __init__(self, db: Engine, keyring: Keyring) -> None:
+    def __init__(self, db: Engine, keyring: Keyring, databases: EndpointSource | None = None) -> None:
         self.db = db
         self.keyring = keyring
+        self.databases = databases  # the agent's (agent/databases.py); None: no binding resolves
 
     def create(self, job: Job) -> NewRelease:
         """vN for ``job``, with the app's env snapshot opened in the same
@@ -42,7 +50,7 @@ class Releases:
         A release, restart, scale or rollback job takes its base release's
         image, commit and Procfile (and, but for an env release, its env)."""
         asked = job_payload(job)
-        if isinstance(asked, DeletePayload):
+        if isinstance(asked, DeletePayload | DatabasePayload):
             raise StepFailed("fetch", f"job {job.id} deletes {job.app_name!r}: it makes no release")
         with session_scope(self.db) as session:
             hold_key_lock(session)
@@ -84,6 +92,14 @@ class Releases:
                 session.add(row)
             assert dep.id is not None
             env = open_snapshot(snapshot, self.keyring, app=app.name)
+            bound = env.bound()
+            if bound:  # ${NAME.PART}: resolved here, the passwords opened here only
+                if self.databases is None:
+                    raise StepFailed("release", "this agent cannot resolve database bindings")
+                try:
+                    env = bind_databases(env, self.databases.endpoints(session, bound))
+                except InvalidInput as exc:
+                    raise StepFailed("release", str(exc)) from None
             session.expunge(app)
             return NewRelease(dep.id, dep.version, app, env)
 

@@ -233,6 +233,7 @@ def _plan(doors: Doors, a: Attempt, *, find_prestart: bool) -> ReleasePlan:
         exposed=config.get("ExposedPorts"),
         prestart_path=prestart,
         env=a.env.run,
+        networks=a.env.networks,
     )
 
 
@@ -270,6 +271,7 @@ def release(doors: Doors, a: Attempt) -> None:
         on_line=lambda line: dlog.line(f"  | {line}"),
         should_stop=a.should_stop,
         limits=limits(doors.settings, a.app),
+        networks=plan.networks,
     )
     a.made_for_good(name)  # run_once removed it
     if result.cancelled:
@@ -342,6 +344,7 @@ def _start_one(
             host_port=host_port,
             volumes=plan.volumes,
             limits=limits(doors.settings, a.app),
+            networks=plan.networks,
         )
     except EngineError:
         a.made_for_good(spec.name)  # the engine removed what it half-made

@@ -55,6 +55,7 @@ __all__ = [
     "Keyring",
     "KeysMissing",
     "Purpose",
+    "db_password_purpose",
     "describe_purpose",
     "ensure_keys",
     "env_purpose",
@@ -125,6 +126,11 @@ def notify_url_purpose(target_id: int | None, app: str | None) -> Purpose:
     return _purpose("notify-url", app, str(target_id))
 
 
+def db_password_purpose(database: str) -> Purpose:
+    """A database's password (paas databases): made and opened by the agent only."""
+    return _purpose("db-password", database)
+
+
 def describe_purpose(purpose: str | None) -> str:
     """A purpose in words, for errors (names a field, never a value)."""
     if purpose is None or not _PURPOSE_LINE.fullmatch(purpose):
@@ -134,6 +140,8 @@ def describe_purpose(purpose: str | None) -> str:
         return f"env var {parts[1]} of app {parts[0]}"
     if kind == "github-token" and len(parts) == 1:
         return f"the GitHub token of app {parts[0]}"
+    if kind == "db-password" and len(parts) == 1:
+        return f"the password of database {parts[0]}"
     if kind == "notify-url" and len(parts) == 2:
         whose = "every app" if parts[0] == EVERY_APP else f"app {parts[0]}"
         return f"the URL of notification target {parts[1]} ({whose})"

@@ -7,16 +7,27 @@ services (rollback) and envvars (changes) can both use it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from paas.bindings import Endpoint, references, resolve
 from paas.crypto import DecryptError, Keyring, env_purpose
+from paas.errors import InvalidInput
 from paas.models import App, EnvScope, EnvVar, utcnow
 
-__all__ = ["OpenedEnv", "open_snapshot", "put_row", "restore_snapshot", "rows_of", "snapshot_env"]
+__all__ = [
+    "OpenedEnv",
+    "bind_databases",
+    "open_snapshot",
+    "put_row",
+    "restore_snapshot",
+    "rows_of",
+    "snapshot_env",
+]
 
 
 def rows_of(session: Session, app: App) -> dict[str, EnvVar]:
@@ -35,10 +46,13 @@ def put_row(
     scope: str,
     actor: str,
     now: datetime,
+    databases: list[str],
 ) -> None:
-    """Create or replace one variable; ``ciphertext`` is already encrypted."""
+    """Create or replace one variable; ``ciphertext`` is already encrypted,
+    ``databases`` are those its value binds (paas/bindings.py)."""
     row = rows.get(key) or EnvVar(app_id=app.id, key=key, value="")  # type: ignore[arg-type]
     row.value, row.secret, row.scope = ciphertext, secret, scope
+    row.databases = list(databases)
     row.updated_at, row.updated_by = now, actor
     session.add(row)
 
@@ -46,7 +60,7 @@ def put_row(
 def snapshot_env(session: Session, app: App) -> list[dict[str, Any]]:
     """The app's env as a release keeps it: ciphertexts, not values."""
     return [
-        {"key": r.key, "scope": r.scope, "secret": r.secret, "value": r.value}
+        {"key": r.key, "scope": r.scope, "secret": r.secret, "value": r.value, "databases": list(r.databases)}
         for r in rows_of(session, app).values()
     ]
 
@@ -71,6 +85,7 @@ def restore_snapshot(session: Session, app: App, snapshot: list[dict[str, Any]],
             scope=item["scope"],
             actor=actor,
             now=now,
+            databases=[d for d in item.get("databases", []) if isinstance(d, str)],
         )
     app.env_version += 1
     session.add(app)
@@ -83,6 +98,28 @@ class OpenedEnv:
     run: dict[str, str] = field(default_factory=dict)
     build_args: dict[str, str] = field(default_factory=dict)
     secret_keys: frozenset[str] = frozenset()
+    networks: tuple[str, ...] = ()  # the bound databases' networks, which every container joins
+
+    def bound(self) -> frozenset[str]:
+        """The databases the run values name (paas/bindings.py), resolved or not yet."""
+        return frozenset(name for value in self.run.values() for name in references(value))
+
+
+def bind_databases(env: OpenedEnv, endpoints: Mapping[str, Endpoint]) -> OpenedEnv:
+    """``env`` with every ``${NAME.PART}`` in its run values resolved; a
+    database missing from ``endpoints`` is an :class:`InvalidInput` naming
+    the variable and the database (never the value)."""
+    run: dict[str, str] = {}
+    for key, value in env.run.items():
+        for name in references(value):
+            if name not in endpoints:
+                raise InvalidInput(
+                    f"env var {key} binds database {name!r}, which does not exist or is not ready "
+                    "(paas databases list)"
+                )
+        run[key] = resolve(value, endpoints)
+    networks = sorted({endpoints[name].network for name in env.bound()})
+    return replace(env, run=run, networks=tuple(networks))
 
 
 def open_snapshot(snapshot: list[dict[str, Any]], keyring: Keyring, *, app: str) -> OpenedEnv:

@@ -18,14 +18,15 @@ import logging
 from datetime import UTC, datetime
 
 from dotenv.parser import parse_stream
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from paas import queue, services
+from paas.bindings import references
 from paas.crypto import Keyring, env_purpose
 from paas.db import hold_key_lock
 from paas.env_snapshots import put_row, rows_of
 from paas.errors import InvalidInput, NotFound
-from paas.models import EnvScope, EnvVar, utcnow
+from paas.models import Database, DatabaseState, EnvScope, EnvVar, utcnow
 from paas.schemas import (
     MAX_VARS,
     EnvChange,
@@ -53,6 +54,12 @@ BUILD_ARG_WARNING = (
     "{key} is passed to builds as a build arg: build args are visible to anyone who can "
     "read the image's history (docker history); keep credentials in run scope"
 )
+
+
+def bindable_databases(session: Session) -> set[str]:
+    """The databases an env value may bind: every one but those on their way out."""
+    gone = (DatabaseState.retired, DatabaseState.destroying)
+    return {d.name for d in session.exec(select(Database)).all() if d.state not in gone}
 
 
 def _public(row: EnvVar, keyring: Keyring) -> EnvVarPublic:
@@ -90,7 +97,8 @@ def change_env(
     missing = [k for k in change.unset if k not in rows]
     if missing:
         raise NotFound(f"{name} has no env var {', '.join(missing)}")
-    planned: list[tuple[EnvSet, bool, str]] = []
+    planned: list[tuple[EnvSet, bool, str, list[str]]] = []
+    usable = bindable_databases(session)
     for item in change.set:
         existing = rows.get(item.key)
         secret = item.secret if item.secret is not None else (existing.secret if existing else False)
@@ -100,14 +108,25 @@ def change_env(
                 f"{item.key} is secret, and secret values never go to builds (build args are "
                 "visible in the image's history): use scope run"
             )
-        planned.append((item, secret, str(chosen)))
+        bound = references(item.value)
+        if bound and chosen != EnvScope.run:
+            raise InvalidInput(
+                f"{item.key} binds database {bound[0]!r}: bindable variables are resolved when the "
+                "app is released, not at build time; use scope run"
+            )
+        for db_name in bound:
+            if db_name not in usable:
+                raise InvalidInput(
+                    f"{item.key} binds database {db_name!r}, which does not exist (paas databases list)"
+                )
+        planned.append((item, secret, str(chosen), bound))
     new_keys = {i.key for i in change.set} - rows.keys()
     total = len(rows) - len(change.unset) + len(new_keys)
     if total > MAX_VARS:
         raise InvalidInput(f"an app can have at most {MAX_VARS} env vars; this change would make {total}")
 
     now = utcnow()
-    for item, secret, scope in planned:
+    for item, secret, scope, bound in planned:
         ciphertext = keyring.encrypt(item.value, secret=secret, purpose=env_purpose(app.name, item.key))
         put_row(
             session,
@@ -119,6 +138,7 @@ def change_env(
             scope=scope,
             actor=actor,
             now=now,
+            databases=bound,
         )
     for key in change.unset:
         session.delete(rows[key])
@@ -130,7 +150,7 @@ def change_env(
     # release follows it, so that what goes live has this change ("staged" means --no-restart)
     live = app.current_deployment_id is not None
     restart = change.restart and (live or queue.release_in_progress(session, app.id) is not None)
-    parts = [f"{item.key} ({'secret, ' if secret else ''}{scope})" for item, secret, scope in planned]
+    parts = [f"{item.key} ({'secret, ' if secret else ''}{scope})" for item, secret, scope, _b in planned]
     detail = "; ".join(
         p
         for p in (
@@ -145,7 +165,7 @@ def change_env(
     if restart:
         job = services.request_release(session, app=app, actor=actor, trigger="env", live=live)
     warnings = [
-        BUILD_ARG_WARNING.format(key=item.key) for item, _s, scope in planned if scope != EnvScope.run
+        BUILD_ARG_WARNING.format(key=item.key) for item, _s, scope, _b in planned if scope != EnvScope.run
     ]
     return EnvChangeResult(
         app=name,

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from paas.crypto import DecryptError, KeyMaterial, Keyring, generate_keys, load_keys, write_keys
 from paas.db import hold_key_lock, session_scope
-from paas.models import App, Deployment, EnvVar, NotifyTarget
+from paas.models import App, Database, Deployment, EnvVar, NotifyTarget
 
 __all__ = ["RotationReport", "encrypt_plain_webhook_secrets", "rotate_keys"]
 
@@ -101,6 +101,12 @@ def rotate_keys(engine: Engine, keys_dir: Path, *, web_user: str = "") -> Rotati
                 ]
                 session.add(dep)
                 snap_count += 1
+        for database in session.exec(select(Database)).all():
+            if database.password:
+                database.password = again(
+                    database.password, where=f"the password of database {database.name}"
+                )
+                session.add(database)
         hook_count = 0
         for app in session.exec(select(App)).all():
             app.webhook_secret = again(app.webhook_secret, where=f"the webhook secret of app {app.name}")

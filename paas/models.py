@@ -19,6 +19,8 @@ from paas.scopes import EnvScope
 __all__ = [
     "ApiToken",
     "App",
+    "Database",
+    "DatabaseState",
     "Deployment",
     "DeploymentStatus",
     "EnvScope",
@@ -160,8 +162,52 @@ class EnvVar(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
     secret: bool = False
     scope: str = Field(default=EnvScope.run, max_length=10)
+    # the databases its value binds (``${NAME.PART}``), read from the value when it was set, so web
+    # knows what is attached without opening a secret; the agent resolves the value itself
+    databases: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     updated_at: datetime = Field(default_factory=utcnow)
     updated_by: str = Field(default="", max_length=200)
+
+
+class DatabaseState(enum.StrEnum):
+    creating = "creating"  # the agent is making its container
+    ready = "ready"  # running, healthy when last checked
+    failed = "failed"  # creating it failed (``error`` says why); destroy removes what is left
+    upgrading = "upgrading"
+    retired = "retired"  # an upgrade's old instance, stopped, kept until destroyed
+    destroying = "destroying"
+
+
+class Database(SQLModel, table=True):
+    """A database server beside the apps: a PostgreSQL or Redis container of
+    an exact version on a network of its own, made and run by the agent.
+    Its password is made by the agent and sealed to the agent's key pair
+    (``db-password:<name>``): web never holds it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=40, unique=True, index=True)
+    engine: str = Field(max_length=20)  # postgres | redis
+    version: str = Field(max_length=40)  # the image tag's version: "15", "17.2", "7.0"
+    image: str = Field(max_length=300)  # the image reference it runs, e.g. postgres:15-bookworm
+    image_digest: str = Field(default="", max_length=100)  # the image's id when it was started
+    server_version: str = Field(default="", max_length=100)  # what the server itself reports
+    state: str = Field(default=DatabaseState.creating, max_length=20)
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    password: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))  # sealed
+    username: str = Field(default="", max_length=63)
+    database: str = Field(default="", max_length=63)  # postgres: the database made at init; redis: "0"
+    memory: str = Field(default="", max_length=20)  # "": PAAS_DATABASE_MEMORY
+    container: str = Field(default="", max_length=100)  # its container's name, also its hostname
+    volume: str = Field(default="", max_length=100)
+    network: str = Field(default="", max_length=100)
+    exposed_port: int | None = None  # published on 127.0.0.1 only, for an SSH tunnel
+    upgraded_from: str = Field(default="", max_length=40)  # the retired instance an upgrade left
+    last_backup_at: datetime | None = None
+    last_backup_error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(default="", max_length=200)
 
 
 class JobState(enum.StrEnum):
@@ -189,7 +235,7 @@ class Job(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=20)  # deploy | release | rollback | delete
+    kind: str = Field(max_length=20)  # deploy | release | rollback | delete | database
     app_id: int | None = Field(default=None, foreign_key="app.id", ondelete="SET NULL")
     app_name: str = Field(max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -23,6 +23,7 @@ from paas.schemas import COMMIT_ID, FULL_COMMIT, MAX_ROW_ID, check_branch
 
 __all__ = [
     "BY_KIND",
+    "DatabasePayload",
     "DeletePayload",
     "DeployPayload",
     "DeploymentOp",
@@ -108,13 +109,25 @@ class DeletePayload(_Payload):
     """Remove the app's containers, site, images and volumes: nothing more to say."""
 
 
-JobPayload = DeployPayload | ReleasePayload | RollbackPayload | DeletePayload
+class DatabasePayload(_Payload):
+    """Act on a database (the job's ``app_name`` is the database's name):
+    make it, remove it (its volume too with ``purge``), or publish it on
+    127.0.0.1:``port`` (None: publish nothing)."""
+
+    op: Literal["create", "destroy", "expose"]
+    actor: Text = ""
+    purge: bool = False
+    port: Annotated[int, Field(ge=1024, le=65535)] | None = None
+
+
+JobPayload = DeployPayload | ReleasePayload | RollbackPayload | DeletePayload | DatabasePayload
 
 BY_KIND: dict[str, type[JobPayload]] = {
     queue.DEPLOY: DeployPayload,
     queue.RELEASE: ReleasePayload,
     queue.ROLLBACK: RollbackPayload,
     queue.DELETE: DeletePayload,
+    queue.DATABASE: DatabasePayload,
 }
 
 

@@ -42,6 +42,7 @@ DEPLOY = "deploy"
 RELEASE = "release"  # the live image again: an env change or a restart
 ROLLBACK = "rollback"  # an earlier release's image and env
 DELETE = "delete"
+DATABASE = "database"  # create, destroy or expose a database (app_id None, app_name its name)
 
 CANCELLABLE = (DEPLOY, RELEASE, ROLLBACK)
 # the newest intent wins over what is still queued; an env release queued
@@ -84,6 +85,15 @@ def enqueue(
                 error=f"superseded by job {job.id}",
             )
         )
+    return job
+
+
+def enqueue_database(session: Session, *, name: str, payload: BaseModel) -> Job:
+    """Queue a job on database ``name``: no app's, so it waits for no app's job."""
+    job = Job(kind=DATABASE, app_id=None, app_name=name, payload=payload.model_dump())
+    session.add(job)
+    session.flush()
+    session.info[JOB_QUEUED] = True
     return job
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -33,6 +33,11 @@ __all__ = [
     "RollbackRequest",
     "RollbackResult",
     "BuildPlanPublic",
+    "DatabaseAttach",
+    "DatabaseCreate",
+    "DatabaseDetach",
+    "DatabaseExpose",
+    "DatabasePublic",
     "DomainAdd",
     "DomainPublic",
     "normalize_hostname",
@@ -678,3 +683,87 @@ class NotifyTargetPublic(BaseModel):
 class NotifyTestResult(BaseModel):
     ok: bool
     error: str = ""
+
+
+# databases -------------------------------------------------------------------------------
+
+DATABASE_ENGINES = ("postgres", "redis")
+
+
+def check_database_version(value: str) -> str:
+    from paas.settings import DATABASE_VERSION
+
+    if not DATABASE_VERSION.fullmatch(value):
+        raise ValueError("must be a version such as 17 or 17.2 (an exact version; never latest)")
+    return value
+
+
+DatabaseVersion = Annotated[str, Field(max_length=40), AfterValidator(check_database_version)]
+
+
+class DatabaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: AppName = Field(description="Also how env values bind it: ${NAME.DATABASE_URL}")
+    engine: Literal["postgres", "redis"]
+    version: DatabaseVersion | None = Field(
+        default=None, description="The image tag's version; null: PAAS_POSTGRES_VERSION or PAAS_REDIS_VERSION"
+    )
+    memory: Memory = ""
+
+
+class DatabaseExpose(BaseModel):
+    """Publish the database on 127.0.0.1:``port`` (for an SSH tunnel), or
+    stop publishing it (``port`` null). Never on another address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: Annotated[int, Field(ge=1024, le=65535)] | None
+
+
+class DatabaseAttach(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: AppName
+    key: EnvKey | None = Field(
+        default=None,
+        description="The env var that gets the URL; null: DATABASE_URL (postgres), REDIS_URL (redis)",
+    )
+    restart: bool = True
+
+
+class DatabaseDetach(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: AppName
+    restart: bool = True
+
+
+class AttachmentPublic(BaseModel):
+    app: str
+    keys: list[str] = Field(description="The app's env vars that bind this database")
+
+
+class DatabasePublic(BaseModel):
+    name: str
+    engine: str
+    version: str
+    image: str
+    image_digest: str
+    server_version: str
+    state: str = Field(description="creating, ready, failed, upgrading, retired or destroying; see error")
+    error: str
+    hostname: str = Field(description="Its name on its private network (attached apps only)")
+    port: int
+    username: str
+    database: str
+    memory: str
+    exposed_port: int | None = Field(description="Published on 127.0.0.1 only, for an SSH tunnel")
+    attached: list[AttachmentPublic]
+    bindable: list[str] = Field(description="The references an env value may use, e.g. ${db.DATABASE_URL}")
+    upgraded_from: str
+    last_backup_at: datetime | None
+    last_backup_error: str
+    created_at: datetime
+    created_by: str
+    job: JobPublic | None = Field(default=None, description="The job just queued for it, if any")

@@ -41,6 +41,10 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 _MEMORY = re.compile(r"([0-9]{1,12})([kmg]?)")
 
 
+DATABASE_VERSION = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){0,2}")
+IMAGE_REPOSITORY = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*){0,2}")
+
+
 def check_memory_size(value: str) -> str:
     """A memory size as docker reads it, at least 16m; lower-cased."""
     value = value.strip().lower()
@@ -145,6 +149,15 @@ class Settings(BaseSettings):
     app_cpus: float = Field(default=1.0, gt=0, le=256)
     app_pids: int = Field(default=512, ge=16, le=1_000_000)
     build_memory: str = "1g"  # a build's steps (compilers need more than a running app)
+    # databases (`paas databases create`): the official images, an exact version of each (never
+    # latest), the Debian release their tags name, and what one database container may take
+    postgres_image: str = Field(default="postgres", min_length=1, max_length=200)
+    postgres_version: str = "17"
+    redis_image: str = Field(default="redis", min_length=1, max_length=200)
+    redis_version: str = "7.2"  # the last Redis under the BSD licence (7.4 on is RSAL/SSPL)
+    database_variant: str = Field(default="bookworm", pattern=r"^[a-z][a-z0-9.-]{0,30}$")
+    database_memory: str = "256m"
+    database_ready_timeout: int = Field(default=120, ge=5, le=3600)  # created → healthy
     port_range_start: Port = 20000
     port_range_end: Port = 29999
 
@@ -281,10 +294,24 @@ class Settings(BaseSettings):
             raise ValueError("must be an email address")
         return value
 
-    @field_validator("app_memory", "build_memory")
+    @field_validator("app_memory", "build_memory", "database_memory")
     @classmethod
     def _check_memory(cls, value: str) -> str:
         return check_memory_size(value)
+
+    @field_validator("postgres_version", "redis_version")
+    @classmethod
+    def _check_database_version(cls, value: str) -> str:
+        if not DATABASE_VERSION.fullmatch(value):
+            raise ValueError("must be a version such as 17 or 17.2 (never latest)")
+        return value
+
+    @field_validator("postgres_image", "redis_image")
+    @classmethod
+    def _check_database_image(cls, value: str) -> str:
+        if not IMAGE_REPOSITORY.fullmatch(value):
+            raise ValueError("must be an image repository such as postgres, without a tag")
+        return value
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Settings:

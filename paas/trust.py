@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from paas import schemas
+from paas.bindings import ENGINES, account_for, image_for, names_for
 from paas.errors import InvalidInput
-from paas.models import App, Deployment, Job, Notice
+from paas.models import App, Database, Deployment, Job, Notice
 from paas.notify_rules import EVENTS, check_github_environment, check_github_repo
 from paas.payloads import BY_KIND, DeploymentOp, GitHubReport, JobPayload, NotifyMessage
 from paas.schemas import (
@@ -31,11 +32,13 @@ from paas.schemas import (
     check_env_key,
     normalize_hostname,
 )
+from paas.settings import Settings
 
 __all__ = [
     "UntrustedRow",
     "check_app",
     "check_app_name",
+    "check_database",
     "check_github_app",
     "check_hostname",
     "check_job",
@@ -127,6 +130,35 @@ def check_app(app: App) -> App:
     _same_through(AppCreate, {field: getattr(app, field) for field in AppCreate.model_fields}, where=where)
     _same_through(ScaleRequest, {"processes": app.scale}, where=where)
     return app
+
+
+def check_database(db: Database, *, settings: Settings) -> Database:
+    """A database row as web could have written it: its name, engine and
+    version pass web's checks, and its image and the names of its
+    container, volume and network are the ones those three make (so no row
+    can point the agent at another image, or at an app's volume)."""
+    where = f"database {_shown(db.name, 40)}"
+    check_app_name(db.name, where=where)
+    if db.engine not in ENGINES:
+        raise _refuse(where, "engine", f"{_shown(db.engine)} is not one of {', '.join(ENGINES)}")
+    try:
+        if schemas.check_database_version(db.version) != db.version:
+            raise ValueError
+        if db.memory and schemas.check_memory(db.memory) != db.memory:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise _refuse(where, "version or memory", "is not what web accepts") from None
+    repository = settings.postgres_image if db.engine == "postgres" else settings.redis_image
+    if db.image != image_for(repository, db.version, settings.database_variant):
+        raise _refuse(where, "image", f"{_shown(db.image)} is not the image of its engine and version")
+    if (db.container, db.volume, db.network) != names_for(db.name, db.engine, db.version):
+        raise _refuse(where, "container, volume or network", "is not the one its name makes")
+    if (db.username, db.database) != account_for(db.name, db.engine):
+        raise _refuse(where, "username or database", "is not the one its name makes")
+    port = db.exposed_port
+    if port is not None and not (type(port) is int and 1024 <= port <= 65535):
+        raise _refuse(where, "exposed_port", f"{_shown(port)} is not a port")
+    return db
 
 
 def check_hostname(hostname: object, *, where: str) -> str:

@@ -2,8 +2,8 @@
 # to make a local Debian 12 image without a registry.
 #
 #   image_present TAG WHAT     exit 0 (the caller's script) when TAG is built already
-#   debian_rootfs WHAT LOG PACKAGES
-#                              debootstrap bookworm (minbase) with PACKAGES from the
+#   debian_rootfs WHAT LOG PACKAGES [SUITE]
+#                              debootstrap SUITE (bookworm unless named; minbase) with PACKAGES from the
 #                              mirror this machine's apt already uses (never a
 #                              hard-coded host) into $rootfs, removed when the
 #                              script exits; with the host's CA bundle, so TLS
@@ -19,7 +19,7 @@ image_present() {
 }
 
 debian_rootfs() {
-    local what="$1" log="$2" packages="$3" mirror
+    local what="$1" log="$2" packages="$3" suite="${4:-bookworm}" mirror
     mirror="$(
         { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}';
           grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'; } \
@@ -30,7 +30,7 @@ debian_rootfs() {
     mkdir -p "$CACHE_DIR"
     rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
     trap 'rm -rf "$rootfs"' EXIT
-    debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$CACHE_DIR/$log" 2>&1 || {
+    debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$CACHE_DIR/$log" 2>&1 || {
         tail -n 30 "$CACHE_DIR/$log" >&2; exit 1; }
     cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 }

@@ -30,7 +30,7 @@ from paas.crypto import Keyring
 from paas.db import session_scope
 from paas.errors import PaasError
 from paas.models import App, Deployment, Job, JobState, Notice, utcnow
-from paas.payloads import DeletePayload, DeployPayload, NotifyKind, ReleasePayload
+from paas.payloads import DatabasePayload, DeletePayload, DeployPayload, NotifyKind, ReleasePayload
 from paas.services import control_url, served_url
 from paas.settings import Settings
 from paas.trust import UntrustedRow, check_app, check_github_app, check_job, check_version, job_payload
@@ -246,7 +246,7 @@ def _job_facts(job: Job) -> say.JobFacts:
     """A job (checked: ``_trusted``) as it is told."""
     assert job.id is not None  # a row read from the database
     asked = job_payload(job)
-    if isinstance(asked, DeletePayload):
+    if isinstance(asked, DeletePayload | DatabasePayload):
         return say.JobFacts(id=job.id, kind=job.kind)
     deploy = asked if isinstance(asked, DeployPayload) else DeployPayload()
     return say.JobFacts(

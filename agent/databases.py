@@ -1,0 +1,354 @@
+"""Databases, as the agent runs them: the ``database`` jobs (create, destroy,
+expose), the endpoints a release binds (the password opened here only),
+and their containers brought back at start.
+
+A database is one container of an exact image version, on an internal
+bridge network of its own that only the containers of apps binding it join
+(no host port unless exposed, and then on 127.0.0.1 only), with a named
+volume, a memory limit, a health check, ``unless-stopped`` and a stop grace
+long enough for a clean shutdown. Its password is made here and sealed to
+the agent's key pair (``db-password:<name>``): web never holds it.
+
+PostgreSQL gets it as ``POSTGRES_PASSWORD`` (the official image's contract:
+read at the first start only), and the agent sets it again after every
+create, so a kept volume comes back with the row's password. Redis gets it
+as ``REDISCLI_AUTH`` (so ``redis-cli`` in the health check and the console
+authenticates without it on a command line); the container's command
+writes ``requirepass`` into a config file on a tmpfs with the shell's
+``printf`` builtin, so the password is in no process's arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from agent.docker_engine import DockerEngine, EngineError, ServiceSpec
+from paas.bindings import PORTS, Endpoint
+from paas.crypto import Keyring, db_password_purpose
+from paas.db import session_scope
+from paas.errors import InvalidInput
+from paas.models import Database, DatabaseState, Job
+from paas.payloads import DatabasePayload
+from paas.settings import Settings, memory_bytes
+from paas.trust import check_database, check_job, job_payload
+
+__all__ = ["DATA_PATHS", "Databases", "redis_command", "service_spec"]
+
+log = logging.getLogger("paas.agent.databases")
+
+DATA_PATHS = {"postgres": "/var/lib/postgresql/data", "redis": "/data"}
+STOP_GRACE = {"postgres": 60, "redis": 30}  # seconds between SIGINT/SIGTERM and SIGKILL
+REDIS_CONF_DIR = "/run/paas-redis"
+MAX_CONNECTIONS_NOTE = 100  # postgres's default max_connections, which paas keeps
+
+
+def redis_command(memory: int) -> tuple[str, ...]:
+    """The Redis container's command: its config written to a tmpfs, then
+    redis-server on it. ``maxmemory`` is three quarters of the container's
+    limit (the rest for the AOF rewrite's fork and the server itself);
+    ``noeviction`` makes a full Redis refuse writes rather than drop keys an
+    app stored (a queue, a session): a cache that wants eviction says so
+    with ``CONFIG SET``. Persistence is AOF, fsynced every second."""
+    maxmemory = memory * 3 // 4
+    conf = f"{REDIS_CONF_DIR}/redis.conf"
+    lines = [
+        "port 6379",
+        "bind * -::*",
+        "dir /data",
+        "appendonly yes",
+        "appendfsync everysec",
+        f"maxmemory {maxmemory}",
+        "maxmemory-policy noeviction",
+    ]
+    script = (
+        "umask 077 && "
+        f"printf '%s\\n' {' '.join(repr(line) for line in lines)} > {conf} && "
+        f"printf 'requirepass %s\\n' \"$REDISCLI_AUTH\" >> {conf} && "
+        f"exec redis-server {conf}"
+    )
+    return ("sh", "-c", script)
+
+
+def service_spec(db: Database, *, password: str, instance: str, settings: Settings) -> ServiceSpec:
+    """The container of ``db`` (a row :func:`check_database` passed), pure."""
+    memory = memory_bytes(db.memory or settings.database_memory)
+    labels = (("paas.instance", instance), ("paas.database", db.name), ("paas.engine", db.engine))
+    common = {
+        "name": db.container,
+        "image": db.image,
+        "labels": labels,
+        "volume": db.volume,
+        "data_path": DATA_PATHS[db.engine],
+        "network": db.network,
+        "port": PORTS[db.engine],
+        "exposed_port": db.exposed_port,
+        "start_seconds": 60,
+        "stop_timeout": STOP_GRACE[db.engine],
+        "memory": memory,
+        "nano_cpus": int(settings.app_cpus * 1e9),
+        "pids": 512,
+    }
+    if db.engine == "postgres":
+        return ServiceSpec(
+            command=(),
+            env=(
+                ("POSTGRES_PASSWORD", password),
+                ("POSTGRES_USER", db.username),
+                ("POSTGRES_DB", db.database),
+            ),
+            user="",  # the entrypoint starts as root, owns the data directory, then drops to postgres
+            health=("CMD", "pg_isready", "-q", "-U", db.username, "-d", db.database),
+            stop_signal="SIGINT",  # a fast shutdown: clients cut, everything written
+            **common,  # type: ignore[arg-type]
+        )
+    return ServiceSpec(
+        command=redis_command(memory),
+        env=(("REDISCLI_AUTH", password),),
+        user="redis",
+        health=("CMD-SHELL", '[ "$(redis-cli ping)" = PONG ]'),
+        stop_signal="SIGTERM",
+        tmpfs=((REDIS_CONF_DIR, "size=1m,mode=1777"),),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+class DatabaseFailed(InvalidInput):
+    """A database job could not do what it was asked; the message says why."""
+
+
+class Databases:
+    def __init__(
+        self, settings: Settings, db: Engine, docker: DockerEngine, keyring: Keyring, instance: str
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.docker = docker
+        self.keyring = keyring
+        self.instance = instance
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    # jobs -------------------------------------------------------------------------
+
+    def run(self, job: Job) -> str:
+        """Carry out a ``database`` job; returns what was done, raises on failure."""
+        name = check_job(job).app_name
+        asked = job_payload(job)
+        assert isinstance(asked, DatabasePayload)
+        with self._lock(name):
+            if asked.op == "create":
+                return self.create(name)
+            if asked.op == "destroy":
+                return self.destroy(name, purge=asked.purge)
+            return self.expose(name, asked.port)
+
+    def _row(self, session: Session, name: str) -> Database:
+        row = session.exec(select(Database).where(Database.name == name)).first()
+        if row is None:
+            raise DatabaseFailed(f"database {name!r} no longer exists")
+        return check_database(row, settings=self.settings)
+
+    def _set(self, name: str, **values: object) -> None:
+        with session_scope(self.db) as session:
+            row = session.exec(select(Database).where(Database.name == name)).first()
+            if row is not None:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                session.add(row)
+
+    def create(self, name: str) -> str:
+        with session_scope(self.db) as session:
+            row = self._row(session, name)
+            session.expunge(row)
+        try:
+            note = self._make(row)
+        except Exception as exc:
+            self._set(name, state=DatabaseState.failed, error=str(exc)[:2000])
+            raise
+        return note
+
+    def _make(self, row: Database) -> str:
+        labels = {"paas.instance": self.instance, "paas.database": row.name}
+        if self.docker.image_id(row.image) is None:
+            why = self.docker.pull(row.image, timeout=300)
+            if why is not None:
+                raise DatabaseFailed(f"cannot pull {row.image}: {why}")
+        password = secrets.token_urlsafe(24)  # URL-safe: it goes into DATABASE_URL as it is
+        # sealed before the container exists: a crash after it started leaves a password that opens it
+        sealed = self.keyring.encrypt(password, secret=True, purpose=db_password_purpose(row.name))
+        self._set(row.name, password=sealed, error="")
+        self.docker.ensure_network(row.network, labels)
+        kept = self.docker.volume_path(row.volume) is not None
+        self.docker.ensure_volume(row.volume, labels)
+        self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])  # a failed try's
+        spec = service_spec(row, password=password, instance=self.instance, settings=self.settings)
+        self.docker.run_service(spec)
+        self.wait_ready(row)
+        if row.engine == "postgres":
+            self._set_postgres_password(row, password)  # a kept volume has the old one
+        digest = self._digest(row.image)
+        self._set(
+            row.name,
+            state=DatabaseState.ready,
+            image_digest=digest,
+            server_version=self.server_version(row),
+            error="",
+        )
+        log.info("database %s is ready (%s, %s)", row.name, row.image, digest)
+        return f"{row.name} is ready" + (f" (on the volume {row.volume} kept from before)" if kept else "")
+
+    def _digest(self, image: str) -> str:
+        found = self.docker.image_names_and_labels(image)
+        digests = [n for n in (found[0] if found else []) if "@sha256:" in n]
+        return digests[0].split("@", 1)[1] if digests else (self.docker.image_id(image) or "")
+
+    def _set_postgres_password(self, row: Database, password: str) -> None:
+        # the SQL goes in on stdin of psql, from printf, a shell builtin: no argv holds the password
+        script = (
+            'printf "ALTER ROLE \\"%s\\" PASSWORD \'%s\';\\n" "$PAAS_DB_USER" "$PAAS_DB_PASSWORD" '
+            '| psql -q -v ON_ERROR_STOP=1 -U "$PAAS_DB_USER" -d postgres'
+        )
+        code, _out, err = self.docker.exec_to(
+            row.container,
+            ["sh", "-c", script],
+            env={"PAAS_DB_USER": row.username, "PAAS_DB_PASSWORD": password},
+        )
+        if code != 0:
+            raise DatabaseFailed(
+                f"could not set the password of {row.name}: {err.decode(errors='replace')[-500:]}"
+            )
+
+    def wait_ready(self, row: Database) -> None:
+        deadline = time.monotonic() + self.settings.database_ready_timeout
+        while True:
+            info = self.docker.container(row.container)
+            if info is None:
+                raise DatabaseFailed(f"the container of {row.name} is gone")
+            if info.status == "running" and info.health == "healthy":
+                return
+            if info.status in ("exited", "dead") or info.health == "unhealthy":
+                tail = "; ".join(self.docker.logs_tail(row.container, 5))
+                raise DatabaseFailed(
+                    f"{row.name} did not start ({info.status}, {info.health}): {tail[-800:]}"
+                )
+            if time.monotonic() > deadline:
+                raise DatabaseFailed(
+                    f"{row.name} was not healthy after {self.settings.database_ready_timeout}s "
+                    "(PAAS_DATABASE_READY_TIMEOUT)"
+                )
+            time.sleep(0.5)
+
+    def server_version(self, row: Database) -> str:
+        if row.engine == "postgres":
+            command = ["psql", "-tA", "-U", row.username, "-d", row.database, "-c", "SHOW server_version"]
+        else:
+            command = ["redis-server", "--version"]
+        try:
+            code, out, _err = self.docker.exec_to(row.container, command)
+        except EngineError:
+            return ""
+        return out.decode(errors="replace").strip()[:100] if code == 0 else ""
+
+    def destroy(self, name: str, *, purge: bool) -> str:
+        with session_scope(self.db) as session:
+            row = self._row(session, name)
+            session.expunge(row)
+        deadline = time.monotonic() + self.settings.drain_seconds + self.settings.stop_timeout + 10
+        while True:  # an app's release that bound it may still be retiring
+            members = [m for m in self.docker.network_members(row.network) if m != row.container]
+            if not members:
+                break
+            if time.monotonic() > deadline:
+                self._set(name, state=DatabaseState.ready)
+                raise DatabaseFailed(
+                    f"containers are still on the network of {name}: {', '.join(members)} "
+                    "(detach their apps first); nothing was removed"
+                )
+            time.sleep(1)
+        self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+        self.docker.remove_network(row.network)
+        purged = purge and self.docker.remove_volume(row.volume)
+        with session_scope(self.db) as session:
+            found = session.exec(select(Database).where(Database.name == name)).first()
+            if found is not None:
+                session.delete(found)
+        log.info("database %s destroyed (volume %s %s)", name, row.volume, "removed" if purged else "kept")
+        return f"{name} destroyed; " + (
+            f"volume {row.volume} removed" if purged else f"volume {row.volume} kept"
+        )
+
+    def expose(self, name: str, port: int | None) -> str:
+        """Publish on 127.0.0.1:``port`` (None: nowhere): the container is
+        made again with its volume and password, a restart of a few seconds."""
+        with session_scope(self.db) as session:
+            row = self._row(session, name)
+            password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
+            session.expunge(row)
+        row.exposed_port = port
+        self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+        self.docker.run_service(
+            service_spec(row, password=password, instance=self.instance, settings=self.settings)
+        )
+        self.wait_ready(row)
+        self._set(name, exposed_port=port)
+        return f"{name} exposed on 127.0.0.1:{port}" if port else f"{name} is not exposed"
+
+    # releases -----------------------------------------------------------------------
+
+    def endpoints(self, session: Session, names: Iterable[str]) -> dict[str, Endpoint]:
+        """How an app reaches each database of ``names`` that is ready (or
+        being upgraded, the old one serving), the password opened here."""
+        found: dict[str, Endpoint] = {}
+        for name in sorted(set(names)):
+            row = session.exec(select(Database).where(Database.name == name)).first()
+            if row is None or row.state not in (DatabaseState.ready, DatabaseState.upgrading):
+                continue
+            check_database(row, settings=self.settings)
+            found[name] = Endpoint(
+                engine=row.engine,
+                network=row.network,
+                hostname=row.container,
+                port=PORTS[row.engine],
+                username=row.username,
+                password=self.keyring.decrypt(row.password, purpose=db_password_purpose(name)),
+                database=row.database,
+            )
+        return found
+
+    # at start -----------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Every ready database's container running (made again from its row
+        when it is gone: its volume holds the data)."""
+        with session_scope(self.db) as session:
+            rows = [r for r in session.exec(select(Database)).all() if r.state == DatabaseState.ready]
+            for r in rows:
+                session.expunge(r)
+        for row in rows:
+            try:
+                check_database(row, settings=self.settings)
+                info = self.docker.container(row.container)
+                if info is None:
+                    log.warning("database %s: its container is gone; making it again", row.name)
+                    password = self.keyring.decrypt(row.password, purpose=db_password_purpose(row.name))
+                    self.docker.ensure_network(
+                        row.network, {"paas.instance": self.instance, "paas.database": row.name}
+                    )
+                    self.docker.run_service(
+                        service_spec(row, password=password, instance=self.instance, settings=self.settings)
+                    )
+                elif info.status != "running":
+                    self.docker.start_existing(row.container)
+            except Exception:  # noqa: BLE001  (one database must not stop the others)
+                log.exception("database %s: could not bring its container back", row.name)
