@@ -30,7 +30,7 @@ from web.pages import app_settings, signin
 from web.pages import apps as apps_pages
 from web.pages import common as pages
 from web.plain_http import PlainHttpGuard, control_certificate_issued
-from web.routes import api, hooks, notify, runtime
+from web.routes import api, databases, hooks, notify, runtime
 from web.sessions import SessionBySchemeMiddleware, SessionCheck
 
 log = logging.getLogger("paas.web")
@@ -72,6 +72,7 @@ def create_web_app(
     app.include_router(api.router, tags=["api"])
     app.include_router(runtime.router, tags=["api"])
     app.include_router(notify.router, tags=["api"])
+    app.include_router(databases.router, tags=["api"])
     app.include_router(signin.router)
     app.include_router(apps_pages.router)
     app.include_router(app_pages.router)

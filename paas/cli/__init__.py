@@ -9,7 +9,7 @@ apps both hang their commands on. Expected failures print one line and exit
 non-zero.
 """
 
-from paas.cli import client, env, notify, runtime, server  # noqa: F401  (importing them registers their commands)
+from paas.cli import client, databases, env, notify, runtime, server  # noqa: F401  (importing them registers their commands)
 from paas.cli.common import app, main
 from paas.cli.http import ClientError
 
