@@ -14,8 +14,9 @@ read at the first start only), and the agent sets it again after every
 create, so a kept volume comes back with the row's password. Redis gets it
 as ``REDISCLI_AUTH`` (so ``redis-cli`` in the health check and the console
 authenticates without it on a command line); the container's command
-writes ``requirepass`` into a config file on a tmpfs with the shell's
-``printf`` builtin, so the password is in no process's arguments.
+writes ``requirepass`` into a config file in its own ``/dev/shm`` (memory)
+with the shell's ``printf`` builtin, so the password is in no process's
+arguments and on no disk.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ log = logging.getLogger("paas.agent.databases")
 
 DATA_PATHS = {"postgres": "/var/lib/postgresql/data", "redis": "/data"}
 STOP_GRACE = {"postgres": 60, "redis": 30}  # seconds between SIGINT/SIGTERM and SIGKILL
-REDIS_CONF_DIR = "/run/paas-redis"
-MAX_CONNECTIONS_NOTE = 100  # postgres's default max_connections, which paas keeps
+# the container's own /dev/shm: memory only, 1777, made afresh at every start (a --tmpfs
+# mount's mode is lost when Docker 20.10 restarts a container)
+REDIS_CONF_DIR = "/dev/shm"  # noqa: S108  (inside the container, its own)
 
 
 def redis_command(memory: int) -> tuple[str, ...]:
-    """The Redis container's command: its config written to a tmpfs, then
+    """The Redis container's command: its config written to /dev/shm, then
     redis-server on it. ``maxmemory`` is three quarters of the container's
     limit (the rest for the AOF rewrite's fork and the server itself);
     ``noeviction`` makes a full Redis refuse writes rather than drop keys an
@@ -89,6 +91,7 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
         "network": db.network,
         "port": PORTS[db.engine],
         "exposed_port": db.exposed_port,
+        "publish_network": publish_network(db),
         "start_seconds": 60,
         "stop_timeout": STOP_GRACE[db.engine],
         "memory": memory,
@@ -114,9 +117,13 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
         user="redis",
         health=("CMD-SHELL", '[ "$(redis-cli ping)" = PONG ]'),
         stop_signal="SIGTERM",
-        tmpfs=((REDIS_CONF_DIR, "size=1m,mode=1777"),),
         **common,  # type: ignore[arg-type]
     )
+
+
+def publish_network(db: Database) -> str:
+    """The network an exposed database is published through (an internal network cannot publish)."""
+    return f"{db.network}-exposed"
 
 
 class DatabaseFailed(InvalidInput):
@@ -278,6 +285,7 @@ class Databases:
             time.sleep(1)
         self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
         self.docker.remove_network(row.network)
+        self.docker.remove_network(publish_network(row))
         purged = purge and self.docker.remove_volume(row.volume)
         with session_scope(self.db) as session:
             found = session.exec(select(Database).where(Database.name == name)).first()
@@ -296,11 +304,16 @@ class Databases:
             password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
             session.expunge(row)
         row.exposed_port = port
+        labels = {"paas.instance": self.instance, "paas.database": row.name}
+        if port:
+            self.docker.ensure_network(publish_network(row), labels, internal=False)
         self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
         self.docker.run_service(
             service_spec(row, password=password, instance=self.instance, settings=self.settings)
         )
         self.wait_ready(row)
+        if not port:
+            self.docker.remove_network(publish_network(row))
         self._set(name, exposed_port=port)
         return f"{name} exposed on 127.0.0.1:{port}" if port else f"{name} is not exposed"
 
@@ -342,9 +355,10 @@ class Databases:
                 if info is None:
                     log.warning("database %s: its container is gone; making it again", row.name)
                     password = self.keyring.decrypt(row.password, purpose=db_password_purpose(row.name))
-                    self.docker.ensure_network(
-                        row.network, {"paas.instance": self.instance, "paas.database": row.name}
-                    )
+                    labels = {"paas.instance": self.instance, "paas.database": row.name}
+                    self.docker.ensure_network(row.network, labels)
+                    if row.exposed_port:
+                        self.docker.ensure_network(publish_network(row), labels, internal=False)
                     self.docker.run_service(
                         service_spec(row, password=password, instance=self.instance, settings=self.settings)
                     )

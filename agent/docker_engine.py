@@ -108,7 +108,7 @@ class ServiceSpec:
     memory: int
     nano_cpus: int
     pids: int
-    tmpfs: tuple[tuple[str, str], ...] = ()
+    publish_network: str = ""  # joined first, only when exposed_port
 
 
 @dataclass(frozen=True)
@@ -496,15 +496,16 @@ class DockerEngine:
 
     # databases ----------------------------------------------------------------
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        """A bridge network of its own, internal (no route out of the host),
-        made unless it exists with ``labels``; one of that name without them
-        is not ours, and refused."""
+    def ensure_network(self, name: str, labels: dict[str, str], *, internal: bool = True) -> None:
+        """A bridge network of its own, internal (no route out of the host:
+        nor can a port be published from it) unless told, made unless it
+        exists with ``labels``; one of that name without them is not ours,
+        and refused."""
         try:
             try:
                 network = self._client.networks.get(name)
             except NotFound:
-                self._client.networks.create(name, driver="bridge", internal=True, labels=labels)
+                self._client.networks.create(name, driver="bridge", internal=internal, labels=labels)
                 return
             theirs = network.attrs.get("Labels") or {}
             if any(theirs.get(k) != v for k, v in labels.items()):
@@ -533,13 +534,22 @@ class DockerEngine:
         return sorted(str(c.get("Name", "")) for c in (network.attrs.get("Containers") or {}).values())
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Volume ``name``, made unless it exists with ``labels`` (kept from
+        before); one without them is another's, and refused."""
         try:
             try:
-                self._client.volumes.get(name)
+                volume = self._client.volumes.get(name)
             except NotFound:
                 self._client.volumes.create(name=name, labels=labels)
+                return
         except DockerException as exc:
             raise _failed(exc) from exc
+        theirs = volume.attrs.get("Labels") or {}
+        if any(theirs.get(k) != v for k, v in labels.items()):
+            raise EngineError(
+                f"a volume named {name} exists and is not this installation's: remove or rename it",
+                kind=ErrorKind.conflict,
+            )
 
     def remove_volume(self, name: str) -> bool:
         try:
@@ -552,16 +562,18 @@ class DockerEngine:
 
     def run_service(self, spec: ServiceSpec) -> None:
         """Create and start a database's container from ``spec``: on its own
-        network only, published on 127.0.0.1 only when ``spec`` says so,
-        restarted unless stopped, stopped with its own signal and grace."""
+        network only, restarted unless stopped, stopped with its own signal
+        and grace. Published on 127.0.0.1 only when ``spec`` says so, through
+        a network of its own that can publish (``spec.publish_network``: an
+        internal network cannot), which nothing else joins."""
         api = self._client.api
+        first = spec.publish_network if spec.exposed_port else spec.network
         try:
             host_config = api.create_host_config(
                 binds={spec.volume: {"bind": spec.data_path, "mode": "rw"}},
                 port_bindings={spec.port: ("127.0.0.1", spec.exposed_port)} if spec.exposed_port else None,
                 restart_policy={"Name": "unless-stopped"},
                 init=True,
-                tmpfs=dict(spec.tmpfs) or None,
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
                 mem_limit=spec.memory,
                 memswap_limit=spec.memory,
@@ -569,7 +581,7 @@ class DockerEngine:
                 pids_limit=spec.pids,
                 security_opt=["no-new-privileges:true"],
                 cap_drop=list(DROPPED_CAPABILITIES),
-                network_mode=spec.network,
+                network_mode=first,
             )
             created = api.create_container(
                 spec.image,
@@ -589,8 +601,10 @@ class DockerEngine:
                 },
                 stop_signal=spec.stop_signal,
                 stop_timeout=spec.stop_timeout,
-                networking_config=api.create_networking_config({spec.network: api.create_endpoint_config()}),
+                networking_config=api.create_networking_config({first: api.create_endpoint_config()}),
             )
+            if first != spec.network:
+                api.connect_container_to_network(created["Id"], spec.network)
             api.start(created["Id"])
         except DockerException as exc:
             _quietly(lambda: api.remove_container(spec.name, force=True))

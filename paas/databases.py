@@ -54,11 +54,12 @@ def list_databases(session: Session) -> list[Database]:
 
 
 def attachments(session: Session, name: str) -> list[AttachmentPublic]:
-    """The apps whose env binds database ``name``, with the variables that do."""
+    """The apps whose env binds database ``name``, with the variables that do
+    (an app being deleted no longer counts: deleting an app detaches it)."""
     keys: dict[str, list[str]] = {}
     rows = session.exec(select(EnvVar, App).join(App, col(App.id) == EnvVar.app_id)).all()
     for row, app in rows:
-        if name in (row.databases or []):
+        if name in (row.databases or []) and app.state == "active":
             keys.setdefault(app.name, []).append(row.key)
     return [AttachmentPublic(app=a, keys=sorted(k)) for a, k in sorted(keys.items())]
 

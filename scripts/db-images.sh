@@ -94,7 +94,7 @@ postgres:15-bookworm | postgres:17-bookworm)
     ;;
 redis:7.0-bookworm)
     echo "database image $TAG: debootstrap bookworm with redis-server (about a minute)"
-    debian_rootfs db-image debootstrap-redis.log "redis-server,redis-tools"
+    debian_rootfs db-image debootstrap-redis.log "redis-server,redis-tools,ca-certificates"
     mkdir -p "$rootfs/data"
     chroot "$rootfs" chown redis:redis /data
     import_rootfs "$TAG" "database image" \

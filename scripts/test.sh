@@ -88,9 +88,13 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { tail -n 30 /var/log/paas-test-dockerd.log >&2; exit 1; }
 fi
 
-# 5. the base image user Dockerfiles name -----------------------------------------------
+# 5. the base image user Dockerfiles name, and the database images paas runs --------------
 log "base image"
 scripts/base-image.sh python:3.11-slim
+log "database images"
+for image in postgres:15-bookworm postgres:17-bookworm redis:7.0-bookworm; do
+    scripts/db-images.sh "$image"
+done
 
 # 6. the tests ----------------------------------------------------------------------------
 if [ "$#" -gt 0 ]; then  # what the caller named, as pytest takes it

@@ -369,8 +369,8 @@ class JsonReceiver:
 
 
 def remove_installation(data_dir: Path) -> None:
-    """Remove every container, image and volume of the paas whose data
-    directory this is (its instance id labels them all)."""
+    """Remove every container, image, volume and network of the paas whose
+    data directory this is (its instance id labels them all)."""
     import docker
 
     path = data_dir / "instance-id"
@@ -386,6 +386,9 @@ def remove_installation(data_dir: Path) -> None:
                 client.images.remove(tag, force=True)
     for volume in client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
 
 
 class GitRemote:

@@ -1,0 +1,329 @@
+"""Databases for real: PostgreSQL and Redis containers (the stand-ins
+scripts/db-images.sh builds from Debian's packages, under the official
+names), bound to a FastAPI + SQLModel + Alembic app through bindable
+variables, kept private, and every acknowledged row still there after a
+redeploy, a rollback, an engine restart and a killed database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from testkit import db_app, sample_app
+from testkit.harness import LOOPBACK, GitRemote, Stack, canary_hits, restart_docker_engine, wait_until
+
+pytestmark = pytest.mark.integration
+
+TAG = os.getpid() % 100000
+APP = f"shop{TAG}"
+OTHER = f"other{TAG}"
+COUNTER = f"count{TAG}"
+DB = f"db{TAG}"  # database names are the engine's, across installations: one of its own per run
+CACHE = f"cache{TAG}"
+PG = f"paasdb-{DB}-pg15"
+REDIS = f"paasdb-{CACHE}-redis7"
+PG_IMAGE = "postgres:15-bookworm"
+REDIS_IMAGE = "redis:7.0-bookworm"
+PROBE = """\
+import socket, sys
+try:
+    socket.getaddrinfo(sys.argv[1], 5432)
+    print("resolved")
+except OSError:
+    print("unresolved")
+s = socket.socket()
+s.settimeout(3)
+try:
+    s.connect((sys.argv[2], 5432))
+    print("connected")
+except OSError:
+    print("refused")
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, nginx: Any) -> Iterator[Stack]:
+    for image in (PG_IMAGE, REDIS_IMAGE):
+        try:
+            docker.from_env().images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"no {image} image; run scripts/test.sh, which builds it (scripts/db-images.sh)")
+    paas = Stack(tmp_path_factory.mktemp("paas-db"), nginx)
+    paas.start()
+    yield paas
+    paas.stop()
+    paas.remove_everything()
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(proc.stdout)
+
+
+def _app_post(stack: Stack, app: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.post(
+        f"http://{stack.address}:{stack.nginx.port}{path}",
+        headers={"Host": f"{app}.{stack.domain}"},
+        json=body or {},
+        timeout=10,
+    )
+
+
+def _ids(stack: Stack) -> set[int]:
+    r = stack.get_app(APP, "/items")
+    assert r.status_code == 200, r.text
+    return set(r.json()["ids"])
+
+
+@pytest.fixture(scope="module")
+def db(stack: Stack) -> dict[str, Any]:
+    created = _json(
+        stack.paas("databases", "create", DB, "--engine", "postgres", "--version", "15", "--json")
+    )
+    assert created["state"] == "ready", created
+    return dict(created)
+
+
+@pytest.fixture(scope="module")
+def shop(stack: Stack, db: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The app bound to ``db`` by parts (no DATABASE_URL), deployed by a push, with rows."""
+    repo = GitRemote(tmp_path_factory.mktemp("git-shop"))
+    created = _json(
+        stack.paas("apps", "create", APP, "--repo", str(repo.bare), "--health-path", "/healthz", "--json")
+    )
+    general, secret = db_app.postgres_bindings(DB)
+    stack.paas("env", "set", APP, *[f"{k}={v}" for k, v in general.items()])
+    stack.paas("env", "set", APP, "--secret", *[f"{k}={v}" for k, v in secret.items()])
+    payload = repo.commit(db_app.files("v1"), "shop v1")
+    assert stack.webhook(APP, created["webhook_secret"], payload).status_code == 202
+    release = stack.wait_release(APP, 1)
+    assert release["status"] == "succeeded", stack.release_log(APP, 1)
+    for i in range(20):
+        r = _app_post(stack, APP, "/items", {"text": f"row {i}"})
+        assert r.status_code == 200, r.text
+    return {"repo": repo, "secret": created["webhook_secret"]}
+
+
+def test_a_database_is_made_of_an_exact_version_and_published_nowhere(
+    stack: Stack, db: dict[str, Any]
+) -> None:
+    assert db["image"] == PG_IMAGE and db["version"] == "15"
+    assert db["image_digest"].startswith("sha256:")
+    assert db["server_version"].startswith("15.")
+    client = docker.from_env()
+    container = client.containers.get(db["hostname"])
+    attrs = container.attrs
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert attrs["HostConfig"]["Memory"] == 256 * 1024 * 1024
+    assert attrs["Config"]["StopTimeout"] == 60 and attrs["Config"]["StopSignal"] == "SIGINT"
+    assert attrs["State"]["Health"]["Status"] == "healthy"
+    assert list(attrs["NetworkSettings"]["Networks"]) == [f"paasdb-{DB}"]
+    assert container.ports == {} or all(not v for v in container.ports.values())
+    out = subprocess.run(["docker", "port", db["hostname"]], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_app_migrates_in_prestart_and_writes_rows_through_its_bindings(
+    stack: Stack, shop: dict[str, Any]
+) -> None:
+    log = stack.release_log(APP, 1)
+    assert "prestart: migrating" in log
+    assert "POSTGRES_PASSWORD (secret)" in log
+    assert len(_ids(stack)) == 20
+    info = _json(stack.paas("databases", "info", DB, "--json"))
+    assert info["attached"] == [
+        {
+            "app": APP,
+            "keys": ["POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_PORT", "POSTGRES_SERVER", "POSTGRES_USER"],
+        }
+    ]
+
+
+def test_an_app_not_attached_cannot_reach_the_database(
+    stack: Stack, db: dict[str, Any], shop: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    repo = GitRemote(tmp_path_factory.mktemp("git-other"))
+    created = _json(stack.paas("apps", "create", OTHER, "--repo", str(repo.bare), "--json"))
+    main = "from fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get('/')\ndef root():\n    return {}\n"
+    payload = repo.commit(
+        {"Dockerfile": sample_app.DOCKERFILE, "requirements.txt": sample_app.REQUIREMENTS, "main.py": main},
+        "other v1",
+    )
+    assert stack.webhook(OTHER, created["webhook_secret"], payload).status_code == 202
+    assert stack.wait_release(OTHER, 1)["status"] == "succeeded", stack.release_log(OTHER, 1)
+    client = docker.from_env()
+    address = client.containers.get(db["hostname"]).attrs["NetworkSettings"]["Networks"][f"paasdb-{DB}"][
+        "IPAddress"
+    ]
+    other = client.containers.get(f"paas-{OTHER}-web-v1-1")
+    code, output = other.exec_run(["python", "-c", PROBE, db["hostname"], address])
+    assert output.decode().split() == ["unresolved", "refused"]
+    # the attached app's container does reach it, by name: the probe can tell
+    web = client.containers.get(f"paas-{APP}-web-v1-1")
+    code, output = web.exec_run(["python", "-c", PROBE, db["hostname"], address])
+    assert output.decode().split() == ["resolved", "connected"]
+    # nothing on the host answers on the database's port, on any of its addresses
+    for host in {LOOPBACK, *_host_addresses()}:
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex((host, 5432)) != 0, host
+
+
+def _host_addresses() -> list[str]:
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines()]
+
+
+def test_rows_survive_a_redeploy_a_rollback_and_an_engine_restart(stack: Stack, shop: dict[str, Any]) -> None:
+    before = _ids(stack)
+    payload = shop["repo"].commit(db_app.files("v2"), "shop v2")
+    assert stack.webhook(APP, shop["secret"], payload).status_code == 202
+    assert stack.wait_release(APP, 2)["status"] == "succeeded", stack.release_log(APP, 2)
+    assert stack.get_app(APP, "/items").json()["version"] == "v2"
+    assert _ids(stack) == before
+    stack.paas("rollback", APP)
+    assert stack.get_app(APP, "/items").json()["version"] == "v1"
+    assert _ids(stack) == before
+    restart_docker_engine()
+    wait_until(
+        lambda: stack.get_app(APP, "/items").status_code == 200, "the app after the engine restart", 120
+    )
+    assert _ids(stack) == before
+
+
+def test_every_acknowledged_write_survives_the_database_killed(stack: Stack, shop: dict[str, Any]) -> None:
+    acknowledged: list[int] = []
+    failed: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                r = _app_post(stack, APP, "/items", {"text": f"load {i}"})
+                if r.status_code == 200:
+                    acknowledged.append(r.json()["id"])
+                else:
+                    failed.append(str(r.status_code))
+            except httpx.HTTPError as exc:
+                failed.append(type(exc).__name__)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    time.sleep(2)
+    container = docker.from_env().containers.get(PG)
+    os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)  # a crash, not a stop: Docker restarts it
+    time.sleep(1)
+    wait_until(lambda: _healthy(PG), "the database back after SIGKILL", 90)
+    time.sleep(2)
+    stop.set()
+    writer.join(timeout=30)
+    assert len(acknowledged) > 10 and failed, (len(acknowledged), failed[:5])  # it wrote, and felt the kill
+    assert set(acknowledged) <= _ids(stack)
+
+
+def _healthy(name: str) -> bool:
+    c = docker.from_env().containers.get(name)
+    return bool(c.attrs["State"].get("Health", {}).get("Status") == "healthy")
+
+
+def test_redis_counts_survive_a_restart(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    made = _json(stack.paas("databases", "create", CACHE, "--engine", "redis", "--version", "7.0", "--json"))
+    assert made["state"] == "ready", made
+    repo = GitRemote(tmp_path_factory.mktemp("git-counter"))
+    created = _json(stack.paas("apps", "create", COUNTER, "--repo", str(repo.bare), "--json"))
+    out = stack.paas("databases", "attach", CACHE, COUNTER, "--no-restart").stdout
+    assert "staged" in out
+    payload = repo.commit(db_app.counter_files(), "counter v1")
+    assert stack.webhook(COUNTER, created["webhook_secret"], payload).status_code == 202
+    assert stack.wait_release(COUNTER, 1)["status"] == "succeeded", stack.release_log(COUNTER, 1)
+    for _ in range(5):
+        assert _app_post(stack, COUNTER, "/count").status_code == 200
+    client = docker.from_env()
+    redis = client.containers.get(REDIS)
+    password = dict(e.split("=", 1) for e in redis.attrs["Config"]["Env"])["REDISCLI_AUTH"]
+    assert password not in json.dumps([redis.attrs["Path"], redis.attrs["Args"]])
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert "redis-server" in ps and password not in ps
+    redis.restart(timeout=30)
+    wait_until(lambda: _healthy(REDIS), "redis back after a restart", 60)
+    assert stack.get_app(COUNTER, "/count").json() == {"count": 5}
+
+
+def test_expose_binds_loopback_only_and_no_expose_removes_it(stack: Stack, db: dict[str, Any]) -> None:
+    port = 39000 + TAG % 500
+    stack.paas("databases", "expose", DB, "--port", str(port))
+    out = subprocess.run(["docker", "port", PG], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"5432/tcp -> 127.0.0.1:{port}"
+    with socket.create_connection((LOOPBACK, port), timeout=5):
+        pass
+    stack.paas("databases", "expose", DB, "--no-expose")
+    out = subprocess.run(["docker", "port", PG], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert stack.get_app(APP, "/items").status_code == 200  # the app reconnects after the restart
+
+
+def test_the_password_appears_nowhere_but_the_containers(
+    stack: Stack, db: dict[str, Any], shop: dict[str, Any]
+) -> None:
+    container = docker.from_env().containers.get(PG)
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    password = env["POSTGRES_PASSWORD"]
+    assert len(password) >= 24
+    texts = [
+        stack.api("GET", "/databases").text,
+        stack.api("GET", f"/databases/{DB}").text,
+        stack.api("GET", f"/apps/{APP}/env").text,
+        stack.api("GET", f"/apps/{APP}/releases").text,
+        stack.release_log(APP, 1),
+        stack.release_log(APP, 2),
+        stack.paas("databases", "info", DB).stdout,
+        stack.paas("env", "list", APP).stdout,
+    ]
+    assert not [t for t in texts if password in t]
+    with sqlite3.connect(stack.root / "data" / "db" / "paas.db") as conn:
+        rows = conn.execute("select * from event").fetchall() + conn.execute("select * from job").fetchall()
+    assert password not in json.dumps(rows, default=str)
+    searched, hits = canary_hits([stack.root, stack.nginx.root], {"password": password})
+    assert searched > 10 and hits == []
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert password not in ps
+
+
+def test_detach_stages_removing_the_binding(stack: Stack) -> None:
+    out = stack.paas("databases", "detach", CACHE, COUNTER, "--no-restart").stdout
+    assert "staged" in out
+    assert _json(stack.paas("env", "list", COUNTER, "--json")) == []
+    assert _json(stack.paas("databases", "info", CACHE, "--json"))["attached"] == []
+
+
+def test_destroy_is_refused_while_attached_and_deleting_the_app_detaches_it(
+    stack: Stack, db: dict[str, Any], shop: dict[str, Any]
+) -> None:
+    refused = stack.paas("databases", "destroy", DB, "--yes", check=False)
+    assert refused.returncode != 0 and APP in refused.stderr
+    stack.paas("apps", "delete", APP, "--yes")
+    wait_until(lambda: stack.api("GET", f"/apps/{APP}").status_code == 404, "the app deleted", 120)
+    stack.paas("databases", "destroy", DB, "--yes")
+    client = docker.from_env()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(PG)
+    client.volumes.get(f"{PG}-data")  # kept without --purge
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get(f"paasdb-{DB}")
+    assert stack.paas("databases", "info", DB, check=False).returncode != 0
