@@ -1,0 +1,295 @@
+"""Databases without an engine: bindable variables (pure), each container's
+spec (pure, by equality), the agent's re-check of a database row, and the
+API's rows and jobs (the real containers are tests/integration/test_databases.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from agent.databases import publish_network, redis_command, service_spec
+from paas.bindings import Endpoint, names_for, references, resolve
+from paas.crypto import Keyring, db_password_purpose, ensure_keys
+from paas.db import session_scope
+from paas.env_snapshots import bind_databases, open_snapshot, snapshot_env
+from paas.errors import InvalidInput
+from paas.models import App, Database, DatabaseState, EnvVar, Job
+from paas.settings import Settings
+from paas.trust import UntrustedRow, check_database
+from tests.unit.test_rollback_api import shop as shop  # the fixture
+
+PG = Endpoint(
+    engine="postgres",
+    network="paasdb-db",
+    hostname="paasdb-db-pg15",
+    port=5432,
+    username="postgres",
+    password="pw-Secret_1",
+    database="db",
+)
+
+
+# bindable variables (pure) ---------------------------------------------------------------
+
+
+def test_references_are_the_known_parts_of_a_database_name_each_once() -> None:
+    value = "${db.HOSTNAME}:${db.PORT} ${cache.DATABASE_URL} ${db.HOSTNAME} ${HOME} ${db.OTHER} ${Db.PORT}"
+    assert references(value) == ["db", "cache"]
+    assert references("$db.HOSTNAME {db.PORT}") == []
+
+
+def test_resolve_replaces_every_part_and_leaves_other_text_alone() -> None:
+    value = (
+        "postgresql+psycopg://${db.USERNAME}:${db.PASSWORD}@${db.HOSTNAME}:${db.PORT}/${db.DATABASE} ${HOME}"
+    )
+    assert (
+        resolve(value, {"db": PG})
+        == "postgresql+psycopg://postgres:pw-Secret_1@paasdb-db-pg15:5432/db ${HOME}"
+    )
+    assert (
+        resolve("${db.DATABASE_URL}", {"db": PG})
+        == "postgresql://postgres:pw-Secret_1@paasdb-db-pg15:5432/db"
+    )
+    redis = Endpoint("redis", "paasdb-c", "paasdb-c-redis7", 6379, "default", "pw", "0")
+    assert resolve("${c.DATABASE_URL}", {"c": redis}) == "redis://default:pw@paasdb-c-redis7:6379/0"
+    with pytest.raises(KeyError):
+        resolve("${gone.PORT}", {"db": PG})
+
+
+def test_names_never_collide_with_an_apps_and_carry_the_major_version() -> None:
+    assert names_for("db", "postgres", "15.4") == ("paasdb-db-pg15", "paasdb-db-pg15-data", "paasdb-db")
+    assert names_for("cache", "redis", "7.2") == (
+        "paasdb-cache-redis7",
+        "paasdb-cache-redis7-data",
+        "paasdb-cache",
+    )
+
+
+def test_a_release_binds_its_databases_and_joins_their_networks(settings: Settings) -> None:
+    ensure_keys(settings.keys_dir)
+    keyring = Keyring(settings.keys_dir, private=True)
+    snapshot = [
+        {
+            "key": "POSTGRES_SERVER",
+            "scope": "run",
+            "secret": False,
+            "value": keyring.encrypt("${db.HOSTNAME}"),
+        },
+        {
+            "key": "POSTGRES_PASSWORD",
+            "scope": "run",
+            "secret": True,
+            "value": keyring.encrypt(
+                "${db.PASSWORD}", secret=True, purpose=_env("shop", "POSTGRES_PASSWORD")
+            ),
+        },
+        {"key": "GREETING", "scope": "run", "secret": False, "value": keyring.encrypt("hi ${x}")},
+    ]
+    opened = open_snapshot(snapshot, keyring, app="shop")
+    assert opened.bound() == {"db"}
+    bound = bind_databases(opened, {"db": PG})
+    assert bound.run == {
+        "POSTGRES_SERVER": "paasdb-db-pg15",
+        "POSTGRES_PASSWORD": "pw-Secret_1",
+        "GREETING": "hi ${x}",
+    }
+    assert bound.networks == ("paasdb-db",)
+    with pytest.raises(
+        InvalidInput, match="POSTGRES_SERVER binds database 'db', which does not exist"
+    ) as caught:
+        bind_databases(opened, {})
+    assert "pw-Secret_1" not in str(caught.value)
+
+
+def _env(app: str, key: str) -> Any:
+    from paas.crypto import env_purpose
+
+    return env_purpose(app, key)
+
+
+# each container (pure) --------------------------------------------------------------------
+
+
+def _row(**kw: Any) -> Database:
+    base = {
+        "name": "db",
+        "engine": "postgres",
+        "version": "15",
+        "image": "postgres:15-bookworm",
+        "username": "postgres",
+        "database": "db",
+        "container": "paasdb-db-pg15",
+        "volume": "paasdb-db-pg15-data",
+        "network": "paasdb-db",
+    }
+    return Database(**{**base, **kw})
+
+
+def test_postgres_runs_private_bounded_and_stops_cleanly(settings: Settings) -> None:
+    spec = service_spec(_row(), password="pw", instance="i1", settings=settings)
+    assert (spec.name, spec.image, spec.network, spec.port, spec.exposed_port) == (
+        "paasdb-db-pg15",
+        "postgres:15-bookworm",
+        "paasdb-db",
+        5432,
+        None,
+    )
+    assert dict(spec.env) == {"POSTGRES_PASSWORD": "pw", "POSTGRES_USER": "postgres", "POSTGRES_DB": "db"}
+    assert (spec.volume, spec.data_path) == ("paasdb-db-pg15-data", "/var/lib/postgresql/data")
+    assert spec.health == ("CMD", "pg_isready", "-q", "-U", "postgres", "-d", "db")
+    assert (spec.stop_signal, spec.stop_timeout, spec.memory) == ("SIGINT", 60, 256 * 1024 * 1024)
+    assert dict(spec.labels) == {"paas.instance": "i1", "paas.database": "db", "paas.engine": "postgres"}
+    assert "pw" not in repr(spec)  # the password is never in a log line made of the spec
+    exposed = service_spec(_row(exposed_port=15432), password="pw", instance="i1", settings=settings)
+    assert (exposed.exposed_port, exposed.publish_network) == (15432, publish_network(_row()))
+
+
+def test_redis_has_its_password_only_in_its_environment(settings: Settings) -> None:
+    row = _row(name="c", engine="redis", version="7.0", image="redis:7.0-bookworm", username="default")
+    spec = service_spec(row, password="pw-Secret_1", instance="i1", settings=settings)
+    assert dict(spec.env) == {"REDISCLI_AUTH": "pw-Secret_1"}
+    assert spec.user == "redis" and spec.data_path == "/data"
+    assert "pw-Secret_1" not in " ".join(spec.command)
+    script = redis_command(256 * 1024 * 1024)[2]
+    assert "appendonly yes" in script and "maxmemory 201326592" in script
+    assert "maxmemory-policy noeviction" in script
+    assert '"$REDISCLI_AUTH"' in script and script.endswith("exec redis-server /dev/shm/redis.conf")
+
+
+# the agent's re-check ------------------------------------------------------------------------
+
+
+def test_a_row_pointing_at_another_image_or_volume_is_refused(settings: Settings) -> None:
+    assert check_database(_row(), settings=settings).name == "db"
+    for change in (
+        {"image": "evil/postgres:15-bookworm"},
+        {"image": "postgres:latest"},
+        {"volume": "paas-shop-data"},
+        {"container": "paas-shop-web-v1-1"},
+        {"network": "bridge"},
+        {"engine": "mysql"},
+        {"version": "15\n"},
+        {"exposed_port": 22},
+        {"username": "app"},
+        {"name": "../db"},
+    ):
+        with pytest.raises(UntrustedRow):
+            check_database(_row(**change), settings=settings)
+
+
+# the API ---------------------------------------------------------------------------------------
+
+
+def _jobs(engine: Engine) -> list[Job]:
+    with Session(engine) as s:
+        return list(s.exec(select(Job).order_by(Job.id)).all())  # type: ignore[arg-type]
+
+
+def _ready(engine: Engine, name: str, settings: Settings) -> None:
+    """As the agent leaves it: ready, its password sealed."""
+    keyring = Keyring(settings.keys_dir, private=True)
+    with session_scope(engine) as s:
+        row = s.exec(select(Database).where(Database.name == name)).one()
+        row.state = DatabaseState.ready
+        row.password = keyring.encrypt("pw", secret=True, purpose=db_password_purpose(name))
+        s.add(row)
+        for job in s.exec(select(Job).where(Job.app_name == name)).all():
+            job.state = "done"
+            s.add(job)
+
+
+def test_create_records_intent_and_queues_the_agents_job(
+    client: TestClient, auth: dict[str, str], engine: Engine
+) -> None:
+    r = client.post(
+        "/api/v1/databases", json={"name": "db", "engine": "postgres", "version": "15"}, headers=auth
+    )
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["state"] == "creating" and body["image"] == "postgres:15-bookworm"
+    assert body["hostname"] == "paasdb-db-pg15" and body["port"] == 5432 and body["exposed_port"] is None
+    assert "${db.DATABASE_URL}" in body["bindable"] and body["job"]["kind"] == "database"
+    (job,) = _jobs(engine)
+    assert (job.kind, job.app_id, job.app_name, job.payload["op"]) == ("database", None, "db", "create")
+    with Session(engine) as s:
+        assert s.exec(select(Database)).one().password == ""  # the agent makes it; web never holds it
+    again = client.post("/api/v1/databases", json={"name": "db", "engine": "redis"}, headers=auth)
+    assert again.status_code == 409
+    for bad in (
+        {"name": "db2", "engine": "mysql"},
+        {"name": "db2", "engine": "postgres", "version": "latest"},
+    ):
+        assert client.post("/api/v1/databases", json=bad, headers=auth).status_code == 422
+    redis = client.post("/api/v1/databases", json={"name": "cache", "engine": "redis"}, headers=auth).json()
+    assert redis["image"] == "redis:7.2-bookworm" and redis["username"] == "default"
+
+
+def test_a_binding_must_name_a_database_and_run_scope(
+    client: TestClient, auth: dict[str, str], shop: dict[str, Any], engine: Engine, settings: Settings
+) -> None:
+    def put(**item: Any) -> Any:
+        return client.patch("/api/v1/apps/shop/env", json={"set": [item]}, headers=auth)
+
+    r = put(key="DATABASE_URL", value="${nope.DATABASE_URL}")
+    assert r.status_code == 422 and "database 'nope', which does not exist" in r.text
+    client.post("/api/v1/databases", json={"name": "db", "engine": "postgres"}, headers=auth)
+    r = put(key="HOST", value="${db.HOSTNAME}", scope="both")
+    assert r.status_code == 422 and "not at build time" in r.text
+    assert put(key="HOST", value="${db.HOSTNAME}").status_code == 200
+    with Session(engine) as s:
+        assert s.exec(select(EnvVar).where(EnvVar.key == "HOST")).one().databases == ["db"]
+    assert client.get("/api/v1/databases/db", headers=auth).json()["attached"] == [
+        {"app": "shop", "keys": ["HOST"]}
+    ]
+
+
+def test_attach_binds_a_secret_url_and_destroy_waits_for_detach(
+    client: TestClient, auth: dict[str, str], shop: dict[str, Any], engine: Engine, settings: Settings
+) -> None:
+    client.post("/api/v1/databases", json={"name": "db", "engine": "postgres"}, headers=auth)
+    _ready(engine, "db", settings)
+    r = client.post("/api/v1/databases/db/attach", json={"app": "shop"}, headers=auth)
+    assert r.status_code == 200, r.text
+    (var,) = [v for v in r.json()["env"] if v["key"] == "DATABASE_URL"]
+    assert var["secret"] is True and var["value"] is None
+    keyring = Keyring(settings.keys_dir, private=True)
+    with Session(engine) as s:
+        app = s.exec(select(App)).one()
+        (item,) = snapshot_env(s, app)
+    assert item["databases"] == ["db"]
+    assert open_snapshot([item], keyring, app="shop").run == {"DATABASE_URL": "${db.DATABASE_URL}"}
+    refused = client.delete("/api/v1/databases/db", headers=auth)
+    assert refused.status_code == 409 and "attached to shop" in refused.text
+    assert client.post("/api/v1/databases/db/detach", json={"app": "shop"}, headers=auth).status_code == 200
+    assert client.post("/api/v1/databases/db/detach", json={"app": "shop"}, headers=auth).status_code == 404
+    gone = client.delete("/api/v1/databases/db?purge=true", headers=auth)
+    assert gone.status_code == 202 and gone.json()["state"] == "destroying"
+    assert _jobs(engine)[-1].payload == {
+        "op": "destroy",
+        "actor": _jobs(engine)[-1].payload["actor"],
+        "purge": True,
+        "port": None,
+    }
+
+
+def test_expose_is_loopback_only_and_out_of_the_apps_ports(
+    client: TestClient, auth: dict[str, str], engine: Engine, settings: Settings
+) -> None:
+    client.post("/api/v1/databases", json={"name": "db", "engine": "postgres"}, headers=auth)
+    assert (
+        client.put("/api/v1/databases/db/expose", json={"port": 15432}, headers=auth).status_code == 409
+    )  # creating
+    _ready(engine, "db", settings)
+    in_range = client.put(
+        "/api/v1/databases/db/expose", json={"port": settings.port_range_start}, headers=auth
+    )
+    assert in_range.status_code == 422 and "range apps are published on" in in_range.text
+    assert client.put("/api/v1/databases/db/expose", json={"port": 22}, headers=auth).status_code == 422
+    r = client.put("/api/v1/databases/db/expose", json={"port": 15432}, headers=auth)
+    assert r.status_code == 202 and _jobs(engine)[-1].payload["port"] == 15432
+    busy = client.put("/api/v1/databases/db/expose", json={"port": None}, headers=auth)
+    assert busy.status_code == 409 and "busy" in busy.text
