@@ -15,6 +15,10 @@ gzipped tar, 0600, that holds::
     paas-backup/logs/              release logs
     paas-backup/volumes/NAME/      each app's data volume, its files as they are (read
                                    without following a link: the app may change it meanwhile)
+    paas-backup/databases/NAME/    each database's logical dump, taken while it runs and
+                                   read back before the archive counts: PostgreSQL's
+                                   globals.sql and db-N.dump (pg_dump --format=custom),
+                                   Redis's dump.rdb (BGSAVE); a failed dump fails the backup
     paas-backup/images/APP.tar     with --with-images: each live image (docker save)
 
 ``paas restore FILE``, run as root on a freshly installed server with paas
@@ -52,17 +56,18 @@ from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
 from agent import commands
-from agent.docker_engine import DockerEngine
+from agent.databases import DatabaseFailed, dump_database
+from agent.docker_engine import DockerEngine, EngineError
 from agent.plan import data_volume, owned
 from agent.probe import connects, connects_unix
 from paas import crypto, layout, queue
 from paas.db import current_revision, head_revision, make_engine, session_scope
 from paas.errors import PaasError, SettingsError
 from paas.instance import instance_id
-from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
+from paas.models import App, Database, DatabaseState, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
 from paas.settings import Settings, load_settings, settings_file_values
-from paas.trust import UntrustedRow, check_app, check_app_name, check_release
+from paas.trust import UntrustedRow, check_app, check_app_name, check_database, check_release
 from paas.version import version
 
 __all__ = [
@@ -146,6 +151,7 @@ class BackupMade:
     apps: list[str]
     volumes: list[str]
     images: list[str]
+    databases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -183,7 +189,8 @@ def make_backup(
     with tempfile.TemporaryDirectory(prefix=".paas-backup-", dir=output.parent) as tmp:
         staged = Path(tmp)
         database = _snapshot_database(settings, staged / "database")
-        manifest, volumes, images = _describe(settings, docker, staged / "database", with_images)
+        manifest, volumes, images, databases = _describe(settings, docker, staged / "database", with_images)
+        manifest["databases"] = _dump_databases(settings, docker, databases, staged / "databases")
         (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         for app, image in images.items():
             with open(staged / f"{app}.tar", "wb") as fh:
@@ -207,6 +214,8 @@ def make_backup(
                 ):
                     if os.path.lexists(path):
                         tar.add(path, arcname=f"{ROOT}/{name}")
+                if databases:
+                    tar.add(staged / "databases", arcname=f"{ROOT}/databases")
                 for name, path in volumes.items():
                     _add_volume(tar, path, f"{ROOT}/volumes/{name}")
                 for app in images:
@@ -215,13 +224,75 @@ def make_backup(
             _put_in_place(partial, output)
         except OSError as exc:
             raise BackupError(f"cannot write {output}: {exc}") from exc
+    _record_backup(settings, [d.name for d in databases], error="")
     return BackupMade(
         path=output,
         size=output.stat().st_size,
         apps=[a["name"] for a in manifest["apps"]],
         volumes=sorted(volumes),
         images=sorted(images),
+        databases=[d.name for d in databases],
     )
+
+
+def backup_failed_notice(settings: Settings, exc: BaseException, *, scheduled: bool) -> tuple[str, str]:
+    """(title, body) of ``backup.failed``: never a "done" for a backup that failed."""
+    which = "the scheduled backup" if scheduled else "a backup (paas backup)"
+    return (
+        f"paas on {settings.control_host}: {which} failed",
+        f"{exc}\nNo archive was written. `paas backup` by hand says more; `paas doctor` checks.",
+    )
+
+
+def tell_backup_failed(settings: Settings, exc: BaseException) -> bool:
+    """For ``paas backup`` by hand: ``backup.failed`` into the agent's outbox,
+    sent by the running agent; whether it could be recorded."""
+    from agent.tell.teller import Teller
+
+    engine = make_engine(settings)
+    try:
+        title, body = backup_failed_notice(settings, exc, scheduled=False)
+        teller = Teller(settings, engine, crypto.Keyring(settings.keys_dir, private=True))
+        teller.event("backup.failed", title=title, body=body, kind="failure")
+        return True
+    except Exception:  # noqa: BLE001  (the backup's own failure is what the caller reports)
+        log.exception("could not record backup.failed for the notification targets")
+        return False
+    finally:
+        engine.dispose()
+
+
+def _dump_databases(
+    settings: Settings, docker: DockerEngine, databases: list[Database], into: Path
+) -> list[dict[str, Any]]:
+    """Each database's logical dump, checked (agent/databases.py): one that
+    fails fails the backup, recorded on its row for `paas databases info`
+    and `paas doctor`, and nothing is written."""
+    entries = []
+    for db in databases:
+        try:
+            entries.append(dump_database(docker, db, into / db.name))
+        except (DatabaseFailed, EngineError) as exc:
+            _record_backup(settings, [db.name], error=str(exc))
+            raise BackupError(f"the dump of database {db.name} failed, so the backup did: {exc}") from exc
+    return entries
+
+
+def _record_backup(settings: Settings, names: list[str], *, error: str) -> None:
+    if not names:
+        return
+    engine = make_engine(settings)
+    try:
+        with session_scope(engine) as session:
+            for row in session.exec(select(Database).where(col(Database.name).in_(names))).all():
+                row.last_backup_error = error[:2000]
+                if not error:
+                    row.last_backup_at = utcnow()
+                session.add(row)
+    except Exception:  # noqa: BLE001  (the archive is what counts; the row is a note)
+        log.exception("could not record the backup on the database rows")
+    finally:
+        engine.dispose()
 
 
 def _safe_directory(directory: Path) -> Path:
@@ -414,8 +485,9 @@ def _run(argv: list[str], env: dict[str, str] | None, what: str) -> str:
 
 def _describe(
     settings: Settings, docker: DockerEngine, snapshot: Path, with_images: bool
-) -> tuple[dict[str, Any], dict[str, Path], dict[str, str]]:
-    """The manifest, read from the snapshot itself; the volumes and images to add."""
+) -> tuple[dict[str, Any], dict[str, Path], dict[str, str], list[Database]]:
+    """The manifest, read from the snapshot itself; the volumes and images to
+    add; the databases to dump (those running: ready)."""
     engine = (
         create_engine(f"sqlite:///{snapshot / 'paas.db'}")
         if settings.default_database
@@ -424,9 +496,19 @@ def _describe(
     apps: list[dict[str, Any]] = []
     volumes: dict[str, Path] = {}
     images: dict[str, str] = {}
+    databases: list[Database] = []
     try:
         revision = current_revision(engine)
         with Session(engine) as session:
+            for db in session.exec(select(Database).order_by(col(Database.name))).all():
+                if db.state not in (DatabaseState.ready, DatabaseState.upgrading):
+                    continue
+                try:
+                    check_database(db, settings=settings)  # names become paths, the image runs
+                except UntrustedRow as exc:
+                    raise BackupError(f"database {db.name!r} cannot be backed up: {exc}") from exc
+                session.expunge(db)
+                databases.append(db)
             for app in session.exec(select(App).order_by(col(App.name))).all():
                 try:
                     check_app(app)  # names become paths in the archive
@@ -471,7 +553,7 @@ def _describe(
         "apps": apps,
         "images": sorted(images),
     }
-    return manifest, volumes, images
+    return manifest, volumes, images, databases
 
 
 # the agent's schedule ------------------------------------------------------------------------------

@@ -220,18 +220,14 @@ class Agent:
 
     def backup(self) -> None:
         """Scheduled (PAAS_BACKUP_SCHEDULE): agent/backup.py's scheduled_backup."""
-        from agent.backup import scheduled_backup
+        from agent.backup import backup_failed_notice, scheduled_backup
 
         try:
             scheduled_backup(self.settings, self.docker)
         except Exception as exc:  # noqa: BLE001  (the next run tries again; the log says why)
             log.exception("scheduled backup failed")
-            self.teller.event(
-                "backup.failed",
-                title=f"paas on {self.settings.control_host}: the scheduled backup failed",
-                body=f"{type(exc).__name__}: {exc}\n`paas backup` by hand says more; `paas doctor` checks.",
-                kind="failure",
-            )
+            title, body = backup_failed_notice(self.settings, exc, scheduled=True)
+            self.teller.event("backup.failed", title=title, body=body, kind="failure")
 
     def watch_disk(self) -> None:
         """Scheduled: say once when free disk falls under `paas doctor`'s warning

@@ -22,10 +22,13 @@ arguments and on no disk.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -40,7 +43,7 @@ from paas.payloads import DatabasePayload
 from paas.settings import Settings, memory_bytes
 from paas.trust import check_database, check_job, job_payload
 
-__all__ = ["DATA_PATHS", "Databases", "redis_command", "service_spec"]
+__all__ = ["DATA_PATHS", "DatabaseFailed", "Databases", "dump_database", "redis_command", "service_spec"]
 
 log = logging.getLogger("paas.agent.databases")
 
@@ -119,6 +122,15 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
         stop_signal="SIGTERM",
         **common,  # type: ignore[arg-type]
     )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def publish_network(db: Database) -> str:
@@ -303,14 +315,23 @@ class Databases:
             row = self._row(session, name)
             password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
             session.expunge(row)
+        if port and not _port_free(port):
+            raise DatabaseFailed(
+                f"127.0.0.1:{port} is taken on this server: choose another port; nothing changed"
+            )
+        before = service_spec(row, password=password, instance=self.instance, settings=self.settings)
         row.exposed_port = port
         labels = {"paas.instance": self.instance, "paas.database": row.name}
         if port:
             self.docker.ensure_network(publish_network(row), labels, internal=False)
         self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
-        self.docker.run_service(
-            service_spec(row, password=password, instance=self.instance, settings=self.settings)
-        )
+        try:
+            spec = service_spec(row, password=password, instance=self.instance, settings=self.settings)
+            self.docker.run_service(spec)
+        except EngineError as exc:  # back as it was: a failed expose never leaves it down
+            self.docker.run_service(before)
+            self.wait_ready(row)
+            raise DatabaseFailed(f"{name} could not be exposed ({exc}); it runs as before") from exc
         self.wait_ready(row)
         if not port:
             self.docker.remove_network(publish_network(row))
@@ -366,3 +387,142 @@ class Databases:
                     self.docker.start_existing(row.container)
             except Exception:  # noqa: BLE001  (one database must not stop the others)
                 log.exception("database %s: could not bring its container back", row.name)
+
+
+# backups -----------------------------------------------------------------------------------
+
+
+def dump_database(docker: DockerEngine, row: Database, into: Path) -> dict[str, object]:
+    """A logical dump of ``row`` (checked) taken while it runs, into the
+    directory ``into``, each file read back by the engine's own tool before
+    it counts; returns its manifest entry. Raises :class:`DatabaseFailed`
+    naming the database and the step: a backup with a failed dump fails.
+
+    PostgreSQL: ``pg_dumpall --globals-only`` (roles) and ``pg_dump
+    --format=custom`` of every database that takes connections, each checked
+    with ``pg_restore --list``. Redis: ``BGSAVE``, waited for, its
+    ``dump.rdb`` copied and checked with ``redis-check-rdb``. The file names
+    are paas's (``db-1.dump``): the server's database names go in the
+    manifest only."""
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entry: dict[str, object] = {
+        "name": row.name,
+        "engine": row.engine,
+        "version": row.version,
+        "image": row.image,
+        "exposed_port": row.exposed_port,
+        "memory": row.memory,
+    }
+    if row.engine == "postgres":
+        entry["files"] = _dump_postgres(docker, row, into)
+    else:
+        entry["files"] = _dump_redis(docker, row, into)
+    return entry
+
+
+def _exec(docker: DockerEngine, row: Database, command: list[str], *, user: str, what: str) -> bytes:
+    code, out, err = docker.exec_to(row.container, command, user=user)
+    if code != 0:
+        said = err.decode("utf-8", errors="replace").strip()[-600:]
+        raise DatabaseFailed(f"database {row.name}: {what} exited with status {code}: {said}")
+    return out
+
+
+def _exec_into(
+    docker: DockerEngine, row: Database, command: list[str], path: Path, *, user: str, what: str
+) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        code, _out, err = docker.exec_to(row.container, command, into=fh, user=user)
+    if code != 0:
+        said = err.decode("utf-8", errors="replace").strip()[-600:]
+        raise DatabaseFailed(f"database {row.name}: {what} exited with status {code}: {said}")
+    if path.stat().st_size == 0:
+        raise DatabaseFailed(f"database {row.name}: {what} wrote nothing")
+
+
+def _check_file(docker: DockerEngine, row: Database, path: Path, tool: list[str], what: str) -> None:
+    inside = f"/paas-check/{path.name}"
+    code, output = docker.run_tool(row.image, [*tool, inside], reads={str(path): inside}, timeout=600)
+    if code != 0:
+        why = "timed out" if code is None else f"exited with status {code}"
+        raise DatabaseFailed(
+            f"database {row.name}: the dump {path.name} is not readable ({what} {why}): {output[-600:]}"
+        )
+
+
+def _dump_postgres(docker: DockerEngine, row: Database, into: Path) -> list[dict[str, str]]:
+    user = ["-U", row.username]
+    listed = _exec(
+        docker,
+        row,
+        [
+            "psql",
+            *user,
+            "-d",
+            "postgres",
+            "-X",
+            "-tA",
+            "-c",
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        ],
+        user="postgres",
+        what="listing its databases",
+    )
+    names = [n for n in listed.decode("utf-8", errors="replace").splitlines() if n]
+    files = [{"file": "globals.sql", "database": ""}]
+    _exec_into(
+        docker,
+        row,
+        ["pg_dumpall", *user, "--globals-only"],
+        into / "globals.sql",
+        user="postgres",
+        what="pg_dumpall --globals-only",
+    )
+    for index, name in enumerate(names, start=1):
+        path = into / f"db-{index}.dump"
+        _exec_into(
+            docker,
+            row,
+            ["pg_dump", *user, "--format=custom", "-d", name],
+            path,
+            user="postgres",
+            what=f"pg_dump of database {index}",
+        )
+        _check_file(docker, row, path, ["pg_restore", "--list"], "pg_restore --list")
+        files.append({"file": path.name, "database": name})
+    return files
+
+
+def _dump_redis(docker: DockerEngine, row: Database, into: Path) -> list[dict[str, str]]:
+    def persistence() -> dict[str, str]:
+        out = _exec(docker, row, ["redis-cli", "INFO", "persistence"], user="redis", what="INFO persistence")
+        pairs = (
+            line.split(":", 1) for line in out.decode("utf-8", errors="replace").splitlines() if ":" in line
+        )
+        return {k.strip(): v.strip() for k, v in pairs}
+
+    before = persistence().get("rdb_last_save_time", "0")
+    deadline = time.monotonic() + 600
+    while True:  # a save already running makes BGSAVE wait its turn
+        code, out, err = docker.exec_to(row.container, ["redis-cli", "BGSAVE", "SCHEDULE"], user="redis")
+        said = (out + err).decode("utf-8", errors="replace").strip()
+        if code == 0 and "ERR" not in said:
+            break
+        if time.monotonic() > deadline:
+            raise DatabaseFailed(f"database {row.name}: BGSAVE was refused: {said[:300]}")
+        time.sleep(0.5)
+    while True:
+        state = persistence()
+        if state.get("rdb_bgsave_in_progress") == "0" and state.get("rdb_last_save_time", "0") != before:
+            break
+        if time.monotonic() > deadline:
+            raise DatabaseFailed(f"database {row.name}: BGSAVE did not finish in 600s")
+        time.sleep(0.2)
+    status = state.get("rdb_last_bgsave_status")
+    if status != "ok":
+        raise DatabaseFailed(f"database {row.name}: BGSAVE failed (rdb_last_bgsave_status {status})")
+    path = into / "dump.rdb"
+    _exec_into(docker, row, ["cat", "/data/dump.rdb"], path, user="redis", what="copying dump.rdb")
+    _check_file(docker, row, path, ["redis-check-rdb"], "redis-check-rdb")
+    return [{"file": "dump.rdb", "database": "0"}]

@@ -642,6 +642,40 @@ class DockerEngine:
             raise _failed(exc) from exc
         return (-1 if code is None else int(code)), bytes(out), bytes(err)
 
+    def run_tool(
+        self, image: str, command: list[str], *, reads: dict[str, str], timeout: float
+    ) -> tuple[int | None, str]:
+        """Run ``command`` in a throwaway container of ``image``, without a
+        network, with each host file of ``reads`` bound read-only where it
+        says: (exit code, None on timeout; the last 4 KiB of its output)."""
+        try:
+            container = self._client.containers.run(
+                image,
+                command,
+                detach=True,
+                network_disabled=True,
+                entrypoint=[],
+                volumes={host: {"bind": inside, "mode": "ro"} for host, inside in reads.items()},
+                labels={"paas.tool": "1"},
+                security_opt=["no-new-privileges:true"],
+            )
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        try:
+            try:
+                result = container.wait(timeout=timeout)
+            except DockerException:
+                raise
+            except Exception:  # noqa: BLE001  (requests' timeout types vary by version)
+                _quietly(lambda: container.kill())
+                return None, ""
+            output = container.logs(stdout=True, stderr=True)[-4096:].decode("utf-8", errors="replace")
+            return int(result.get("StatusCode", -1)), output
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        finally:
+            _quietly(lambda: container.remove(force=True))
+
     def _ensure_volumes(self, volumes: dict[str, dict[str, str]] | None, labels: dict[str, str]) -> None:
         keep = {k: v for k, v in labels.items() if k in ("paas.instance", "paas.app")}
         for name in volumes or {}:

@@ -334,16 +334,22 @@ def backup(
 ) -> None:
     """Write one archive (0600) of everything a restore needs: database, keys,
     settings, certificates, release logs and each app's data volume."""
-    from agent.backup import make_backup
+    from agent.backup import BackupError, make_backup, tell_backup_failed
     from agent.docker_engine import DockerEngine
 
     _need_root("backup")
     settings = _prepare()
-    made = make_backup(settings, DockerEngine(), output=output, with_images=with_images)
+    try:
+        made = make_backup(settings, DockerEngine(), output=output, with_images=with_images)
+    except BackupError as exc:
+        if tell_backup_failed(settings, exc):
+            typer.echo("backup.failed is told to the notification targets that hear it", err=True)
+        raise
     typer.echo(
         f"backup written: {made.path} ({_size(made.size)}): {len(made.apps)} app(s)"
         f"{' (' + ', '.join(made.apps) + ')' if made.apps else ''}, "
-        f"{len(made.volumes)} volume(s), {len(made.images)} image(s)"
+        f"{len(made.volumes)} volume(s), {len(made.databases)} database(s) dumped and checked, "
+        f"{len(made.images)} image(s)"
     )
     typer.echo("it holds the keys that open every secret: keep it as safe as the server")
 

@@ -7,15 +7,18 @@ redeploy, a rollback, an engine restart and a killed database.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -23,7 +26,16 @@ import httpx
 import pytest
 
 from testkit import db_app, sample_app
-from testkit.harness import LOOPBACK, GitRemote, Stack, canary_hits, restart_docker_engine, wait_until
+from testkit.harness import (
+    LOOPBACK,
+    GitRemote,
+    JsonReceiver,
+    Stack,
+    canary_hits,
+    free_port,
+    restart_docker_engine,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -266,7 +278,13 @@ def test_redis_counts_survive_a_restart(stack: Stack, tmp_path_factory: pytest.T
 
 
 def test_expose_binds_loopback_only_and_no_expose_removes_it(stack: Stack, db: dict[str, Any]) -> None:
-    port = 39000 + TAG % 500
+    with socket.socket() as taken:  # a port something else holds: refused, and the database stays up
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        refused = stack.paas("databases", "expose", DB, "--port", str(taken.getsockname()[1]), check=False)
+    assert refused.returncode != 0 and "is taken" in refused.stderr, refused.stderr
+    assert _healthy(PG) and stack.get_app(APP, "/items").status_code == 200
+    port = free_port()
     stack.paas("databases", "expose", DB, "--port", str(port))
     out = subprocess.run(["docker", "port", PG], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"5432/tcp -> 127.0.0.1:{port}"
@@ -303,6 +321,61 @@ def test_the_password_appears_nowhere_but_the_containers(
     assert searched > 10 and hits == []
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert password not in ps
+
+
+def test_backup_dumps_every_database_and_checks_each_dump(
+    stack: Stack, db: dict[str, Any], shop: dict[str, Any], tmp_path: Path
+) -> None:
+    archive = tmp_path / "with-databases.tar.gz"
+    made = stack.paas("backup", "--output", str(archive), token=False)
+    assert "2 database(s) dumped and checked" in made.stdout, made.stdout
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        manifest = json.loads(tar.extractfile("paas-backup/manifest.json").read())  # type: ignore[union-attr]
+    assert {f"paas-backup/databases/{DB}/globals.sql", f"paas-backup/databases/{CACHE}/dump.rdb"} <= names
+    (pg,) = [d for d in manifest["databases"] if d["name"] == DB]
+    dumped = {f["database"]: f["file"] for f in pg["files"]}
+    assert dumped[DB] in {"db-1.dump", "db-2.dump"} and f"paas-backup/databases/{DB}/{dumped[DB]}" in names
+    assert not [n for n in names if "/pgdata" in n or n.endswith("PG_VERSION")]  # never the live directory
+    info = _json(stack.paas("databases", "info", DB, "--json"))
+    assert info["last_backup_at"] and info["last_backup_error"] == ""
+
+
+def test_a_dump_that_cannot_be_read_fails_the_backup_loudly(
+    stack: Stack, db: dict[str, Any], tmp_path: Path
+) -> None:
+    receiver = JsonReceiver()
+    container = docker.from_env().containers.get(PG)
+    real = "/usr/lib/postgresql/15/bin/pg_dump"
+    try:
+        stack.paas("notify", "add", f"json://{LOOPBACK}:{receiver.port}/ops", "--events", "backup.failed")
+        # pg_dump that "succeeds" and writes garbage: only reading the dump back finds it
+        container.exec_run(["mv", real, f"{real}.real"])
+        fake = f'#!/bin/sh\ncase "$1" in -V|--version) exec {real}.real "$@";; esac\necho not-a-dump\n'
+        container.put_archive(str(Path(real).parent), _tar_of(Path(real).name, fake))
+        archive = tmp_path / "broken.tar.gz"
+        failed = stack.paas("backup", "--output", str(archive), token=False, check=False)
+        assert failed.returncode != 0
+        assert f"the dump of database {DB} failed" in failed.stderr and "pg_restore --list" in failed.stderr
+        assert not archive.exists()
+        wait_until(
+            lambda: any("backup" in t and "failed" in t for t in receiver.titles()), "backup.failed", 60
+        )
+        info = _json(stack.paas("databases", "info", DB, "--json"))
+        assert "not readable" in info["last_backup_error"]
+    finally:
+        container.exec_run(["mv", f"{real}.real", real])
+        receiver.stop()
+
+
+def _tar_of(name: str, text: str) -> bytes:
+    buffer = io.BytesIO()
+    data = text.encode()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def test_detach_stages_removing_the_binding(stack: Stack) -> None:
