@@ -56,17 +56,18 @@ from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
 from agent import commands
-from agent.databases import DatabaseFailed, dump_database
+from agent.databases import DatabaseFailed, dump_database, restore_database
 from agent.docker_engine import DockerEngine, EngineError
 from agent.plan import data_volume, owned
 from agent.probe import connects, connects_unix
 from paas import crypto, layout, queue
+from paas.bindings import ENGINES, names_for
 from paas.db import current_revision, head_revision, make_engine, session_scope
 from paas.errors import PaasError, SettingsError
 from paas.instance import instance_id
 from paas.models import App, Database, DatabaseState, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
-from paas.settings import Settings, load_settings, settings_file_values
+from paas.settings import DATABASE_VERSION, Settings, load_settings, settings_file_values
 from paas.trust import UntrustedRow, check_app, check_app_name, check_database, check_release
 from paas.version import version
 
@@ -161,6 +162,7 @@ class Restored:
     apps: list[str]
     volumes: list[str]
     images: list[str]
+    databases: list[str] = field(default_factory=list)
     settings_changed: list[str] = field(default_factory=list)
     settings_refused: list[str] = field(default_factory=list)  # the archive's, not taken
     notes: list[str] = field(default_factory=list)
@@ -622,6 +624,14 @@ def restore_backup(settings: Settings, docker: DockerEngine, archive: Path) -> R
                 f"{'SQLite' if settings.default_database else 'PostgreSQL'}: set PAAS_DATABASE_URL to match"
             )
         _refuse_unless_fresh(settings)
+        databases = list(manifest.get("databases") or [])
+        for entry in databases:
+            volume_name = _check_database_entry(entry, part, archive)
+            if docker.volume_path(volume_name) is not None:
+                raise BackupError(
+                    f"the volume {volume_name} of database {entry['name']} exists: remove it "
+                    "(docker volume rm) first"
+                )
         for volume in volumes:
             path = docker.volume_path(volume["name"])
             if path is not None and any(path.iterdir()):
@@ -666,8 +676,68 @@ def restore_backup(settings: Settings, docker: DockerEngine, archive: Path) -> R
         for app in done.images:
             with open(part / "images" / f"{app}.tar", "rb") as fh:
                 docker.load_image(fh)
+        done.databases = _restore_databases(settings, docker, databases, part / "databases", instance)
         layout.prepare(settings)  # modes and owners of what came back
     return done
+
+
+def _check_database_entry(entry: Any, part: Path, archive: Path) -> str:
+    """A manifest's database: a name, engine and version paas accepts and its
+    dumps in the archive; returns the name of the volume it will have."""
+    try:
+        name = check_app_name(entry["name"], where="a database in the manifest")
+        if entry["engine"] not in ENGINES or not DATABASE_VERSION.fullmatch(entry["version"]):
+            raise ValueError("unknown engine or version")
+        files = entry["files"]
+        if not files or not all(
+            isinstance(f, dict) and re.fullmatch(r"[a-z0-9.-]{1,40}", f["file"]) for f in files
+        ):
+            raise ValueError("bad file names")
+    except (KeyError, TypeError, ValueError, UntrustedRow) as exc:
+        raise BackupError(f"{archive}: a database in its manifest is not readable ({exc})") from None
+    for item in files:
+        if not (part / "databases" / name / item["file"]).is_file():
+            raise BackupError(f"{archive} lacks the dump {item['file']} of database {name}")
+    return names_for(name, entry["engine"], entry["version"])[1]
+
+
+def _restore_databases(
+    settings: Settings, docker: DockerEngine, entries: list[dict[str, Any]], dumps: Path, instance: str
+) -> list[str]:
+    """Each database made afresh from its restored row and loaded from its
+    dumps, before paas (and so any app) starts."""
+    if not entries:
+        return []
+    keyring = crypto.Keyring(settings.keys_dir, private=True)
+    engine = make_engine(settings)
+    restored = []
+    try:
+        for entry in entries:
+            with Session(engine) as session:
+                row = session.exec(select(Database).where(Database.name == entry["name"])).first()
+                if row is None:
+                    raise BackupError(f"database {entry['name']} is in the manifest but not in the database")
+                check_database(row, settings=settings)
+                password = keyring.decrypt(row.password, purpose=crypto.db_password_purpose(row.name))
+                session.expunge(row)
+            if docker.volume_path(row.volume) is not None:
+                raise BackupError(f"the volume {row.volume} exists: remove it (docker volume rm) first")
+            try:
+                restore_database(
+                    docker,
+                    row,
+                    password=password,
+                    files=entry["files"],
+                    source=dumps / row.name,
+                    instance=instance,
+                    settings=settings,
+                )
+            except (DatabaseFailed, EngineError) as exc:
+                raise BackupError(f"database {row.name} could not be restored: {exc}") from exc
+            restored.append(row.name)
+    finally:
+        engine.dispose()
+    return restored
 
 
 def _staging_parent(settings: Settings) -> Path:

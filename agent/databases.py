@@ -24,10 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -43,7 +45,15 @@ from paas.payloads import DatabasePayload
 from paas.settings import Settings, memory_bytes
 from paas.trust import check_database, check_job, job_payload
 
-__all__ = ["DATA_PATHS", "DatabaseFailed", "Databases", "dump_database", "redis_command", "service_spec"]
+__all__ = [
+    "DATA_PATHS",
+    "DatabaseFailed",
+    "Databases",
+    "dump_database",
+    "redis_command",
+    "restore_database",
+    "service_spec",
+]
 
 log = logging.getLogger("paas.agent.databases")
 
@@ -54,7 +64,7 @@ STOP_GRACE = {"postgres": 60, "redis": 30}  # seconds between SIGINT/SIGTERM and
 REDIS_CONF_DIR = "/dev/shm"  # noqa: S108  (inside the container, its own)
 
 
-def redis_command(memory: int) -> tuple[str, ...]:
+def redis_command(memory: int, *, appendonly: bool = True) -> tuple[str, ...]:
     """The Redis container's command: its config written to /dev/shm, then
     redis-server on it. ``maxmemory`` is three quarters of the container's
     limit (the rest for the AOF rewrite's fork and the server itself);
@@ -67,7 +77,7 @@ def redis_command(memory: int) -> tuple[str, ...]:
         "port 6379",
         "bind * -::*",
         "dir /data",
-        "appendonly yes",
+        f"appendonly {'yes' if appendonly else 'no'}",
         "appendfsync everysec",
         f"maxmemory {maxmemory}",
         "maxmemory-policy noeviction",
@@ -122,6 +132,24 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
         stop_signal="SIGTERM",
         **common,  # type: ignore[arg-type]
     )
+
+
+def wait_ready(docker: DockerEngine, row: Database, *, timeout: int) -> None:
+    """Until ``row``'s container is running and healthy; a container that
+    exits or turns unhealthy first is a :class:`DatabaseFailed` with its last lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = docker.container(row.container)
+        if info is None:
+            raise DatabaseFailed(f"the container of {row.name} is gone")
+        if info.status == "running" and info.health == "healthy":
+            return
+        if info.status in ("exited", "dead") or info.health == "unhealthy":
+            tail = "; ".join(docker.logs_tail(row.container, 5))
+            raise DatabaseFailed(f"{row.name} did not start ({info.status}, {info.health}): {tail[-800:]}")
+        if time.monotonic() > deadline:
+            raise DatabaseFailed(f"{row.name} was not healthy after {timeout}s (PAAS_DATABASE_READY_TIMEOUT)")
+        time.sleep(0.5)
 
 
 def _port_free(port: int) -> bool:
@@ -249,24 +277,7 @@ class Databases:
             )
 
     def wait_ready(self, row: Database) -> None:
-        deadline = time.monotonic() + self.settings.database_ready_timeout
-        while True:
-            info = self.docker.container(row.container)
-            if info is None:
-                raise DatabaseFailed(f"the container of {row.name} is gone")
-            if info.status == "running" and info.health == "healthy":
-                return
-            if info.status in ("exited", "dead") or info.health == "unhealthy":
-                tail = "; ".join(self.docker.logs_tail(row.container, 5))
-                raise DatabaseFailed(
-                    f"{row.name} did not start ({info.status}, {info.health}): {tail[-800:]}"
-                )
-            if time.monotonic() > deadline:
-                raise DatabaseFailed(
-                    f"{row.name} was not healthy after {self.settings.database_ready_timeout}s "
-                    "(PAAS_DATABASE_READY_TIMEOUT)"
-                )
-            time.sleep(0.5)
+        wait_ready(self.docker, row, timeout=self.settings.database_ready_timeout)
 
     def server_version(self, row: Database) -> str:
         if row.engine == "postgres":
@@ -526,3 +537,128 @@ def _dump_redis(docker: DockerEngine, row: Database, into: Path) -> list[dict[st
     _exec_into(docker, row, ["cat", "/data/dump.rdb"], path, user="redis", what="copying dump.rdb")
     _check_file(docker, row, path, ["redis-check-rdb"], "redis-check-rdb")
     return [{"file": "dump.rdb", "database": "0"}]
+
+
+def restore_database(
+    docker: DockerEngine,
+    row: Database,
+    *,
+    password: str,
+    files: list[dict[str, str]],
+    source: Path,
+    instance: str,
+    settings: Settings,
+) -> None:
+    """Make ``row`` (checked) afresh, on a new volume, and load its dumps from
+    the directory ``source`` (as :func:`dump_database` wrote them), before
+    any app starts. Raises :class:`DatabaseFailed` naming the step."""
+    labels = {"paas.instance": instance, "paas.database": row.name}
+    docker.ensure_network(row.network, labels)
+    if row.exposed_port:
+        docker.ensure_network(publish_network(row), labels, internal=False)
+    docker.ensure_volume(row.volume, labels)
+    spec = service_spec(row, password=password, instance=instance, settings=settings)
+    docker.run_service(spec)
+    wait_ready(docker, row, timeout=settings.database_ready_timeout)
+    if row.engine == "postgres":
+        _restore_postgres(docker, row, password=password, files=files, source=source)
+    else:
+        _restore_redis(docker, row, spec=spec, source=source, timeout=settings.database_ready_timeout)
+
+
+def _client(
+    docker: DockerEngine, row: Database, password: str, command: list[str], reads: dict[str, str], what: str
+) -> None:
+    code, output = docker.run_tool(
+        row.image,
+        command,
+        reads=reads,
+        timeout=3600,
+        network=row.network,
+        env={"PGPASSWORD": password, "PGHOST": row.container, "PGUSER": row.username},
+    )
+    if code != 0:
+        why = "timed out" if code is None else f"exited with status {code}"
+        raise DatabaseFailed(f"database {row.name}: {what} {why}: {output[-800:]}")
+
+
+def _restore_postgres(
+    docker: DockerEngine, row: Database, *, password: str, files: list[dict[str, str]], source: Path
+) -> None:
+    for item in files:
+        path = source / item["file"]
+        inside = f"/paas-restore/{path.name}"
+        if item["file"] == "globals.sql":  # roles: the one the image made already exists, and is said so
+            _client(
+                docker,
+                row,
+                password,
+                ["psql", "-X", "-q", "-d", "postgres", "-f", inside],
+                {str(path): inside},
+                "psql of globals.sql",
+            )
+            continue
+        name = item["database"]
+        if name not in ("postgres", row.database):
+            _client(
+                docker, row, password, ["createdb", "--", name], {}, f"createdb of database {item['file']}"
+            )
+        _client(
+            docker,
+            row,
+            password,
+            ["pg_restore", "--exit-on-error", "--no-password", "-d", name, inside],
+            {str(path): inside},
+            f"pg_restore of {item['file']}",
+        )
+
+
+def _restore_redis(
+    docker: DockerEngine, row: Database, *, spec: ServiceSpec, source: Path, timeout: int
+) -> None:
+    """Redis loads dump.rdb at start when there is no AOF yet: stop it, put
+    the file in its volume with the owner of its data directory, start it."""
+    docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+    data = docker.volume_path(row.volume)
+    if data is None:
+        raise DatabaseFailed(f"database {row.name}: its volume {row.volume} is gone")
+    owner = os.stat(data)
+    aof = data / "appendonlydir"
+    if aof.is_dir() and not aof.is_symlink():
+        shutil.rmtree(aof)
+    target = data / "dump.rdb"
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out, open(source / "dump.rdb", "rb") as dump:
+        shutil.copyfileobj(dump, out, 1024 * 1024)
+    os.chown(target, owner.st_uid, owner.st_gid)
+    # with the AOF on and no AOF yet, Redis starts empty and ignores dump.rdb: start it with
+    # the AOF off (it loads dump.rdb), turn the AOF on (Redis writes it from what it holds),
+    # then start it as it always runs
+    loading = replace(spec, command=redis_command(spec.memory, appendonly=False))
+    docker.run_service(loading)
+    wait_ready(docker, row, timeout=timeout)
+    _exec(
+        docker,
+        row,
+        ["redis-cli", "CONFIG", "SET", "appendonly", "yes"],
+        user="redis",
+        what="CONFIG SET appendonly",
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        info = _exec(docker, row, ["redis-cli", "INFO", "persistence"], user="redis", what="INFO persistence")
+        said = info.decode("utf-8", errors="replace")
+        if (
+            "aof_enabled:1" in said
+            and "aof_rewrite_in_progress:0" in said
+            and "aof_rewrite_scheduled:0" in said
+        ):
+            break
+        if time.monotonic() > deadline:
+            raise DatabaseFailed(f"database {row.name}: the AOF was not written in {timeout}s")
+        time.sleep(0.2)
+    docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+    docker.run_service(spec)
+    wait_ready(docker, row, timeout=timeout)

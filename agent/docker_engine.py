@@ -643,17 +643,27 @@ class DockerEngine:
         return (-1 if code is None else int(code)), bytes(out), bytes(err)
 
     def run_tool(
-        self, image: str, command: list[str], *, reads: dict[str, str], timeout: float
+        self,
+        image: str,
+        command: list[str],
+        *,
+        reads: dict[str, str],
+        timeout: float,
+        network: str = "",
+        env: dict[str, str] | None = None,
     ) -> tuple[int | None, str]:
         """Run ``command`` in a throwaway container of ``image``, without a
-        network, with each host file of ``reads`` bound read-only where it
-        says: (exit code, None on timeout; the last 4 KiB of its output)."""
+        network (or on ``network``), with each host file of ``reads`` bound
+        read-only where it says: (exit code, None on timeout; the last 4 KiB
+        of its output)."""
         try:
             container = self._client.containers.run(
                 image,
                 command,
                 detach=True,
-                network_disabled=True,
+                network_disabled=not network,
+                network=network or None,
+                environment=env or None,
                 entrypoint=[],
                 volumes={host: {"bind": inside, "mode": "ro"} for host, inside in reads.items()},
                 labels={"paas.tool": "1"},

@@ -375,6 +375,8 @@ def restore(
         typer.echo(f"  {line}")
     if done.volumes:
         typer.echo(f"  volumes: {', '.join(done.volumes)}")
+    if done.databases:
+        typer.echo(f"  databases, with their data: {', '.join(done.databases)}")
     if done.settings_changed:
         typer.echo(
             f"settings taken from the backup ({settings.env_file}; the file it replaced is beside it, "
