@@ -33,15 +33,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from agent.docker_engine import DockerEngine, EngineError, ServiceSpec
-from paas.bindings import PORTS, Endpoint
+from paas import queue
+from paas.bindings import PORTS, Endpoint, image_for, names_for
 from paas.crypto import Keyring, db_password_purpose
 from paas.db import session_scope
 from paas.errors import InvalidInput
-from paas.models import Database, DatabaseState, Job
-from paas.payloads import DatabasePayload
+from paas.models import App, Database, DatabaseState, EnvVar, Job
+from paas.payloads import DatabasePayload, ReleasePayload
 from paas.settings import Settings, memory_bytes
 from paas.trust import check_database, check_job, job_payload
 
@@ -197,7 +198,11 @@ class Databases:
             if asked.op == "create":
                 return self.create(name)
             if asked.op == "destroy":
+                if asked.previous:
+                    return self.destroy_previous(name, purge=asked.purge)
                 return self.destroy(name, purge=asked.purge)
+            if asked.op == "upgrade":
+                return self.upgrade(name, asked.version, actor=asked.actor)
             return self.expose(name, asked.port)
 
     def _row(self, session: Session, name: str) -> Database:
@@ -290,6 +295,172 @@ class Databases:
             return ""
         return out.decode(errors="replace").strip()[:100] if code == 0 else ""
 
+    # upgrades -------------------------------------------------------------------------
+
+    def upgrade(self, name: str, version: str, *, actor: str) -> str:
+        """To ``version``: a minor one in place, a major one into a new instance."""
+        with session_scope(self.db) as session:
+            row = self._row(session, name)
+            password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
+            session.expunge(row)
+        repository = self.settings.postgres_image if row.engine == "postgres" else self.settings.redis_image
+        container, volume, network = names_for(name, row.engine, version)
+        new = Database(**{**row.model_dump(), "version": version, "container": container, "volume": volume})
+        new.image = image_for(repository, version, self.settings.database_variant)
+        check_database(new, settings=self.settings)
+        try:
+            if self.docker.image_id(new.image) is None:
+                why = self.docker.pull(new.image, timeout=300)
+                if why is not None:
+                    raise DatabaseFailed(
+                        f"cannot pull {new.image}: {why}; {name} runs {row.version} as before"
+                    )
+            if new.container == row.container:
+                note = self._upgrade_in_place(row, new, password)
+            else:
+                note = self._upgrade_major(row, new, password, actor=actor)
+        except Exception as exc:
+            self._set(name, state=DatabaseState.ready, error=f"upgrade to {version} failed: {exc}"[:2000])
+            raise
+        return note
+
+    def _upgrade_in_place(self, row: Database, new: Database, password: str) -> str:
+        """Same data directory: a clean stop, the new image, the old back on any failure."""
+        before = service_spec(row, password=password, instance=self.instance, settings=self.settings)
+        self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+        try:
+            self.docker.run_service(
+                service_spec(new, password=password, instance=self.instance, settings=self.settings)
+            )
+            self.wait_ready(new)
+        except (EngineError, DatabaseFailed) as exc:
+            self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+            self.docker.run_service(before)
+            self.wait_ready(row)
+            raise DatabaseFailed(
+                f"{row.name} did not start at {new.version} ({exc}); it runs {row.version} again"
+            ) from exc
+        self._set(
+            row.name,
+            state=DatabaseState.ready,
+            version=new.version,
+            image=new.image,
+            image_digest=self._digest(new.image),
+            server_version=self.server_version(new),
+            error="",
+        )
+        return f"{row.name} upgraded in place from {row.version} to {new.version}"
+
+    def _upgrade_major(self, row: Database, new: Database, password: str, *, actor: str) -> str:
+        """Writes paused on the old (reads go on), a dump of it restored into a
+        new instance, every table's row count compared, then attached apps
+        switched by a release each and the old stopped, its volume kept."""
+        work = self.settings.backups_dir / f".upgrade-{row.name}-{new.version}"
+        shutil.rmtree(work, ignore_errors=True)
+        _pause_writes(self.docker, row)
+        try:
+            entry = dump_database(self.docker, row, work)
+            before = table_counts(self.docker, row)
+            if (
+                self.docker.volume_path(new.volume) is not None
+            ):  # a failed attempt's: ours, and empty of worth
+                self.docker.stop_and_remove(new.container, timeout=STOP_GRACE[new.engine])
+                self.docker.remove_volume(new.volume)
+            restore_database(
+                self.docker,
+                new,
+                password=password,
+                files=entry["files"],  # type: ignore[arg-type]
+                source=work,
+                instance=self.instance,
+                settings=self.settings,
+            )
+            after = table_counts(self.docker, new)
+            if after != before:
+                differ = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+                raise DatabaseFailed(f"row counts differ after the restore ({', '.join(differ[:10])})")
+        except Exception as exc:
+            self.docker.stop_and_remove(new.container, timeout=STOP_GRACE[new.engine])
+            self.docker.remove_volume(new.volume)
+            _resume_writes(self.docker, row)
+            raise DatabaseFailed(
+                f"{row.name} was not upgraded to {new.version} ({exc}); it runs {row.version} as before"
+            ) from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self._set(
+            row.name,
+            state=DatabaseState.ready,
+            version=new.version,
+            image=new.image,
+            container=new.container,
+            volume=new.volume,
+            image_digest=self._digest(new.image),
+            server_version=self.server_version(new),
+            upgraded_from=row.version,
+            error="",
+        )
+        apps = self._release_attached(row.name, f"database {row.name} upgraded to {new.version}", actor)
+        self.docker.stop(
+            row.container, timeout=STOP_GRACE[row.engine]
+        )  # kept, stopped: unless-stopped stays so
+        counted = sum(before.values())
+        return (
+            f"{row.name} upgraded from {row.version} to {new.version}: {len(before)} table(s), "
+            f"{counted} row(s), the same on both; {len(apps)} app(s) switched "
+            f"({', '.join(apps) or 'none'}); the old instance {row.container} is stopped "
+            f"and kept until `paas databases destroy {row.name} --previous`"
+        )
+
+    def _release_attached(self, name: str, trigger: str, actor: str) -> list[str]:
+        """A release of each app that binds ``name`` (its endpoint changed),
+        waited for while another worker can run it."""
+        jobs: dict[str, int] = {}
+        with session_scope(self.db) as session:
+            rows = session.exec(select(EnvVar, App).join(App, col(App.id) == EnvVar.app_id)).all()
+            apps = sorted(
+                {
+                    app.name: app
+                    for row, app in rows
+                    if name in (row.databases or []) and app.state == "active"
+                }.items()
+            )
+            for app_name, app in apps:
+                if app.current_deployment_id is None:
+                    continue
+                payload = ReleasePayload(trigger=trigger[:200], actor=actor, run_release=False)
+                job = queue.enqueue(session, kind=queue.RELEASE, app=app, payload=payload)
+                assert job.id is not None
+                jobs[app_name] = job.id
+        if self.settings.agent_workers < 2:
+            return sorted(jobs)  # this worker is the only one: the releases run after this job
+        deadline = time.monotonic() + 1800
+        while jobs and time.monotonic() < deadline:
+            with session_scope(self.db) as session:
+                ended = [
+                    a
+                    for a, j in jobs.items()
+                    if (found := session.get(Job, j)) is None or found.state not in ("queued", "running")
+                ]
+            for a in ended:
+                jobs.pop(a)
+            time.sleep(0.5)
+        return sorted({*jobs, *[a for a, _ in apps]})
+
+    def destroy_previous(self, name: str, *, purge: bool) -> str:
+        with session_scope(self.db) as session:
+            row = self._row(session, name)
+            session.expunge(row)
+        if not row.upgraded_from:
+            raise DatabaseFailed(f"database {name} has no previous instance")
+        container, volume, _network = names_for(name, row.engine, row.upgraded_from)
+        self.docker.stop_and_remove(container, timeout=STOP_GRACE[row.engine])
+        purged = purge and self.docker.remove_volume(volume)
+        self._set(name, upgraded_from="")
+        return f"{name}'s {row.upgraded_from} instance removed; " + (
+            f"volume {volume} removed" if purged else f"volume {volume} kept"
+        )
+
     def destroy(self, name: str, *, purge: bool) -> str:
         with session_scope(self.db) as session:
             row = self._row(session, name)
@@ -307,6 +478,11 @@ class Databases:
                 )
             time.sleep(1)
         self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
+        if row.upgraded_from:  # the instance an upgrade left stopped goes too (its volume as the other)
+            old_container, old_volume, _net = names_for(name, row.engine, row.upgraded_from)
+            self.docker.stop_and_remove(old_container, timeout=STOP_GRACE[row.engine])
+            if purge:
+                self.docker.remove_volume(old_volume)
         self.docker.remove_network(row.network)
         self.docker.remove_network(publish_network(row))
         purged = purge and self.docker.remove_volume(row.volume)
@@ -662,3 +838,114 @@ def _restore_redis(
     docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
     docker.run_service(spec)
     wait_ready(docker, row, timeout=timeout)
+
+
+# upgrades: writes paused, rows counted ------------------------------------------------------
+
+
+def _databases_of(docker: DockerEngine, row: Database) -> list[str]:
+    listed = _exec(
+        docker,
+        row,
+        [
+            "psql",
+            "-U",
+            row.username,
+            "-d",
+            "postgres",
+            "-X",
+            "-tA",
+            "-c",
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        ],
+        user="postgres",
+        what="listing its databases",
+    )
+    return [n for n in listed.decode("utf-8", errors="replace").splitlines() if n]
+
+
+_COUNT_TABLES = (
+    "SELECT format('%s.%s', table_schema, table_name), "
+    "(xpath('/row/c/text()', query_to_xml("
+    "format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text "
+    "FROM information_schema.tables "
+    "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
+
+
+def table_counts(docker: DockerEngine, row: Database) -> dict[str, int]:
+    """Every table's exact row count, ``database/schema.table`` → rows (Redis: each keyspace's keys)."""
+    counts: dict[str, int] = {}
+    if row.engine == "redis":
+        info = _exec(docker, row, ["redis-cli", "INFO", "keyspace"], user="redis", what="INFO keyspace")
+        for line in info.decode("utf-8", errors="replace").splitlines():
+            if line.startswith("db") and ":keys=" in line:
+                space, rest = line.split(":", 1)
+                counts[space] = int(rest.split(",")[0].removeprefix("keys="))
+        return counts
+    for name in _databases_of(docker, row):
+        out = _exec(
+            docker,
+            row,
+            ["psql", "-U", row.username, "-d", name, "-X", "-tA", "-F", "\t", "-c", _COUNT_TABLES],
+            user="postgres",
+            what=f"counting the rows of {name}",
+        )
+        for line in out.decode("utf-8", errors="replace").splitlines():
+            table, _sep, count = line.rpartition("\t")
+            if table:
+                counts[f"{name}/{table}"] = int(count)
+    return counts
+
+
+def _pause_writes(docker: DockerEngine, row: Database) -> None:
+    """Reads go on, writes stop: each database read-only for new sessions and
+    the sessions open now ended (apps reconnect, read-only); Redis: writes paused."""
+    if row.engine == "redis":
+        _exec(
+            docker,
+            row,
+            ["redis-cli", "CLIENT", "PAUSE", "3600000", "WRITE"],
+            user="redis",
+            what="CLIENT PAUSE",
+        )
+        return
+    for name in _databases_of(docker, row):
+        _psql(docker, row, f'ALTER DATABASE "{_ident(name)}" SET default_transaction_read_only = on')
+    _psql(
+        docker,
+        row,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+
+
+def _resume_writes(docker: DockerEngine, row: Database) -> None:
+    try:
+        if row.engine == "redis":
+            _exec(docker, row, ["redis-cli", "CLIENT", "UNPAUSE"], user="redis", what="CLIENT UNPAUSE")
+            return
+        for name in _databases_of(docker, row):
+            _psql(docker, row, f'ALTER DATABASE "{_ident(name)}" SET default_transaction_read_only = off')
+        _psql(
+            docker,
+            row,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+    except (DatabaseFailed, EngineError):
+        log.exception("database %s: could not take writes again", row.name)
+
+
+def _ident(name: str) -> str:
+    return name.replace('"', '""')
+
+
+def _psql(docker: DockerEngine, row: Database, sql: str) -> None:
+    _exec(
+        docker,
+        row,
+        ["psql", "-U", row.username, "-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        user="postgres",
+        what="psql",
+    )

@@ -765,6 +765,15 @@ class DockerEngine:
             if close is not None:
                 _quietly(close, ignore=(Exception,))
 
+    def stop(self, name: str, *, timeout: int) -> None:
+        """SIGTERM (or the container's stop signal), then SIGKILL after ``timeout``; kept. Idempotent."""
+        try:
+            self._client.containers.get(name).stop(timeout=timeout)
+        except NotFound:
+            return
+        except DockerException as exc:
+            raise _failed(exc) from exc
+
     def stop_and_remove(self, name: str, *, timeout: int) -> None:
         """SIGTERM, wait up to ``timeout`` seconds, SIGKILL, remove. Idempotent."""
         try:

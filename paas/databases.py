@@ -27,6 +27,7 @@ from paas.schemas import (
     EnvChange,
     EnvChangeResult,
     EnvSet,
+    version_key,
 )
 from paas.settings import Settings
 
@@ -38,6 +39,7 @@ __all__ = [
     "destroy_database",
     "detach",
     "expose_database",
+    "upgrade_database",
     "get_database",
     "list_databases",
 ]
@@ -140,9 +142,23 @@ def _busy(session: Session, db: Database) -> None:
         )
 
 
-def destroy_database(session: Session, *, name: str, purge: bool, actor: str) -> tuple[Database, Job]:
-    """Refused while an app binds it; the volume stays unless ``purge``."""
+def destroy_database(
+    session: Session, *, name: str, purge: bool, actor: str, previous: bool = False
+) -> tuple[Database, Job]:
+    """Refused while an app binds it; the volume stays unless ``purge``.
+    With ``previous``, only the instance an upgrade left stopped goes."""
     db = get_database(session, name)
+    if previous:
+        if not db.upgraded_from:
+            raise NotFound(f"database {name!r} has no previous instance (no major upgrade left one)")
+        _busy(session, db)
+        job = queue.enqueue_database(
+            session, name=name, payload=DatabasePayload(op="destroy", actor=actor, purge=purge, previous=True)
+        )
+        services.record_event(
+            session, actor=actor, action="database.destroy", detail=f"{name}: its {db.upgraded_from} instance"
+        )
+        return db, job
     attached = attachments(session, name)
     if attached:
         apps = ", ".join(a.app for a in attached)
@@ -184,6 +200,34 @@ def expose_database(
     )
     where = f"127.0.0.1:{port}" if port else "nowhere (not exposed)"
     services.record_event(session, actor=actor, action="database.expose", detail=f"{name}: {where}")
+    return db, job
+
+
+def upgrade_database(
+    session: Session, *, name: str, version: str, actor: str, settings: Settings
+) -> tuple[Database, Job]:
+    """Refused: an older version than the data's, the same, or a database
+    not ready. The image family stays the database's own."""
+    db = get_database(session, name)
+    if db.state != DatabaseState.ready:
+        raise Conflict(f"database {name!r} is {db.state}, not ready")
+    current, wanted = version_key(db.version), version_key(version)
+    if wanted[0] < current[0] or (wanted[0] == current[0] and wanted < current):
+        raise InvalidInput(
+            f"{name} holds data of {db.engine} {db.version}: an older version ({version}) cannot read it"
+        )
+    if wanted == current:
+        raise Conflict(f"{name} runs {db.engine} {db.version} already")
+    _busy(session, db)
+    db.state = DatabaseState.upgrading
+    session.add(db)
+    job = queue.enqueue_database(
+        session, name=name, payload=DatabasePayload(op="upgrade", actor=actor, version=version)
+    )
+    how = "in place (a minor version)" if wanted[0] == current[0] else "by dump and restore (a major version)"
+    services.record_event(
+        session, actor=actor, action="database.upgrade", detail=f"{name}: {db.version} to {version}, {how}"
+    )
     return db, job
 
 

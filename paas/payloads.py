@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from paas import queue
-from paas.schemas import COMMIT_ID, FULL_COMMIT, MAX_ROW_ID, check_branch
+from paas.schemas import COMMIT_ID, FULL_COMMIT, MAX_ROW_ID, check_branch, check_database_version
 
 __all__ = [
     "BY_KIND",
@@ -57,6 +57,12 @@ def _branch_ref(value: str) -> str:
     """A branch, bare or after ``refs/heads/``, as :func:`check_branch` leaves it."""
     branch = value.removeprefix("refs/heads/")
     if check_branch(branch) != branch:
+        raise ValueError("is not in its checked form")
+    return value
+
+
+def _database_version(value: str) -> str:
+    if value and check_database_version(value) != value:
         raise ValueError("is not in its checked form")
     return value
 
@@ -111,13 +117,15 @@ class DeletePayload(_Payload):
 
 class DatabasePayload(_Payload):
     """Act on a database (the job's ``app_name`` is the database's name):
-    make it, remove it (its volume too with ``purge``), or publish it on
-    127.0.0.1:``port`` (None: publish nothing)."""
+    make it, remove it (its volume too with ``purge``), publish it on
+    127.0.0.1:``port`` (None: publish nothing), or upgrade it to ``version``."""
 
-    op: Literal["create", "destroy", "expose"]
+    op: Literal["create", "destroy", "expose", "upgrade"]
     actor: Text = ""
     purge: bool = False
+    previous: bool = False  # destroy: only the instance an upgrade left stopped
     port: Annotated[int, Field(ge=1024, le=65535)] | None = None
+    version: Annotated[str, Field(max_length=40), AfterValidator(_database_version)] = ""  # upgrade: to
 
 
 JobPayload = DeployPayload | ReleasePayload | RollbackPayload | DeletePayload | DatabasePayload

@@ -38,6 +38,7 @@ __all__ = [
     "DatabaseDetach",
     "DatabaseExpose",
     "DatabasePublic",
+    "DatabaseUpgrade",
     "DomainAdd",
     "DomainPublic",
     "normalize_hostname",
@@ -719,6 +720,19 @@ class DatabaseExpose(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     port: Annotated[int, Field(ge=1024, le=65535)] | None
+
+
+class DatabaseUpgrade(BaseModel):
+    """A minor version in place; a major one by dump, restore and a check of
+    every table's row count into a new instance, the old kept stopped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: DatabaseVersion
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 class DatabaseAttach(BaseModel):

@@ -110,18 +110,34 @@ def info(name: str, as_json: JsonOpt = False) -> None:
 def destroy(
     name: str,
     purge: Annotated[bool, typer.Option(help="Remove its volume too: the data is gone for good.")] = False,
+    previous: Annotated[
+        bool, typer.Option(help="Only the old instance a major upgrade left stopped.")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
     wait: WaitOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove a database's container (refused while an app binds it); the volume stays unless --purge."""
-    question = (
-        f"Destroy database {name}" + (" and its data, for good" if purge else " (its volume is kept)") + "?"
-    )
+    what = f"the previous instance of {name}" if previous else f"database {name}"
+    question = f"Destroy {what}" + (" and its data, for good" if purge else " (its volume is kept)") + "?"
     confirm(yes, "destroy a database", question)
     client = api_client()
-    db = client.request("DELETE", f"/databases/{name}", params={"purge": str(purge).lower()})
+    params = {"purge": str(purge).lower(), "previous": str(previous).lower()}
+    db = client.request("DELETE", f"/databases/{name}", params=params)
     _finish(client, db, wait=wait, as_json=as_json, what="destroy")
+
+
+@databases_app.command("upgrade")
+def upgrade(
+    name: str,
+    version: Annotated[str, typer.Option(help="The version to run, e.g. 17 or 15.8.")],
+    wait: WaitOpt = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """A minor version in place; a major one by dump, restore and row counts into a new instance."""
+    client = api_client()
+    db = client.request("PUT", f"/databases/{name}/version", json={"version": version})
+    _finish(client, db, wait=wait, as_json=as_json, what="upgrade")
 
 
 @databases_app.command("expose")

@@ -368,6 +368,84 @@ def test_a_dump_that_cannot_be_read_fails_the_backup_loudly(
         receiver.stop()
 
 
+class Reader:
+    """Reads the app's rows through nginx without pause; records each failure and when."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack, self.ok, self.failed = stack, 0, []  # type: list[float]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Reader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                good = self.stack.get_app(APP, "/items").status_code == 200
+            except httpx.HTTPError:
+                good = False
+            if good:
+                self.ok += 1
+            else:
+                self.failed.append(time.monotonic())
+
+    def window(self) -> float:
+        return self.failed[-1] - self.failed[0] if self.failed else 0.0
+
+
+def test_a_minor_upgrade_is_in_place_and_an_older_version_is_refused(
+    stack: Stack, shop: dict[str, Any]
+) -> None:
+    before = _ids(stack)
+    docker.from_env().images.get(PG_IMAGE).tag("postgres", "15.18-bookworm")  # the same bits, an exact tag
+    out = stack.paas("databases", "upgrade", DB, "--version", "15.18").stdout
+    assert "in place" in out, out
+    info = _json(stack.paas("databases", "info", DB, "--json"))
+    assert (info["version"], info["image"], info["hostname"]) == ("15.18", "postgres:15.18-bookworm", PG)
+    wait_until(lambda: stack.get_app(APP, "/items").status_code == 200, "the app after the minor upgrade", 60)
+    assert _ids(stack) == before
+    older = stack.paas("databases", "upgrade", DB, "--version", "15", check=False)
+    assert older.returncode != 0 and "older version" in older.stderr
+
+
+def test_a_major_upgrade_moves_every_row_to_a_new_instance_while_reads_go_on(
+    stack: Stack, shop: dict[str, Any]
+) -> None:
+    before = _ids(stack)
+    with Reader(stack) as reader:
+        time.sleep(1)
+        started = time.monotonic()
+        out = stack.paas("databases", "upgrade", DB, "--version", "17").stdout
+        took = time.monotonic() - started
+        wait_until(lambda: _ids(stack) == before, "the app on the new instance", 120)
+        time.sleep(1)
+    print(
+        f"\nmajor upgrade 15 -> 17: {took:.1f}s; reads {reader.ok} ok, {len(reader.failed)} failed "
+        f"over {reader.window():.2f}s"
+    )
+    assert "the same on both" in out, out
+    info = _json(stack.paas("databases", "info", DB, "--json"))
+    assert (info["version"], info["hostname"], info["upgraded_from"]) == ("17", f"paasdb-{DB}-pg17", "15.18")
+    assert info["server_version"].startswith("17.")
+    old = docker.from_env().containers.get(PG)
+    assert old.status == "exited"  # kept, stopped
+    env = dict(
+        e.split("=", 1)
+        for e in docker.from_env().containers.get(f"paas-{APP}-web-v4-1").attrs["Config"]["Env"]
+    )
+    assert env["POSTGRES_SERVER"] == f"paasdb-{DB}-pg17"
+    assert reader.ok > 50
+    # writes go to the new instance
+    r = _app_post(stack, APP, "/items", {"text": "after the upgrade"})
+    assert r.status_code == 200 and r.json()["id"] in _ids(stack)
+
+
 def _tar_of(name: str, text: str) -> bytes:
     buffer = io.BytesIO()
     data = text.encode()

@@ -18,6 +18,7 @@ from paas.schemas import (
     DatabaseDetach,
     DatabaseExpose,
     DatabasePublic,
+    DatabaseUpgrade,
     EnvChangeResult,
 )
 from web.deps import CurrentToken, KeyringDep, SessionDep, SettingsDep, actor
@@ -75,8 +76,11 @@ def delete_database(
     session: SessionDep,
     token: CurrentToken,
     purge: bool = Query(default=False, description="Remove its volume too: the data is gone"),
+    previous: bool = Query(default=False, description="Only the instance an upgrade left stopped"),
 ) -> DatabasePublic:
-    db, job = databases.destroy_database(session, name=name, purge=purge, actor=actor(token))
+    db, job = databases.destroy_database(
+        session, name=name, purge=purge, previous=previous, actor=actor(token)
+    )
     return databases.database_public(session, db, job=job)
 
 
@@ -93,6 +97,28 @@ def put_expose(
 ) -> DatabasePublic:
     db, job = databases.expose_database(
         session, name=name, port=body.port, actor=actor(token), settings=settings
+    )
+    return databases.database_public(session, db, job=job)
+
+
+@router.put(
+    "/databases/{name}/version",
+    response_model=DatabasePublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Upgrade a database",
+    description=(
+        "A minor version in place (same data directory, clean stop, new image). A major version "
+        "never in place: writes paused, a dump restored into a new instance, every table's row "
+        "count compared, attached apps switched by a release, the old instance kept stopped. "
+        "An older version than the data's is refused."
+    ),
+    responses={**NOT_FOUND, **BUSY, 422: {"description": "An older version, or not a version"}},
+)
+def put_version(
+    name: str, body: DatabaseUpgrade, session: SessionDep, settings: SettingsDep, token: CurrentToken
+) -> DatabasePublic:
+    db, job = databases.upgrade_database(
+        session, name=name, version=body.version, actor=actor(token), settings=settings
     )
     return databases.database_public(session, db, job=job)
 
