@@ -268,12 +268,8 @@ def test_attach_binds_a_secret_url_and_destroy_waits_for_detach(
     assert client.post("/api/v1/databases/db/detach", json={"app": "shop"}, headers=auth).status_code == 404
     gone = client.delete("/api/v1/databases/db?purge=true", headers=auth)
     assert gone.status_code == 202 and gone.json()["state"] == "destroying"
-    assert _jobs(engine)[-1].payload == {
-        "op": "destroy",
-        "actor": _jobs(engine)[-1].payload["actor"],
-        "purge": True,
-        "port": None,
-    }
+    payload = _jobs(engine)[-1].payload
+    assert (payload["op"], payload["purge"], payload["previous"]) == ("destroy", True, False)
 
 
 def test_expose_is_loopback_only_and_out_of_the_apps_ports(
@@ -293,3 +289,28 @@ def test_expose_is_loopback_only_and_out_of_the_apps_ports(
     assert r.status_code == 202 and _jobs(engine)[-1].payload["port"] == 15432
     busy = client.put("/api/v1/databases/db/expose", json={"port": None}, headers=auth)
     assert busy.status_code == 409 and "busy" in busy.text
+
+
+def test_upgrade_refuses_an_older_version_and_queues_a_newer_one(
+    client: TestClient, auth: dict[str, str], engine: Engine, settings: Settings
+) -> None:
+    client.post(
+        "/api/v1/databases", json={"name": "db", "engine": "postgres", "version": "15.4"}, headers=auth
+    )
+    _ready(engine, "db", settings)
+    for older in ("15.3", "14", "14.9"):
+        r = client.put("/api/v1/databases/db/version", json={"version": older}, headers=auth)
+        assert r.status_code == 422 and "older version" in r.text, (older, r.text)
+    assert (
+        client.put("/api/v1/databases/db/version", json={"version": "15.4"}, headers=auth).status_code == 409
+    )
+    assert (
+        client.put("/api/v1/databases/db/version", json={"version": "latest"}, headers=auth).status_code
+        == 422
+    )
+    r = client.put("/api/v1/databases/db/version", json={"version": "17"}, headers=auth)
+    assert r.status_code == 202 and r.json()["state"] == "upgrading"
+    payload = _jobs(engine)[-1].payload
+    assert (payload["op"], payload["version"]) == ("upgrade", "17")
+    gone = client.delete("/api/v1/databases/db?previous=true", headers=auth)
+    assert gone.status_code == 404 and "no previous instance" in gone.text
