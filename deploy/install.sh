@@ -17,7 +17,8 @@
 # Any PAAS_* variable set when it first runs is written to paas.env. Where
 # things go can be changed for tests: PAAS_PREFIX (/opt/paas), PAAS_ETC_DIR
 # (/etc/paas), PAAS_RUN_DIR (/run/paas), PAAS_LOG_FILE (/var/log/paas.log),
-# PAAS_LOGROTATE_CONF (/etc/logrotate.d/paas).
+# PAAS_LOGROTATE_CONF (/etc/logrotate.d/paas), PAAS_BIN_LINK (/usr/local/bin/paas: the
+# `paas` command on root's PATH, a link into the virtual environment).
 set -euo pipefail
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,6 +29,7 @@ LOG_FILE="${PAAS_LOG_FILE:-/var/log/paas.log}"
 ENV_FILE="$ETC/paas.env"
 VENV="$PREFIX/venv"
 PAAS="$VENV/bin/paas"
+BIN_LINK="${PAAS_BIN_LINK:-/usr/local/bin/paas}"
 WEB_USER="${PAAS_WEB_USER-paas}"
 NOTIFY_USER="${PAAS_NOTIFY_USER-paas-notify}"  # Apprise runs as this user, on URLs web may have chosen
 # Debian's own Python: readable by every user, so the unprivileged web process
@@ -162,7 +164,7 @@ if [ ! -f "$ENV_FILE" ]; then
         setting_line PAAS_ENV_FILE "$ENV_FILE"
         setting_line PAAS_SECRET_KEY "$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
         # every other PAAS_* setting given to this first run
-        given_settings 'PAAS_(DOMAIN|DATA_DIR|WEB_USER|NOTIFY_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|ENV_FILE|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD)'
+        given_settings 'PAAS_(DOMAIN|DATA_DIR|WEB_USER|NOTIFY_USER|KEYS_DIR|ACME_WEBROOT_DIR|SECRET_KEY|PREFIX|ETC_DIR|RUN_DIR|ENV_FILE|LOG_FILE|ADMIN_USER|ADMIN_PASSWORD|BIN_LINK|LOGROTATE_CONF)'
     } >"$ENV_FILE.new"  # whole or not at all: a value refused above leaves no paas.env behind
     mv -f "$ENV_FILE.new" "$ENV_FILE"
     umask 022
@@ -227,6 +229,10 @@ if [ ! -x "$PAAS" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$source_id" ]; then
     chmod 0755 "$PREFIX" "$PREFIX/venvs" "$new_venv"
     [ -n "$upgrade" ] || use_venv "$new_venv"
 fi
+# `paas backup`, `paas doctor`, `paas restore` where the README says: on root's PATH, through
+# $VENV (a link itself), so an upgrade's new environment is the one it runs
+mkdir -p "$(dirname "$BIN_LINK")"
+ln -sfn "$PAAS" "$BIN_LINK"
 
 # 6. dockerd and nginx ------------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
@@ -397,7 +403,14 @@ token="$("$PAAS" admin create-token admin --if-none)"
 if [ -n "$token" ]; then
     say "API token (shown once; keep it safe):"
     echo "$token"
-    say "on your machine: paas login $url --token <the token above>"
+    if [ "${url#https://}" != "$url" ]; then
+        say "on your machine: paas login $url --token <the token above>"
+    else  # the CLI sends a token in clear only to loopback (or with --insecure): tunnel to it
+        say "on your machine, until HTTPS is on, through an SSH tunnel to the control plane:"
+        say "  ssh -N -L 8000:127.0.0.1:${web_port} root@<this server> &"
+        say "  paas login http://127.0.0.1:8000 --token <the token above>"
+        say "(or paas login $url --token <the token above> --insecure: the token then crosses the network in clear)"
+    fi
 else
     say "an API token was printed by the first install; make another with: $PAAS admin create-token NAME"
 fi

@@ -70,6 +70,7 @@ def install_env(root: Path, nginx: Nginx) -> dict[str, str]:
         "PAAS_RUN_DIR": str(root / "run"),
         "PAAS_LOG_FILE": str(root / "paas.log"),
         "PAAS_LOGROTATE_CONF": str(root / "logrotate.conf"),
+        "PAAS_BIN_LINK": str(root / "bin" / "paas"),
         "PAAS_DATA_DIR": str(root / "data"),
         "PAAS_ACME_WEBROOT_DIR": str(root / "acme"),
         "PAAS_DOMAIN": "apps.test",

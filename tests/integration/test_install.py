@@ -123,6 +123,12 @@ def test_install_prints_a_token_and_a_password_that_work(installed: Installed) -
     assert re.fullmatch(rf"paas {re.escape(paas.__version__)}\+{source}\n", shown), shown
     ready = httpx.get(f"http://{LOOPBACK}:{installed.web_port}/readyz").json()
     assert ready == {"status": "ok", "version": shown.split()[1]}
+    # the server commands are on root's PATH (PAAS_BIN_LINK stands in for /usr/local/bin/paas)
+    linked = subprocess.run([str(root / "bin" / "paas"), "--version"], capture_output=True, text=True)
+    assert linked.stdout == shown
+    # the login line works as printed: HTTPS is not on here, so through a tunnel to loopback
+    assert "paas login http://127.0.0.1:8000 --token" in installed.stdout
+    assert f"ssh -N -L 8000:127.0.0.1:{installed.web_port} root@" in installed.stdout
 
     # the first user signs in to the web UI through nginx with the printed password
     with httpx.Client(
