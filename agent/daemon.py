@@ -131,6 +131,7 @@ class Agent:
                 build_plan=self.build_plan,
                 on_wake=self._wake.set,
                 test_notification=self.teller.test_target,
+                database_stats=self.databases.stats,
             ),
             self.settings.agent_socket,
             web_user=self.settings.web_account,

@@ -525,6 +525,16 @@ class Databases:
         self._set(name, exposed_port=port)
         return f"{name} exposed on 127.0.0.1:{port}" if port else f"{name} is not exposed"
 
+    # what it holds and serves -----------------------------------------------------------
+
+    def stats(self, name: str) -> dict[str, int]:
+        """Its size in bytes and connections in use against its limit (for
+        `paas databases info`, the UI and `paas doctor`); {} when it is not running."""
+        with session_scope(self.db) as session:
+            row = self._row(session, name)
+            session.expunge(row)
+        return database_stats(self.docker, row)
+
     # releases -----------------------------------------------------------------------
 
     def endpoints(self, session: Session, names: Iterable[str]) -> dict[str, Endpoint]:
@@ -949,3 +959,40 @@ def _psql(docker: DockerEngine, row: Database, sql: str) -> None:
         user="postgres",
         what="psql",
     )
+
+
+_STATS_SQL = (
+    "SELECT (SELECT sum(pg_database_size(datname)) FROM pg_database)::bigint, "
+    "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
+    "current_setting('max_connections')::int"
+)
+
+
+def database_stats(docker: DockerEngine, row: Database) -> dict[str, int]:
+    """``size`` (bytes on disk, PostgreSQL; memory in use, Redis),
+    ``connections`` and ``max_connections``; {} when it does not answer."""
+    try:
+        if row.engine == "postgres":
+            out = _exec(
+                docker,
+                row,
+                ["psql", "-U", row.username, "-d", "postgres", "-X", "-tA", "-F", " ", "-c", _STATS_SQL],
+                user="postgres",
+                what="reading its statistics",
+            )
+            size, connections, most = (int(v) for v in out.decode().split())
+            return {"size": size, "connections": connections, "max_connections": most}
+        out = _exec(docker, row, ["redis-cli", "INFO"], user="redis", what="INFO")
+        info = dict(
+            line.split(":", 1) for line in out.decode("utf-8", errors="replace").splitlines() if ":" in line
+        )
+        most = _exec(
+            docker, row, ["redis-cli", "CONFIG", "GET", "maxclients"], user="redis", what="CONFIG GET"
+        )
+        return {
+            "size": int(info.get("used_memory", "0").strip()),
+            "connections": int(info.get("connected_clients", "0").strip()),
+            "max_connections": int(limit.decode().split()[-1]),
+        }
+    except (DatabaseFailed, EngineError, ValueError, IndexError):
+        return {}

@@ -174,6 +174,7 @@ def create_live_app(
     build_plan: BuildPlanner | None = None,
     on_wake: Callable[[], None] | None = None,
     test_notification: Callable[[int], str] | None = None,
+    database_stats: Callable[[str], dict[str, int]] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="paas agent (live data)", openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -191,6 +192,16 @@ def create_live_app(
             raise HTTPException(503, "this agent cannot send notifications")
         error = test_notification(target_id)
         return {"ok": not error, "error": error}
+
+    @app.get("/databases/{name}/stats")
+    def stats(name: str) -> dict[str, int]:
+        """A database's size and connections in use against its limit ({}: not running)."""
+        if database_stats is None or not APP_NAME.fullmatch(name):
+            raise HTTPException(404, f"no database named {name!r}")
+        try:
+            return database_stats(name)
+        except InvalidInput as exc:
+            raise HTTPException(404, str(exc)) from None
 
     def current(name: str) -> int | None:
         if not APP_NAME.fullmatch(name):

@@ -781,3 +781,8 @@ class DatabasePublic(BaseModel):
     created_at: datetime
     created_by: str
     job: JobPublic | None = Field(default=None, description="The job just queued for it, if any")
+    stats: dict[str, int] | None = Field(
+        default=None,
+        description="size (bytes: on disk, PostgreSQL; in memory, Redis), connections, max_connections; "
+        "null when not asked or the agent does not answer",
+    )

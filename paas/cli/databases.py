@@ -94,6 +94,11 @@ def info(name: str, as_json: JsonOpt = False) -> None:
         ("user, database", f"{d['username']}, {d['database']}"),
         ("memory", d["memory"] or "the server's PAAS_DATABASE_MEMORY"),
         ("exposed", f"127.0.0.1:{d['exposed_port']}" if d["exposed_port"] else "no"),
+        ("size", _size(d["stats"]["size"]) if d.get("stats") else "-"),
+        (
+            "connections",
+            f"{d['stats']['connections']} of {d['stats']['max_connections']}" if d.get("stats") else "-",
+        ),
         ("attached", "; ".join(f"{a['app']} ({', '.join(a['keys'])})" for a in d["attached"]) or "none"),
         ("bindable", " ".join(d["bindable"])),
         (
@@ -104,6 +109,14 @@ def info(name: str, as_json: JsonOpt = False) -> None:
     ]
     for key, value in rows:
         typer.echo(f"{key + ':':<16}{value}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
 
 
 @databases_app.command("destroy")

@@ -155,6 +155,10 @@ def test_the_app_migrates_in_prestart_and_writes_rows_through_its_bindings(
     assert "POSTGRES_PASSWORD (secret)" in log
     assert len(_ids(stack)) == 20
     info = _json(stack.paas("databases", "info", DB, "--json"))
+    assert info["stats"]["connections"] >= 1 and info["stats"]["max_connections"] == 100
+    assert info["stats"]["size"] > 1_000_000  # bytes on disk, every database of the server
+    shown = stack.paas("databases", "info", DB).stdout
+    assert "connections:" in shown and " of 100" in shown
     assert info["attached"] == [
         {
             "app": APP,

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Query, status
 
 from paas import databases
+from paas.errors import PaasError
 from paas.schemas import (
     DatabaseAttach,
     DatabaseCreate,
@@ -21,6 +22,7 @@ from paas.schemas import (
     DatabaseUpgrade,
     EnvChangeResult,
 )
+from web.agent_client import ask_agent
 from web.deps import CurrentToken, KeyringDep, SessionDep, SettingsDep, actor
 from web.routes.api import ERRORS
 
@@ -59,8 +61,16 @@ def post_database(
 @router.get(
     "/databases/{name}", response_model=DatabasePublic, summary="Show a database", responses=NOT_FOUND
 )
-def get_database(name: str, session: SessionDep, _token: CurrentToken) -> DatabasePublic:
-    return databases.database_public(session, databases.get_database(session, name))
+def get_database(
+    name: str, session: SessionDep, settings: SettingsDep, _token: CurrentToken
+) -> DatabasePublic:
+    public = databases.database_public(session, databases.get_database(session, name))
+    if public.state in ("ready", "upgrading"):
+        try:  # size and connections: the agent's to read (web never reaches a database)
+            public.stats = ask_agent(settings, f"/databases/{name}/stats", timeout=10)
+        except PaasError:
+            public.stats = None
+    return public
 
 
 @router.delete(
