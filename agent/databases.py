@@ -986,7 +986,7 @@ def database_stats(docker: DockerEngine, row: Database) -> dict[str, int]:
         info = dict(
             line.split(":", 1) for line in out.decode("utf-8", errors="replace").splitlines() if ":" in line
         )
-        most = _exec(
+        limit = _exec(
             docker, row, ["redis-cli", "CONFIG", "GET", "maxclients"], user="redis", what="CONFIG GET"
         )
         return {
