@@ -59,8 +59,14 @@ def container_port(app_port: int | None, exposed: dict[str, object] | None) -> i
     return tcp[0] if tcp else DEFAULT_PORT
 
 
-def release_command(procfile: dict[str, str], prestart_path: str | None) -> list[str] | None:
-    """Procfile ``release:`` wins; else the image's prestart.sh; else none."""
+def release_command(
+    procfile: dict[str, str], prestart_path: str | None, setting: str = ""
+) -> list[str] | None:
+    """The app's release command setting wins (it is said on purpose, as the
+    run command is); else the Procfile's ``release:``; else the image's
+    prestart.sh; else none."""
+    if setting:
+        return ["/bin/sh", "-c", setting]
     if "release" in procfile:
         return ["/bin/sh", "-c", procfile["release"]]
     if prestart_path:
@@ -144,7 +150,7 @@ def make_plan(
         image=deployment.image or image_tag(app.name, deployment.version),  # a release reuses its base's
         release_container_name=f"paas-{app.name}-release-v{deployment.version}",
         labels=labels,
-        release_command=release_command(procfile, prestart_path),
+        release_command=release_command(procfile, prestart_path, app.release_command),
         container_port=port,
         host_ip="127.0.0.1",
         processes=processes,

@@ -215,7 +215,7 @@ def reuse_image(doors: Doors, a: Attempt) -> None:
 def _plan(doors: Doors, a: Attempt, *, find_prestart: bool) -> ReleasePlan:
     config = doors.docker.image_config(a.image)
     # looking for prestart.sh creates containers: skip it when no release runs
-    wanted = find_prestart and "release" not in a.procfile
+    wanted = find_prestart and "release" not in a.procfile and not a.app.release_command
     prestart = _find_prestart(doors.docker, a.image, config) if wanted else None
     total = sum(formation(a.procfile, a.app.scale).values())
     limit = doors.settings.max_containers_per_app

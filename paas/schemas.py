@@ -207,6 +207,7 @@ class AppCreate(BaseModel):
     health_retries: Retries = 60
     data_path: DataPath = None
     run_command: RunCommand = ""
+    release_command: RunCommand = ""
     base_image: BaseImage = ""
     hsts: bool = False
     memory: Memory = ""
@@ -231,6 +232,7 @@ class AppUpdate(BaseModel):
     health_retries: Retries | None = None
     data_path: DataPath = None
     run_command: RunCommand | None = None
+    release_command: RunCommand | None = None
     base_image: BaseImage | None = None
     hsts: bool | None = Field(default=None, description="Send Strict-Transport-Security on HTTPS (opt-in)")
     memory: Memory | None = None  # "" clears it
@@ -240,6 +242,7 @@ class AppUpdate(BaseModel):
     @field_validator(
         "hsts",
         "run_command",
+        "release_command",
         "base_image",
         "memory",
         "repo_url",
@@ -271,6 +274,7 @@ class AppPublic(BaseModel):
     health_path: str | None
     data_path: str | None
     run_command: str
+    release_command: str = ""
     base_image: str
     scale: dict[str, int]
     hsts: bool

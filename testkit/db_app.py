@@ -4,8 +4,10 @@ by ``prestart.sh`` before traffic, the connection read from separate
 variables (``POSTGRES_SERVER``, ``POSTGRES_PASSWORD`` … as the official
 full-stack template does); and a counter in Redis (``counter_files``).
 
-``files(version)`` is the repository; ``postgres_bindings(db)`` the env that
-binds database ``db`` to it (no ``DATABASE_URL``).
+``files(version)`` is the repository (its migration script is
+``scripts/prestart.sh``, where paas does not look: the app's release command
+names it); ``postgres_bindings(db)`` the env that binds database ``db`` to
+it (no ``DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def files(version: str) -> dict[str, str]:
     return {
         "Dockerfile": DOCKERFILE,
         "requirements.txt": REQUIREMENTS,
-        "prestart.sh": PRESTART,
+        "scripts/prestart.sh": PRESTART,
         "alembic.ini": ALEMBIC_INI,
         "migrations/env.py": ENV_PY,
         "migrations/versions/0001_items.py": MIGRATION,
@@ -175,3 +177,6 @@ def root():
 def counter_files() -> dict[str, str]:
     """An app that counts in Redis, bound by ``REDIS_URL``."""
     return {"Dockerfile": DOCKERFILE, "requirements.txt": REQUIREMENTS, "main.py": COUNTER_MAIN}
+
+
+RELEASE_COMMAND = "sh scripts/prestart.sh"  # the app's --release-command

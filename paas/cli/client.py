@@ -66,6 +66,10 @@ HELP = {
     "run_command": (
         "The web command (sh -c); default: the Procfile's web:, else the image's CMD or a detected app."
     ),
+    "release_command": (
+        "Run once per deploy before the new version starts (sh -c), e.g. 'sh scripts/prestart.sh'; "
+        "default: the Procfile's release:, else a prestart.sh in the image."
+    ),
     "base_image": "What a build without a Dockerfile starts FROM; default: the server's PAAS_BASE_IMAGE.",
     "memory": "Memory per container, e.g. 256m; default: the server's PAAS_APP_MEMORY.",
     "cpus": "CPUs per container, e.g. 0.5; default: the server's PAAS_APP_CPUS.",
@@ -94,6 +98,7 @@ def apps_create(
         str | None, typer.Option(help="Mount a persistent volume here, shared by releases.")
     ] = None,
     run_command: Annotated[str, typer.Option(help=HELP["run_command"])] = "",
+    release_command: Annotated[str, typer.Option(help=HELP["release_command"])] = "",
     base_image: Annotated[str, typer.Option(help=HELP["base_image"])] = "",
     memory: Annotated[str, typer.Option(help=HELP["memory"])] = "",
     cpus: Annotated[float | None, typer.Option(help=HELP["cpus"])] = None,
@@ -144,6 +149,9 @@ def apps_set(
         str | None, typer.Option(help="Mount a persistent volume here; '' for none.")
     ] = None,
     run_command: Annotated[str | None, typer.Option(help=HELP["run_command"] + " '' clears it.")] = None,
+    release_command: Annotated[
+        str | None, typer.Option(help=HELP["release_command"] + " '' clears it.")
+    ] = None,
     base_image: Annotated[str | None, typer.Option(help=HELP["base_image"] + " '' clears it.")] = None,
     hsts: Annotated[
         bool | None,

@@ -55,7 +55,9 @@ def test_backup_wipe_fresh_install_restore_brings_every_row_back(
         old.paas("databases", "create", CACHE, "--engine", "redis", "--version", "7.0")
         general, secret = db_app.postgres_bindings(DB)
         shop_repo = GitRemote(tmp_path_factory.mktemp("git-rshop"))
-        hook = _create(old, APP, shop_repo, "--health-path", "/healthz")
+        hook = _create(
+            old, APP, shop_repo, "--health-path", "/healthz", "--release-command", db_app.RELEASE_COMMAND
+        )
         old.paas("env", "set", APP, *[f"{k}={v}" for k, v in general.items()])
         old.paas("env", "set", APP, "--secret", *[f"{k}={v}" for k, v in secret.items()])
         _push(old, APP, hook, shop_repo, db_app.files("v1"))

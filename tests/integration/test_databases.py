@@ -113,7 +113,18 @@ def shop(stack: Stack, db: dict[str, Any], tmp_path_factory: pytest.TempPathFact
     """The app bound to ``db`` by parts (no DATABASE_URL), deployed by a push, with rows."""
     repo = GitRemote(tmp_path_factory.mktemp("git-shop"))
     created = _json(
-        stack.paas("apps", "create", APP, "--repo", str(repo.bare), "--health-path", "/healthz", "--json")
+        stack.paas(
+            "apps",
+            "create",
+            APP,
+            "--repo",
+            str(repo.bare),
+            "--health-path",
+            "/healthz",
+            "--release-command",
+            db_app.RELEASE_COMMAND,
+            "--json",
+        )
     )
     general, secret = db_app.postgres_bindings(DB)
     stack.paas("env", "set", APP, *[f"{k}={v}" for k, v in general.items()])
@@ -151,6 +162,7 @@ def test_the_app_migrates_in_prestart_and_writes_rows_through_its_bindings(
     stack: Stack, shop: dict[str, Any]
 ) -> None:
     log = stack.release_log(APP, 1)
+    assert f"running /bin/sh -c {db_app.RELEASE_COMMAND} in a one-off container" in log  # the app's setting
     assert "prestart: migrating" in log
     assert "POSTGRES_PASSWORD (secret)" in log
     assert len(_ids(stack)) == 20

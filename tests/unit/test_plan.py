@@ -102,6 +102,13 @@ def test_release_command_prefers_procfile() -> None:
     assert release_command({}, None) is None
 
 
+def test_the_release_command_setting_wins_over_the_repository() -> None:
+    said = "sh scripts/prestart.sh"
+    assert release_command({"release": "x"}, "/app/prestart.sh", said) == ["/bin/sh", "-c", said]
+    assert release_command({}, None, said) == ["/bin/sh", "-c", said]
+    assert release_command({}, "/app/prestart.sh", "") == ["sh", "/app/prestart.sh"]
+
+
 def test_every_app_container_is_made_alike_and_a_serving_one_adds_its_port_restarts_and_log() -> None:
     limits = Limits(memory=256 << 20, nano_cpus=500_000_000, pids=128)
     made = container_kwargs(

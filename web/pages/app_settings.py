@@ -57,6 +57,7 @@ def _settings_page(
         "build.source_dir": app.source_dir,
         "build.dockerfile": app.dockerfile,
         "run.run_command": app.run_command,
+        "run.release_command": app.release_command,
         "run.port": str(app.port or ""),
         "run.health_path": app.health_path or "",
         "run.health_interval": f"{app.health_interval:g}",
@@ -252,6 +253,7 @@ def domain_remove(ed: EditingDep) -> RedirectResponse:
 BUILD_FIELDS = ("branch", "source_dir", "dockerfile")
 RUN_FIELDS = (
     "run_command",
+    "release_command",
     "port",
     "health_path",
     "health_interval",
