@@ -65,6 +65,7 @@ def get_database(
     name: str, session: SessionDep, settings: SettingsDep, _token: CurrentToken
 ) -> DatabasePublic:
     public = databases.database_public(session, databases.get_database(session, name))
+    session.commit()  # the agent reads the database too: hold no lock while it answers
     if public.state in ("ready", "upgrading"):
         try:  # size and connections: the agent's to read (web never reaches a database)
             public.stats = ask_agent(settings, f"/databases/{name}/stats", timeout=10)
