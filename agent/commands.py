@@ -15,7 +15,7 @@ import subprocess  # noqa: S404  (the one module allowed to)
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "Captured",
@@ -120,6 +120,12 @@ def capture(
         umask=umask,
     )
     return Captured(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def become(args: list[str]) -> NoReturn:
+    """Replace this process with ``args`` (an argument list, no shell): a
+    command that hands the terminal over (``paas databases console``)."""
+    os.execvp(args[0], args)  # noqa: S606  (an argument list; the caller's process ends here)
 
 
 def _nginx_base(nginx_bin: str, main_conf: Path | None) -> list[str]:

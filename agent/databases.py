@@ -50,6 +50,7 @@ __all__ = [
     "DATA_PATHS",
     "DatabaseFailed",
     "Databases",
+    "console_argv",
     "dump_database",
     "redis_command",
     "restore_database",
@@ -584,6 +585,17 @@ class Databases:
                     self.docker.start_existing(row.container)
             except Exception:  # noqa: BLE001  (one database must not stop the others)
                 log.exception("database %s: could not bring its container back", row.name)
+
+
+def console_argv(row: Database, *, tty: bool) -> list[str]:
+    """``docker exec`` into ``row``'s container with its own client: psql over
+    its socket (trust inside the container), redis-cli (REDISCLI_AUTH is in
+    its environment): no password on any command line."""
+    if row.engine == "postgres":
+        tool, user = ["psql", "-U", row.username, "-d", row.database], "postgres"
+    else:
+        tool, user = ["redis-cli"], "redis"
+    return ["docker", "exec", "-it" if tty else "-i", "--user", user, row.container, *tool]
 
 
 # backups -----------------------------------------------------------------------------------

@@ -26,13 +26,15 @@ from sqlmodel import select
 from agent import commands
 from agent.backup import NAME_PREFIX, SUFFIX
 from agent.certs import Preflight
+from agent.databases import database_stats
 from agent.docker_engine import DockerEngine, EngineError
 from agent.probe import connects, connects_unix
 from paas import layout
 from paas.crypto import FERNET_FILE, PRIVATE_FILE, PUBLIC_FILE
 from paas.db import make_engine, session_scope
-from paas.models import App, CertState, Domain
+from paas.models import App, CertState, Database, Domain
 from paas.settings import Settings
+from paas.trust import UntrustedRow, check_database
 
 __all__ = ["Check", "run_checks"]
 
@@ -371,6 +373,78 @@ def _backups(settings: Settings, docker: DockerEngine | None) -> list[Check]:
     return [Check("backups", OK, detail)]
 
 
+BACKUP_AGE_WARN = timedelta(days=2)
+CONNECTIONS_WARN = 0.8  # of max_connections
+
+
+def _databases(settings: Settings, docker: DockerEngine | None) -> list[Check]:
+    """Each database: running and healthy, connections under 80% of its limit,
+    and a good backup in the last two days."""
+    engine = make_engine(settings)
+    try:
+        with session_scope(engine) as session:
+            rows = [r for r in session.exec(select(Database)).all() if r.state in ("ready", "upgrading")]
+            for r in rows:
+                session.expunge(r)
+    finally:
+        engine.dispose()
+        layout.hold_database_files(settings)
+    found = []
+    docker = docker or DockerEngine()
+    for row in rows:
+        name = f"database {row.name}"
+        try:
+            check_database(row, settings=settings)
+        except UntrustedRow as exc:
+            found.append(Check(name, FAIL, str(exc)))
+            continue
+        info = docker.container(row.container)
+        if info is None or info.status != "running" or info.health != "healthy":
+            state = "missing" if info is None else f"{info.status}, {info.health or 'no health yet'}"
+            fix = f"`paas databases info {row.name}`; `docker logs {row.container}` says why"
+            found.append(Check(name, FAIL, f"{row.container} is {state}", fix))
+            continue
+        stats = database_stats(docker, row)
+        used, most = stats.get("connections", 0), stats.get("max_connections", 0)
+        if most and used >= most * CONNECTIONS_WARN:
+            found.append(
+                Check(
+                    name,
+                    WARN,
+                    f"{used} of {most} connections in use",
+                    "fewer processes or smaller pools per app (a release runs old and new side by side: "
+                    "count twice); or a bigger max_connections",
+                )
+            )
+        else:
+            found.append(
+                Check(
+                    name,
+                    OK,
+                    f"{row.engine} {row.server_version or row.version}, {used} of {most} connections",
+                )
+            )
+        if row.last_backup_error:
+            found.append(
+                Check(f"{name} backup", FAIL, row.last_backup_error[:300], "`paas backup` says more")
+            )
+        elif row.last_backup_at is None or datetime.now(UTC) - _aware(row.last_backup_at) > BACKUP_AGE_WARN:
+            when = "never" if row.last_backup_at is None else f"last {row.last_backup_at:%Y-%m-%d %H:%M} UTC"
+            found.append(
+                Check(
+                    f"{name} backup",
+                    WARN,
+                    f"no backup in two days ({when})",
+                    "`paas backup`, or PAAS_BACKUP_SCHEDULE",
+                )
+            )
+    return found
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 _CHECKS: tuple[Callable[[Settings, DockerEngine | None], list[Check]], ...] = (
     _engine,
     _nginx,
@@ -382,4 +456,5 @@ _CHECKS: tuple[Callable[[Settings, DockerEngine | None], list[Check]], ...] = (
     _clock,
     _certificates,
     _backups,
+    _databases,
 )

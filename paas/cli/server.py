@@ -29,6 +29,7 @@ from paas.cli.common import (
     tokens_app,
     users_app,
 )
+from paas.cli.databases import databases_app
 from paas.settings import SETTINGS_FILE, Settings, load_settings, settings_file_values
 
 if TYPE_CHECKING:  # the database's modules load when a command needs them
@@ -393,6 +394,36 @@ def restore(
         "as the agent works through them. Point DNS at this server; the API tokens, webhook secrets "
         "and web UI users are the backup's."
     )
+
+
+@databases_app.command("console")
+def database_console(name: str) -> None:
+    """Open psql or redis-cli inside a database (on the server, as root; stdin may be a script)."""
+    import os
+
+    from sqlmodel import Session, select
+
+    from agent.commands import become
+    from agent.databases import console_argv
+    from paas.db import make_engine
+    from paas.models import Database
+    from paas.trust import check_database
+
+    if os.geteuid() != 0:
+        fail("run `paas databases console` as root, on the server: it opens the database itself")
+    read_settings_file()
+    settings = load_settings()
+    engine = make_engine(settings)
+    try:
+        with Session(engine) as session:
+            row = session.exec(select(Database).where(Database.name == name)).first()
+    finally:
+        engine.dispose()
+    if row is None:
+        fail(f"no database named {name!r}")
+    check_database(row, settings=settings)
+    sys.stdout.flush()
+    become(console_argv(row, tty=sys.stdin.isatty()))  # the docker CLI takes the terminal over
 
 
 @app.command()

@@ -355,6 +355,20 @@ def test_backup_dumps_every_database_and_checks_each_dump(
     assert not [n for n in names if "/pgdata" in n or n.endswith("PG_VERSION")]  # never the live directory
     info = _json(stack.paas("databases", "info", DB, "--json"))
     assert info["last_backup_at"] and info["last_backup_error"] == ""
+    doctor = stack.paas("doctor", "--json", token=False, check=False)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert (
+        checks[f"database {DB}"]["status"] == "ok"
+        and " of 100 connections" in checks[f"database {DB}"]["detail"]
+    )
+    assert f"database {DB} backup" not in checks  # backed up just now: nothing to say
+
+
+def test_the_console_opens_the_database_without_a_password(stack: Stack, shop: dict[str, Any]) -> None:
+    out = stack.paas("databases", "console", DB, token=False, stdin="SELECT count(*) FROM item;\n").stdout
+    assert str(len(_ids(stack))) in out.split()
+    out = stack.paas("databases", "console", CACHE, token=False, stdin="PING\n").stdout
+    assert "PONG" in out
 
 
 def test_a_dump_that_cannot_be_read_fails_the_backup_loudly(
