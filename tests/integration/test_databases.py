@@ -30,6 +30,7 @@ from testkit.harness import (
     LOOPBACK,
     GitRemote,
     JsonReceiver,
+    NetworkNamespace,
     Stack,
     canary_hits,
     free_port,
@@ -255,13 +256,17 @@ def test_every_acknowledged_write_survives_the_database_killed(stack: Stack, sho
     writer.start()
     time.sleep(2)
     container = docker.from_env().containers.get(PG)
+    started = container.attrs["State"]["StartedAt"]
     os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)  # a crash, not a stop: Docker restarts it
     time.sleep(1)
     wait_until(lambda: _healthy(PG), "the database back after SIGKILL", 90)
     time.sleep(2)
     stop.set()
     writer.join(timeout=30)
-    assert len(acknowledged) > 10 and failed, (len(acknowledged), failed[:5])  # it wrote, and felt the kill
+    container.reload()
+    assert container.attrs["State"]["StartedAt"] != started  # it was killed and started again
+    assert len(acknowledged) > 10, (len(acknowledged), failed[:5])
+    print(f"\nSIGKILL under writes: {len(acknowledged)} acknowledged, {len(failed)} failed, none lost")
     assert set(acknowledged) <= _ids(stack)
 
 
@@ -306,6 +311,28 @@ def test_expose_binds_loopback_only_and_no_expose_removes_it(stack: Stack, db: d
     assert out.stdout.strip() == f"5432/tcp -> 127.0.0.1:{port}"
     with socket.create_connection((LOOPBACK, port), timeout=5):
         pass
+    # from another machine (a network namespace joined by a veth pair), no address of this host
+    # answers: not the exposed port, not the database's own
+    outside = NetworkNamespace()
+    outside.start({})
+    try:
+        probe = (
+            "import socket, sys\n"
+            "for port in sys.argv[2:]:\n"
+            "    s = socket.socket(); s.settimeout(3)\n"
+            "    print(port, s.connect_ex((sys.argv[1], int(port))) == 0)\n"
+        )
+        seen = outside.run(["/usr/bin/python3", "-c", probe, outside.host_address, str(port), "5432"])
+        assert seen.stdout.split() == [str(port), "False", "5432", "False"], seen.stdout + seen.stderr
+        # the probe does see a port that listens on every address
+        with socket.socket() as listening:
+            listening.bind(("0.0.0.0", 0))  # noqa: S104  (the control: reachable from outside)
+            listening.listen()
+            open_port = str(listening.getsockname()[1])
+            seen = outside.run(["/usr/bin/python3", "-c", probe, outside.host_address, open_port])
+        assert seen.stdout.split() == [open_port, "True"], seen.stdout + seen.stderr
+    finally:
+        outside.stop()
     stack.paas("databases", "expose", DB, "--no-expose")
     out = subprocess.run(["docker", "port", PG], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
