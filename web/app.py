@@ -29,6 +29,7 @@ from web.pages import app as app_pages
 from web.pages import app_settings, signin
 from web.pages import apps as apps_pages
 from web.pages import common as pages
+from web.pages import databases as database_pages
 from web.plain_http import PlainHttpGuard, control_certificate_issued
 from web.routes import api, databases, hooks, notify, runtime
 from web.sessions import SessionBySchemeMiddleware, SessionCheck
@@ -74,6 +75,7 @@ def create_web_app(
     app.include_router(notify.router, tags=["api"])
     app.include_router(databases.router, tags=["api"])
     app.include_router(signin.router)
+    app.include_router(database_pages.router)
     app.include_router(apps_pages.router)
     app.include_router(app_pages.router)
     app.include_router(app_settings.router)

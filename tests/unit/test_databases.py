@@ -314,3 +314,54 @@ def test_upgrade_refuses_an_older_version_and_queues_a_newer_one(
     assert (payload["op"], payload["version"]) == ("upgrade", "17")
     gone = client.delete("/api/v1/databases/db?previous=true", headers=auth)
     assert gone.status_code == 404 and "no previous instance" in gone.text
+
+
+# the web UI -------------------------------------------------------------------------------------
+
+
+def test_the_databases_pages_create_attach_and_never_show_the_password(
+    client: TestClient, engine: Engine, settings: Settings, shop: dict[str, Any]
+) -> None:
+    from paas.users import create_user
+    from tests.unit.test_ui import csrf_of, sign_in
+
+    with session_scope(engine) as s:
+        create_user(s, username="admin", password="correct horse battery")
+    assert client.get("/databases", follow_redirects=False).status_code == 303
+    sign_in(client)
+    page = client.get("/databases")
+    assert page.status_code == 200 and "No databases yet" in page.text
+    token = csrf_of(page.text)
+    bad = client.post("/databases", data={"name": "Bad", "engine": "postgres", "csrf": token})
+    assert bad.status_code == 422 and "must be 1-30 characters" in bad.text and 'value="Bad"' in bad.text
+    made = client.post(
+        "/databases",
+        data={"name": "db", "engine": "postgres", "version": "15", "csrf": token},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303 and made.headers["location"] == "/databases/db"
+    with Session(engine) as s:
+        (job,) = [j for j in s.exec(select(Job)).all() if j.kind == "database"]
+        assert job.payload["op"] == "create"
+    _ready(engine, "db", settings)
+    page = client.get("/databases/db")
+    assert page.status_code == 200
+    assert (
+        "paasdb-db-pg15" in page.text and "${db.DATABASE_URL}" in page.text and "${db.PASSWORD}" in page.text
+    )
+    r = client.post(
+        "/databases/db/attach", data={"app": "shop", "key": "", "csrf": token}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    page = client.get("/databases/db").text
+    assert "DATABASE_URL" in page and 'href="/apps/shop"' in page
+    refused = client.post("/databases/db/destroy", data={"confirm": "db", "csrf": token})
+    assert "attached to shop" in refused.text  # shown as the next page's message
+    # the password lives sealed; it is on no page
+    keyring = Keyring(settings.keys_dir, private=True)
+    with Session(engine) as s:
+        sealed = s.exec(select(Database)).one().password
+    password = keyring.decrypt(sealed, purpose=db_password_purpose("db"))
+    for path in ("/databases", "/databases/db", "/apps/shop/settings", "/api/v1/databases/db"):
+        shown = client.get(path).text
+        assert password not in shown and sealed not in shown, path
