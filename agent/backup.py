@@ -56,7 +56,7 @@ from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
 from agent import commands
-from agent.databases import DatabaseFailed, dump_database, restore_database
+from agent.databases import DatabaseFailed, dump_database, restore_database, restore_dumps, table_counts
 from agent.docker_engine import DockerEngine, EngineError
 from agent.plan import data_volume, owned
 from agent.probe import connects, connects_unix
@@ -66,6 +66,7 @@ from paas.db import current_revision, head_revision, make_engine, session_scope
 from paas.errors import PaasError, SettingsError
 from paas.instance import instance_id
 from paas.models import App, Database, DatabaseState, Deployment, DeploymentStatus, Job, JobState, utcnow
+from paas.schemas import version_key
 from paas.services import live_release
 from paas.settings import DATABASE_VERSION, Settings, load_settings, settings_file_values
 from paas.trust import UntrustedRow, check_app, check_app_name, check_database, check_release
@@ -74,6 +75,8 @@ from paas.version import version
 __all__ = [
     "BackupError",
     "BackupMade",
+    "backup_database",
+    "restore_database_archive",
     "Restored",
     "make_backup",
     "merge_settings",
@@ -1015,3 +1018,140 @@ def queue_restored_apps(settings: Settings, docker: DockerEngine) -> list[str]:
         engine.dispose()
         layout.hold_database_files(settings)
     return said
+
+
+# one database ----------------------------------------------------------------------------------
+
+DB_ARCHIVE_PREFIX = "paas-db-"
+
+
+def backup_database(
+    settings: Settings, docker: DockerEngine, name: str, *, output: Path | None = None
+) -> BackupMade:
+    """`paas databases backup NAME`: its dumps, checked as `paas backup`
+    checks them, in an archive of their own (0600, whole or not at all)."""
+    row = _ready_row(settings, name)
+    if output is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        output = settings.backups_dir / f"{DB_ARCHIVE_PREFIX}{name}-{stamp}{SUFFIX}"
+        _private_dir(settings.backups_dir)
+    output = output.absolute()
+    if not output.parent.is_dir():
+        raise BackupError(f"cannot write {output}: no directory {output.parent}")
+    output = _safe_directory(output.parent) / output.name
+    if os.path.lexists(output):
+        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
+    with tempfile.TemporaryDirectory(prefix=".paas-db-backup-", dir=output.parent) as tmp:
+        staged = Path(tmp)
+        entries = _dump_databases(settings, docker, [row], staged / "databases")
+        manifest = {
+            "format": FORMAT,
+            "kind": "database",
+            "paas_version": version(),
+            "made_at": utcnow().isoformat(timespec="seconds"),
+            "databases": entries,
+        }
+        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        partial = staged / "archive.partial"
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar:
+                tar.add(staged / "manifest.json", arcname=f"{ROOT}/manifest.json")
+                tar.add(staged / "databases", arcname=f"{ROOT}/databases")
+            _put_in_place(partial, output)
+        except OSError as exc:
+            raise BackupError(f"cannot write {output}: {exc}") from exc
+    _record_backup(settings, [name], error="")
+    return BackupMade(
+        path=output, size=output.stat().st_size, apps=[], volumes=[], images=[], databases=[name]
+    )
+
+
+def restore_database_archive(settings: Settings, docker: DockerEngine, name: str, archive: Path) -> str:
+    """`paas databases restore NAME --from FILE`: one database's dumps (from
+    `paas databases backup` or `paas backup`) into database NAME, which must
+    run, be empty, be of the same engine and no older a major version."""
+    if not archive.is_file():
+        raise BackupError(f"no archive at {archive}")
+    row = _ready_row(settings, name)
+    with tempfile.TemporaryDirectory(prefix=".restore-db-", dir=_staging_parent(settings)) as tmp:
+        staging = Path(tmp)
+        _run(
+            [
+                "tar",
+                "-x",
+                "-z",
+                "-f",
+                str(archive),
+                "-C",
+                str(staging),
+                f"{ROOT}/manifest.json",
+                f"{ROOT}/databases",
+            ],
+            None,
+            f"reading {archive}",
+        )
+        part = staging / ROOT
+        try:
+            manifest = json.loads((part / "manifest.json").read_text(encoding="utf-8"))
+            entries = list(manifest["databases"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BackupError(f"{archive} holds no database dumps paas can read ({exc})") from None
+        if len(entries) != 1:
+            names = ", ".join(str(e.get("name")) for e in entries if isinstance(e, dict))
+            raise BackupError(
+                f"{archive} holds {len(entries)} databases ({names}): restore one with `paas restore`"
+            )
+        entry = entries[0]
+        _check_database_entry(entry, part, archive)
+        if entry["engine"] != row.engine:
+            raise BackupError(f"{archive} holds a {entry['engine']} database; {name} is {row.engine}")
+        if version_key(entry["version"])[0] > version_key(row.version)[0]:
+            raise BackupError(
+                f"{archive} was dumped from {row.engine} {entry['version']}; {name} runs {row.version}, "
+                "which cannot read it: create it at that version or newer"
+            )
+        try:
+            held = table_counts(docker, row)
+        except (DatabaseFailed, EngineError) as exc:
+            raise BackupError(f"cannot look into {name}: {exc}") from exc
+        if any(held.values()) or (row.engine == "postgres" and held):
+            shown = ", ".join(sorted(held)[:5])
+            raise BackupError(
+                f"{name} is not empty ({shown}): restore into a new database (paas databases create)"
+            )
+        password = crypto.Keyring(settings.keys_dir, private=True).decrypt(
+            row.password, purpose=crypto.db_password_purpose(name)
+        )
+        try:
+            restore_dumps(
+                docker,
+                row,
+                password=password,
+                files=entry["files"],
+                source=part / "databases" / entry["name"],
+                archived_database=str(entry.get("database") or entry["name"].replace("-", "_")),
+                settings=settings,
+                instance=instance_id(settings.data_dir),
+            )
+        except (DatabaseFailed, EngineError) as exc:
+            raise BackupError(f"{name} could not be restored: {exc}") from exc
+        after = table_counts(docker, row)
+    return f"{name}: {len(after)} table(s), {sum(after.values())} row(s) restored from {entry['name']}"
+
+
+def _ready_row(settings: Settings, name: str) -> Database:
+    engine = make_engine(settings)
+    try:
+        with Session(engine) as session:
+            row = session.exec(select(Database).where(Database.name == name)).first()
+            if row is None:
+                raise BackupError(f"no database named {name!r}")
+            if row.state != DatabaseState.ready:
+                raise BackupError(f"database {name} is {row.state}, not ready")
+            check_database(row, settings=settings)
+            session.expunge(row)
+    finally:
+        engine.dispose()
+        layout.hold_database_files(settings)
+    return row

@@ -54,6 +54,9 @@ __all__ = [
     "dump_database",
     "redis_command",
     "restore_database",
+    "restore_dumps",
+    "set_postgres_password",
+    "table_counts",
     "service_spec",
 ]
 
@@ -134,6 +137,24 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
         stop_signal="SIGTERM",
         **common,  # type: ignore[arg-type]
     )
+
+
+def set_postgres_password(docker: DockerEngine, row: Database, password: str) -> None:
+    """The row's password on its role again (a kept volume, a restored dump, has
+    another). The SQL goes to psql's stdin from printf, a shell builtin: no
+    process's arguments hold the password."""
+    script = (
+        'printf "ALTER ROLE \\"%s\\" PASSWORD \'%s\';\\n" "$PAAS_DB_USER" "$PAAS_DB_PASSWORD" '
+        '| psql -q -v ON_ERROR_STOP=1 -U "$PAAS_DB_USER" -d postgres'
+    )
+    code, _out, err = docker.exec_to(
+        row.container,
+        ["sh", "-c", script],
+        env={"PAAS_DB_USER": row.username, "PAAS_DB_PASSWORD": password},
+    )
+    if code != 0:
+        said = err.decode(errors="replace")[-500:]
+        raise DatabaseFailed(f"could not set the password of {row.name}: {said}")
 
 
 def wait_ready(docker: DockerEngine, row: Database, *, timeout: int) -> None:
@@ -249,7 +270,7 @@ class Databases:
         self.docker.run_service(spec)
         self.wait_ready(row)
         if row.engine == "postgres":
-            self._set_postgres_password(row, password)  # a kept volume has the old one
+            set_postgres_password(self.docker, row, password)  # a kept volume has the old one
         digest = self._digest(row.image)
         self._set(
             row.name,
@@ -265,22 +286,6 @@ class Databases:
         found = self.docker.image_names_and_labels(image)
         digests = [n for n in (found[0] if found else []) if "@sha256:" in n]
         return digests[0].split("@", 1)[1] if digests else (self.docker.image_id(image) or "")
-
-    def _set_postgres_password(self, row: Database, password: str) -> None:
-        # the SQL goes in on stdin of psql, from printf, a shell builtin: no argv holds the password
-        script = (
-            'printf "ALTER ROLE \\"%s\\" PASSWORD \'%s\';\\n" "$PAAS_DB_USER" "$PAAS_DB_PASSWORD" '
-            '| psql -q -v ON_ERROR_STOP=1 -U "$PAAS_DB_USER" -d postgres'
-        )
-        code, _out, err = self.docker.exec_to(
-            row.container,
-            ["sh", "-c", script],
-            env={"PAAS_DB_USER": row.username, "PAAS_DB_PASSWORD": password},
-        )
-        if code != 0:
-            raise DatabaseFailed(
-                f"could not set the password of {row.name}: {err.decode(errors='replace')[-500:]}"
-            )
 
     def wait_ready(self, row: Database) -> None:
         wait_ready(self.docker, row, timeout=self.settings.database_ready_timeout)
@@ -617,6 +622,7 @@ def dump_database(docker: DockerEngine, row: Database, into: Path) -> dict[str, 
     entry: dict[str, object] = {
         "name": row.name,
         "engine": row.engine,
+        "database": row.database,
         "version": row.version,
         "image": row.image,
         "exposed_port": row.exposed_port,
@@ -761,6 +767,35 @@ def restore_database(
     if row.engine == "postgres":
         _restore_postgres(docker, row, password=password, files=files, source=source)
     else:
+        _restore_redis(docker, row, spec=spec, source=source, timeout=settings.database_ready_timeout)
+
+
+def restore_dumps(
+    docker: DockerEngine,
+    row: Database,
+    *,
+    password: str,
+    files: list[dict[str, str]],
+    source: Path,
+    archived_database: str,
+    settings: Settings,
+    instance: str,
+) -> None:
+    """Load another database's dumps into ``row`` (running, empty): its main
+    database's dump into ``row``'s, the others by their own names; then the
+    row's password again (the dump's roles carry theirs)."""
+    if row.engine == "postgres":
+        mapped = [
+            {**item, "database": row.database if item["database"] == archived_database else item["database"]}
+            for item in files
+        ]
+        roles = [item for item in mapped if item["file"] == "globals.sql"]
+        _restore_postgres(docker, row, password=password, files=roles, source=source)
+        set_postgres_password(docker, row, password)  # the dump's roles carried their own
+        rest = [item for item in mapped if item["file"] != "globals.sql"]
+        _restore_postgres(docker, row, password=password, files=rest, source=source)
+    else:
+        spec = service_spec(row, password=password, instance=instance, settings=settings)
         _restore_redis(docker, row, spec=spec, source=source, timeout=settings.database_ready_timeout)
 
 

@@ -396,6 +396,40 @@ def restore(
     )
 
 
+@databases_app.command("backup")
+def database_backup(
+    name: str,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (default: a new file in PAAS_BACKUP_DIR)."),
+    ] = None,
+) -> None:
+    """One database's dumps, checked, in an archive of its own (on the server, as root)."""
+    from agent.backup import backup_database
+    from agent.docker_engine import DockerEngine
+
+    _need_root("databases backup")
+    settings = _prepare()
+    made = backup_database(settings, DockerEngine(), name, output=output)
+    typer.echo(f"backup of {name} written: {made.path} ({_size(made.size)}), its dumps read back and good")
+
+
+@databases_app.command("restore")
+def database_restore(
+    name: str,
+    source: Annotated[
+        Path, typer.Option("--from", help="An archive of `paas databases backup` or `paas backup`.")
+    ],
+) -> None:
+    """Load a database's dumps into database NAME, which must be new or empty (on the server, as root)."""
+    from agent.backup import restore_database_archive
+    from agent.docker_engine import DockerEngine
+
+    _need_root("databases restore")
+    settings = _prepare()
+    typer.echo(restore_database_archive(settings, DockerEngine(), name, source))
+
+
 @databases_app.command("console")
 def database_console(name: str) -> None:
     """Open psql or redis-cli inside a database (on the server, as root; stdin may be a script)."""

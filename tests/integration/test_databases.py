@@ -456,6 +456,26 @@ class Reader:
         return self.failed[-1] - self.failed[0] if self.failed else 0.0
 
 
+def test_one_database_backed_up_and_restored_into_a_new_one(
+    stack: Stack, shop: dict[str, Any], tmp_path: Path
+) -> None:
+    archive = tmp_path / "one.tar.gz"
+    made = stack.paas("databases", "backup", DB, "--output", str(archive), token=False)
+    assert "read back and good" in made.stdout
+    copy = f"copy{TAG}"
+    stack.paas("databases", "create", copy, "--engine", "postgres", "--version", "15")
+    out = stack.paas("databases", "restore", copy, "--from", str(archive), token=False).stdout
+    assert "restored" in out
+    count = stack.paas("databases", "console", copy, token=False, stdin="SELECT count(*) FROM item;\n").stdout
+    assert str(len(_ids(stack))) in count.split()
+    # the copy keeps its own password: an app bound to it would connect
+    info = _json(stack.paas("databases", "info", copy, "--json"))
+    assert info["state"] == "ready" and info["stats"]["connections"] >= 0
+    again = stack.paas("databases", "restore", copy, "--from", str(archive), token=False, check=False)
+    assert again.returncode != 0 and "is not empty" in again.stderr
+    stack.paas("databases", "destroy", copy, "--yes", "--purge")
+
+
 def test_a_minor_upgrade_is_in_place_and_an_older_version_is_refused(
     stack: Stack, shop: dict[str, Any]
 ) -> None:
