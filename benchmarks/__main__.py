@@ -13,7 +13,11 @@ measured in the same run:
   after one app is deployed; floor: an empty FastAPI app under uvicorn;
 - signed webhooks from 8 concurrent senders through nginx: deliveries per
   second and p50/p99 latency; floor: a minimal FastAPI endpoint that checks
-  the same HMAC signature.
+  the same HMAC signature;
+- databases: ``paas databases create`` → ready (floor: ``docker run`` of the
+  same image until ``pg_isready``), ``attach`` → the app live with the URL
+  (floor: a plain env change), and ``paas databases backup`` of a 1 GB
+  database (floor: a bare ``pg_dump`` of it).
 
 paas runs with its default timings (the tests' harness shortens some). The
 results go to benchmarks/results/ (a dated file and latest.md) and between
@@ -411,7 +415,90 @@ def machine() -> str:
     )
 
 
-PARTS = ("deploys", "memory", "webhooks")
+PARTS = ("deploys", "memory", "webhooks", "databases")
+
+
+# databases and their floors ---------------------------------------------------------------------
+
+DB_IMAGE, DB_VERSION = "postgres:15-bookworm", "15"
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def _pg_ready(container: str) -> bool:
+    done = subprocess.run(
+        ["docker", "exec", container, "pg_isready", "-q", "-U", "postgres"], capture_output=True
+    )
+    return done.returncode == 0
+
+
+def database_figures(stack: Stack, runs: int, extra: list[str]) -> list[Figure]:
+    """create → ready beside a bare `docker run` of the same image until
+    pg_isready; attach → the app live with the URL beside a plain env change;
+    a backup of a 1 GB database beside a bare pg_dump of it."""
+    created, floor_created = Samples(), Samples()
+    for i in range(runs):
+        name = f"bdb{i}"
+        created.add(_timed(lambda n=name: stack.paas("databases", "create", n, "--engine", "postgres",
+                                                     "--version", DB_VERSION)))  # fmt: skip
+        bare = f"paas-bench-bare-pg-{os.getpid()}-{i}"
+        started = time.monotonic()
+        docker("run", "-d", "--name", bare, "-e", "POSTGRES_PASSWORD=bench", DB_IMAGE)
+        try:
+            wait_for(lambda b=bare: _pg_ready(b), what="a bare postgres")
+            floor_created.add(time.monotonic() - started)
+        finally:
+            docker("rm", "-f", "-v", bare)
+    attached, env_changed = Samples(), Samples()
+    for i in range(runs):
+        attached.add(_timed(lambda i=i: stack.paas("databases", "attach", f"bdb{i}", APP, "--as", f"DB_{i}")))
+        env_changed.add(_timed(lambda i=i: stack.paas("env", "set", APP, f"PLAIN_{i}=x", "--wait")))
+    for i in range(runs):
+        stack.paas("databases", "detach", f"bdb{i}", APP, "--no-restart")
+    # a 1 GB database: a million rows of a kilobyte each
+    big = "bdb0"
+    container = f"paasdb-{big}-pg{DB_VERSION}"
+    statements = [  # each its own -c: VACUUM runs outside a transaction
+        "CREATE TABLE filler (id bigint PRIMARY KEY, body text NOT NULL)",
+        "INSERT INTO filler SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 31) "
+        "FROM generate_series(1, 1000000) g",
+        "VACUUM ANALYZE filler",
+    ]
+    print("benchmark: filling a 1 GB database", flush=True)
+    commands = [arg for sql in statements for arg in ("-c", sql)]
+    docker("exec", "--user", "postgres", container, "psql", "-q", "-U", "postgres", "-d", big, *commands)
+    size = docker("exec", "--user", "postgres", container, "psql", "-tA", "-U", "postgres", "-d", big, "-c",
+                  "SELECT pg_database_size(current_database())")  # fmt: skip
+    backed, bare_dump = Samples(), Samples()
+    out = Path(tempfile.mkdtemp(prefix="bench-dumps-", dir=stack.root))
+    for i in range(min(runs, 3)):
+        target = out / f"paas-{i}.tar.gz"
+        backed.add(
+            _timed(lambda t=target: stack.paas("databases", "backup", big, "--output", str(t), token=False))
+        )
+        target.unlink()
+        with open(out / "bare.dump", "wb") as fh:
+            started = time.monotonic()
+            subprocess.run(["docker", "exec", "--user", "postgres", container, "pg_dump", "-U", "postgres",
+                            "--format=custom", "-d", big], stdout=fh, check=True)  # fmt: skip
+            bare_dump.add(time.monotonic() - started)
+        (out / "bare.dump").unlink()
+    extra.append(
+        f"The backed-up database: {int(size) / 2**30:.2f} GiB on disk (a million rows of 1 KiB). "
+        "paas's backup is its pg_dump --format=custom streamed out of the container, pg_restore --list "
+        "of it in a throwaway container, then the archive (gzip level 1)."
+    )
+    return [
+        Figure("databases create → ready (postgres)", created, "s", "", floor_created,
+               "docker run + pg_isready"),
+        Figure("databases attach → app live with the URL", attached, "s", "", env_changed,
+               "a plain env change (env set --wait)"),
+        Figure("backup of a 1 GB database", backed, "s", "", bare_dump, "bare pg_dump of it", digits=1),
+    ]  # fmt: skip
 
 
 def deploy_figures(
@@ -510,6 +597,9 @@ def main() -> None:
         if "webhooks" in parts:
             print("benchmark: webhooks", flush=True)
             figures += webhook_figures(webhooks(stack, 3, options.webhooks))
+        if "databases" in parts:
+            print("benchmark: databases", flush=True)
+            figures += database_figures(stack, min(options.runs, 3), extra)
         if "memory" in parts:
             print("benchmark: memory of paas web and paas agent apart (the systemd units)", flush=True)
             apart = services_memory(stack)
