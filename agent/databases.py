@@ -309,10 +309,12 @@ class Databases:
             row = self._row(session, name)
             password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
             session.expunge(row)
-        repository = self.settings.postgres_image if row.engine == "postgres" else self.settings.redis_image
-        container, volume, network = names_for(name, row.engine, version)
+        # the image family stays the database's own: its repository and Debian release
+        repository, _colon, tag = row.image.partition(":")
+        variant = tag.removeprefix(f"{row.version}-")
+        container, volume, _network = names_for(name, row.engine, version)
         new = Database(**{**row.model_dump(), "version": version, "container": container, "volume": volume})
-        new.image = image_for(repository, version, self.settings.database_variant)
+        new.image = image_for(repository, version, variant)
         check_database(new, settings=self.settings)
         try:
             if self.docker.image_id(new.image) is None:

@@ -53,6 +53,7 @@ _VERSION_TAG = re.compile(r"paas/(?P<app>[a-z][a-z0-9-]{0,29}):v(?P<version>[1-9
 _CONTAINER_TAIL = re.compile(r"[a-z][a-z0-9_-]{0,29}-v[1-9][0-9]{0,18}-[0-9]{1,3}")  # after paas-<app>-
 _UPSTREAM = re.compile(r"(?P<host>[0-9.]{7,15}):(?P<port>[0-9]{1,5})")
 MAX_COMMAND = 4000  # a Procfile line
+_VARIANT = re.compile(r"[a-z][a-z0-9.-]{0,30}")  # PAAS_DATABASE_VARIANT's pattern
 
 
 class UntrustedRow(InvalidInput):
@@ -148,8 +149,16 @@ def check_database(db: Database, *, settings: Settings) -> Database:
             raise ValueError
     except (ValueError, TypeError):
         raise _refuse(where, "version or memory", "is not what web accepts") from None
-    repository = settings.postgres_image if db.engine == "postgres" else settings.redis_image
-    if db.image != image_for(repository, db.version, settings.database_variant):
+    # the repository this server names for the engine, or the official one (a database made
+    # before PAAS_POSTGRES_IMAGE or PAAS_DATABASE_VARIANT changed keeps its image)
+    repositories = {db.engine, settings.postgres_image if db.engine == "postgres" else settings.redis_image}
+    repository, _colon, tag = db.image.partition(":")
+    variant = tag.removeprefix(f"{db.version}-")
+    if (
+        repository not in repositories
+        or not _VARIANT.fullmatch(variant)
+        or db.image != image_for(repository, db.version, variant)
+    ):
         raise _refuse(where, "image", f"{_shown(db.image)} is not the image of its engine and version")
     if (db.container, db.volume, db.network) != names_for(db.name, db.engine, db.version):
         raise _refuse(where, "container, volume or network", "is not the one its name makes")

@@ -165,9 +165,14 @@ def test_redis_has_its_password_only_in_its_environment(settings: Settings) -> N
 
 def test_a_row_pointing_at_another_image_or_volume_is_refused(settings: Settings) -> None:
     assert check_database(_row(), settings=settings).name == "db"
+    # made before PAAS_DATABASE_VARIANT changed: its own image stays trusted
+    assert check_database(_row(image="postgres:15-trixie"), settings=settings).image == "postgres:15-trixie"
     for change in (
         {"image": "evil/postgres:15-bookworm"},
         {"image": "postgres:latest"},
+        {"image": "postgres:15-bookworm@sha256:" + "0" * 64},
+        {"image": "postgres:16-bookworm"},
+        {"image": "redis:15-bookworm"},
         {"volume": "paas-shop-data"},
         {"container": "paas-shop-web-v1-1"},
         {"network": "bridge"},
