@@ -69,6 +69,24 @@ STOP_GRACE = {"postgres": 60, "redis": 30}  # seconds between SIGINT/SIGTERM and
 REDIS_CONF_DIR = "/dev/shm"  # noqa: S108  (inside the container, its own)
 
 
+HEALTH = {  # Docker's health check of each engine (pg_isready; PING, authenticated by REDISCLI_AUTH)
+    # over TCP: the official image's entrypoint first runs a server on its socket alone (to
+    # init), then stops it and starts the real one; only the real one listens on TCP
+    "postgres": lambda db: (
+        "CMD",
+        "pg_isready",
+        "-q",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        db.username,
+        "-d",
+        db.database,
+    ),
+    "redis": lambda _db: ("CMD-SHELL", '[ "$(redis-cli ping)" = PONG ]'),
+}
+
+
 def redis_command(memory: int, *, appendonly: bool = True) -> tuple[str, ...]:
     """The Redis container's command: its config written to /dev/shm, then
     redis-server on it. ``maxmemory`` is three quarters of the container's
@@ -125,7 +143,7 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
                 ("POSTGRES_DB", db.database),
             ),
             user="",  # the entrypoint starts as root, owns the data directory, then drops to postgres
-            health=("CMD", "pg_isready", "-q", "-U", db.username, "-d", db.database),
+            health=HEALTH["postgres"](db),
             stop_signal="SIGINT",  # a fast shutdown: clients cut, everything written
             **common,  # type: ignore[arg-type]
         )
@@ -133,7 +151,7 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
         command=redis_command(memory),
         env=(("REDISCLI_AUTH", password),),
         user="redis",
-        health=("CMD-SHELL", '[ "$(redis-cli ping)" = PONG ]'),
+        health=HEALTH["redis"](db),
         stop_signal="SIGTERM",
         **common,  # type: ignore[arg-type]
     )
@@ -157,9 +175,18 @@ def set_postgres_password(docker: DockerEngine, row: Database, password: str) ->
         raise DatabaseFailed(f"could not set the password of {row.name}: {said}")
 
 
+def _health_argv(row: Database) -> list[str]:
+    """The container's health check as a command the agent can run in it."""
+    kind, *test = HEALTH[row.engine](row)
+    return ["sh", "-c", test[0]] if kind == "CMD-SHELL" else list(test)
+
+
 def wait_ready(docker: DockerEngine, row: Database, *, timeout: int) -> None:
     """Until ``row``'s container is running and healthy; a container that
-    exits or turns unhealthy first is a :class:`DatabaseFailed` with its last lines."""
+    exits or turns unhealthy first is a :class:`DatabaseFailed` with its last
+    lines. While Docker's first check is still to come (it waits an interval),
+    the agent runs the same check itself, so a database that is up counts
+    at once."""
     deadline = time.monotonic() + timeout
     while True:
         info = docker.container(row.container)
@@ -167,6 +194,13 @@ def wait_ready(docker: DockerEngine, row: Database, *, timeout: int) -> None:
             raise DatabaseFailed(f"the container of {row.name} is gone")
         if info.status == "running" and info.health == "healthy":
             return
+        if info.status == "running" and info.health == "starting":
+            try:
+                code, _out, _err = docker.exec_to(row.container, _health_argv(row))
+            except EngineError:
+                code = -1
+            if code == 0:
+                return
         if info.status in ("exited", "dead") or info.health == "unhealthy":
             tail = "; ".join(docker.logs_tail(row.container, 5))
             raise DatabaseFailed(f"{row.name} did not start ({info.status}, {info.health}): {tail[-800:]}")

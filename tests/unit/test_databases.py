@@ -140,7 +140,7 @@ def test_postgres_runs_private_bounded_and_stops_cleanly(settings: Settings) -> 
     )
     assert dict(spec.env) == {"POSTGRES_PASSWORD": "pw", "POSTGRES_USER": "postgres", "POSTGRES_DB": "db"}
     assert (spec.volume, spec.data_path) == ("paasdb-db-pg15-data", "/var/lib/postgresql/data")
-    assert spec.health == ("CMD", "pg_isready", "-q", "-U", "postgres", "-d", "db")
+    assert spec.health == ("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "db")
     assert (spec.stop_signal, spec.stop_timeout, spec.memory) == ("SIGINT", 60, 256 * 1024 * 1024)
     assert dict(spec.labels) == {"paas.instance": "i1", "paas.database": "db", "paas.engine": "postgres"}
     assert "pw" not in repr(spec)  # the password is never in a log line made of the spec
