@@ -56,7 +56,14 @@ from sqlalchemy import create_engine, make_url
 from sqlmodel import Session, col, select
 
 from agent import commands
-from agent.databases import DatabaseFailed, dump_database, restore_database, restore_dumps, table_counts
+from agent.databases import (
+    DatabaseFailed,
+    dump_database,
+    open_password,
+    restore_database,
+    restore_dumps,
+    table_counts,
+)
 from agent.docker_engine import DockerEngine, EngineError
 from agent.plan import data_volume, owned
 from agent.probe import connects, connects_unix
@@ -721,7 +728,7 @@ def _restore_databases(
                 if row is None:
                     raise BackupError(f"database {entry['name']} is in the manifest but not in the database")
                 check_database(row, settings=settings)
-                password = keyring.decrypt(row.password, purpose=crypto.db_password_purpose(row.name))
+                password = open_password(keyring, row)
                 session.expunge(row)
             if docker.volume_path(row.volume) is not None:
                 raise BackupError(f"the volume {row.volume} exists: remove it (docker volume rm) first")
@@ -1120,9 +1127,7 @@ def restore_database_archive(settings: Settings, docker: DockerEngine, name: str
             raise BackupError(
                 f"{name} is not empty ({shown}): restore into a new database (paas databases create)"
             )
-        password = crypto.Keyring(settings.keys_dir, private=True).decrypt(
-            row.password, purpose=crypto.db_password_purpose(name)
-        )
+        password = open_password(crypto.Keyring(settings.keys_dir, private=True), row)
         try:
             restore_dumps(
                 docker,

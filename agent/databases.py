@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 
 from agent.docker_engine import DockerEngine, EngineError, ServiceSpec
 from paas import queue
-from paas.bindings import PORTS, Endpoint, image_for, names_for
+from paas.bindings import PASSWORD, PORTS, Endpoint, image_for, names_for
 from paas.crypto import Keyring, db_password_purpose
 from paas.db import session_scope
 from paas.errors import InvalidInput
@@ -169,10 +169,14 @@ def set_postgres_password(docker: DockerEngine, row: Database, password: str) ->
         row.container,
         ["sh", "-c", script],
         env={"PAAS_DB_USER": row.username, "PAAS_DB_PASSWORD": password},
+        user="postgres",
     )
     if code != 0:
         said = err.decode(errors="replace")[-500:]
         raise DatabaseFailed(f"could not set the password of {row.name}: {said}")
+
+
+_SERVER_USER = {"postgres": "postgres", "redis": "redis"}  # the official images' own users
 
 
 def _health_argv(row: Database) -> list[str]:
@@ -196,7 +200,9 @@ def wait_ready(docker: DockerEngine, row: Database, *, timeout: int) -> None:
             return
         if info.status == "running" and info.health == "starting":
             try:
-                code, _out, _err = docker.exec_to(row.container, _health_argv(row))
+                code, _out, _err = docker.exec_to(
+                    row.container, _health_argv(row), user=_SERVER_USER[row.engine]
+                )
             except EngineError:
                 code = -1
             if code == 0:
@@ -220,11 +226,24 @@ def _port_free(port: int) -> bool:
 
 def publish_network(db: Database) -> str:
     """The network an exposed database is published through (an internal network cannot publish)."""
-    return f"{db.network}-exposed"
+    return f"{db.network}_exposed"  # "_": in no database's name, so in no database's network
 
 
 class DatabaseFailed(InvalidInput):
     """A database job could not do what it was asked; the message says why."""
+
+
+def open_password(keyring: Keyring, row: Database) -> str:
+    """``row``'s password, opened for it alone and of the form the agent makes
+    (no line break for a config file, nothing that would change a URL): web
+    can seal a value too, so the form is checked at every use."""
+    password = keyring.decrypt(row.password, purpose=db_password_purpose(row.name))
+    if not PASSWORD.fullmatch(password):
+        raise DatabaseFailed(
+            f"the password of database {row.name} is not one the agent made (the database was changed "
+            "outside paas?): refusing to use it"
+        )
+    return password
 
 
 class Databases:
@@ -330,7 +349,7 @@ class Databases:
         else:
             command = ["redis-server", "--version"]
         try:
-            code, out, _err = self.docker.exec_to(row.container, command)
+            code, out, _err = self.docker.exec_to(row.container, command, user=_SERVER_USER[row.engine])
         except EngineError:
             return ""
         return out.decode(errors="replace").strip()[:100] if code == 0 else ""
@@ -341,7 +360,7 @@ class Databases:
         """To ``version``: a minor one in place, a major one into a new instance."""
         with session_scope(self.db) as session:
             row = self._row(session, name)
-            password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
+            password = open_password(self.keyring, row)
             session.expunge(row)
         # the image family stays the database's own: its repository and Debian release
         repository, _colon, tag = row.image.partition(":")
@@ -399,15 +418,15 @@ class Databases:
         switched by a release each and the old stopped, its volume kept."""
         work = self.settings.backups_dir / f".upgrade-{row.name}-{new.version}"
         shutil.rmtree(work, ignore_errors=True)
+        if self.docker.volume_path(new.volume) is not None:  # never removed by this: it is not ours to
+            raise DatabaseFailed(
+                f"the volume {new.volume} exists already (kept from before?): nothing was changed; "
+                "look at it, and remove it (docker volume rm) to go on"
+            )
         _pause_writes(self.docker, row)
         try:
             entry = dump_database(self.docker, row, work)
             before = table_counts(self.docker, row)
-            if (
-                self.docker.volume_path(new.volume) is not None
-            ):  # a failed attempt's: ours, and empty of worth
-                self.docker.stop_and_remove(new.container, timeout=STOP_GRACE[new.engine])
-                self.docker.remove_volume(new.volume)
             restore_database(
                 self.docker,
                 new,
@@ -542,7 +561,7 @@ class Databases:
         made again with its volume and password, a restart of a few seconds."""
         with session_scope(self.db) as session:
             row = self._row(session, name)
-            password = self.keyring.decrypt(row.password, purpose=db_password_purpose(name))
+            password = open_password(self.keyring, row)
             session.expunge(row)
         if port and not _port_free(port):
             raise DatabaseFailed(
@@ -594,16 +613,37 @@ class Databases:
                 hostname=row.container,
                 port=PORTS[row.engine],
                 username=row.username,
-                password=self.keyring.decrypt(row.password, purpose=db_password_purpose(name)),
+                password=open_password(self.keyring, row),
                 database=row.database,
             )
         return found
 
     # at start -----------------------------------------------------------------------
 
+    def _resume_interrupted_upgrades(self) -> None:
+        with session_scope(self.db) as session:
+            rows = [r for r in session.exec(select(Database)).all() if r.state == DatabaseState.upgrading]
+            for r in rows:
+                session.expunge(r)
+        for row in rows:  # at start no job runs: an upgrading row's job died with its agent
+            try:
+                check_database(row, settings=self.settings)
+                if self.docker.container(row.container) is not None:
+                    self.docker.start_existing(row.container)
+                    wait_ready(self.docker, row, timeout=self.settings.database_ready_timeout)
+                    _resume_writes(self.docker, row)
+                self._set(
+                    row.name, state=DatabaseState.ready, error="an upgrade was interrupted; it runs as before"
+                )
+                log.warning("database %s: an interrupted upgrade was undone; it takes writes again", row.name)
+            except Exception:  # noqa: BLE001  (one database must not stop the others)
+                log.exception("database %s: could not undo an interrupted upgrade", row.name)
+
     def reconcile(self) -> None:
         """Every ready database's container running (made again from its row
-        when it is gone: its volume holds the data)."""
+        when it is gone: its volume holds the data); one whose major upgrade
+        an agent's death interrupted takes writes again, as before it."""
+        self._resume_interrupted_upgrades()
         with session_scope(self.db) as session:
             rows = [r for r in session.exec(select(Database)).all() if r.state == DatabaseState.ready]
             for r in rows:
@@ -614,7 +654,7 @@ class Databases:
                 info = self.docker.container(row.container)
                 if info is None:
                     log.warning("database %s: its container is gone; making it again", row.name)
-                    password = self.keyring.decrypt(row.password, purpose=db_password_purpose(row.name))
+                    password = open_password(self.keyring, row)
                     labels = {"paas.instance": self.instance, "paas.database": row.name}
                     self.docker.ensure_network(row.network, labels)
                     if row.exposed_port:
@@ -690,11 +730,14 @@ def _exec_into(
         raise DatabaseFailed(f"database {row.name}: {what} exited with status {code}: {said}")
     if path.stat().st_size == 0:
         raise DatabaseFailed(f"database {row.name}: {what} wrote nothing")
+    os.chmod(path, 0o644)  # the checks read it as the database's user; its directory is root's, 0700
 
 
 def _check_file(docker: DockerEngine, row: Database, path: Path, tool: list[str], what: str) -> None:
     inside = f"/paas-check/{path.name}"
-    code, output = docker.run_tool(row.image, [*tool, inside], reads={str(path): inside}, timeout=600)
+    code, output = docker.run_tool(
+        row.image, [*tool, inside], reads={str(path): inside}, timeout=600, user=_SERVER_USER[row.engine]
+    )
     if code != 0:
         why = "timed out" if code is None else f"exited with status {code}"
         raise DatabaseFailed(
@@ -704,23 +747,7 @@ def _check_file(docker: DockerEngine, row: Database, path: Path, tool: list[str]
 
 def _dump_postgres(docker: DockerEngine, row: Database, into: Path) -> list[dict[str, str]]:
     user = ["-U", row.username]
-    listed = _exec(
-        docker,
-        row,
-        [
-            "psql",
-            *user,
-            "-d",
-            "postgres",
-            "-X",
-            "-tA",
-            "-c",
-            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
-        ],
-        user="postgres",
-        what="listing its databases",
-    )
-    names = [n for n in listed.decode("utf-8", errors="replace").splitlines() if n]
+    names = _databases_of(docker, row)
     files = [{"file": "globals.sql", "database": ""}]
     _exec_into(
         docker,
@@ -735,7 +762,8 @@ def _dump_postgres(docker: DockerEngine, row: Database, into: Path) -> list[dict
         _exec_into(
             docker,
             row,
-            ["pg_dump", *user, "--format=custom", "-d", name],
+            # a table an app holds locked fails the dump in time rather than hanging the backup
+            ["pg_dump", *user, "--format=custom", "--lock-wait-timeout=120s", "-d", conninfo(name)],
             path,
             user="postgres",
             what=f"pg_dump of database {index}",
@@ -825,11 +853,12 @@ def restore_dumps(
             {**item, "database": row.database if item["database"] == archived_database else item["database"]}
             for item in files
         ]
-        roles = [item for item in mapped if item["file"] == "globals.sql"]
-        _restore_postgres(docker, row, password=password, files=roles, source=source)
-        set_postgres_password(docker, row, password)  # the dump's roles carried their own
-        rest = [item for item in mapped if item["file"] != "globals.sql"]
-        _restore_postgres(docker, row, password=password, files=rest, source=source)
+        # another database's dump: its data, not its roles (globals.sql is the source's to shape),
+        # owners or grants; the row keeps its own password
+        data = [item for item in mapped if item["file"] != "globals.sql"]
+        _restore_postgres(
+            docker, row, password=password, files=data, source=source, options=("--no-owner", "--no-acl")
+        )
     else:
         spec = service_spec(row, password=password, instance=instance, settings=settings)
         _restore_redis(docker, row, spec=spec, source=source, timeout=settings.database_ready_timeout)
@@ -843,6 +872,7 @@ def _client(
         command,
         reads=reads,
         timeout=3600,
+        user=_SERVER_USER[row.engine],
         network=row.network,
         env={"PGPASSWORD": password, "PGHOST": row.container, "PGUSER": row.username},
     )
@@ -852,7 +882,13 @@ def _client(
 
 
 def _restore_postgres(
-    docker: DockerEngine, row: Database, *, password: str, files: list[dict[str, str]], source: Path
+    docker: DockerEngine,
+    row: Database,
+    *,
+    password: str,
+    files: list[dict[str, str]],
+    source: Path,
+    options: tuple[str, ...] = (),
 ) -> None:
     for item in files:
         path = source / item["file"]
@@ -876,7 +912,7 @@ def _restore_postgres(
             docker,
             row,
             password,
-            ["pg_restore", "--exit-on-error", "--no-password", "-d", name, inside],
+            ["pg_restore", "--exit-on-error", "--no-password", *options, "-d", conninfo(name), inside],
             {str(path): inside},
             f"pg_restore of {item['file']}",
         )
@@ -948,13 +984,20 @@ def _databases_of(docker: DockerEngine, row: Database) -> list[str]:
             "postgres",
             "-X",
             "-tA",
+            "-0",  # NUL after each name: a name may hold a line break
             "-c",
             "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
         ],
         user="postgres",
         what="listing its databases",
     )
-    return [n for n in listed.decode("utf-8", errors="replace").splitlines() if n]
+    return [n for n in listed.decode("utf-8", errors="replace").rstrip("\n").split("\0") if n]
+
+
+def conninfo(name: str) -> str:
+    """A database's name as psql's, pg_dump's and pg_restore's ``-d`` take it
+    safely: a name holding ``=`` would otherwise be read as a connection string."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _COUNT_TABLES = (
@@ -980,7 +1023,7 @@ def table_counts(docker: DockerEngine, row: Database) -> dict[str, int]:
         out = _exec(
             docker,
             row,
-            ["psql", "-U", row.username, "-d", name, "-X", "-tA", "-F", "\t", "-c", _COUNT_TABLES],
+            ["psql", "-U", row.username, "-d", conninfo(name), "-X", "-tA", "-F", "\t", "-c", _COUNT_TABLES],
             user="postgres",
             what=f"counting the rows of {name}",
         )

@@ -649,6 +649,7 @@ class DockerEngine:
         *,
         reads: dict[str, str],
         timeout: float,
+        user: str = "",
         network: str = "",
         env: dict[str, str] | None = None,
     ) -> tuple[int | None, str]:
@@ -667,7 +668,11 @@ class DockerEngine:
                 entrypoint=[],
                 volumes={host: {"bind": inside, "mode": "ro"} for host, inside in reads.items()},
                 labels={"paas.tool": "1"},
+                user=user or None,
                 security_opt=["no-new-privileges:true"],
+                cap_drop=["ALL"],
+                mem_limit="512m",
+                pids_limit=256,
             )
         except DockerException as exc:
             raise _failed(exc) from exc

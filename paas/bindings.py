@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "DEFAULT_KEY",
     "ENGINES",
     "PARTS",
+    "PASSWORD",
     "PORTS",
     "Endpoint",
     "account_for",
@@ -70,8 +71,8 @@ class Endpoint:
     hostname: str
     port: int
     username: str
-    password: str
-    database: str
+    password: str = field(repr=False)
+    database: str = ""
 
     def url(self) -> str:
         # the password is URL-safe by construction (agent/databases.py makes it), as are the rest
@@ -87,6 +88,9 @@ class Endpoint:
             "PASSWORD": self.password,
             "DATABASE": self.database,
         }[name]
+
+
+PASSWORD = re.compile(r"[A-Za-z0-9_-]{32}")  # what the agent makes: secrets.token_urlsafe(24)
 
 
 def references(value: str) -> list[str]:

@@ -218,6 +218,16 @@ def upgrade_database(
         )
     if wanted == current:
         raise Conflict(f"{name} runs {db.engine} {db.version} already")
+    if wanted[0] != current[0]:
+        if db.upgraded_from:
+            raise Conflict(
+                f"{name} keeps its {db.upgraded_from} instance from the last major upgrade: "
+                f"destroy it first (paas databases destroy {name} --previous)"
+            )
+        if db.exposed_port:
+            raise Conflict(
+                f"{name} is exposed on 127.0.0.1:{db.exposed_port}: --no-expose it for the upgrade"
+            )
     _busy(session, db)
     db.state = DatabaseState.upgrading
     session.add(db)

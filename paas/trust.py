@@ -164,6 +164,12 @@ def check_database(db: Database, *, settings: Settings) -> Database:
         raise _refuse(where, "container, volume or network", "is not the one its name makes")
     if (db.username, db.database) != account_for(db.name, db.engine):
         raise _refuse(where, "username or database", "is not the one its name makes")
+    if db.upgraded_from:
+        try:
+            if schemas.check_database_version(db.upgraded_from) != db.upgraded_from:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise _refuse(where, "upgraded_from", "is not a version") from None
     port = db.exposed_port
     if port is not None and not (type(port) is int and 1024 <= port <= 65535):
         raise _refuse(where, "exposed_port", f"{_shown(port)} is not a port")

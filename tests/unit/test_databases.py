@@ -69,6 +69,31 @@ def test_names_never_collide_with_an_apps_and_carry_the_major_version() -> None:
     )
 
 
+def test_a_password_the_agent_did_not_make_is_refused(settings: Settings) -> None:
+    """Web holds the public key: it can seal a password of its choosing, with a
+    line break for redis.conf or an @ for the URL; the agent refuses its form."""
+    from agent.databases import DatabaseFailed, open_password
+
+    ensure_keys(settings.keys_dir)
+    web = Keyring(settings.keys_dir, private=False)
+    agent = Keyring(settings.keys_dir, private=True)
+    for chosen in ("known\nenable-module-command yes", "x@evil:1/", "short"):
+        row = _row(password=web.encrypt(chosen, secret=True, purpose=db_password_purpose("db")))
+        with pytest.raises(DatabaseFailed, match="not one the agent made"):
+            open_password(agent, row)
+    good = "A" * 32
+    row = _row(password=web.encrypt(good, secret=True, purpose=db_password_purpose("db")))
+    assert open_password(agent, row) == good
+
+
+def test_names_from_the_server_never_become_connection_strings() -> None:
+    from agent.databases import conninfo
+
+    assert conninfo("db") == "dbname='db'"
+    assert conninfo("host=evil.example user=x") == "dbname='host=evil.example user=x'"
+    assert conninfo("a'b\\c") == "dbname='a\\'b\\\\c'"
+
+
 def test_a_release_binds_its_databases_and_joins_their_networks(settings: Settings) -> None:
     ensure_keys(settings.keys_dir)
     keyring = Keyring(settings.keys_dir, private=True)
@@ -181,6 +206,7 @@ def test_a_row_pointing_at_another_image_or_volume_is_refused(settings: Settings
         {"exposed_port": 22},
         {"username": "app"},
         {"name": "../db"},
+        {"upgraded_from": "1-redis7"},
     ):
         with pytest.raises(UntrustedRow):
             check_database(_row(**change), settings=settings)
@@ -319,6 +345,17 @@ def test_upgrade_refuses_an_older_version_and_queues_a_newer_one(
     assert (payload["op"], payload["version"]) == ("upgrade", "17")
     gone = client.delete("/api/v1/databases/db?previous=true", headers=auth)
     assert gone.status_code == 404 and "no previous instance" in gone.text
+    # a second major upgrade waits until the first one's old instance is gone
+    with session_scope(engine) as s:
+        row = s.exec(select(Database)).one()
+        row.state, row.version, row.upgraded_from = "ready", "17", "15.4"
+        row.image, row.container, row.volume = "postgres:17-bookworm", "paasdb-db-pg17", "paasdb-db-pg17-data"
+        s.add(row)
+        for job in s.exec(select(Job)).all():
+            job.state = "done"
+            s.add(job)
+    r = client.put("/api/v1/databases/db/version", json={"version": "18"}, headers=auth)
+    assert r.status_code == 409 and "destroy it first" in r.text
 
 
 # the web UI -------------------------------------------------------------------------------------
