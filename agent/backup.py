@@ -188,16 +188,7 @@ def make_backup(
     ``PAAS_BACKUP_DIR``); it appears there whole or not at all, never over
     an existing file or through a link, and only in a directory no other
     user can change while root writes in it."""
-    if output is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        output = settings.backups_dir / f"{NAME_PREFIX}{stamp}{SUFFIX}"
-        _private_dir(settings.backups_dir)
-    output = output.absolute()
-    if not output.parent.is_dir():
-        raise BackupError(f"cannot write {output}: no directory {output.parent}")
-    output = _safe_directory(output.parent) / output.name  # links above it resolved, once
-    if os.path.lexists(output):
-        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
+    output = _archive_path(settings, output, NAME_PREFIX)
     with tempfile.TemporaryDirectory(prefix=".paas-backup-", dir=output.parent) as tmp:
         staged = Path(tmp)
         database = _snapshot_database(settings, staged / "database")
@@ -305,6 +296,23 @@ def _record_backup(settings: Settings, names: list[str], *, error: str) -> None:
         log.exception("could not record the backup on the database rows")
     finally:
         engine.dispose()
+
+
+def _archive_path(settings: Settings, output: Path | None, prefix: str) -> Path:
+    """Where an archive goes: ``output``, or a new timestamped file named
+    ``prefix…`` in PAAS_BACKUP_DIR; in a directory no other user can change
+    while root writes in it, its links resolved once, never over a file."""
+    if output is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        output = settings.backups_dir / f"{prefix}{stamp}{SUFFIX}"
+        _private_dir(settings.backups_dir)
+    output = output.absolute()
+    if not output.parent.is_dir():
+        raise BackupError(f"cannot write {output}: no directory {output.parent}")
+    output = _safe_directory(output.parent) / output.name  # links above it resolved, once
+    if os.path.lexists(output):
+        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
+    return output
 
 
 def _safe_directory(directory: Path) -> Path:
@@ -1038,16 +1046,7 @@ def backup_database(
     """`paas databases backup NAME`: its dumps, checked as `paas backup`
     checks them, in an archive of their own (0600, whole or not at all)."""
     row = _ready_row(settings, name)
-    if output is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        output = settings.backups_dir / f"{DB_ARCHIVE_PREFIX}{name}-{stamp}{SUFFIX}"
-        _private_dir(settings.backups_dir)
-    output = output.absolute()
-    if not output.parent.is_dir():
-        raise BackupError(f"cannot write {output}: no directory {output.parent}")
-    output = _safe_directory(output.parent) / output.name
-    if os.path.lexists(output):
-        raise BackupError(f"{output} exists already: name another file (--output) or move it away")
+    output = _archive_path(settings, output, f"{DB_ARCHIVE_PREFIX}{name}-")
     with tempfile.TemporaryDirectory(prefix=".paas-db-backup-", dir=output.parent) as tmp:
         staged = Path(tmp)
         entries = _dump_databases(settings, docker, [row], staged / "databases")

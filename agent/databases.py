@@ -1037,40 +1037,35 @@ def table_counts(docker: DockerEngine, row: Database) -> dict[str, int]:
 def _pause_writes(docker: DockerEngine, row: Database) -> None:
     """Reads go on, writes stop: each database read-only for new sessions and
     the sessions open now ended (apps reconnect, read-only); Redis: writes paused."""
+    _read_only(docker, row, True)
+
+
+def _resume_writes(docker: DockerEngine, row: Database) -> None:
+    try:
+        _read_only(docker, row, False)
+    except (DatabaseFailed, EngineError):
+        log.exception("database %s: could not take writes again", row.name)
+
+
+def _read_only(docker: DockerEngine, row: Database, on: bool) -> None:
     if row.engine == "redis":
-        _exec(
-            docker,
-            row,
-            ["redis-cli", "CLIENT", "PAUSE", "3600000", "WRITE"],
-            user="redis",
-            what="CLIENT PAUSE",
+        command = (
+            ["redis-cli", "CLIENT", "PAUSE", "3600000", "WRITE"] if on else ["redis-cli", "CLIENT", "UNPAUSE"]
         )
+        _exec(docker, row, command, user="redis", what=" ".join(command[1:3]))
         return
     for name in _databases_of(docker, row):
-        _psql(docker, row, f'ALTER DATABASE "{_ident(name)}" SET default_transaction_read_only = on')
-    _psql(
+        _psql(
+            docker,
+            row,
+            f'ALTER DATABASE "{_ident(name)}" SET default_transaction_read_only = {"on" if on else "off"}',
+        )
+    _psql(  # sessions open now took the old setting: they end, and their apps reconnect
         docker,
         row,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
     )
-
-
-def _resume_writes(docker: DockerEngine, row: Database) -> None:
-    try:
-        if row.engine == "redis":
-            _exec(docker, row, ["redis-cli", "CLIENT", "UNPAUSE"], user="redis", what="CLIENT UNPAUSE")
-            return
-        for name in _databases_of(docker, row):
-            _psql(docker, row, f'ALTER DATABASE "{_ident(name)}" SET default_transaction_read_only = off')
-        _psql(
-            docker,
-            row,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
-        )
-    except (DatabaseFailed, EngineError):
-        log.exception("database %s: could not take writes again", row.name)
 
 
 def _ident(name: str) -> str:

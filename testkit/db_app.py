@@ -12,14 +12,9 @@ it (no ``DATABASE_URL``).
 
 from __future__ import annotations
 
-DOCKERFILE = """\
-FROM python:3.11-slim
-WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
-COPY . .
-CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port $PORT"]
-"""
+from testkit import sample_app
+
+DOCKERFILE = sample_app.DOCKERFILE  # the same image recipe; only requirements and code differ
 
 REQUIREMENTS = """\
 fastapi>=0.110,<1

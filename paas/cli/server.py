@@ -349,8 +349,8 @@ def backup(
     typer.echo(
         f"backup written: {made.path} ({_size(made.size)}): {len(made.apps)} app(s)"
         f"{' (' + ', '.join(made.apps) + ')' if made.apps else ''}, "
-        f"{len(made.volumes)} volume(s), {len(made.databases)} database(s) dumped and checked, "
-        f"{len(made.images)} image(s)"
+        f"{len(made.volumes)} volume(s), {len(made.images)} image(s), "
+        f"{len(made.databases)} database(s) dumped and checked"
     )
     typer.echo("it holds the keys that open every secret: keep it as safe as the server")
 
