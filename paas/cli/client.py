@@ -98,7 +98,8 @@ def apps_create(
         str | None, typer.Option(help="Mount a persistent volume here, shared by releases.")
     ] = None,
     run_command: Annotated[str, typer.Option(help=HELP["run_command"])] = "",
-    release_command: Annotated[str, typer.Option(help=HELP["release_command"])] = "",
+    # None: not sent, so this client still creates apps on a server from before the setting
+    release_command: Annotated[str | None, typer.Option(help=HELP["release_command"])] = None,
     base_image: Annotated[str, typer.Option(help=HELP["base_image"])] = "",
     memory: Annotated[str, typer.Option(help=HELP["memory"])] = "",
     cpus: Annotated[float | None, typer.Option(help=HELP["cpus"])] = None,

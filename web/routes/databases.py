@@ -28,7 +28,7 @@ from web.routes.api import ERRORS
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", responses={401: ERRORS[401]})
+router = APIRouter(prefix="/api/v1", responses={400: ERRORS[400], 401: ERRORS[401]})
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such database (or app)"}}
 BUSY: dict[int | str, dict[str, Any]] = {
     409: {"description": "The name is taken, the database is busy or attached, or not ready"}
