@@ -141,6 +141,9 @@ def service_spec(db: Database, *, password: str, instance: str, settings: Settin
                 ("POSTGRES_PASSWORD", password),
                 ("POSTGRES_USER", db.username),
                 ("POSTGRES_DB", db.database),
+                # said, not left to the image: from PostgreSQL 18 the official image's default
+                # moved (/var/lib/postgresql/18/docker), which would leave the data outside the volume
+                ("PGDATA", DATA_PATHS["postgres"]),
             ),
             user="",  # the entrypoint starts as root, owns the data directory, then drops to postgres
             health=HEALTH["postgres"](db),

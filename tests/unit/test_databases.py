@@ -163,7 +163,12 @@ def test_postgres_runs_private_bounded_and_stops_cleanly(settings: Settings) -> 
         5432,
         None,
     )
-    assert dict(spec.env) == {"POSTGRES_PASSWORD": "pw", "POSTGRES_USER": "postgres", "POSTGRES_DB": "db"}
+    assert dict(spec.env) == {
+        "POSTGRES_PASSWORD": "pw",
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": "db",
+        "PGDATA": "/var/lib/postgresql/data",  # the volume's path, whatever the image's default
+    }
     assert (spec.volume, spec.data_path) == ("paasdb-db-pg15-data", "/var/lib/postgresql/data")
     assert spec.health == ("CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "db")
     assert (spec.stop_signal, spec.stop_timeout, spec.memory) == ("SIGINT", 60, 256 * 1024 * 1024)
