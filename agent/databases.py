@@ -114,10 +114,15 @@ def redis_command(memory: int, *, appendonly: bool = True) -> tuple[str, ...]:
     return ("sh", "-c", script)
 
 
+def database_labels(instance: str, name: str) -> dict[str, str]:
+    """What marks a database's network, volume and container as this installation's."""
+    return {"paas.instance": instance, "paas.database": name}
+
+
 def service_spec(db: Database, *, password: str, instance: str, settings: Settings) -> ServiceSpec:
     """The container of ``db`` (a row :func:`check_database` passed), pure."""
     memory = memory_bytes(db.memory or settings.database_memory)
-    labels = (("paas.instance", instance), ("paas.database", db.name), ("paas.engine", db.engine))
+    labels = (*database_labels(instance, db.name).items(), ("paas.engine", db.engine))
     common = {
         "name": db.container,
         "image": db.image,
@@ -309,7 +314,7 @@ class Databases:
         return note
 
     def _make(self, row: Database) -> str:
-        labels = {"paas.instance": self.instance, "paas.database": row.name}
+        labels = database_labels(self.instance, row.name)
         if self.docker.image_id(row.image) is None:
             why = self.docker.pull(row.image, timeout=300)
             if why is not None:
@@ -572,7 +577,7 @@ class Databases:
             )
         before = service_spec(row, password=password, instance=self.instance, settings=self.settings)
         row.exposed_port = port
-        labels = {"paas.instance": self.instance, "paas.database": row.name}
+        labels = database_labels(self.instance, row.name)
         if port:
             self.docker.ensure_network(publish_network(row), labels, internal=False)
         self.docker.stop_and_remove(row.container, timeout=STOP_GRACE[row.engine])
@@ -658,7 +663,7 @@ class Databases:
                 if info is None:
                     log.warning("database %s: its container is gone; making it again", row.name)
                     password = open_password(self.keyring, row)
-                    labels = {"paas.instance": self.instance, "paas.database": row.name}
+                    labels = database_labels(self.instance, row.name)
                     self.docker.ensure_network(row.network, labels)
                     if row.exposed_port:
                         self.docker.ensure_network(publish_network(row), labels, internal=False)
@@ -823,7 +828,7 @@ def restore_database(
     """Make ``row`` (checked) afresh, on a new volume, and load its dumps from
     the directory ``source`` (as :func:`dump_database` wrote them), before
     any app starts. Raises :class:`DatabaseFailed` naming the step."""
-    labels = {"paas.instance": instance, "paas.database": row.name}
+    labels = database_labels(instance, row.name)
     docker.ensure_network(row.network, labels)
     if row.exposed_port:
         docker.ensure_network(publish_network(row), labels, internal=False)

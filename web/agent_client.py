@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from paas import services
 from paas.db import session_scope
-from paas.errors import InvalidInput, NotFound, Unavailable
+from paas.errors import InvalidInput, NotFound, PaasError, Unavailable
 from paas.settings import Settings
 
 __all__ = ["AGENT_DOWN", "agent_waker", "ask_agent", "open_runtime_logs"]
@@ -78,6 +78,17 @@ def ask_agent(
         raise Unavailable(AGENT_DOWN) from None
     _raise_for_agent(response.status_code, response.content)
     return response.json()
+
+
+def database_stats(settings: Settings, name: str) -> dict[str, int] | None:
+    """A database's size and connections, as the agent reads them (web never
+    reaches a database); None when the agent does not answer. The caller
+    holds no database lock: the agent reads the database too."""
+    try:
+        answer: dict[str, int] = ask_agent(settings, f"/databases/{quote(name)}/stats", timeout=10)
+    except PaasError:
+        return None
+    return answer
 
 
 def agent_waker(settings: Settings) -> Callable[[], None]:

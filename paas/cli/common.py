@@ -86,5 +86,14 @@ def confirm(yes: bool, verb: str, question: str) -> None:
     typer.confirm(question, abort=True)
 
 
+def size_text(count: float) -> str:
+    """A size in bytes as people read it: 812 bytes, 12.7 KiB, 1.1 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return ""
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))

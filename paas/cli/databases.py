@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from paas.cli.client import api_client, finish_release, wait_for_job
-from paas.cli.common import JsonOpt, app, confirm, fail, out, print_json
+from paas.cli.common import JsonOpt, app, confirm, fail, out, print_json, size_text
 from paas.cli.http import ApiClient
 
 databases_app = typer.Typer(
@@ -94,7 +94,7 @@ def info(name: str, as_json: JsonOpt = False) -> None:
         ("user, database", f"{d['username']}, {d['database']}"),
         ("memory", d["memory"] or "the server's PAAS_DATABASE_MEMORY"),
         ("exposed", f"127.0.0.1:{d['exposed_port']}" if d["exposed_port"] else "no"),
-        ("size", _size(d["stats"]["size"]) if d.get("stats") else "-"),
+        ("size", size_text(d["stats"]["size"]) if d.get("stats") else "-"),
         (
             "connections",
             f"{d['stats']['connections']} of {d['stats']['max_connections']}" if d.get("stats") else "-",
@@ -109,14 +109,6 @@ def info(name: str, as_json: JsonOpt = False) -> None:
     ]
     for key, value in rows:
         typer.echo(f"{key + ':':<16}{value}")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 @databases_app.command("destroy")

@@ -26,6 +26,7 @@ from paas.cli.common import (
     keys_app,
     out,
     print_json,
+    size_text,
     tokens_app,
     users_app,
 )
@@ -314,14 +315,6 @@ def _need_root(command: str) -> None:
         fail(f"run `paas {command}` as root: the archive holds the encryption keys and the database")
 
 
-def _size(count: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    return ""
-
-
 @app.command()
 def backup(
     output: Annotated[
@@ -347,7 +340,7 @@ def backup(
             typer.echo("backup.failed is told to the notification targets that hear it", err=True)
         raise
     typer.echo(
-        f"backup written: {made.path} ({_size(made.size)}): {len(made.apps)} app(s)"
+        f"backup written: {made.path} ({size_text(made.size)}): {len(made.apps)} app(s)"
         f"{' (' + ', '.join(made.apps) + ')' if made.apps else ''}, "
         f"{len(made.volumes)} volume(s), {len(made.images)} image(s), "
         f"{len(made.databases)} database(s) dumped and checked"
@@ -411,7 +404,9 @@ def database_backup(
     _need_root("databases backup")
     settings = _prepare()
     made = backup_database(settings, DockerEngine(), name, output=output)
-    typer.echo(f"backup of {name} written: {made.path} ({_size(made.size)}), its dumps read back and good")
+    typer.echo(
+        f"backup of {name} written: {made.path} ({size_text(made.size)}), its dumps read back and good"
+    )
 
 
 @databases_app.command("restore")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from paas import databases, services
 from paas.errors import PaasError
 from paas.schemas import DatabaseAttach, DatabaseCreate, DatabaseDetach
-from web.agent_client import ask_agent
+from web.agent_client import database_stats
 from web.deps import KeyringDep, SessionDep, SettingsDep
 from web.pages.common import PostedDep, field_errors, flash, render, signed_in
 
@@ -69,10 +69,7 @@ def database_page(request: Request, name: str, session: SessionDep, settings: Se
     apps = [a.name for a in services.list_apps(session) if a.state == "active"]
     session.commit()  # the agent reads the database too: hold no lock while it answers
     if public.state in ("ready", "upgrading"):
-        try:
-            public.stats = ask_agent(settings, f"/databases/{name}/stats", timeout=10)
-        except PaasError:
-            public.stats = None
+        public.stats = database_stats(settings, name)
     return render(request, "database.html", db=public, apps=apps)
 
 

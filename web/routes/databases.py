@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import APIRouter, Query, status
 
 from paas import databases
-from paas.errors import PaasError
 from paas.schemas import (
     DatabaseAttach,
     DatabaseCreate,
@@ -22,7 +21,7 @@ from paas.schemas import (
     DatabaseUpgrade,
     EnvChangeResult,
 )
-from web.agent_client import ask_agent
+from web.agent_client import database_stats
 from web.deps import CurrentToken, KeyringDep, SessionDep, SettingsDep, actor
 from web.routes.api import ERRORS
 
@@ -67,10 +66,7 @@ def get_database(
     public = databases.database_public(session, databases.get_database(session, name))
     session.commit()  # the agent reads the database too: hold no lock while it answers
     if public.state in ("ready", "upgrading"):
-        try:  # size and connections: the agent's to read (web never reaches a database)
-            public.stats = ask_agent(settings, f"/databases/{name}/stats", timeout=10)
-        except PaasError:
-            public.stats = None
+        public.stats = database_stats(settings, name)
     return public
 
 
