@@ -24,9 +24,10 @@ from agent.build_plan import BuildPlanner
 from agent.certs import CertManager
 from agent.databases import Databases
 from agent.docker_engine import DockerEngine, EngineError
+from agent.drainer import Drainer
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
-from agent.plan import owned
+from agent.plan import in_release, owned
 from agent.retention import prune_release_logs
 from agent.sites import Sites
 from agent.socket_api import LiveServer, create_live_app
@@ -68,6 +69,7 @@ class Agent:
         source = SourceCache(settings.repos_dir, allow_local=settings.allow_local_repos)
         keyring = keyring or Keyring(settings.keys_dir, private=True)
         self.teller = Teller(settings, self.db, keyring)
+        self.drainer = Drainer(self.docker, settings)
         self.pipeline = Pipeline(
             settings=settings,
             db=self.db,
@@ -76,6 +78,7 @@ class Agent:
             source=source,
             instance=self.instance,
             keyring=keyring,
+            drainer=self.drainer,
             on_started=self.teller.started,
         )
         self.databases = Databases(settings, self.db, self.docker, keyring, self.instance)
@@ -151,6 +154,7 @@ class Agent:
                     self._wake.wait(self.settings.poll_seconds)
                     self._wake.clear()  # before the tick: a job committed after it is claimed by it
                 log.info("agent stopping: waiting for %d running job(s)", len(self._running))
+            self.drainer.close(timeout=self.settings.drain_seconds + self.settings.stop_timeout + 5)
         finally:
             scheduler.shutdown(wait=False)
             live.stop()
@@ -250,11 +254,14 @@ class Agent:
                 > 0
             )
 
-    def _is_live(self, app_name: str, deployment: str) -> bool:
-        """Whether a container labelled ``paas.deployment=deployment`` belongs to the app's live release."""
+    def _is_live(self, app_name: str, name: str, deployment: str) -> bool:
+        """Whether container ``name`` (its label ``paas.deployment=deployment``) is of the live release."""
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == app_name)).first()
-            return app is not None and str(app.current_deployment_id) == deployment
+            current = live_release(session, app) if app is not None else None
+            if current is None:
+                return False
+            return in_release(name, {"paas.deployment": deployment}, current.id, list(current.containers))
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()
@@ -342,6 +349,7 @@ class Agent:
 
     def delete_app(self, job: Job) -> None:
         name = check_job(job).app_name  # it becomes paths and label filters
+        self.drainer.forget(name)
         for c in self.docker.containers(owned(self.instance, name)):
             self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
         self.nginx.apply(name, None)
@@ -424,11 +432,10 @@ class Agent:
                 return
         if busy is not None:
             return  # a live job owns this app's containers right now
-        keep = str(current.id) if current else None
         leftovers = [
             c
             for c in self.docker.containers(owned(self.instance, name))
-            if c.labels.get("paas.deployment") != keep
+            if current is None or not in_release(c.name, c.labels, current.id, list(current.containers))
         ]
         if current is not None and (current.upstreams or current.host_port):  # web containers live
             for cname in current.containers:
@@ -449,6 +456,7 @@ class Agent:
             # nginx back on the live release before anything else goes: an agent that died
             # mid-switch may have left it routing to a dead attempt's containers
             self.sites.refresh_app(name)
-        for c in leftovers:
-            log.info("removing leftover container %s", c.name)
-            self.docker.stop_and_remove(c.name, timeout=self.settings.stop_timeout)
+        # drained first: they may be the release before the live one, still finishing requests
+        taken = self.drainer.retire(name, [c.name for c in leftovers])
+        if taken:
+            log.info("app %s: draining, then removing %s", name, ", ".join(taken))

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from agent.deploylog import DeployLog
 from agent.docker_engine import EngineError
 from agent.doors import EngineDoor, SitesDoor, SourceDoor
+from agent.drainer import Drainer
 from agent.releases import Releases
 from agent.retention import prune_images
 from agent.steps import AFTER_SWITCH, STEPS, Attempt, Cancelled, Doors, disk_full, reuse_image, steps_for
@@ -65,6 +66,7 @@ class Pipeline:
         instance: str,
         keyring: Keyring,
         cancel_poll_seconds: float = 0.5,
+        drainer: Drainer | None = None,
         on_started: Callable[[Job, int], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -80,6 +82,7 @@ class Pipeline:
             source=source,
             releases=self.releases,
             instance=instance,
+            drainer=drainer or Drainer(docker, settings),
         )
 
     def run(self, job: Job) -> DeployResult:

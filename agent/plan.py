@@ -15,6 +15,7 @@ from paas.models import App, Deployment
 from paas.procfile import formation
 
 __all__ = [
+    "in_release",
     "owned",
     "ProcessSpec",
     "ReleasePlan",
@@ -40,6 +41,16 @@ def image_tag(app: str, version: int) -> str:
 def owned(instance: str, app: str | None = None) -> dict[str, str]:
     """The label selector for what this installation made (for one app)."""
     return {"paas.instance": instance} if app is None else {"paas.instance": instance, "paas.app": app}
+
+
+def in_release(name: str, labels: dict[str, str], deployment_id: int | None, containers: list[str]) -> bool:
+    """Whether container ``name`` runs release ``deployment_id``: named in
+    the release's row (a rollback that took back the containers of the release
+    it rolls back to lists theirs, labelled with that release), or labelled
+    with it (what every other release's containers are)."""
+    if deployment_id is None:
+        return False
+    return name in containers or labels.get("paas.deployment") == str(deployment_id)
 
 
 def labels_for(*, instance: str, app: str, deployment_id: int, version: int) -> dict[str, str]:

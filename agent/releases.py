@@ -123,6 +123,15 @@ class Releases:
             raise StepFailed("release", f"app {app.name!r} has no {what} to reuse")
         return check_release(base, app=app.name)
 
+    def version_of(self, app: App, version: int) -> Deployment | None:
+        """Release v``version`` of ``app``, checked (paas/trust.py); None if it has none."""
+        with session_scope(self.db) as session:
+            dep = find_release(session, app, version)
+            if dep is None:
+                return None
+            session.expunge(dep)
+            return check_release(dep, app=app.name)
+
     def get(self, dep_id: int) -> Deployment:
         with session_scope(self.db) as session:
             dep = session.get(Deployment, dep_id)

@@ -28,7 +28,7 @@ from agent.nginx import (
     render_control,
     render_site,
 )
-from agent.plan import owned
+from agent.plan import in_release, owned
 from paas import queue
 from paas.db import session_scope
 from paas.errors import InvalidInput
@@ -69,13 +69,13 @@ def _index(container: ContainerInfo) -> int:
     return int(found.group(1)) if found else 0
 
 
-def web_upstreams(containers: list[ContainerInfo], deployment_id: int) -> tuple[str, ...]:
+def web_upstreams(containers: list[ContainerInfo], release: Deployment) -> tuple[str, ...]:
     """host:port of a release's web containers, in their order (web.1, web.2, ...).
     Releases made before process types have one container and no process label."""
     web = [
         c
         for c in containers
-        if c.labels.get("paas.deployment") == str(deployment_id)
+        if in_release(c.name, c.labels, release.id, release.containers)
         and c.labels.get("paas.process", "web") == "web"
         and c.published
     ]
@@ -94,7 +94,7 @@ class Sites:
 
     def live_upstreams(self, app: str, release: Deployment) -> tuple[str, ...]:
         assert release.id is not None
-        return web_upstreams(self.docker.containers(owned(self.instance, app)), release.id)
+        return web_upstreams(self.docker.containers(owned(self.instance, app)), release)
 
     def refresh_app(self, app_name: str) -> None:
         """Re-render the app's site from its live release and its hostnames

@@ -27,12 +27,13 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from agent.docker_engine import ContainerInfo, DockerEngine, EngineError
-from agent.plan import owned
+from agent.plan import in_release, owned
 from agent.source import SourceError
 from paas.db import session_scope
 from paas.errors import InvalidInput
 from paas.models import App
 from paas.schemas import APP_NAME, COMMIT_ID
+from paas.services import live_release
 
 __all__ = ["LiveServer", "create_live_app"]
 
@@ -65,13 +66,15 @@ def describe(
     containers: list[ContainerInfo],
     current_deployment: int | None,
     processes: dict[str, tuple[int, int]] | None = None,
+    live_names: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """What `paas ps` shows, per container: pure, so it is tested by
-    equality. ``processes``: (running, limit) by container name."""
+    equality. ``processes``: (running, limit) by container name;
+    ``live_names``: the live release's containers (agent/plan.py in_release)."""
     now = datetime.now(UTC)
     rows = []
     for c in sorted(containers, key=lambda c: (c.labels.get("paas.process", ""), c.name)):
-        live = c.labels.get("paas.deployment") == str(current_deployment)
+        live = in_release(c.name, c.labels, current_deployment, live_names or [])
         running = c.status == "running"
         pids = (processes or {}).get(c.name)
         rows.append(
@@ -142,14 +145,21 @@ def merge_lines(streams: list[tuple[bytes, Iterator[bytes]]]) -> Iterator[bytes]
 
 
 def _log_body(
-    docker: DockerEngine, instance: str, name: str, live: int | None, *, process: str, tail: int, follow: bool
+    docker: DockerEngine,
+    instance: str,
+    name: str,
+    live: tuple[int | None, list[str]],
+    *,
+    process: str,
+    tail: int,
+    follow: bool,
 ) -> Iterator[bytes]:
     """The runtime log of the live release's running containers of one process type."""
     try:
         found = [
             c
             for c in docker.containers({**owned(instance, name), "paas.process": process})
-            if c.labels.get("paas.deployment") == str(live) and c.status == "running"
+            if in_release(c.name, c.labels, *live) and c.status == "running"
         ]
     except EngineError as exc:
         raise HTTPException(503, f"the Docker engine: {exc}") from None
@@ -203,22 +213,24 @@ def create_live_app(
         except InvalidInput as exc:
             raise HTTPException(404, str(exc)) from None
 
-    def current(name: str) -> int | None:
+    def current(name: str) -> tuple[int | None, list[str]]:
+        """The app's live release: its id and its containers."""
         if not APP_NAME.fullmatch(name):
             raise HTTPException(404, f"no app named {name!r}")
         with session_scope(db) as session:
             row = session.exec(select(App).where(App.name == name)).first()
             if row is None:
                 raise HTTPException(404, f"no app named {name!r}")
-            return row.current_deployment_id
+            release = live_release(session, row)
+            return row.current_deployment_id, list(release.containers) if release is not None else []
 
     @app.get("/apps/{name}/ps")
     def ps(name: str) -> list[dict[str, Any]]:
-        live = current(name)
+        live, names = current(name)
         try:
             found = docker.containers(owned(instance, name))
             counts = {c.name: docker.processes(c.name) for c in found if c.status == "running"}
-            return describe(found, live, {k: v for k, v in counts.items() if v is not None})
+            return describe(found, live, {k: v for k, v in counts.items() if v is not None}, names)
         except EngineError as exc:
             raise HTTPException(503, f"the Docker engine: {exc}") from None
 

@@ -20,7 +20,6 @@ import random
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from agent.build_context import check_images_read, read_procfile, write_dockerfi
 from agent.deploylog import DeployLog
 from agent.docker_engine import EngineError, Limits
 from agent.doors import EngineDoor, HealthWait, SitesDoor, SourceDoor
+from agent.drainer import Drainer
 from agent.health import HealthCheck, Unhealthy, wait_healthy
 from agent.nginx import NginxError, render_site
 from agent.plan import PRESTART_CANDIDATES, ProcessSpec, ReleasePlan, image_tag, labels_for, make_plan, owned
@@ -42,7 +42,7 @@ from paas.db import database_full
 from paas.env_snapshots import OpenedEnv
 from paas.errors import ErrorKind, PaasError, StepFailed
 from paas.models import App, Job
-from paas.payloads import DeployPayload, ReleasePayload
+from paas.payloads import DeployPayload, ReleasePayload, RollbackPayload
 from paas.procfile import formation
 from paas.settings import Settings, memory_bytes
 
@@ -76,6 +76,7 @@ class Doors:
     source: SourceDoor
     releases: Releases
     instance: str
+    drainer: Drainer
     wait_healthy: HealthWait = wait_healthy
 
 
@@ -287,8 +288,12 @@ def release(doors: Doors, a: Attempt) -> None:
 
 
 def start(doors: Doors, a: Attempt) -> None:
-    """Every container of every process type; web ones each on a free host port."""
+    """Every container of every process type; web ones each on a free host
+    port. A rollback to the release being drained takes its containers back."""
     plan, started = a.need_plan(), []
+    taken = _take_back(doors, a, plan)
+    if taken is not None:
+        started, plan = list(taken), replace(plan, processes=())
     for spec in plan.processes:
         if spec.process == "web":
             spec = _start_web(doors, a, spec, plan)
@@ -299,7 +304,7 @@ def start(doors: Doors, a: Attempt) -> None:
             _start_one(doors, a, spec, plan, host_port=None)
             a.dlog.line(f"started {spec.name} ({spec.process})")
         started.append(spec)
-    a.plan = plan = replace(plan, processes=tuple(started))
+    a.plan = plan = replace(a.need_plan(), processes=tuple(started))
     doors.releases.update(
         a.dep_id,
         host_port=plan.web[0].host_port,
@@ -307,6 +312,44 @@ def start(doors: Doors, a: Attempt) -> None:
         container_port=plan.container_port,
         containers=[p.name for p in plan.processes],
     )
+
+
+def _take_back(doors: Doors, a: Attempt, plan: ReleasePlan) -> tuple[ProcessSpec, ...] | None:
+    """A rollback (its release command not asked for) to the release whose
+    containers are still waiting out their drain: the same image, env and
+    process types, running a moment ago. They serve again, nothing starts:
+    the processes with their names and ports, or None to start new ones."""
+    if not isinstance(a.payload, RollbackPayload) or a.run_release or a.payload.source_version is None:
+        return None
+    base = doors.releases.version_of(a.app, a.payload.source_version)
+    if base is None or not base.containers:
+        return None
+    names = {f"paas-{a.app.name}-{p.process}-v{base.version}-{p.index}": p for p in plan.processes}
+    if set(base.containers) != set(names) or not set(names) <= set(doors.drainer.draining(a.app.name)):
+        return None  # scaled since, or not draining (stopped, gone, or live)
+    specs = []
+    for name, spec in names.items():
+        info = doors.docker.container(name)
+        if info is None or info.status != "running" or info.restarts or info.oom_killed:
+            return None
+        port = 0
+        if spec.process == "web":
+            host, _, published = (info.published or ("",))[0].rpartition(":")
+            if host != plan.host_ip or not published.isdigit():
+                return None
+            port = int(published)
+        specs.append(replace(spec, name=name, host_port=port))
+    if not doors.drainer.take_back(names):
+        return None  # its drain ended meanwhile
+    app = a.app.name
+
+    def hand_back() -> str:
+        doors.drainer.retire(app, names, log_path=a.dlog.path)
+        return f"handed {', '.join(names)} back to the drain"
+
+    a.on_undo(f"v{base.version}'s containers", hand_back)
+    a.dlog.line(f"took back {', '.join(names)} from the drain: v{base.version} still runs, nothing to start")
+    return tuple(specs)  # in the plan's order
 
 
 _port_lock = threading.Lock()  # one port choice at a time, across every pipeline thread
@@ -479,19 +522,18 @@ def switch(doors: Doors, a: Attempt) -> None:
 
 
 def retire(doors: Doors, a: Attempt) -> None:
-    """Drain, stop and remove the previous release's containers; prune images."""
+    """Hand the previous releases' containers to the drainer (agent/drainer.py),
+    which stops them once drained while the next job may already run; prune
+    images and release logs."""
     s, app, dlog = doors.settings, a.app.name, a.dlog
-    old = [
-        c
-        for c in doors.docker.containers(owned(doors.instance, app))
-        if c.labels.get("paas.deployment") != str(a.dep_id)
-    ]
+    live = {p.name for p in a.need_plan().processes}
+    old = [c.name for c in doors.docker.containers(owned(doors.instance, app)) if c.name not in live]
     if old:
-        dlog.line(f"draining {s.drain_seconds:g}s before stopping " + ", ".join(c.name for c in old))
-        time.sleep(s.drain_seconds)
-        for c in old:
-            doors.docker.stop_and_remove(c.name, timeout=s.stop_timeout)
-            dlog.line(f"stopped {c.name}")
+        doors.drainer.retire(app, old, log_path=dlog.path)
+        dlog.line(
+            f"draining {s.drain_seconds:g}s, then stopping {', '.join(old)} "
+            "(apart from this job: the app's next one need not wait)"
+        )
     prune_images(
         doors.db, doors.docker, instance=doors.instance, app=app, keep=s.keep_releases, on_line=dlog.line
     )

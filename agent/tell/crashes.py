@@ -37,10 +37,10 @@ class CrashWatch:
         tell: Tell,
         *,
         quiet: float = 300,
-        is_live: Callable[[str, str], bool] | None = None,
+        is_live: Callable[[str, str, str], bool] | None = None,
     ) -> None:
         self.docker = docker
-        self.is_live = is_live  # (app, its paas.deployment label): a container of the live release?
+        self.is_live = is_live  # (app, name, its paas.deployment label): of the live release?
         self.instance = instance
         self.tell = tell
         self.quiet = quiet
@@ -89,12 +89,14 @@ class CrashWatch:
         # a release command's failure fails its deploy, as does a new release's container
         if not APP_NAME.fullmatch(app) or process == "release":
             return
-        if self.is_live is not None and not self.is_live(app, str(attributes.get("paas.deployment", ""))):
+        name, code = str(attributes.get("name", cid[:12])), str(attributes.get("exitCode", "?"))
+        if self.is_live is not None and not self.is_live(
+            app, name, str(attributes.get("paas.deployment", ""))
+        ):
             return
         if now - self._last.get((app, oom), float("-inf")) < self.quiet:
             return
         self._last[(app, oom)] = now
-        name, code = str(attributes.get("name", cid[:12])), str(attributes.get("exitCode", "?"))
         if oom:
             self.tell(
                 "app.oom",

@@ -10,6 +10,7 @@ nginx do is tests/integration.)"""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ class Rig:
             raise Unhealthy(dead)
         on_line("healthy")
 
-    def run(self, kind: str = queue.DEPLOY, **payload: Any) -> DeployResult:
+    def run(self, kind: str = queue.DEPLOY, *, drained: bool = True, **payload: Any) -> DeployResult:
         """Queue a job, claim and run it, and finish it, as the agent does."""
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == "shop")).one()
@@ -222,6 +223,8 @@ class Rig:
             self.world.job_id = int(job.id or 0)
             session.expunge(job)
         result = self.pipeline.run(job)
+        if drained and self.world.fail_at != "retire":
+            assert self.pipeline.doors.drainer.wait_idle(10)  # the old release's containers, stopped apart
         with session_scope(self.db) as session:
             state = JobState.done if result.ok else JobState.failed
             queue.finish(session, job_id=self.world.job_id, owner="tests", state=state, error=result.error)
@@ -372,13 +375,58 @@ def test_a_cancel_inside_a_step_stops_it(rig: Rig, step: str) -> None:
     assert f"paas/shop:v{result.version}" not in rig.docker.store
 
 
+def draining_for(rig: Rig, seconds: float) -> None:
+    rig.pipeline.doors.drainer.settings = rig.settings.model_copy(update={"drain_seconds": seconds})
+
+
+def test_a_rollback_to_the_release_being_drained_takes_its_containers_back(rig: Rig) -> None:
+    draining_for(rig, 60)
+    live(rig)
+    assert rig.run(drained=False).ok  # v2: v1's containers drain
+    rig.docker.calls.clear()
+    back = rig.run(queue.ROLLBACK, drained=False, source_version=1, run_release=False)
+    assert back.ok, rig.log(back)
+    v1 = ["paas-shop-web-v1-1", "paas-shop-worker-v1-1"]
+    assert not [c for c in rig.docker.calls if c.startswith("start")], rig.docker.calls
+    assert sorted(rig.release_row(back).containers) == v1
+    assert rig.nginx.served["shop"] == f"v{back.version}"
+    assert f"took back {', '.join(v1)} from the drain" in rig.log(back)
+    assert set(rig.pipeline.doors.drainer.draining("shop")) == {"paas-shop-web-v2-1", "paas-shop-worker-v2-1"}
+    assert set(rig.docker.running) == {*v1, "paas-shop-web-v2-1", "paas-shop-worker-v2-1"}
+
+
+def test_a_rollback_once_the_drain_is_over_starts_new_containers(rig: Rig) -> None:
+    live(rig)
+    assert rig.run().ok  # drain 0: v1's containers are gone
+    back = rig.run(queue.ROLLBACK, source_version=1, run_release=False)
+    assert back.ok, rig.log(back)
+    assert f"start paas-shop-web-v{back.version}-1" in rig.docker.calls
+    assert "took back" not in rig.log(back)
+
+
+def test_a_take_back_that_fails_its_health_check_goes_back_to_the_drain(rig: Rig) -> None:
+    draining_for(rig, 60)
+    live(rig)
+    assert rig.run(drained=False).ok
+    rig.world.fail_at = "health"
+    back = rig.run(queue.ROLLBACK, drained=False, source_version=1, run_release=False)
+    assert not back.ok
+    assert "handed paas-shop-web-v1-1, paas-shop-worker-v1-1 back to the drain" in rig.log(back)
+    assert set(rig.pipeline.doors.drainer.draining("shop")) == {"paas-shop-web-v1-1", "paas-shop-worker-v1-1"}
+    assert rig.nginx.served["shop"] == "v2"
+
+
 def test_after_the_switch_a_failure_is_logged_not_a_failed_deploy(rig: Rig) -> None:
     live(rig)
     rig.world.fail_at = "retire"
     result = rig.run()
     assert result.ok
-    assert "<== retire had a problem after" in rig.log(result) and "the engine is busy" in rig.log(result)
     assert rig.release_row(result).status == DeploymentStatus.succeeded
+    deadline = time.monotonic() + 10
+    while "could not stop" not in rig.log(result) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the drainer stops the old release's containers apart from the job
+    assert "could not stop paas-shop-web-v1-1: the engine is busy; trying again in 30s" in rig.log(result)
+    assert rig.pipeline.doors.drainer.draining("shop")  # kept for the next try
 
 
 def test_a_failure_a_step_raises_for_a_later_step_names_that_step_on_the_row(

@@ -389,7 +389,7 @@ def test_crashes_and_oom_kills_are_told_and_stops_are_not() -> None:
         None,  # type: ignore[arg-type]
         "i",
         lambda event, **kw: told.append((event, "")),
-        is_live=lambda app, deployment: deployment == "7",
+        is_live=lambda app, name, deployment: deployment == "7",
     )
     starting.seen(_event("die", "new", exitCode="1", **{"paas.deployment": "8"}))  # its deploy fails instead
     assert len(told) == 3
