@@ -10,6 +10,7 @@ engine's own words: nobody else reads the message).
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import threading
@@ -806,6 +807,25 @@ class DockerEngine:
             raise _failed(exc) from exc
         except OSError as exc:  # the connection dropped (an engine restart)
             raise EngineError(str(exc), kind=ErrorKind.refused) from exc
+
+    def bridge_gateway(self) -> str:
+        """The default bridge's address on the host (its IPv4 gateway): where a
+        container's port published on 127.0.0.1 is reached from, through
+        docker-proxy or the hairpin NAT alike; "" if the engine has none."""
+        try:
+            network = self._client.networks.get("bridge")
+        except NotFound:
+            return ""
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            try:
+                address = ipaddress.ip_address(str(config.get("Gateway") or ""))
+            except ValueError:
+                continue
+            if address.version == 4:
+                return str(address)
+        return ""
 
     def published_ports(self) -> set[int]:
         """Host ports published by any container on this engine."""

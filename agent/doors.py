@@ -82,6 +82,8 @@ class EngineDoor(ImageLookup, ImagePruning, Protocol):
 
     def published_ports(self) -> set[int]: ...
 
+    def bridge_gateway(self) -> str: ...
+
     def start(
         self,
         *,

@@ -138,7 +138,11 @@ def make_plan(
     prestart_path: str | None,
     env: dict[str, str] | None = None,
     networks: tuple[str, ...] = (),
+    proxy: str = "",
 ) -> ReleasePlan:
+    """``proxy``: the address nginx reaches the containers from, which the
+    app's server may trust for X-Forwarded-* (FORWARDED_ALLOW_IPS, read by
+    uvicorn and gunicorn; the app's own env var wins)."""
     assert deployment.id is not None
     labels = labels_for(
         instance=instance, app=app.name, deployment_id=deployment.id, version=deployment.version
@@ -165,7 +169,7 @@ def make_plan(
         container_port=port,
         host_ip="127.0.0.1",
         processes=processes,
-        env={**(env or {}), "PORT": str(port)},
+        env={**({"FORWARDED_ALLOW_IPS": proxy} if proxy else {}), **(env or {}), "PORT": str(port)},
         volumes={data_volume(app.name): {"bind": app.data_path, "mode": "rw"}} if app.data_path else {},
         networks=networks,
     )

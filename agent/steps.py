@@ -235,6 +235,7 @@ def _plan(doors: Doors, a: Attempt, *, find_prestart: bool) -> ReleasePlan:
         prestart_path=prestart,
         env=a.env.run,
         networks=a.env.networks,
+        proxy=doors.docker.bridge_gateway(),
     )
 
 

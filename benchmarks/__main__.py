@@ -216,6 +216,56 @@ def rollbacks(stack: Stack, runs: int) -> tuple[Samples, Samples]:
     return served, returned
 
 
+def steady(url: str, version: str, host: str, answers: int = 10) -> Callable[[], bool]:
+    """``version`` served ``answers`` times in a row (while nginx reloads, an
+    old worker may still take a new connection)."""
+    return lambda: all(version_at(url, host) == version for _ in range(answers))
+
+
+def rollback_right_after(
+    stack: Stack, runs: int, repo: GitRemote, secret: str
+) -> tuple[Samples, Samples, list[float]]:
+    """As a user who sees errors: push, and `paas rollback` the moment the
+    new version is served (its predecessor still draining). → the old
+    version served, → the CLI returns; and each rollback's health time."""
+    served, returned, health = Samples(), Samples(), []
+    app_url, host = f"http://{stack.address}:{stack.nginx.port}/", f"{APP}.{stack.domain}"
+    for run in range(1, runs + 1):
+        stack.paas("unpin", APP)  # the rollback before pinned it
+        before, bad = version_at(app_url, host), f"bad{run}"
+        assert stack.webhook(APP, secret, repo.commit(app_files(bad), bad)).status_code == 202
+        wait_for(steady(app_url, bad, host), what=f"{bad} served")
+        started = time.monotonic()
+        cli = stack.spawn("rollback", APP)
+        wait_for(shows(app_url, before, host), what="the rollback right after a deploy")
+        served.add(time.monotonic() - started)
+        cli.communicate(timeout=300)
+        returned.add(time.monotonic() - started)
+        if cli.returncode != 0:
+            raise SystemExit(f"benchmark: paas rollback exited {cli.returncode}")
+        latest = stack.api("GET", f"/apps/{APP}/releases").json()[0]
+        health.append(float(latest["timings"].get("health", 0)))
+    stack.paas("unpin", APP)
+    return served, returned, health
+
+
+def pushes_a_second_apart(stack: Stack, runs: int, repo: GitRemote, secret: str) -> Samples:
+    """Two pushes one second apart: the second's webhook → its version served."""
+    served = Samples()
+    app_url, host = f"http://{stack.address}:{stack.nginx.port}/", f"{APP}.{stack.domain}"
+    for run in range(1, runs + 1):
+        first, second = f"p{run}a", f"p{run}b"
+        assert stack.webhook(APP, secret, repo.commit(app_files(first), first)).status_code == 202
+        time.sleep(1)
+        payload = repo.commit(app_files(second), second)
+        started = time.monotonic()
+        assert stack.webhook(APP, secret, payload).status_code == 202
+        wait_for(shows(app_url, second, host), what=f"{second}, pushed a second after {first}")
+        served.add(time.monotonic() - started)
+        wait_for(lambda: not _busy(stack), what="both pushes' jobs")
+    return served
+
+
 def _busy(stack: Stack) -> bool:
     rows = stack.api("GET", f"/apps/{APP}/releases").json()
     return any(r["finished_at"] is None for r in rows)
@@ -510,6 +560,15 @@ def deploy_figures(
     served, first_line, timings = redeploys(stack, runs, repo, secret)
     print("benchmark: rollbacks", flush=True)
     rb_served, rb_returned = rollbacks(stack, min(runs, 3))
+    print("benchmark: rollbacks the moment a deploy is served", flush=True)
+    now_served, now_returned, health = rollback_right_after(stack, min(runs, 3), repo, secret)
+    print("benchmark: two pushes a second apart", flush=True)
+    second = pushes_a_second_apart(stack, min(runs, 3), repo, secret)
+    extra.append(
+        "Health time of each rollback right after a deploy (s): "
+        + ", ".join(f"{t:.2f}" for t in health)
+        + f"; the drain is PAAS_DRAIN_SECONDS={stack.env['PAAS_DRAIN_SECONDS']}."
+    )
     extra.append(
         "Step timings of the redeploys (s): "
         + "; ".join(
@@ -525,6 +584,12 @@ def deploy_figures(
                floor_start, "docker start + first answer"),
         Figure("rollback: command → the CLI returns", rb_returned, "s", "", floor_start,
                "docker start + first answer"),
+        Figure("rollback the moment a deploy is served: → old version served", now_served, "s",
+               "its health time + 1 s", floor_start, "docker start + first answer"),
+        Figure("rollback the moment a deploy is served: → the CLI returns", now_returned, "s", "",
+               floor_start, "docker start + first answer"),
+        Figure("second of two pushes 1 s apart: its webhook → served", second, "s",
+               "within 1.0 s of the floor", floor_deploy, "docker build + run + first answer"),
     ]  # fmt: skip
 
 

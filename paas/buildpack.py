@@ -145,11 +145,14 @@ def default_workers(cpus: int | None) -> int:
 
 def server_command(entry: Entry, workers: int) -> str:
     """gunicorn on $PORT: with uvicorn's worker for ASGI, plain for WSGI.
-    WEB_CONCURRENCY (an env var) overrides the worker count."""
+    WEB_CONCURRENCY (an env var) overrides the worker count. X-Forwarded-*
+    are trusted from FORWARDED_ALLOW_IPS, which paas sets to nginx's address
+    (gunicorn's own default, 127.0.0.1, where it is not set)."""
     worker_class = "-k uvicorn.workers.UvicornWorker " if entry.kind == "asgi" else ""
     return (
         f"exec gunicorn {worker_class}--bind 0.0.0.0:${{PORT:-8000}} "
-        f"--workers ${{WEB_CONCURRENCY:-{workers}}} --access-logfile - {entry.target}"
+        f"--workers ${{WEB_CONCURRENCY:-{workers}}} --access-logfile - "
+        f'--forwarded-allow-ips "${{FORWARDED_ALLOW_IPS:-127.0.0.1}}" {entry.target}'
     )
 
 

@@ -290,6 +290,19 @@ class Stack:
             time.sleep(0.25)
         raise AssertionError(f"{app} v{version} did not finish in {timeout}s")
 
+    def wait_drained(self, app: str, *, timeout: float = 60) -> None:
+        """Wait until the app runs only its live release's containers: the
+        agent's drainer stops the old ones PAAS_DRAIN_SECONDS after the switch,
+        apart from the job (which has ended by then)."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = self.api("GET", f"/apps/{app}/ps").json()
+            if all(row["live"] for row in rows):
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"{app}: old containers still there after {timeout}s: {rows}")
+
     def release_log(self, app: str, version: int) -> str:
         return self.api("GET", f"/apps/{app}/releases/{version}/log").text
 

@@ -13,7 +13,7 @@ import docker
 import httpx
 import pytest
 
-from testkit.harness import GitRemote, LoadClient, Stack
+from testkit.harness import GitRemote, LoadClient, Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -139,9 +139,10 @@ def test_an_agent_killed_mid_deploy_is_recovered(stack: Stack, tmp_path_factory:
     assert releases[0]["version"] == 2 and releases[0]["status"] == "failed"
     assert "lease expired" in releases[0]["error"]
     assert load.report.failures == [] and set(load.report.versions) == {"v1"}
-    # nothing of v2 is left running, and the app deploys again
+    # nothing of v2 is left running (drained first: nginx may have seen it), and the app deploys again
     client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": [f"paas.app={name}", "paas.version=2"]})
+    of_v2 = {"label": [f"paas.app={name}", "paas.version=2"]}
+    wait_until(lambda: not client.containers.list(all=True, filters=of_v2), "v2's containers removed")
     assert wait_job(stack, push(stack, name, secret, repo, "v3"))["state"] == "done"
     assert stack.get_app(name).json() == {"version": "v3"}
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from testkit.harness import (
@@ -39,7 +40,7 @@ CUSTOM = f"www.{APP}.example"
 ELSEWHERE = f"elsewhere.{APP}.example"
 
 MAIN = """\
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 app = FastAPI()
 
@@ -47,6 +48,17 @@ app = FastAPI()
 @app.get("/")
 def root():
     return {"version": "t1"}
+
+
+@app.get("/whoami")
+def whoami(request: Request):
+    forwarded = {k: v for k, v in request.headers.items() if k.startswith("x-forwarded-") or k == "forwarded"}
+    return {"scheme": request.url.scheme, "client": request.client.host, "headers": forwarded}
+
+
+@app.get("/items/")
+def items():
+    return []
 
 
 @app.get("/healthz")
@@ -137,6 +149,22 @@ def https_get(port: int, hostname: str, root_pem: str, path: str = "/") -> tuple
         return response.status, response.read(), der
 
 
+def https_request(
+    port: int, hostname: str, root_pem: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """GET over verified TLS with extra ``headers``: status, response headers, body."""
+    context = ssl.create_default_context(cadata=root_pem)
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=hostname) as tls,
+    ):
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {hostname}\r\n{extra}Connection: close\r\n\r\n".encode())
+        response = http.client.HTTPResponse(tls)  # type: ignore[arg-type]
+        response.begin()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+
+
 def http_get(stack: Stack, hostname: str, path: str = "/some/path?x=1") -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection(LOOPBACK, stack.nginx.port, timeout=10)
     conn.request("GET", path, headers={"Host": hostname})
@@ -187,6 +215,54 @@ def test_default_and_custom_domains_get_certificates_and_http_redirects(
         title = f"{APP}: a certificate for {hostname} was issued"
         post = wait_until(lambda title=title: [p for p in inbox.posts if p["title"] == title], title)[0]
         assert post["message"].startswith("valid until 20") and post["type"] == "success"
+
+
+def test_the_app_sees_the_request_as_the_client_made_it_over_https(
+    tls_stack: Stack, pebble: Pebble, live_app: dict[str, Any]
+) -> None:
+    """uvicorn in the container trusts X-Forwarded-* from nginx's address only
+    (FORWARDED_ALLOW_IPS, set by paas), and nginx sets them, never appends."""
+    default = f"{APP}.{tls_stack.domain}"
+    wait_domain(tls_stack, default, "issued")
+    wait_log(tls_stack, f"nginx serves the new certificate for {default}")
+    https_port, root = int(tls_stack.env["PAAS_HTTPS_PORT"]), pebble.root_pem()
+    forged = {"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9", "Forwarded": "for=203.0.113.9"}
+    status, _headers, body = https_request(https_port, default, root, "/whoami", forged)
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["scheme"] == "https" and seen["client"] == LOOPBACK, seen  # not http, not the Docker gateway
+    assert seen["headers"] == {
+        "x-forwarded-for": LOOPBACK,
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": default,
+        "x-forwarded-port": str(https_port),
+    }, seen
+    # the framework's own redirects point to https://
+    status, headers, _body = https_request(https_port, default, root, "/items", {})
+    assert status == 307 and headers["location"].startswith(f"https://{default}"), (status, headers)
+    # nothing but nginx is trusted: another container on the same bridge, forging them, is not
+    engine = docker.from_env()
+    try:
+        served = engine.containers.get(f"paas-{APP}-web-v1-1")
+        env = dict(e.split("=", 1) for e in served.attrs["Config"]["Env"])
+        address = served.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        url = f"http://{address}:{env['PORT']}/whoami"
+        forging = "{'X-Forwarded-For': '203.0.113.9', 'X-Forwarded-Proto': 'https'}"
+        fetch = (
+            f"import urllib.request as u; r = u.Request({url!r}, headers={forging}); "
+            "print(u.urlopen(r, timeout=10).read().decode())"
+        )
+        out = engine.containers.run(f"paas/{APP}:v1", ["python", "-c", fetch], remove=True, network="bridge")
+    finally:
+        engine.close()
+    neighbour = json.loads(out)
+    assert neighbour["scheme"] == "http" and neighbour["client"] not in ("203.0.113.9", LOOPBACK), neighbour
+    assert env["FORWARDED_ALLOW_IPS"] != "*", env
+    print(
+        f"\nover HTTPS the app saw scheme={seen['scheme']} client={seen['client']} (forged 203.0.113.9 "
+        f"dropped); FORWARDED_ALLOW_IPS={env['FORWARDED_ALLOW_IPS']}; a neighbour container forging the "
+        f"headers was seen as {neighbour['client']} over {neighbour['scheme']}"
+    )
 
 
 def test_a_domain_whose_dns_points_elsewhere_is_refused_without_asking_the_ca(

@@ -100,7 +100,8 @@ def test_server_command_and_packages(tmp_path: Path) -> None:
     plan = detect(tree(tmp_path, {"requirements.txt": "fastapi\n", "main.py": FASTAPI_MAIN}), workers=3)
     assert plan.command == (
         "exec gunicorn -k uvicorn.workers.UvicornWorker --bind 0.0.0.0:${PORT:-8000} "
-        "--workers ${WEB_CONCURRENCY:-3} --access-logfile - main:app"
+        "--workers ${WEB_CONCURRENCY:-3} --access-logfile - "
+        '--forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" main:app'
     )
     assert plan.server_packages == ("gunicorn>=22,<24", "uvicorn>=0.30,<1")
     (tmp_path / "requirements.txt").write_text("fastapi\nuvicorn[standard]==0.30\ngunicorn\n")

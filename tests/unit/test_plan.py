@@ -187,3 +187,23 @@ def test_run_answers_a_timeout_with_exit_124_in_the_words_capture_raises() -> No
         commands.capture(slow, timeout=0.2)
     assert commands.run(slow, timeout=0.2) == commands.CommandResult(tuple(slow), 124, str(caught.value))
     assert str(caught.value) == f"{sys.executable}: timed out after 0.2s"
+
+
+def test_every_container_trusts_forwarded_headers_from_nginx_only_and_the_apps_own_setting_wins() -> None:
+    def env(own: dict[str, str]) -> dict[str, str]:
+        return make_plan(
+            app=_app(),
+            deployment=Deployment(id=1, app_id=1, version=1),
+            instance="i",
+            procfile={},
+            exposed=None,
+            prestart_path=None,
+            env=own,
+            proxy="172.17.0.1",
+        ).env
+
+    assert env({}) == {"FORWARDED_ALLOW_IPS": "172.17.0.1", "PORT": "8000"}
+    assert env({"FORWARDED_ALLOW_IPS": "10.0.0.5", "PORT": "1"}) == {
+        "FORWARDED_ALLOW_IPS": "10.0.0.5",
+        "PORT": "8000",
+    }

@@ -99,6 +99,9 @@ class FakeEngine:
     def published_ports(self) -> set[int]:
         return set()
 
+    def bridge_gateway(self) -> str:
+        return "172.17.0.1"
+
     def start(
         self, *, name: str, labels: dict[str, str], host_ip: str, host_port: int | None, **_kw: Any
     ) -> str:
