@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import random
+import re
 import shutil
 import socket
 import threading
@@ -325,9 +326,16 @@ def _take_back(doors: Doors, a: Attempt, plan: ReleasePlan) -> tuple[ProcessSpec
     base = doors.releases.version_of(a.app, a.payload.source_version)
     if base is None or not base.containers:
         return None
-    names = {f"paas-{a.app.name}-{p.process}-v{base.version}-{p.index}": p for p in plan.processes}
-    if set(base.containers) != set(names) or not set(names) <= set(doors.drainer.draining(a.app.name)):
-        return None  # scaled since, or not draining (stopped, gone, or live)
+    # by process type and index: a release that took back containers lists another version's names
+    pattern = re.compile(rf"paas-{re.escape(a.app.name)}-([a-z][a-z0-9_-]*)-v\d+-(\d+)")
+    found = {
+        (m[1], int(m[2])): name for name in base.containers if (m := pattern.fullmatch(name)) is not None
+    }
+    if len(found) != len(base.containers) or set(found) != {(p.process, p.index) for p in plan.processes}:
+        return None  # scaled since (or a name paas does not give)
+    names = {found[(p.process, p.index)]: p for p in plan.processes}
+    if not set(names) <= set(doors.drainer.draining(a.app.name)):
+        return None  # not draining: stopped, gone, or live
     specs = []
     for name, spec in names.items():
         info = doors.docker.container(name)

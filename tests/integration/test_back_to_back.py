@@ -142,6 +142,16 @@ def test_a_rollback_the_moment_a_deploy_is_served_does_not_wait_for_its_drain(
         log = stack.release_log(APP, rollback["version"])
     assert f"stopped paas-{APP}-web-v2-1 (drained)" in log, log
     assert "v1-1 (drained)" not in stack.release_log(APP, 2), "v1's containers were stopped after all"
+    # again: push, and roll back to the release that took v1's containers back
+    stack.paas("unpin", APP)
+    push(stack, app, "c3")
+    wait_served(stack, "c3", steady=10)
+    back = stack.paas("rollback", APP, "--wait").stdout
+    again = stack.api("GET", f"/apps/{APP}/releases").json()[0]
+    assert again["rollback_of"] == rollback["version"], (again, back)
+    log = stack.release_log(APP, again["version"])
+    assert f"took back paas-{APP}-web-v1-1 from the drain" in log, log
+    assert wait_served(stack, "c1", timeout=10) >= 0
 
 
 def test_two_pushes_a_second_apart_both_release_and_the_second_starts_while_the_first_drains(
