@@ -141,13 +141,10 @@ def prepare(*, create_keys: bool = True, make_layout: bool = True) -> Settings:
     return settings
 
 
-# What web and the agent import, loaded by `paas up` before it forks them
+# What both web and the agent import, loaded by `paas up` before it forks them
 # (paas/supervisor.py), with what uvicorn, anyio and httpx load once they serve or send.
-# Each side's own modules too: measured, loading them here makes the whole about 5 MiB
-# smaller than each child loading its own after the fork (a page the other side never
-# touches stays one page; an import after the fork writes into pages both still share).
-# Nothing here may start a thread or open a file when imported: a fork keeps neither
-# (so Docker's Go Dockerfile parser is loaded at first use, paas/dockerfile.py).
+# Only what both use: a page of a module one side alone uses would end up twice, the
+# user's copy-on-write copy and the original left mapped, unused, in the other.
 SHARED_MODULES = (
     "paas.services",
     "paas.domains",
@@ -161,8 +158,6 @@ SHARED_MODULES = (
     "uvicorn.protocols.http.h11_impl",
     "uvicorn.protocols.websockets.auto",
     "anyio._backends._asyncio",
-    "agent.daemon",
-    "web.app",
 )
 
 

@@ -172,21 +172,3 @@ def test_the_agent_stops_on_a_burst_of_signals() -> None:
     proc = _burst_of_sigterms("pipe")
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and out == "stopped\n"
-
-
-def test_what_paas_up_preloads_starts_no_thread_and_leaves_out_the_go_parser() -> None:
-    """A forked child keeps only the thread that forked: a thread started by an
-    import in the parent (the Go runtime of Docker's Dockerfile parser starts
-    several) would be missing in web and the agent."""
-    code = textwrap.dedent(
-        """
-        import os, sys
-        from paas import daemons, supervisor
-        daemons._lean()
-        supervisor.preload(daemons.SHARED_MODULES)
-        threads = len(os.listdir("/proc/self/task"))
-        print(threads, "dockerfile" in sys.modules, sys.modules["pydantic.v1"] is not None)
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["1", "False", "False"]
