@@ -218,7 +218,29 @@ def run(command: str) -> int:
 
 
 def _lean() -> None:
-    """httpx imports its own command line (Rich, Click, Pygments: 5 MiB) when
+    """What a daemon leaves out (they are measured: docs/benchmarks.md).
+
+    httpx imports its own command line (Rich, Click, Pygments: 5 MiB) when
     they are installed, as Typer installs them; its package falls back to a
-    stub when that import fails, which this makes it do."""
+    stub when that import fails, which this makes it do. FastAPI imports
+    pydantic.v1 (1.5 MiB) to ask of every route parameter whether it is a
+    pydantic v1 model, and answers no without it: paas has none.
+
+    glibc gives each thread that allocates an arena of its own (up to eight
+    per core), whose free memory stays with it; the agent runs a dozen
+    threads and web a pool of them. Two arenas cost no measurable speed
+    here and keep that memory down. Set before web and the agent are forked,
+    it holds in them too."""
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
+    _few_malloc_arenas()
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def _few_malloc_arenas(arenas: int = 2) -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # a C library without mallopt: nothing to do
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)  # the interpreter's own C library

@@ -24,11 +24,14 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import dockerfile
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from paas.dockerfile_lex import Env, Unknown, Unresolvable, builder_flags, expand, read_directives
 from paas.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import dockerfile
 
 __all__ = ["ImageRead", "image_references", "images_read"]
 
@@ -115,10 +118,21 @@ def _check_text(text: str) -> None:
         )
 
 
+def _go_parser() -> ModuleType:
+    """Docker's own parser (the ``dockerfile`` package, a Go library), loaded
+    at the first check: its Go runtime takes about 4 MiB and starts threads
+    as it loads, so an idle agent goes without it and the parent that `paas
+    up` forks from never loads it (a forked child keeps none of those threads)."""
+    import dockerfile
+
+    return dockerfile
+
+
 def _parse(text: str) -> tuple[dockerfile.Command, ...]:
+    parser = _go_parser()
     try:
-        return dockerfile.parse_string(text)
-    except dockerfile.GoParseError as exc:
+        return parser.parse_string(text)
+    except parser.GoParseError as exc:
         raise InvalidInput(f"the Dockerfile does not parse: {exc}") from None
 
 
@@ -134,8 +148,9 @@ def _readings(text: str) -> Iterator[Sequence[dockerfile.Command]]:
         if command.cmd.lower() in ("run", "copy", "add", "onbuild"):
             _check_heredoc_line(command)
     yield commands
-    with contextlib.suppress(dockerfile.GoParseError):  # then Docker 20.10 would not build it
-        yield dockerfile.parse_string(text.replace("<<", "<~"))
+    parser = _go_parser()
+    with contextlib.suppress(parser.GoParseError):  # then Docker 20.10 would not build it
+        yield parser.parse_string(text.replace("<<", "<~"))
 
 
 def _check_heredoc_line(command: dockerfile.Command) -> None:
@@ -291,9 +306,10 @@ class _Walk:
         """One trigger runs as an instruction of the stage just begun."""
         if any(c in text for c in "\n\r\x00"):
             raise InvalidInput(f"the Dockerfile, {where}: the trigger spans lines")
+        parser = _go_parser()
         try:
-            commands = dockerfile.parse_string(text)
-        except dockerfile.GoParseError as exc:
+            commands = parser.parse_string(text)
+        except parser.GoParseError as exc:
             raise InvalidInput(f"the Dockerfile, {where}: the trigger does not parse: {exc}") from None
         if len(commands) != 1 or commands[0].cmd.lower() == "from":
             raise InvalidInput(

@@ -16,29 +16,30 @@ tracker process.
 from __future__ import annotations
 
 import contextlib
-import gc
-import importlib
-import logging
 import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
 
-from paas.errors import PaasError
+# The supervisor that `paas up` execs imports no more than it runs (the
+# standard library's typing, enum and logging would add 2 MiB to it): what
+# only the parent or the children use is imported inside the function.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["exec_supervisor", "preload", "run_in_child", "start_child", "supervise", "supervisor_argv"]
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
-log = logging.getLogger("paas.up")
-
 
 def preload(modules: Iterable[str]) -> None:
     """Import ``modules`` now, in the parent, and move every object made so
     far out of the collector's reach, so that the children share them."""
+    import gc
+    import importlib
+
     gc.disable()
     try:
         for name in modules:
@@ -52,6 +53,10 @@ def start_child(name: str, target: Callable[..., Any], *args: Any) -> int:
     """Fork a child that runs ``target(*args)`` and exits: 0 when it returns,
     its code on SystemExit, 1 on any error (printed). The child's process
     name (``ps -o comm``, ``top``) is ``name``."""
+    import traceback
+
+    from paas.errors import PaasError
+
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -121,7 +126,10 @@ def supervise(
         time.sleep(min(poll, 0.05))
     for name, pid in children.items():
         if name not in exited:
-            log.warning("%s did not stop within %.0f s of SIGTERM: killing it", name, grace)
+            import logging
+
+            said = "%s did not stop within %.0f s of SIGTERM: killing it"
+            logging.getLogger("paas.up").warning(said, name, grace)
             _kill(pid, signal.SIGKILL)
             exited[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     return exited, bool(signalled)
