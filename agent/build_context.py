@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.commands import parse_dockerfile
 from agent.doors import ImageLookup
 from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, context_file, for_app
 from paas.dockerfile import ImageRead, images_read
@@ -124,7 +125,7 @@ def check_images_read(
             checked[read.ref] = list(docker.image_config(read.ref).get("OnBuild") or [])
         return checked[read.ref]
 
-    for read in images_read(text, buildargs, onbuild=admit):
+    for read in images_read(text, buildargs, onbuild=admit, parse=parse_dockerfile):
         admit(read)
 
 

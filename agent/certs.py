@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
-from cryptography import x509
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -394,15 +394,22 @@ def served_sha256(settings: Settings, hostname: str) -> str:
     return hashlib.sha256(der).hexdigest() if der else ""
 
 
+def _load_pem(path: Path) -> Any:
+    """A certificate file, read by cryptography's x509 (imported here, at the
+    first certificate: 3.4 MiB an agent without any does not hold)."""
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
 def _leaf_sha256(path: Path) -> str:
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+    return hashlib.sha256(_load_pem(path).public_bytes(Encoding.DER)).hexdigest()
 
 
 def _expiry(path: Path) -> datetime:
-    return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
+    return _load_pem(path).not_valid_after_utc  # type: ignore[no-any-return]
 
 
 def _ca_error(output: str) -> str:

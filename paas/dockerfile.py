@@ -24,16 +24,32 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from paas.dockerfile_lex import Env, Unknown, Unresolvable, builder_flags, expand, read_directives
 from paas.errors import InvalidInput
 
-if TYPE_CHECKING:
-    import dockerfile
+__all__ = ["Command", "GoParseError", "ImageRead", "Parser", "image_references", "images_read", "parse_here"]
 
-__all__ = ["ImageRead", "image_references", "images_read"]
+
+class Command(NamedTuple):
+    """One instruction as Docker's parser reads it (``Command``'s fields)."""
+
+    cmd: str
+    sub_cmd: str | None
+    json: bool
+    original: str
+    start_line: int
+    end_line: int
+    flags: tuple[str, ...]
+    value: tuple[str, ...]
+
+
+class GoParseError(Exception):
+    """Docker's parser refused the text; the argument is its words."""
+
+
+Parser = Callable[[str], Sequence[Command]]  # raises GoParseError
 
 SCRATCH = "scratch"
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
@@ -85,12 +101,19 @@ def image_references(
 
 
 def images_read(
-    text: str, buildargs: Mapping[str, str] | None = None, *, onbuild: Triggers = _no_triggers
+    text: str,
+    buildargs: Mapping[str, str] | None = None,
+    *,
+    onbuild: Triggers = _no_triggers,
+    parse: Parser | None = None,
 ) -> list[ImageRead]:
     """Every image the Dockerfile ``text`` reads with ``buildargs``.
     ``onbuild(read)`` gives the ONBUILD triggers of the base image read
-    (called as each base is met, so it may check that image first). Raises
-    InvalidInput, naming the line, for what paas refuses to build."""
+    (called as each base is met, so it may check that image first).
+    ``parse`` runs Docker's parser (default: ``parse_here``; the agent runs
+    it in a process of its own). Raises InvalidInput, naming the line, for
+    what paas refuses to build."""
+    parse = parse or parse_here
     args = dict(buildargs or {})
     for name in args:
         if name.upper().startswith("BUILDKIT_"):
@@ -100,9 +123,9 @@ def images_read(
     _check_text(text)
     escape = read_directives(text)
     reads: dict[str, ImageRead] = {}
-    for commands in _readings(text):
+    for commands in _readings(text, parse):
         for meta in (_ClassicMeta(args, escape), _BuildKitMeta(args, escape)):
-            _Walk(meta, escape, onbuild, reads).run(commands)
+            _Walk(meta, escape, onbuild, reads, parse).run(commands)
     return list(reads.values())
 
 
@@ -118,29 +141,31 @@ def _check_text(text: str) -> None:
         )
 
 
-def _go_parser() -> ModuleType:
-    """Docker's own parser (the ``dockerfile`` package, a Go library), loaded
-    at the first check: its Go runtime takes about 4 MiB and starts threads
-    as it loads, so an idle agent goes without it and the parent that `paas
-    up` forks from never loads it (a forked child keeps none of those threads)."""
+def parse_here(text: str) -> tuple[Command, ...]:
+    """Docker's own parser (the ``dockerfile`` package, a Go library) in this
+    process, loaded at the first call: its Go runtime holds about 4 MiB and
+    starts threads as it loads, which is why the agent runs it in a short-lived
+    process of its own (agent/commands.py ``parse_dockerfile``)."""
     import dockerfile
 
-    return dockerfile
-
-
-def _parse(text: str) -> tuple[dockerfile.Command, ...]:
-    parser = _go_parser()
     try:
-        return parser.parse_string(text)
-    except parser.GoParseError as exc:
+        return tuple(Command(*c[: len(Command._fields)]) for c in dockerfile.parse_string(text))
+    except dockerfile.GoParseError as exc:
+        raise GoParseError(str(exc)) from None
+
+
+def _parse(text: str, parse: Parser) -> Sequence[Command]:
+    try:
+        return parse(text)
+    except GoParseError as exc:
         raise InvalidInput(f"the Dockerfile does not parse: {exc}") from None
 
 
-def _readings(text: str) -> Iterator[Sequence[dockerfile.Command]]:
+def _readings(text: str, parse: Parser) -> Iterator[Sequence[Command]]:
     """The instructions as Docker's parser reads ``text``, then (when it has
     ``<<``) as a parser without heredocs would: the lines of a heredoc are
     then instructions. A reading that fails is one no engine builds."""
-    commands = _parse(text)
+    commands = _parse(text, parse)
     if "<<" not in text:
         yield commands
         return
@@ -148,12 +173,11 @@ def _readings(text: str) -> Iterator[Sequence[dockerfile.Command]]:
         if command.cmd.lower() in ("run", "copy", "add", "onbuild"):
             _check_heredoc_line(command)
     yield commands
-    parser = _go_parser()
-    with contextlib.suppress(parser.GoParseError):  # then Docker 20.10 would not build it
-        yield parser.parse_string(text.replace("<<", "<~"))
+    with contextlib.suppress(GoParseError):  # then Docker 20.10 would not build it
+        yield parse(text.replace("<<", "<~"))
 
 
-def _check_heredoc_line(command: dockerfile.Command) -> None:
+def _check_heredoc_line(command: Command) -> None:
     """Whether a line starts a heredoc depends on how the lexer splits its
     words, which changed between buildkit versions for `<< NAME` (a space)
     and for `${VAR:-...}`-style expansions: refuse those on a line with `<<`."""
@@ -244,8 +268,14 @@ class _Walk:
     """One reading of the instructions, with one way of reading meta ARGs."""
 
     def __init__(
-        self, meta: _ClassicMeta | _BuildKitMeta, escape: str, onbuild: Triggers, reads: dict[str, ImageRead]
+        self,
+        meta: _ClassicMeta | _BuildKitMeta,
+        escape: str,
+        onbuild: Triggers,
+        reads: dict[str, ImageRead],
+        parse: Parser,
     ) -> None:
+        self.parse = parse
         self.meta = meta
         self.escape = escape
         self.onbuild = onbuild
@@ -253,7 +283,7 @@ class _Walk:
         self.stages: list[_Stage] = []
         self.stopped = False
 
-    def run(self, commands: Sequence[dockerfile.Command]) -> None:
+    def run(self, commands: Sequence[Command]) -> None:
         for command in commands:
             if self.stopped:
                 return
@@ -266,14 +296,14 @@ class _Walk:
             else:
                 self.instruction(command, self.escape, where)
 
-    def plain_names(self, command: dockerfile.Command, where: str) -> list[tuple[str, str | None]]:
+    def plain_names(self, command: Command, where: str) -> list[tuple[str, str | None]]:
         pairs = _arguments(command.value)
         for name, _default in pairs:
             if not name or any(c in name for c in ("$", "'", '"', self.escape)):
                 raise InvalidInput(f"the Dockerfile, {where}: ARG {name!r} is not a plain name")
         return pairs
 
-    def start_stage(self, command: dockerfile.Command, where: str) -> None:
+    def start_stage(self, command: Command, where: str) -> None:
         words = command.value
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].casefold() != "as"):
             raise InvalidInput(f"the Dockerfile, {where}: FROM takes an image and, optionally, AS a name")
@@ -306,10 +336,9 @@ class _Walk:
         """One trigger runs as an instruction of the stage just begun."""
         if any(c in text for c in "\n\r\x00"):
             raise InvalidInput(f"the Dockerfile, {where}: the trigger spans lines")
-        parser = _go_parser()
         try:
-            commands = parser.parse_string(text)
-        except parser.GoParseError as exc:
+            commands = self.parse(text)
+        except GoParseError as exc:
             raise InvalidInput(f"the Dockerfile, {where}: the trigger does not parse: {exc}") from None
         if len(commands) != 1 or commands[0].cmd.lower() == "from":
             raise InvalidInput(
@@ -317,7 +346,7 @@ class _Walk:
             )
         self.instruction(commands[0], "\\", where)
 
-    def instruction(self, command: dockerfile.Command, escape: str, where: str) -> None:
+    def instruction(self, command: Command, escape: str, where: str) -> None:
         kind = command.cmd.lower()
         first_line = command.original.split("\n", 1)[0]
         if kind == "onbuild":

@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 
 from agent import docker_engine
 from agent.build_context import check_images_read
+from agent.commands import parse_dockerfile
 from paas.buildpack import BuildPlan, render_dockerfile
-from paas.dockerfile import image_references
+from paas.dockerfile import GoParseError, image_references, images_read, parse_here
 from paas.dockerfile_lex import builder_flags, expand
 from paas.errors import InvalidInput
 from paas.settings import Settings
@@ -466,3 +467,27 @@ def test_a_dockerfile_that_links_out_of_the_repository_is_not_one(
     result = deploy_once(settings, engine, _repo(tmp_path / "repo", {}, {"Dockerfile": str(secret)}), docker)
     assert not result.ok and "no Dockerfile and nothing to build a Python app from" in result.error
     assert docker.builds == [] and "root-secret" not in settings.release_log("shop", 1).read_text()
+
+
+PARSED_ALIKE = [
+    "FROM python:3.11-slim AS base\nRUN --mount=type=cache,target=/root/.cache pip install x\n",
+    'FROM base\nCOPY --from=base ["/a", "/b"]\nONBUILD RUN echo hi\nCMD ["sh", "-c", "exec x"]\n',
+    "# syntax=docker/dockerfile:1\nFROM debian:12\nRUN <<EOF\necho a\nEOF\n",
+    "FROM x\nENV A=1 B=2\nLABEL a=b\nHEALTHCHECK CMD true\n",
+]
+
+
+@pytest.mark.parametrize("text", PARSED_ALIKE)
+def test_the_agent_reads_a_dockerfile_in_a_process_of_its_own_as_docker_s_parser_does(text: str) -> None:
+    assert parse_dockerfile(text) == parse_here(text)
+
+
+def test_what_docker_s_parser_refuses_in_its_own_process_is_refused_alike() -> None:
+    refused = "FROM x\nRUN <<EOF\n"  # an unterminated heredoc
+    with pytest.raises(GoParseError) as here:
+        parse_here(refused)
+    with pytest.raises(GoParseError) as apart:
+        parse_dockerfile(refused)
+    assert str(apart.value) == str(here.value) == "unterminated heredoc"
+    with pytest.raises(InvalidInput, match="does not parse: unterminated heredoc"):
+        images_read(refused, parse=parse_dockerfile)
