@@ -9,6 +9,9 @@ measured in the same run:
 - the first line of the build log visible through the API after the webhook;
 - a rollback: ``paas rollback`` → the old version served, and → the CLI
   returns; floor: ``docker start`` of a kept container + the first answer;
+- the same rollback issued the moment a push is served (its predecessor
+  still draining), and the second of two pushes one second apart (its
+  webhook → served; floor: the cached redeploy's);
 - the idle control plane's memory: PSS of every process ``paas up`` starts,
   after one app is deployed; floor: an empty FastAPI app under uvicorn;
 - signed webhooks from 8 concurrent senders through nginx: deliveries per
