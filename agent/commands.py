@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from paas.dockerfile import Command, GoParseError
+from paas.errors import InvalidInput
 
 __all__ = [
     "Captured",
@@ -103,6 +104,7 @@ def capture(
     group: int | None = None,
     extra_groups: Sequence[int] | None = None,
     umask: int = -1,
+    encoding: str | None = None,
 ) -> Captured:
     """Run ``args`` (no shell) and capture its stdout and stderr apart, as
     text. stdin is ``input`` (else this process's). ``environ`` is the whole
@@ -117,6 +119,7 @@ def capture(
         input=input,
         capture_output=True,
         text=True,
+        encoding=encoding,
         env=None if environ is None else dict(environ),
         cwd=cwd,
         user=user,
@@ -132,10 +135,10 @@ _PARSE = """\
 import json, sys
 import dockerfile
 try:
-    out = [list(c) for c in dockerfile.parse_string(sys.stdin.read())]
+    out = [list(c) for c in dockerfile.parse_string(sys.stdin.buffer.read().decode("utf-8"))]
 except dockerfile.GoParseError as exc:
     out = {"error": str(exc)}
-json.dump(out, sys.stdout)
+json.dump(out, sys.stdout)  # ASCII: whatever the locale
 """
 
 
@@ -143,16 +146,28 @@ def parse_dockerfile(text: str, *, timeout: float = 30) -> tuple[Command, ...]:
     """Docker's own Dockerfile parser (paas/dockerfile.py ``parse_here``) run
     by this interpreter in a short-lived process (about 20 ms): its Go runtime
     (4 MiB and a few threads) goes with it instead of staying in the agent."""
-    out = capture([sys.executable, "-I", "-c", _PARSE], input=text, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"Docker's Dockerfile parser failed: {out.stderr.strip()[-500:]}")
-    said = json.loads(out.stdout)
-    if isinstance(said, dict):
-        raise GoParseError(str(said.get("error", "")))
-    return tuple(
-        Command(str(c[0]), c[1], bool(c[2]), str(c[3]), int(c[4]), int(c[5]), tuple(c[6]), tuple(c[7]))
-        for c in said
-    )
+    try:
+        out = capture([sys.executable, "-I", "-c", _PARSE], input=text, timeout=timeout, encoding="utf-8")
+        if out.returncode != 0:
+            raise ValueError(out.stderr.strip()[-500:])
+        said = json.loads(out.stdout)
+        if isinstance(said, dict):
+            raise GoParseError(str(said["error"]))
+        return tuple(
+            Command(
+                str(c[0]),
+                None if c[1] is None else str(c[1]),
+                bool(c[2]),
+                str(c[3]),
+                int(c[4]),
+                int(c[5]),
+                tuple(str(f) for f in c[6]),
+                tuple(str(v) for v in c[7]),
+            )
+            for c in said
+        )
+    except (TimedOut, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise InvalidInput(f"Docker's Dockerfile parser could not read it: {exc}") from None
 
 
 def become(args: list[str]) -> NoReturn:

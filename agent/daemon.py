@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from agent.build_plan import BuildPlanner
 from agent.certs import CertManager
 from agent.databases import Databases
-from agent.docker_engine import DockerEngine, EngineError
+from agent.docker_engine import ContainerInfo, DockerEngine, EngineError
 from agent.drainer import Drainer
 from agent.nginx import NginxError, NginxSites
 from agent.pipeline import Pipeline
@@ -69,7 +69,7 @@ class Agent:
         source = SourceCache(settings.repos_dir, allow_local=settings.allow_local_repos)
         keyring = keyring or Keyring(settings.keys_dir, private=True)
         self.teller = Teller(settings, self.db, keyring)
-        self.drainer = Drainer(self.docker, settings)
+        self.drainer = Drainer(self.docker, settings, needed=self._needed)
         self.pipeline = Pipeline(
             settings=settings,
             db=self.db,
@@ -154,7 +154,8 @@ class Agent:
                     self._wake.wait(self.settings.poll_seconds)
                     self._wake.clear()  # before the tick: a job committed after it is claimed by it
                 log.info("agent stopping: waiting for %d running job(s)", len(self._running))
-            self.drainer.close(timeout=self.settings.drain_seconds + self.settings.stop_timeout + 5)
+            # the stops under way, and drains nearly over; what is left the next start drains again
+            self.drainer.close(timeout=min(self.settings.drain_seconds + self.settings.stop_timeout + 5, 40))
         finally:
             scheduler.shutdown(wait=False)
             live.stop()
@@ -177,12 +178,16 @@ class Agent:
             apps = []
             for a in session.exec(select(App).where(App.state == "active")).all():
                 current = live_release(session, a)
-                apps.append((a.id, a.name, current.version if current else None))
-        for app_id, name, live in apps:
+                if current is not None:
+                    session.expunge(current)
+                apps.append((a.id, a.name, current))
+        for app_id, name, current in apps:
             if app_id in busy:
                 continue
+            live = current.version if current else None
             try:
                 check_app_name(name)  # it becomes a path
+                self._drain_leftovers(name, current)  # one the drainer gave up on, after its tries
                 self.pipeline.prune_images(name)
                 prune_release_logs(
                     self.settings.logs_dir, name, keep=self.settings.keep_release_logs, live=live
@@ -253,6 +258,24 @@ class Agent:
                 )
                 > 0
             )
+
+    def _needed(self, app_name: str, name: str) -> bool:
+        """Whether container ``name`` of the app runs its live release or is one
+        a running job made: the drainer's last look before it stops one."""
+        info = self.docker.container(name)
+        if info is None:
+            return False
+        with session_scope(self.db) as session:
+            app = session.exec(select(App).where(App.name == app_name)).first()
+            if app is None:
+                return False
+            current = live_release(session, app)
+            if current is not None and in_release(name, info.labels, current.id, list(current.containers)):
+                return True
+            job_id = queue.running_job(session, app.id)
+            job = session.get(Job, job_id) if job_id is not None else None
+            made = info.labels.get("paas.deployment")
+            return job is not None and job.deployment_id is not None and made == str(job.deployment_id)
 
     def _is_live(self, app_name: str, name: str, deployment: str) -> bool:
         """Whether container ``name`` (its label ``paas.deployment=deployment``) is of the live release."""
@@ -457,6 +480,18 @@ class Agent:
             # mid-switch may have left it routing to a dead attempt's containers
             self.sites.refresh_app(name)
         # drained first: they may be the release before the live one, still finishing requests
+        self._drain_leftovers(name, current, leftovers)
+
+    def _drain_leftovers(
+        self, name: str, current: Deployment | None, leftovers: list[ContainerInfo] | None = None
+    ) -> None:
+        """Hand the app's containers outside its live release to the drainer."""
+        if leftovers is None:
+            leftovers = [
+                c
+                for c in self.docker.containers(owned(self.instance, name))
+                if current is None or not in_release(c.name, c.labels, current.id, list(current.containers))
+            ]
         taken = self.drainer.retire(name, [c.name for c in leftovers])
         if taken:
             log.info("app %s: draining, then removing %s", name, ", ".join(taken))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +51,22 @@ class Drainer:
     """Containers waiting out their drain, stopped by a few worker threads.
     Its thread starts with the first container handed over."""
 
-    def __init__(self, docker: EngineDoor, settings: Settings, *, workers: int = 4) -> None:
+    def __init__(
+        self,
+        docker: EngineDoor,
+        settings: Settings,
+        *,
+        workers: int = 4,
+        needed: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.docker = docker
         self.settings = settings
+        # (app, container): asked before each stop; True keeps it (it went live meanwhile, or a
+        # job made it after the list it came in was taken)
+        self.needed = needed
         self._due: dict[str, _Due] = {}
         self._stopping: dict[str, str] = {}  # name → app, being stopped now
+        self._forgotten: set[str] = set()  # being stopped, of an app deleted since: never tried again
         self._cond = threading.Condition()
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -95,10 +106,13 @@ class Drainer:
             return True
 
     def forget(self, app: str) -> None:
-        """The app is going (its containers are removed by the delete job)."""
+        """The app is going (its containers are removed by the delete job): a
+        stop under way is not tried again, since a new app of that name may
+        soon run containers of the same names."""
         with self._cond:
             for name in [n for n, d in self._due.items() if d.app == app]:
                 del self._due[name]
+            self._forgotten.update(n for n, a in self._stopping.items() if a == app)
             self._cond.notify_all()
 
     def draining(self, app: str | None = None) -> dict[str, float]:
@@ -157,7 +171,13 @@ class Drainer:
     def _stop(self, name: str, due: _Due) -> None:
         line, again = f"stopped {name} (drained)", False
         try:
-            self.docker.stop_and_remove(name, timeout=self.settings.stop_timeout)
+            if self.needed is not None and self.needed(due.app, name):
+                log.warning(
+                    "%s: not stopping %s: it is the live release's, or a running job's", due.app, name
+                )
+                line = f"kept {name}: it serves now"
+            else:
+                self.docker.stop_and_remove(name, timeout=self.settings.stop_timeout)
         except EngineError as exc:
             again = due.tries + 1 < TRIES
             line = f"could not stop {name}: {exc}" + (
@@ -172,6 +192,9 @@ class Drainer:
         self._tell(due, line)
         with self._cond:
             self._stopping.pop(name, None)
+            if name in self._forgotten:
+                self._forgotten.discard(name)
+                again = False
             if again and not self._closing:
                 self._due[name] = _Due(due.app, time.monotonic() + RETRY_SECONDS, due.log_path, due.tries + 1)
             self._cond.notify_all()

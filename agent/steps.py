@@ -341,6 +341,12 @@ def _take_back(doors: Doors, a: Attempt, plan: ReleasePlan) -> tuple[ProcessSpec
         info = doors.docker.container(name)
         if info is None or info.status != "running" or info.restarts or info.oom_killed:
             return None
+        # its own release (by its label, the engine's) runs the image rolled back to: the row's list
+        # of names is not taken on its word
+        made_by = info.labels.get("paas.version", "")
+        own = doors.releases.version_of(a.app, int(made_by)) if made_by.isdigit() else None
+        if own is None or own.image != base.image or info.labels.get("paas.instance") != doors.instance:
+            return None
         port = 0
         if spec.process == "web":
             host, _, published = (info.published or ("",))[0].rpartition(":")

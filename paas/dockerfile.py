@@ -113,7 +113,7 @@ def images_read(
     ``parse`` runs Docker's parser (default: ``parse_here``; the agent runs
     it in a process of its own). Raises InvalidInput, naming the line, for
     what paas refuses to build."""
-    parse = parse or parse_here
+    parse = _Remembered(parse or parse_here)
     args = dict(buildargs or {})
     for name in args:
         if name.upper().startswith("BUILDKIT_"):
@@ -152,6 +152,36 @@ def parse_here(text: str) -> tuple[Command, ...]:
         return tuple(Command(*c[: len(Command._fields)]) for c in dockerfile.parse_string(text))
     except dockerfile.GoParseError as exc:
         raise GoParseError(str(exc)) from None
+
+
+MOST_PARSES = 200  # distinct texts one Dockerfile may have parsed (itself, its readings, its triggers)
+
+
+class _Remembered:
+    """``parse`` once per distinct text: every ONBUILD trigger is read again
+    at every stage built FROM its stage, in each way of reading meta ARGs,
+    and each parse may be a process of its own; a Dockerfile that needs
+    more than MOST_PARSES distinct ones is refused."""
+
+    def __init__(self, parse: Parser) -> None:
+        self.parse = parse
+        self.seen: dict[str, Sequence[Command] | GoParseError] = {}
+
+    def __call__(self, text: str) -> Sequence[Command]:
+        if text not in self.seen:
+            if len(self.seen) >= MOST_PARSES:
+                raise InvalidInput(
+                    f"the Dockerfile and its ONBUILD triggers have more than {MOST_PARSES} distinct "
+                    "instructions to read: refused"
+                )
+            try:
+                self.seen[text] = tuple(self.parse(text))
+            except GoParseError as exc:
+                self.seen[text] = exc
+        said = self.seen[text]
+        if isinstance(said, GoParseError):
+            raise GoParseError(str(said))
+        return said
 
 
 def _parse(text: str, parse: Parser) -> Sequence[Command]:

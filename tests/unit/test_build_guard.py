@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import dockerfile
 import pytest
@@ -491,3 +492,22 @@ def test_what_docker_s_parser_refuses_in_its_own_process_is_refused_alike() -> N
     assert str(apart.value) == str(here.value) == "unterminated heredoc"
     with pytest.raises(InvalidInput, match="does not parse: unterminated heredoc"):
         images_read(refused, parse=parse_dockerfile)
+
+
+def test_each_distinct_text_is_parsed_once_however_often_triggers_are_read_again() -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> tuple[Any, ...]:
+        calls.append(text)
+        return parse_here(text)
+
+    triggers = "".join(f"ONBUILD RUN echo {i}\n" for i in range(20))
+    text = "FROM python:3.11-slim AS a\n" + triggers + "FROM a\n" * 20
+    assert images_read(text, parse=counting)[0].ref == "python:3.11-slim"
+    assert len(calls) == len(set(calls)) == 21  # the file and its 20 triggers, each once
+
+
+def test_a_dockerfile_with_too_many_distinct_triggers_is_refused() -> None:
+    triggers = "".join(f"ONBUILD RUN echo {i}\n" for i in range(250))
+    with pytest.raises(InvalidInput, match="more than 200 distinct instructions"):
+        images_read("FROM python:3.11-slim AS a\n" + triggers + "FROM a\n")

@@ -102,3 +102,34 @@ def test_close_finishes_the_drains_under_way(settings: Settings) -> None:
     d.retire("shop", ["paas-shop-web-v1-1"])
     d.close(timeout=5)
     assert "paas-shop-web-v1-1" in engine.stopped
+
+
+def test_a_stop_under_way_when_its_app_is_deleted_is_not_tried_again(settings: Settings) -> None:
+    d, engine = drainer(settings, 0)
+    gate, entered = threading.Event(), threading.Event()
+
+    def refused(name: str, *, timeout: int) -> None:
+        entered.set()
+        gate.wait(5)
+        raise EngineError("removal of container is already in progress")
+
+    engine.stop_and_remove = refused  # type: ignore[method-assign]
+    d.retire("shop", ["paas-shop-web-v1-1"])
+    assert entered.wait(5)
+    d.forget("shop")  # the delete job removes the app's containers itself
+    gate.set()
+    assert d.wait_idle(5)
+    assert d.draining() == {}  # no retry: a new app "shop" may run a paas-shop-web-v1-1 soon
+
+
+def test_a_container_that_serves_by_the_time_its_drain_ends_is_kept(settings: Settings) -> None:
+    engine = Engine()
+    live = {"paas-shop-web-v2-1"}  # a job made it after the list it came in was taken, then went live
+    d = Drainer(
+        engine,  # type: ignore[arg-type]
+        settings.model_copy(update={"drain_seconds": 0.1}),
+        needed=lambda app, name: name in live,
+    )
+    d.retire("shop", ["paas-shop-web-v1-1", "paas-shop-web-v2-1"])
+    assert d.wait_idle(5)
+    assert set(engine.stopped) == {"paas-shop-web-v1-1"}

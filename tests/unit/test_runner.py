@@ -398,6 +398,22 @@ def test_a_rollback_to_the_release_being_drained_takes_its_containers_back(rig: 
     assert set(rig.docker.running) == {*v1, "paas-shop-web-v2-1", "paas-shop-worker-v2-1"}
 
 
+def test_a_rollback_takes_back_only_containers_that_run_the_image_it_rolls_back_to(rig: Rig) -> None:
+    draining_for(rig, 60)
+    live(rig)
+    assert rig.run(drained=False).ok  # v2
+    assert rig.run(drained=False).ok  # v3: v1's and v2's containers drain
+    with session_scope(rig.db) as session:  # a row rewritten (by a taken-over web): v2 "ran" v1's containers
+        v2 = session.exec(select(Deployment).where(Deployment.version == 2)).one()
+        v2.containers = ["paas-shop-web-v1-1", "paas-shop-worker-v1-1"]
+        session.add(v2)
+    rig.docker.calls.clear()
+    back = rig.run(queue.ROLLBACK, drained=False, source_version=2, run_release=False)
+    assert back.ok, rig.log(back)
+    assert "took back" not in rig.log(back)
+    assert f"start paas-shop-web-v{back.version}-1" in rig.docker.calls
+
+
 def test_a_rollback_once_the_drain_is_over_starts_new_containers(rig: Rig) -> None:
     live(rig)
     assert rig.run().ok  # drain 0: v1's containers are gone
