@@ -135,6 +135,7 @@ class Agent:
                 on_wake=self._wake.set,
                 test_notification=self.teller.test_target,
                 database_stats=self.databases.stats,
+                draining=self.drainer.draining,
             ),
             self.settings.agent_socket,
             web_user=self.settings.web_account,

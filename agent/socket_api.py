@@ -51,7 +51,9 @@ def _uptime(started_at: str, now: datetime) -> float | None:
     return max(0.0, (now - started).total_seconds())
 
 
-def _health(c: ContainerInfo, *, live: bool, pids: tuple[int, int] | None) -> str:
+def _health(
+    c: ContainerInfo, *, live: bool, pids: tuple[int, int] | None, drain_left: float | None = None
+) -> str:
     """The box first (the kernel killed it, or it runs nearly as many
     processes as it may), then the image's own HEALTHCHECK, then what paas knows."""
     if c.oom_killed:
@@ -59,6 +61,8 @@ def _health(c: ContainerInfo, *, live: bool, pids: tuple[int, int] | None) -> st
     if pids is not None and pids[0] * 10 >= pids[1] * 9:  # within 10%: new processes are about to fail
         return f"limited: near its process limit ({pids[0]}/{pids[1]})"
     running = c.status == "running"
+    if running and not live and drain_left is not None:
+        return f"draining: stopped in {drain_left:.0f}s"
     return c.health or ("serving" if live and running else ("stopped" if not running else ""))
 
 
@@ -67,10 +71,12 @@ def describe(
     current_deployment: int | None,
     processes: dict[str, tuple[int, int]] | None = None,
     live_names: list[str] | None = None,
+    draining: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """What `paas ps` shows, per container: pure, so it is tested by
     equality. ``processes``: (running, limit) by container name;
-    ``live_names``: the live release's containers (agent/plan.py in_release)."""
+    ``live_names``: the live release's containers (agent/plan.py in_release);
+    ``draining``: seconds before the drainer stops each of those it holds."""
     now = datetime.now(UTC)
     rows = []
     for c in sorted(containers, key=lambda c: (c.labels.get("paas.process", ""), c.name)):
@@ -90,7 +96,7 @@ def describe(
                 "oom_killed": c.oom_killed,
                 "processes": pids[0] if pids else None,
                 "process_limit": pids[1] if pids else None,
-                "health": _health(c, live=live, pids=pids),
+                "health": _health(c, live=live, pids=pids, drain_left=(draining or {}).get(c.name)),
             }
         )
     return rows
@@ -185,6 +191,7 @@ def create_live_app(
     on_wake: Callable[[], None] | None = None,
     test_notification: Callable[[int], str] | None = None,
     database_stats: Callable[[str], dict[str, int]] | None = None,
+    draining: Callable[[str], dict[str, float]] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="paas agent (live data)", openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -230,7 +237,8 @@ def create_live_app(
         try:
             found = docker.containers(owned(instance, name))
             counts = {c.name: docker.processes(c.name) for c in found if c.status == "running"}
-            return describe(found, live, {k: v for k, v in counts.items() if v is not None}, names)
+            held = draining(name) if draining is not None else {}
+            return describe(found, live, {k: v for k, v in counts.items() if v is not None}, names, held)
         except EngineError as exc:
             raise HTTPException(503, f"the Docker engine: {exc}") from None
 

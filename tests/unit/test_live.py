@@ -41,6 +41,11 @@ def test_describe_marks_the_live_release_and_its_uptime() -> None:
     assert (old["live"], old["health"], old["uptime_seconds"]) == (False, "stopped", None)
     assert (live["live"], live["health"], live["restarts"], live["version"]) == (True, "serving", 1, 2)
     assert 85 <= live["uptime_seconds"] < 3600  # (this machine's wall clock jumps: no tight bound)
+    drained = describe([container("h-web-v1", 1), container("i-web-v2", 2)], 2, draining={"h-web-v1": 3.4})
+    assert [(r["live"], r["health"]) for r in drained] == [
+        (False, "draining: stopped in 3s"),
+        (True, "serving"),
+    ]
     docker_health = describe([container("c", 2, health="unhealthy")], 2)[0]
     assert docker_health["health"] == "unhealthy"
     killed = describe([container("d", 2, status="restarting", restarts=3, oom_killed=True)], 2)[0]
