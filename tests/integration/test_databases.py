@@ -7,6 +7,7 @@ redeploy, a rollback, an engine restart and a killed database.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -300,8 +301,13 @@ def test_redis_counts_survive_a_restart(stack: Stack, tmp_path_factory: pytest.T
 
 
 def test_expose_binds_loopback_only_and_no_expose_removes_it(stack: Stack, db: dict[str, Any]) -> None:
-    with socket.socket() as taken:  # a port something else holds: refused, and the database stays up
-        taken.bind((LOOPBACK, 0))
+    apps_range = range(int(stack.env["PAAS_PORT_RANGE_START"]), int(stack.env["PAAS_PORT_RANGE_END"]) + 1)
+    with contextlib.ExitStack() as held:
+        while True:  # a port something else holds (not one of the apps' range: refused for that)
+            taken = held.enter_context(socket.socket())
+            taken.bind((LOOPBACK, 0))
+            if taken.getsockname()[1] not in apps_range:
+                break
         taken.listen()
         refused = stack.paas("databases", "expose", DB, "--port", str(taken.getsockname()[1]), check=False)
     assert refused.returncode != 0 and "is taken" in refused.stderr, refused.stderr
