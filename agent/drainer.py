@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,15 +47,15 @@ class _Due:
 
 
 class Drainer:
-    """Containers waiting out their drain, stopped by a few worker threads.
-    Its thread starts with the first container handed over."""
+    """Containers waiting out their drain; each is stopped by a thread of its
+    own that ends with the stop (an idle agent keeps none). Its thread starts
+    with the first container handed over."""
 
     def __init__(
         self,
         docker: EngineDoor,
         settings: Settings,
         *,
-        workers: int = 4,
         needed: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.docker = docker
@@ -68,8 +67,6 @@ class Drainer:
         self._stopping: dict[str, str] = {}  # name → app, being stopped now
         self._forgotten: set[str] = set()  # being stopped, of an app deleted since: never tried again
         self._cond = threading.Condition()
-        self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
 
@@ -144,15 +141,12 @@ class Drainer:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     # the thread ---------------------------------------------------------------------------
 
     def _start(self) -> None:
         """Called holding the lock."""
         if self._thread is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="drain")
             self._thread = threading.Thread(target=self._loop, daemon=True, name="drainer")
             self._thread.start()
 
@@ -163,8 +157,7 @@ class Drainer:
                 for name in [n for n, d in self._due.items() if d.at <= now]:
                     due = self._due.pop(name)
                     self._stopping[name] = due.app
-                    assert self._pool is not None
-                    self._pool.submit(self._stop, name, due)
+                    threading.Thread(target=self._stop, args=(name, due), daemon=True, name="drain").start()
                 wait = min((d.at for d in self._due.values()), default=now + 3600) - now
                 self._cond.wait(max(wait, 0.01))
 
