@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from paas.dockerfile import Command, GoParseError
+from paas.dockerfile import Command, GoParseError, command_of
 from paas.errors import InvalidInput
 
 __all__ = [
@@ -153,19 +153,7 @@ def parse_dockerfile(text: str, *, timeout: float = 30) -> tuple[Command, ...]:
         said = json.loads(out.stdout)
         if isinstance(said, dict):
             raise GoParseError(str(said["error"]))
-        return tuple(
-            Command(
-                str(c[0]),
-                None if c[1] is None else str(c[1]),
-                bool(c[2]),
-                str(c[3]),
-                int(c[4]),
-                int(c[5]),
-                tuple(str(f) for f in c[6]),
-                tuple(str(v) for v in c[7]),
-            )
-            for c in said
-        )
+        return tuple(command_of(row) for row in said)
     except (TimedOut, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise InvalidInput(f"Docker's Dockerfile parser could not read it: {exc}") from None
 

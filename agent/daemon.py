@@ -188,7 +188,7 @@ class Agent:
             live = current.version if current else None
             try:
                 check_app_name(name)  # it becomes a path
-                self._drain_leftovers(name, current)  # one the drainer gave up on, after its tries
+                self._drain(name, self._leftovers(name, current))  # what the drainer gave up on
                 self.pipeline.prune_images(name)
                 prune_release_logs(
                     self.settings.logs_dir, name, keep=self.settings.keep_release_logs, live=live
@@ -266,16 +266,13 @@ class Agent:
         info = self.docker.container(name)
         if info is None:
             return False
+        made = info.labels.get("paas.deployment", "")
+        if self._is_live(app_name, name, made):
+            return True
         with session_scope(self.db) as session:
             app = session.exec(select(App).where(App.name == app_name)).first()
-            if app is None:
-                return False
-            current = live_release(session, app)
-            if current is not None and in_release(name, info.labels, current.id, list(current.containers)):
-                return True
-            job_id = queue.running_job(session, app.id)
+            job_id = queue.running_job(session, app.id) if app is not None else None
             job = session.get(Job, job_id) if job_id is not None else None
-            made = info.labels.get("paas.deployment")
             return job is not None and job.deployment_id is not None and made == str(job.deployment_id)
 
     def _is_live(self, app_name: str, name: str, deployment: str) -> bool:
@@ -285,7 +282,7 @@ class Agent:
             current = live_release(session, app) if app is not None else None
             if current is None:
                 return False
-            return in_release(name, {"paas.deployment": deployment}, current.id, list(current.containers))
+            return in_release(name, {"paas.deployment": deployment}, current.id, current.containers)
 
     def tick(self, pool: ThreadPoolExecutor) -> None:
         now = time.monotonic()
@@ -456,11 +453,7 @@ class Agent:
                 return
         if busy is not None:
             return  # a live job owns this app's containers right now
-        leftovers = [
-            c
-            for c in self.docker.containers(owned(self.instance, name))
-            if current is None or not in_release(c.name, c.labels, current.id, list(current.containers))
-        ]
+        leftovers = self._leftovers(name, current)
         if current is not None and (current.upstreams or current.host_port):  # web containers live
             for cname in current.containers:
                 info = self.docker.container(cname)
@@ -481,18 +474,18 @@ class Agent:
             # mid-switch may have left it routing to a dead attempt's containers
             self.sites.refresh_app(name)
         # drained first: they may be the release before the live one, still finishing requests
-        self._drain_leftovers(name, current, leftovers)
+        self._drain(name, leftovers)
 
-    def _drain_leftovers(
-        self, name: str, current: Deployment | None, leftovers: list[ContainerInfo] | None = None
-    ) -> None:
-        """Hand the app's containers outside its live release to the drainer."""
-        if leftovers is None:
-            leftovers = [
-                c
-                for c in self.docker.containers(owned(self.instance, name))
-                if current is None or not in_release(c.name, c.labels, current.id, list(current.containers))
-            ]
+    def _leftovers(self, name: str, current: Deployment | None) -> list[ContainerInfo]:
+        """The app's containers outside its live release."""
+        return [
+            c
+            for c in self.docker.containers(owned(self.instance, name))
+            if current is None or not in_release(c.name, c.labels, current.id, current.containers)
+        ]
+
+    def _drain(self, name: str, leftovers: list[ContainerInfo]) -> None:
+        """Hand ``leftovers`` of the app to the drainer."""
         taken = self.drainer.retire(name, [c.name for c in leftovers])
         if taken:
             log.info("app %s: draining, then removing %s", name, ", ".join(taken))

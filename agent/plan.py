@@ -8,6 +8,7 @@ tests compare plans with equality.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from paas.buildpack import DEFAULT_PORT
@@ -43,7 +44,9 @@ def owned(instance: str, app: str | None = None) -> dict[str, str]:
     return {"paas.instance": instance} if app is None else {"paas.instance": instance, "paas.app": app}
 
 
-def in_release(name: str, labels: dict[str, str], deployment_id: int | None, containers: list[str]) -> bool:
+def in_release(
+    name: str, labels: dict[str, str], deployment_id: int | None, containers: Collection[str]
+) -> bool:
     """Whether container ``name`` runs release ``deployment_id``: named in
     the release's row (a rollback that took back the containers of the release
     it rolls back to lists theirs, labelled with that release), or labelled

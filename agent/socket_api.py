@@ -15,7 +15,7 @@ import pwd
 import queue
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ def describe(
     containers: list[ContainerInfo],
     current_deployment: int | None,
     processes: dict[str, tuple[int, int]] | None = None,
-    live_names: list[str] | None = None,
+    live_names: Collection[str] = (),
     draining: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """What `paas ps` shows, per container: pure, so it is tested by
@@ -80,7 +80,7 @@ def describe(
     now = datetime.now(UTC)
     rows = []
     for c in sorted(containers, key=lambda c: (c.labels.get("paas.process", ""), c.name)):
-        live = in_release(c.name, c.labels, current_deployment, live_names or [])
+        live = in_release(c.name, c.labels, current_deployment, live_names)
         running = c.status == "running"
         pids = (processes or {}).get(c.name)
         rows.append(
@@ -154,7 +154,7 @@ def _log_body(
     docker: DockerEngine,
     instance: str,
     name: str,
-    live: tuple[int | None, list[str]],
+    live: tuple[int | None, Collection[str]],
     *,
     process: str,
     tail: int,

@@ -24,16 +24,26 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from paas.dockerfile_lex import Env, Unknown, Unresolvable, builder_flags, expand, read_directives
 from paas.errors import InvalidInput
 
-__all__ = ["Command", "GoParseError", "ImageRead", "Parser", "image_references", "images_read", "parse_here"]
+__all__ = [
+    "Command",
+    "GoParseError",
+    "ImageRead",
+    "Parser",
+    "command_of",
+    "image_references",
+    "images_read",
+    "parse_here",
+]
 
 
 class Command(NamedTuple):
-    """One instruction as Docker's parser reads it (``Command``'s fields)."""
+    """One instruction as Docker's parser reads it: the fields of the
+    ``dockerfile`` package's Command that paas reads (``command_of``)."""
 
     cmd: str
     sub_cmd: str | None
@@ -50,6 +60,23 @@ class GoParseError(Exception):
 
 
 Parser = Callable[[str], Sequence[Command]]  # raises GoParseError
+
+
+def command_of(row: Sequence[Any]) -> Command:
+    """A Command of the parser's row: a ``dockerfile.Command`` (heredocs and
+    any later field left out) or the same fields as a JSON list."""
+    cmd, sub_cmd, json, original, start_line, end_line, flags, value = row[: len(Command._fields)]
+    return Command(
+        str(cmd),
+        None if sub_cmd is None else str(sub_cmd),
+        bool(json),
+        str(original),
+        int(start_line),
+        int(end_line),
+        tuple(str(f) for f in flags),
+        tuple(str(v) for v in value),
+    )
+
 
 SCRATCH = "scratch"
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}")
@@ -149,7 +176,7 @@ def parse_here(text: str) -> tuple[Command, ...]:
     import dockerfile
 
     try:
-        return tuple(Command(*c[: len(Command._fields)]) for c in dockerfile.parse_string(text))
+        return tuple(command_of(c) for c in dockerfile.parse_string(text))
     except dockerfile.GoParseError as exc:
         raise GoParseError(str(exc)) from None
 
