@@ -6,6 +6,8 @@ database at start.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -105,7 +107,13 @@ class Agent:
         def every(seconds: float, job: Callable[[], None], name: str, *, at_start: bool = True) -> None:
             first = {"next_run_time": utcnow()} if at_start else {}  # once at start too
             scheduler.add_job(
-                job, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True, **first
+                _then_release_heap(job),
+                "interval",
+                seconds=seconds,
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                **first,
             )
 
         every(self.settings.cleanup_interval_seconds, self.cleanup, "cleanup")
@@ -116,7 +124,7 @@ class Agent:
             from apscheduler.triggers.cron import CronTrigger
 
             scheduler.add_job(
-                self.backup,
+                _then_release_heap(self.backup),
                 CronTrigger.from_crontab(self.settings.backup_schedule, timezone="UTC"),
                 id="backup",
                 max_instances=1,
@@ -361,6 +369,7 @@ class Agent:
         log.info("job %s %s %s", job.id, state, error)
         if job.kind in queue.CANCELLABLE:
             self._tell_finished(job, dep_id, Ended(state, error, note))
+        release_free_heap()
 
     def _tell_finished(self, job: Job, dep_id: int | None, ended: Ended) -> None:
         try:
@@ -489,3 +498,24 @@ class Agent:
         taken = self.drainer.retire(name, [c.name for c in leftovers])
         if taken:
             log.info("app %s: draining, then removing %s", name, ", ".join(taken))
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim):
+    a job's build output, logs and engine answers leave megabytes freed but
+    held (about 2 MiB measured after a deploy)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _then_release_heap(task: Callable[[], None]) -> Callable[[], None]:
+    """``task``, then the C heap's free pages back to the system (a clean-up
+    or a backup frees megabytes glibc would otherwise keep)."""
+
+    def run() -> None:
+        try:
+            task()
+        finally:
+            release_free_heap()
+
+    return run

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from paas import supervisor
 from paas.errors import PaasError
@@ -224,7 +225,10 @@ def _lean() -> None:
     they are installed, as Typer installs them; its package falls back to a
     stub when that import fails, which this makes it do. FastAPI imports
     pydantic.v1 (1.5 MiB) to ask of every route parameter whether it is a
-    pydantic v1 model, and answers no without it: paas has none.
+    pydantic v1 model, and answers no without it: paas has none. Requests
+    (under the Docker SDK, in the agent) imports charset_normalizer (3 MiB)
+    to guess the encoding of a response that names none; without it, it
+    says utf-8, which is what the Docker engine sends.
 
     glibc gives each thread that allocates an arena of its own (up to eight
     per core), whose free memory stays with it; the agent runs a dozen
@@ -233,6 +237,10 @@ def _lean() -> None:
     it holds in them too."""
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
+    for guesser in ("charset_normalizer", "chardet"):
+        sys.modules.setdefault(guesser, None)  # type: ignore[arg-type]
+    # requests warns once at import that it has no guesser: it is left out on purpose
+    warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
     _few_malloc_arenas()
 
 

@@ -172,3 +172,27 @@ def test_the_agent_stops_on_a_burst_of_signals() -> None:
     proc = _burst_of_sigterms("pipe")
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0 and out == "stopped\n"
+
+
+def test_a_lean_daemon_talks_to_docker_without_an_encoding_guesser() -> None:
+    """What `paas up`, `paas agent` and `paas web` leave out (paas/daemons.py
+    _lean): the Docker SDK still imports, without a warning, and requests
+    reads an answer that names no charset as utf-8 instead of guessing."""
+    code = textwrap.dedent(
+        """
+        import sys, warnings
+        from paas.daemons import _lean
+        warnings.simplefilter("error")  # any other warning still fails this
+        _lean()
+        import docker, requests
+        response = requests.Response()
+        response._content = "héllo".encode()
+        assert response.text == "héllo", response.text
+        left_out = ("charset_normalizer", "chardet", "httpx._main", "pydantic.v1")
+        assert all(sys.modules.get(name) is None for name in left_out), left_out
+        print("ok", docker.__version__)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok ")
