@@ -16,6 +16,15 @@ guessed at.
 The agent resolves each reference through the engine before a build: one
 app's Dockerfile must not read another app's images (their code and
 build-time values), whatever name, tag or id it uses.
+
+BuildKit reads more than images (``RUN --mount``), and ``Mounts`` says what a
+build may mount: a cache only in the app's own namespace (BuildKit shares a
+cache by its id across every build on one engine; ``namespace_cache_mounts``
+rewrites the app's own ids into it, and a base image's ONBUILD trigger that
+mounts another cache is refused), a secret only of those the app defined,
+never the host's SSH agent, and no option that holds a variable (BuildKit
+expands it, paas reads it as written). ``RUN --network`` and ``--security``
+other than the defaults are refused too.
 """
 
 from __future__ import annotations
@@ -33,10 +42,13 @@ __all__ = [
     "Command",
     "GoParseError",
     "ImageRead",
+    "Mounts",
     "Parser",
+    "cache_namespace",
     "command_of",
     "image_references",
     "images_read",
+    "namespace_cache_mounts",
     "parse_here",
 ]
 
@@ -116,6 +128,25 @@ class ImageRead:
 Triggers = Callable[[ImageRead], Sequence[str]]
 
 
+@dataclass(frozen=True)
+class Mounts:
+    """What ``RUN --mount`` may use in one app's build: caches whose id
+    starts with ``namespace`` (None: caches are not checked, as when only
+    the images are wanted) and the secrets named in ``secrets``."""
+
+    namespace: str | None = None
+    secrets: frozenset[str] = frozenset()
+
+
+def cache_namespace(app: str) -> str:
+    """The prefix of every cache id in ``app``'s builds. App names have no
+    ``/``, so no app's prefix is the start of another's."""
+    return f"paas/{app}/"
+
+
+_MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+
+
 def _no_triggers(read: ImageRead) -> Sequence[str]:
     return ()
 
@@ -133,13 +164,14 @@ def images_read(
     *,
     onbuild: Triggers = _no_triggers,
     parse: Parser | None = None,
+    mounts: Mounts | None = None,
 ) -> list[ImageRead]:
     """Every image the Dockerfile ``text`` reads with ``buildargs``.
     ``onbuild(read)`` gives the ONBUILD triggers of the base image read
     (called as each base is met, so it may check that image first).
     ``parse`` runs Docker's parser (default: ``parse_here``; the agent runs
-    it in a process of its own). Raises InvalidInput, naming the line, for
-    what paas refuses to build."""
+    it in a process of its own). ``mounts`` is what ``RUN --mount`` may use.
+    Raises InvalidInput, naming the line, for what paas refuses to build."""
     parse = _Remembered(parse or parse_here)
     args = dict(buildargs or {})
     for name in args:
@@ -152,8 +184,83 @@ def images_read(
     reads: dict[str, ImageRead] = {}
     for commands in _readings(text, parse):
         for meta in (_ClassicMeta(args, escape), _BuildKitMeta(args, escape)):
-            _Walk(meta, escape, onbuild, reads, parse).run(commands)
+            _Walk(meta, escape, onbuild, reads, parse, mounts or Mounts()).run(commands)
     return list(reads.values())
+
+
+def namespace_cache_mounts(text: str, namespace: str, *, parse: Parser | None = None) -> str:
+    """``text`` with every cache mount of its own ``RUN`` and ``ONBUILD RUN``
+    lines given an id in ``namespace``: ``id=X`` (or, without one, the
+    target, BuildKit's default id) becomes ``id=<namespace>X``. The mount is
+    rewritten where it is written, so it must be on one line as its flag;
+    ``images_read`` with ``Mounts(namespace)`` then checks every reading."""
+    parse = _Remembered(parse or parse_here)
+    _check_text(text)
+    lines = text.split("\n")
+    for commands in _readings(text, parse):
+        for command in commands:
+            for flag in _run_flags(command, parse):
+                name, _eq, value = flag.removeprefix("--").partition("=")
+                if name.lower() != "mount":
+                    continue
+                kind, options = _mount_options(value, f"line {command.start_line}")
+                key = options.get("id") or _target(options)
+                if kind != "cache" or not key or key.startswith(namespace):
+                    continue
+                kept = [o for o in value.split(",") if o.partition("=")[0].strip().lower() != "id"]
+                rewritten = "--mount=" + ",".join([*kept, f"id={namespace}{key}"])
+                written = re.compile(rf"(?<!\S){re.escape(flag)}(?=\s|$)")
+                span = range(command.start_line - 1, min(command.end_line, len(lines)))
+                found = [n for n in span if written.search(lines[n])]
+                if not found:
+                    raise InvalidInput(
+                        f"the Dockerfile, line {command.start_line}: write its cache --mount on one line, "
+                        "as one word (paas gives each app's caches ids of their own)"
+                    )
+                for n in found:
+                    lines[n] = written.sub(
+                        rewritten.replace("\\", "\\\\"), lines[n]
+                    )  # a template: its backslashes doubled
+    return "\n".join(lines)
+
+
+def _run_flags(command: Command, parse: Parser) -> tuple[str, ...]:
+    """The flags of a RUN, or of the RUN an ONBUILD line holds."""
+    kind = command.cmd.lower()
+    if kind == "run":
+        return command.flags
+    if kind == "onbuild" and command.sub_cmd and command.sub_cmd.lower() == "run":
+        trigger = _ONBUILD.sub("", command.original.split("\n", 1)[0], count=1)
+        try:
+            inner = parse(trigger)
+        except GoParseError:
+            return ()  # the walk refuses it, naming the line
+        return inner[0].flags if len(inner) == 1 else ()
+    return ()
+
+
+def _target(options: Mapping[str, str]) -> str:
+    return options.get("target") or options.get("dst") or options.get("destination") or ""
+
+
+def _mount_options(value: str, where: str) -> tuple[str, dict[str, str]]:
+    """A ``--mount`` value's type and options (keys lowercased), as BuildKit
+    reads them; refused when it holds what paas does not read as BuildKit does."""
+    if '"' in value or "'" in value:
+        raise InvalidInput(f"the Dockerfile, {where}: a quoted --mount option is not read by paas")
+    if "$" in value:
+        raise InvalidInput(
+            f"the Dockerfile, {where}: the --mount option {value!r} holds a variable, which BuildKit "
+            "expands and paas does not: write it out"
+        )
+    options: dict[str, str] = {}
+    for option in value.split(","):
+        key, _eq, setting = option.partition("=")
+        options[key.strip().lower()] = setting.strip()
+    kind = options.get("type", "bind").lower()
+    if kind not in _MOUNT_TYPES:
+        raise InvalidInput(f"the Dockerfile, {where}: --mount type {kind!r} is not one BuildKit has")
+    return kind, options
 
 
 def _check_text(text: str) -> None:
@@ -331,8 +438,10 @@ class _Walk:
         onbuild: Triggers,
         reads: dict[str, ImageRead],
         parse: Parser,
+        mounts: Mounts,
     ) -> None:
         self.parse = parse
+        self.mounts = mounts
         self.meta = meta
         self.escape = escape
         self.onbuild = onbuild
@@ -423,8 +532,39 @@ class _Walk:
             if kind in ("copy", "add") and name.lower() == "from":
                 self.copy_from(value, f"{where}, {kind.upper()} --from")
             elif kind == "run" and name.lower() == "mount":
+                self.check_mount(value, f"{where}, RUN --mount")
                 for source in self.mount_sources(value, where):
                     self.mount_from(source, f"{where}, RUN --mount from=")
+            elif (
+                kind == "run"
+                and name.lower() in ("network", "security")
+                and value.lower() not in ("default", "none", "sandbox")
+            ):
+                raise InvalidInput(
+                    f"the Dockerfile, {where}: RUN --{name.lower()}={value} would leave the build's "
+                    "sandbox: refused"
+                )
+
+    def check_mount(self, value: str, where: str) -> None:
+        kind, options = _mount_options(value, where)
+        target = _target(options)
+        if kind == "ssh":
+            raise InvalidInput(
+                f"the Dockerfile, {where}: type=ssh would lend the build an SSH agent: refused"
+            )
+        if kind == "secret":
+            secret = options.get("id") or target.rstrip("/").rpartition("/")[2]
+            if secret not in self.mounts.secrets:
+                raise InvalidInput(
+                    f"the Dockerfile, {where}: the secret {secret!r} is not one of the app's build secrets"
+                )
+        if kind == "cache" and self.mounts.namespace is not None:
+            cache = options.get("id") or target
+            if not cache.startswith(self.mounts.namespace):
+                raise InvalidInput(
+                    f"the Dockerfile, {where}: the cache {cache!r} is not in this app's namespace "
+                    f"({self.mounts.namespace}): a cache another app's build could read or write"
+                )
 
     def earlier(self) -> set[str]:
         """The stage names an instruction of the current stage can use."""

@@ -1,0 +1,115 @@
+"""What a BuildKit build may mount (issue 31): caches only in the app's own
+namespace, secrets only the app's, never an SSH agent, no option whose
+meaning BuildKit decides at build time; and the rewrite that moves the app's
+own cache ids into its namespace, read back by Docker's own parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from paas.dockerfile import Mounts, cache_namespace, images_read, namespace_cache_mounts, parse_here
+from paas.errors import InvalidInput
+
+SHOP = Mounts(namespace=cache_namespace("shop"), secrets=frozenset({"PIP_INDEX_URL"}))
+
+
+def _cache_ids(text: str) -> list[str]:
+    ids = []
+    for command in parse_here(text):
+        for flag in command.flags:
+            if flag.startswith("--mount=") and "type=cache" in flag:
+                ids += [o.partition("=")[2] for o in flag.split(",") if o.startswith("id=")]
+    return ids
+
+
+def test_the_apps_own_caches_move_into_its_namespace_and_nothing_else_changes() -> None:
+    text = (
+        "FROM python:3.12-slim\n"
+        "RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n"
+        "RUN --mount=type=cache,id=uv,target=/root/.cache/uv \\\n"
+        "    --mount=type=bind,source=uv.lock,target=uv.lock uv sync --frozen\n"
+        "RUN --mount=type=cache,target=/a --mount=type=cache,target=/ab echo /a /ab\n"
+        "RUN --mount=type=tmpfs,target=/tmp echo hi\n"
+    )
+    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    assert _cache_ids(rewritten) == [
+        "paas/shop//root/.cache/pip",
+        "paas/shop/uv",
+        "paas/shop//a",
+        "paas/shop//ab",
+    ]
+    assert rewritten.splitlines()[3] == "    --mount=type=bind,source=uv.lock,target=uv.lock uv sync --frozen"
+    assert rewritten.splitlines()[4].endswith(" echo /a /ab")
+    assert len(rewritten.splitlines()) == len(text.splitlines())
+    assert namespace_cache_mounts(rewritten, cache_namespace("shop")) == rewritten  # once is enough
+    assert images_read(rewritten, mounts=SHOP) == [images_read(text)[0]]
+
+
+def test_an_id_naming_another_apps_cache_stays_inside_this_apps_namespace() -> None:
+    text = "FROM python:3.12-slim\nRUN --mount=type=cache,id=paas/blog//root/.cache/pip,target=/c ls /c\n"
+    assert _cache_ids(namespace_cache_mounts(text, cache_namespace("shop"))) == [
+        "paas/shop/paas/blog//root/.cache/pip"
+    ]
+    assert _cache_ids(namespace_cache_mounts(text, cache_namespace("blog"))) == ["paas/blog//root/.cache/pip"]
+    assert not cache_namespace("shop-2").startswith(cache_namespace("shop"))
+
+
+def test_an_onbuild_cache_of_the_dockerfile_is_rewritten_and_a_base_images_is_refused() -> None:
+    text = (
+        "FROM python:3.12-slim AS base\n"
+        "ONBUILD RUN --mount=type=cache,target=/root/.cache/pip pip install x\n"
+        "FROM base\n"
+    )
+    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    assert "id=paas/shop//root/.cache/pip" in rewritten.splitlines()[1]
+    images_read(rewritten, mounts=SHOP)
+    with pytest.raises(InvalidInput, match="not in this app's namespace"):
+        images_read(text, mounts=SHOP)
+
+    def poisoned_base(_read: object) -> list[str]:  # a public image another app's owner published
+        return ["RUN --mount=type=cache,id=paas/blog//root/.cache/pip,target=/c touch /c/marker"]
+
+    with pytest.raises(InvalidInput, match=r"cache 'paas/blog//root/.cache/pip' is not in this app's namespace"):
+        images_read("FROM someone/base:1\n", onbuild=poisoned_base, mounts=SHOP)
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("RUN --mount=type=ssh ssh git@example.com", "SSH agent"),
+        ("RUN --mount=type=secret,id=AWS_KEY cat /run/secrets/AWS_KEY", "'AWS_KEY' is not one of the app's"),
+        ("RUN --mount=type=secret,target=/run/secrets/TOKEN cat /run/secrets/TOKEN", "'TOKEN' is not one"),
+        ("RUN --mount=type=cache,target=$HOME/.cache ls", "holds a variable"),
+        ("RUN --mount=type=${T},target=/x ls", "holds a variable"),
+        ("RUN --mount=type=volume,target=/x ls", "not one BuildKit has"),
+        ('RUN --mount="type=cache,target=/x" ls', "not in this app's namespace"),
+        ("RUN --network=host curl example.com", "sandbox"),
+        ("RUN --security=insecure mount -t proc none /x", "sandbox"),
+    ],
+)
+def test_what_a_build_may_not_mount_is_refused_naming_the_line(line: str, said: str) -> None:
+    with pytest.raises(InvalidInput, match=said) as refused:
+        images_read(f"FROM python:3.12-slim\n{line}\n", mounts=SHOP)
+    assert "line 2" in str(refused.value)
+
+
+def test_what_a_build_may_mount() -> None:
+    text = (
+        "FROM python:3.12-slim AS build\n"
+        "RUN echo built > /x\n"
+        "FROM python:3.12-slim\n"
+        "RUN --mount=type=secret,id=PIP_INDEX_URL,required=true pip download x\n"
+        "RUN --mount=type=secret,target=/run/secrets/PIP_INDEX_URL true\n"
+        "RUN --mount=type=bind,from=build,source=/x,target=/y --mount=type=tmpfs,target=/t true\n"
+        "RUN --network=none --mount=type=cache,id=paas/shop/pip,target=/c,sharing=locked true\n"
+    )
+    assert [read.ref for read in images_read(text, mounts=SHOP)] == ["python:3.12-slim"]
+
+
+def test_a_cache_mount_written_across_lines_is_refused_rather_than_left_shared() -> None:
+    text = "FROM python:3.12-slim\nRUN --mount=type=cache,\\\ntarget=/root/.cache/pip pip install x\n"
+    with pytest.raises(InvalidInput, match="line 2: write its cache --mount on one line"):
+        namespace_cache_mounts(text, cache_namespace("shop"))
+    quoted = 'FROM python:3.12-slim\nRUN --mount="type=cache,target=/x" ls\n'
+    with pytest.raises(InvalidInput, match="line 2: write its cache --mount on one line"):
+        namespace_cache_mounts(quoted, cache_namespace("shop"))
