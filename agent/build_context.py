@@ -15,7 +15,7 @@ from pathlib import Path
 from agent.commands import parse_dockerfile
 from agent.doors import ImageLookup
 from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, context_file, for_app
-from paas.dockerfile import ImageRead, images_read
+from paas.dockerfile import ImageRead, Mounts, cache_namespace, images_read, namespace_cache_mounts
 from paas.errors import InvalidInput
 from paas.models import App
 from paas.procfile import parse_procfile
@@ -101,15 +101,20 @@ def check_images_read(
     dockerfile: str,
     buildargs: dict[str, str],
     *,
+    secrets: frozenset[str] = frozenset(),
     pull_timeout: float = PULL_TIMEOUT,
-) -> None:
+) -> str:
     """A build may read its own app's images and tagged images of no other
     app: every image the Dockerfile (and the ONBUILD triggers of its bases)
     reads must resolve to one, or the build is refused, naming it. An image
     the engine does not have is pulled first; a name that cannot be pulled
     is not public. Untagged images (another build's layers) are refused, and
     so is a name in paas's own repository that is not this app's image: it
-    is never pulled, as an app's next release would take its tag."""
+    is never pulled, as an app's next release would take its tag.
+
+    Returns the text to build: the Dockerfile with its cache mounts in the
+    app's own namespace, checked with what it may mount (``secrets``: the
+    app's build secrets) as BuildKit would run it (paas/dockerfile.py)."""
     path = context_file(context, dockerfile)
     if path is None:
         raise InvalidInput(f"{dockerfile} is not a file inside the build context")
@@ -125,8 +130,12 @@ def check_images_read(
             checked[read.ref] = list(docker.image_config(read.ref).get("OnBuild") or [])
         return checked[read.ref]
 
-    for read in images_read(text, buildargs, onbuild=admit, parse=parse_dockerfile):
+    namespace = cache_namespace(app)
+    text = namespace_cache_mounts(text, namespace, parse=parse_dockerfile)
+    mounts = Mounts(namespace=namespace, secrets=secrets)
+    for read in images_read(text, buildargs, onbuild=admit, parse=parse_dockerfile, mounts=mounts):
         admit(read)
+    return text
 
 
 def _admit(docker: ImageLookup, app: str, read: ImageRead, pull_timeout: float) -> None:

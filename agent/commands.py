@@ -10,11 +10,16 @@ whose stdout is data (stderr apart), with its input, user and environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess  # noqa: S404  (the one module allowed to)
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,6 +30,7 @@ from paas.errors import InvalidInput
 __all__ = [
     "Captured",
     "CommandResult",
+    "Streamed",
     "TimedOut",
     "capture",
     "certbot_args",
@@ -32,6 +38,7 @@ __all__ = [
     "nginx_test_args",
     "parse_dockerfile",
     "run",
+    "stream",
 ]
 
 
@@ -128,6 +135,79 @@ def capture(
         umask=umask,
     )
     return Captured(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    returncode: int
+    stopped: str  # why it was interrupted ("cancelled", "timed out"), or "" if it ran to its end
+    tail: tuple[str, ...]  # its last lines of output
+
+
+def stream(
+    args: list[str],
+    *,
+    environ: Mapping[str, str],
+    input: str,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+    timeout: float,
+    grace: float = 10,
+    keep: int = 20,
+) -> Streamed:
+    """Run ``args`` (no shell) with ``environ`` as its whole environment and
+    ``input`` on stdin, handing each line it prints (stdout and stderr
+    together) to ``on_line`` as it comes. When ``should_stop()`` says so or
+    ``timeout`` passes, it gets SIGINT (a client's way to cancel what it
+    asked a daemon for), then SIGKILL after ``grace`` seconds. A missing
+    binary raises ``FileNotFoundError``."""
+    if not args or not all(isinstance(a, str) for a in args):
+        raise TypeError("stream() takes a non-empty list of strings")
+    proc = subprocess.Popen(  # noqa: S603  (argument list, no shell)
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(environ),
+        start_new_session=True,  # a signal to the agent's group is not the command's
+    )
+    stopped: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        started = time.monotonic()
+        while not done.wait(0.25):
+            if should_stop():
+                stopped.append("cancelled")
+            elif time.monotonic() - started > timeout:
+                stopped.append(f"timed out after {timeout:g}s")
+            else:
+                continue
+            proc.send_signal(signal.SIGINT)
+            if not done.wait(grace):
+                proc.kill()
+            return
+
+    watcher = threading.Thread(target=watch, daemon=True, name=f"stream-{Path(args[0]).name}")
+    watcher.start()
+    tail: deque[str] = deque(maxlen=keep)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(input.encode("utf-8"))
+        proc.stdin.close()
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line.strip():
+                tail.append(line)
+                on_line(line)
+        returncode = proc.wait()
+    finally:
+        done.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Streamed(returncode, stopped[0] if stopped else "", tuple(tail))
 
 
 # Docker's parser, in a process of its own: what it prints is its reading as JSON

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import shutil
 import socket
 import threading
 import time
@@ -48,6 +49,17 @@ class EngineError(PaasError):
 
 # how the engine says a host port is taken (docker-proxy's words, or the bind's errno)
 _PORT_TAKEN_WORDS = ("port is already allocated", os.strerror(errno.EADDRINUSE).lower())
+
+
+@dataclass(frozen=True)
+class BuildKitOptions:
+    """How a build goes through BuildKit (agent/buildkit.py): the CLI, the
+    checked Dockerfile's text, the cap on processes of its steps, the stage."""
+
+    cli: str
+    dockerfile_text: str
+    pids: int
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,14 +168,21 @@ class DockerEngine:
         buildargs: dict[str, str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         memory: int | None = None,
+        buildkit: BuildKitOptions | None = None,
     ) -> str:
         """Build ``context`` (honouring its .dockerignore); returns the image id.
         ``memory`` caps each step's container (bytes, no swap beyond it).
+        With ``buildkit``, BuildKit builds ``buildkit.dockerfile_text``
+        instead of the classic builder building ``dockerfile`` (agent/buildkit.py).
 
         A watcher thread drops the build's connection when ``should_stop``
         says so or the timeout passes, even while a step prints nothing: the
         engine cancels a build whose client went away.
         """
+        if buildkit is not None:
+            return self._buildkit(
+                context, tag, labels, on_line, timeout, network, buildargs, should_stop, memory, buildkit
+            )
         api = docker.APIClient(version=self._client.api.api_version, timeout=timeout, **kwargs_from_env())
         responses: list[Any] = []
         api.hooks["response"].append(lambda response, *_a, **_k: responses.append(response))
@@ -230,6 +249,53 @@ class DockerEngine:
         if not image_id:
             raise EngineError("the engine reported no image for the build")
         return image_id
+
+    def _buildkit(
+        self,
+        context: Path,
+        tag: str,
+        labels: dict[str, str],
+        on_line: LineSink,
+        timeout: int,
+        network: str,
+        buildargs: dict[str, str] | None,
+        should_stop: Callable[[], bool],
+        memory: int | None,
+        options: BuildKitOptions,
+    ) -> str:
+        from agent import buildkit
+
+        try:
+            driver = str(self._client.info().get("CgroupDriver", ""))
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        if driver != "cgroupfs":
+            raise EngineError(
+                f"the engine uses the {driver or 'unknown'} cgroup driver: BuildKit's build steps could not "
+                "be capped (set dockerd's native.cgroupdriver=cgroupfs, or PAAS_BUILDER=classic)"
+            )
+        if memory:
+            buildkit.cap_build_steps(memory, options.pids)
+        iidfile = buildkit.scratch_iidfile()
+        try:
+            return buildkit.build(
+                buildkit.BuildKitBuild(
+                    cli=options.cli,
+                    context=context,
+                    dockerfile_text=options.dockerfile_text,
+                    tag=tag,
+                    iidfile=iidfile,
+                    labels=labels,
+                    buildargs=buildargs or {},
+                    network=network,
+                    target=options.target,
+                ),
+                on_line=on_line,
+                should_stop=should_stop,
+                timeout=timeout,
+            )
+        finally:
+            shutil.rmtree(iidfile.parent, ignore_errors=True)
 
     def image_id(self, ref: str) -> str | None:
         try:

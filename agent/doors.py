@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.docker_engine import ContainerInfo, Limits, OneOffResult
+from agent.docker_engine import BuildKitOptions, ContainerInfo, Limits, OneOffResult
 from agent.health import HealthCheck
 from agent.nginx import SiteSpec
 from agent.source import CommitInfo
@@ -58,6 +58,7 @@ class EngineDoor(ImageLookup, ImagePruning, Protocol):
         buildargs: dict[str, str] | None,
         should_stop: Callable[[], bool],
         memory: int | None,
+        buildkit: BuildKitOptions | None = None,
     ) -> object: ...
 
     def image_id(self, ref: str) -> str | None: ...

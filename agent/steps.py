@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from agent.build_context import check_images_read, read_procfile, write_dockerfile
 from agent.deploylog import DeployLog
-from agent.docker_engine import EngineError, Limits
+from agent.docker_engine import BuildKitOptions, EngineError, Limits
 from agent.doors import EngineDoor, HealthWait, SitesDoor, SourceDoor
 from agent.drainer import Drainer
 from agent.health import HealthCheck, Unhealthy, wait_healthy
@@ -178,9 +178,12 @@ def build(doors: Doors, a: Attempt) -> None:
     procfile = read_procfile(context)
     dockerfile = write_dockerfile(s, app, context, procfile, a.commit, a.dlog.line)
     labels = labels_for(instance=doors.instance, app=app.name, deployment_id=a.dep_id, version=a.version)
-    check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args)
+    text = check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args)
     a.image = tag
     a.on_undo(f"image {tag}", _remove_image(doors, tag))
+    buildkit = None
+    if s.builder == "buildkit":
+        buildkit = BuildKitOptions(cli=s.docker_cli, dockerfile_text=text, pids=s.build_pids)
     doors.docker.build(
         context=context,
         dockerfile=dockerfile,
@@ -192,6 +195,7 @@ def build(doors: Doors, a: Attempt) -> None:
         buildargs=a.env.build_args,
         should_stop=a.should_stop,
         memory=memory_bytes(s.build_memory),
+        buildkit=buildkit,
     )
     a.procfile = procfile
     doors.releases.update(a.dep_id, image=tag, procfile=procfile)

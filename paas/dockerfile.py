@@ -196,6 +196,7 @@ def namespace_cache_mounts(text: str, namespace: str, *, parse: Parser | None = 
     ``images_read`` with ``Mounts(namespace)`` then checks every reading."""
     parse = _Remembered(parse or parse_here)
     _check_text(text)
+    read_directives(text)  # what images_read refuses first is said first
     lines = text.split("\n")
     for commands in _readings(text, parse):
         for command in commands:

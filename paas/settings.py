@@ -13,7 +13,7 @@ import io
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     release_timeout: int = Field(default=600, ge=1)
     build_timeout: int = Field(default=1800, ge=1)
     build_network: str = ""  # docker network for RUN steps; empty: engine default
+    # the classic builder (the engine's build API), or BuildKit through Docker's CLI (issue 31:
+    # agent/buildkit.py), which needs dockerd's cgroupfs driver to cap its steps
+    builder: Literal["classic", "buildkit"] = "classic"
+    docker_cli: str = Field(default="/usr/bin/docker", pattern=r"^/[^\x00]*$")  # Debian's, BuildKit built in
     # apps may name a repository on this server (a path or file://): root reads any repository,
     # so only for tests and single-user servers
     allow_local_repos: bool = False
@@ -149,6 +153,7 @@ class Settings(BaseSettings):
     app_cpus: float = Field(default=1.0, gt=0, le=256)
     app_pids: int = Field(default=512, ge=16, le=1_000_000)
     build_memory: str = "1g"  # a build's steps (compilers need more than a running app)
+    build_pids: int = Field(default=2048, ge=16, le=1_000_000)  # BuildKit's steps, all together
     # databases (`paas databases create`): the official images, an exact version of each (never
     # latest), the Debian release their tags name, and what one database container may take
     postgres_image: str = Field(default="postgres", min_length=1, max_length=200)

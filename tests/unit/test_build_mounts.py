@@ -69,7 +69,9 @@ def test_an_onbuild_cache_of_the_dockerfile_is_rewritten_and_a_base_images_is_re
     def poisoned_base(_read: object) -> list[str]:  # a public image another app's owner published
         return ["RUN --mount=type=cache,id=paas/blog//root/.cache/pip,target=/c touch /c/marker"]
 
-    with pytest.raises(InvalidInput, match=r"cache 'paas/blog//root/.cache/pip' is not in this app's namespace"):
+    with pytest.raises(
+        InvalidInput, match=r"cache 'paas/blog//root/.cache/pip' is not in this app's namespace"
+    ):
         images_read("FROM someone/base:1\n", onbuild=poisoned_base, mounts=SHOP)
 
 

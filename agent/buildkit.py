@@ -1,0 +1,206 @@
+"""Builds through BuildKit (issue 31), with ``PAAS_BUILDER=buildkit``.
+
+paas runs Docker's own command line, ``docker build`` with
+``DOCKER_BUILDKIT=1`` (``PAAS_DOCKER_CLI``: Debian 12's docker.io has the
+BuildKit client built into ``/usr/bin/docker``; a newer CLI needs its buildx
+plugin), against the engine's built-in BuildKit. The engine's session API,
+which the CLI speaks, has no Python client worth the name.
+
+- The Dockerfile is given on stdin (``-f -``) as paas checked and rewrote it
+  (paas/dockerfile.py: each cache mount in the app's own namespace), so the
+  build reads exactly the text that was checked, and the context is left as
+  the commit has it.
+- Build args reach the CLI in its environment (``--build-arg NAME``), never in
+  its arguments, which every user of the server can read in /proc. A build
+  arg the CLI itself, its Go runtime or the dynamic loader would read
+  (``LD_PRELOAD``, ``DOCKER_HOST`` ...) is refused.
+- The release log gets BuildKit's plain progress, line by line. A cancel or
+  the timeout sends the CLI SIGINT, which cancels the build in the engine,
+  then SIGKILL 10 s later.
+- Every ``RUN`` step runs in a cgroup of its own under the engine's
+  ``/docker/buildkit`` (cgroupfs driver; BuildKit ignores ``--memory`` and
+  ``--cgroup-parent``), so paas caps that parent before each build:
+  ``PAAS_BUILD_MEMORY`` (no swap beyond it) and ``PAAS_BUILD_PIDS``, for
+  all build steps running at once together. Under the systemd cgroup driver
+  each step is a scope of its own in ``system.slice`` with no parent paas
+  could cap, so paas refuses to build with BuildKit there, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.commands import stream
+from agent.docker_engine import EngineError
+from paas.errors import ErrorKind, InvalidInput
+
+__all__ = ["BuildKitBuild", "BuildKitError", "build", "build_args", "build_env", "cap_build_steps"]
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+BUILDKIT_CGROUP = "docker/buildkit"  # where the engine's BuildKit puts its steps (cgroupfs driver)
+
+# What the CLI process reads from its environment besides build args: a build
+# arg of one of these names would steer the CLI, not the build.
+_CLI_READS = re.compile(
+    r"(DOCKER_|BUILDKIT_|BUILDX_|LD_|MALLOC_|GLIBC_|GCONV_|XDG_).*"
+    r"|GO(DEBUG|GC|MAXPROCS|TRACEBACK|MEMLIMIT)"
+    r"|PATH|HOME|TMPDIR|TZ|TZDIR|LOCPATH|LOCALDOMAIN|NLSPATH|NIS_PATH|HOSTALIASES|RES_OPTIONS"
+    r"|RESOLV_HOST_CONF|GETCONF_DIR|SSL_CERT_(FILE|DIR)|NO_COLOR|TERM|LANG|LC_.*",
+    re.IGNORECASE,
+)
+_DIGEST_LINE = re.compile(r"#\d+ sha256:[0-9a-f]{64}")
+# what the CLI is given of the agent's own environment (to find the same engine the SDK does)
+_ENGINE_ENV = ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+
+class BuildKitError(EngineError):
+    """A BuildKit build failed, was stopped, or could not be boxed."""
+
+
+@dataclass(frozen=True)
+class BuildKitBuild:
+    """One build, as the CLI is asked for it."""
+
+    cli: str
+    context: Path
+    dockerfile_text: str
+    tag: str
+    iidfile: Path
+    labels: Mapping[str, str] = field(default_factory=dict)
+    buildargs: Mapping[str, str] = field(default_factory=dict)
+    network: str = ""
+    target: str = ""
+
+
+def build_args(b: BuildKitBuild) -> list[str]:
+    """The CLI's arguments (pure): no build arg's value is among them."""
+    args = [b.cli, "build", "--progress=plain", "--iidfile", str(b.iidfile), "--tag", b.tag, "--file", "-"]
+    for key, value in sorted(b.labels.items()):
+        args += ["--label", f"{key}={value}"]
+    for name in sorted(b.buildargs):
+        args += ["--build-arg", name]  # its value is read from the environment
+    if b.network:
+        args += ["--network", b.network]
+    if b.target:
+        args += ["--target", b.target]
+    return [*args, str(b.context)]
+
+
+def build_env(b: BuildKitBuild, agent_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The CLI's whole environment: BuildKit on, the agent's way to the
+    engine, and the build args. Raises InvalidInput for a build arg the CLI
+    itself would read."""
+    agent_env = os.environ if agent_env is None else agent_env
+    for name in b.buildargs:
+        if _CLI_READS.fullmatch(name):
+            raise InvalidInput(
+                f"the build arg {name} is read by the docker command line that builds, not only by "
+                "the Dockerfile: rename it"
+            )
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": agent_env.get("HOME", "/root"),
+        "DOCKER_BUILDKIT": "1",
+    }
+    env.update({k: agent_env[k] for k in _ENGINE_ENV if agent_env.get(k)})
+    env.update(b.buildargs)
+    return env
+
+
+def cap_build_steps(memory: int, pids: int, *, root: Path = CGROUP_ROOT) -> str:
+    """Cap what BuildKit's steps may use together, before a build: memory
+    (bytes, no swap beyond it) and processes. Returns the cgroup capped.
+    Works with cgroup v2 (unified) and v1 (one tree per controller)."""
+    try:
+        if (root / "cgroup.controllers").is_file():
+            return _cap_v2(root, memory, pids)
+        return _cap_v1(root, memory, pids)
+    except OSError as exc:
+        raise BuildKitError(f"could not cap BuildKit's build steps under {root}: {exc}") from exc
+
+
+def _cap_v2(root: Path, memory: int, pids: int) -> str:
+    box = root / BUILDKIT_CGROUP
+    parent = box.parent
+    for where in (root, parent):  # each level hands the controllers down
+        where.mkdir(exist_ok=True)
+        enabled = (where / "cgroup.subtree_control").read_text().split()
+        wanted = [f"+{c}" for c in ("memory", "pids") if c not in enabled]
+        if wanted:
+            (where / "cgroup.subtree_control").write_text(" ".join(wanted))
+    box.mkdir(exist_ok=True)
+    (box / "memory.max").write_text(str(memory))
+    with contextlib.suppress(FileNotFoundError):  # a kernel without swap accounting
+        (box / "memory.swap.max").write_text("0")
+    (box / "pids.max").write_text(str(pids))
+    return str(box)
+
+
+def _cap_v1(root: Path, memory: int, pids: int) -> str:
+    mem, pid = root / "memory" / BUILDKIT_CGROUP, root / "pids" / BUILDKIT_CGROUP
+    mem.mkdir(parents=True, exist_ok=True)
+    pid.mkdir(parents=True, exist_ok=True)
+    swap = mem / "memory.memsw.limit_in_bytes"
+    # memory + swap may never be below memory: lower memory first, raise memory + swap first
+    order = [mem / "memory.limit_in_bytes", swap]
+    if swap.exists() and int(swap.read_text()) < memory:
+        order.reverse()
+    for knob in order:
+        if knob.exists():
+            knob.write_text(str(memory))
+    (pid / "pids.max").write_text(str(pids))
+    return f"{mem} and {pid}"
+
+
+def build(
+    b: BuildKitBuild, *, on_line: Callable[[str], None], should_stop: Callable[[], bool], timeout: int
+) -> str:
+    """Build; the image id. Raises BuildKitError with the build's last words."""
+    env = build_env(b)
+
+    def said(line: str) -> None:
+        if not _DIGEST_LINE.fullmatch(line):  # each step's id: noise in a release log
+            on_line(line)
+
+    try:
+        ran = stream(
+            build_args(b),
+            environ=env,
+            input=b.dockerfile_text,
+            on_line=said,
+            should_stop=should_stop,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise BuildKitError(f"{b.cli} is not there (PAAS_DOCKER_CLI): install docker.io") from None
+    if ran.stopped == "cancelled":
+        raise BuildKitError("build cancelled", kind=ErrorKind.cancelled)
+    if ran.stopped:
+        raise BuildKitError(f"build {ran.stopped}", kind=ErrorKind.timeout)
+    if ran.returncode != 0:
+        raise BuildKitError(_why(ran.tail, ran.returncode))
+    try:
+        return b.iidfile.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise BuildKitError(f"the build wrote no image id: {exc}") from exc
+
+
+def _why(tail: tuple[str, ...], code: int) -> str:
+    """BuildKit's own summary of a failed build: its last ``ERROR`` or
+    ``error:`` line, else the last line printed."""
+    for line in reversed(tail):
+        said = re.sub(r"^#\d+ ", "", line)
+        if said.startswith(("ERROR", "error:", "failed to solve", "executor failed")):
+            return said.removeprefix("ERROR: ").strip()
+    return tail[-1] if tail else f"docker build exited with status {code}"
+
+
+def scratch_iidfile() -> Path:
+    """A path for the CLI to write the image id to, in a directory of its own."""
+    return Path(tempfile.mkdtemp(prefix="paas-build-")) / "iid"

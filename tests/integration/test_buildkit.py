@@ -1,0 +1,244 @@
+"""Builds through BuildKit (issue 31), for real, with PAAS_BUILDER=buildkit:
+a Dockerfile with a cache mount, a bind mount of a lock file, COPY --from an
+image and --chmod, multi-stage, builds and serves; one app's build never sees
+what another's wrote into its pip cache (BuildKit shares a cache by id across
+builds: paas gives each app its own); a memory hog and a fork bomb in RUN
+stop at the build's limits while another app serves; a cancel stops a RUN
+that would sleep for minutes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from testkit.harness import LOOPBACK, GitRemote, LoadClient, Nginx, Stack
+
+pytestmark = pytest.mark.integration
+
+TAG = os.getpid() % 100000
+SERVER = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open("/app/said.txt", "rb").read() if os.path.exists("/app/said.txt") else b'{"version": "1"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+MODERN = """\
+FROM python:3.11-slim AS tools
+RUN --mount=type=cache,target=/root/.cache/pip echo cached > /root/.cache/pip/seen && ls /root/.cache/pip
+RUN echo "from the tools stage" > /made-here
+
+FROM python:3.11-slim
+WORKDIR /app
+COPY --from=tools /made-here /app/from-stage
+COPY --from=python:3.11-slim --chmod=0755 /usr/bin/python3 /app/python-copy
+RUN --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
+    --mount=type=cache,target=/root/.cache/pip \
+    cat /tmp/requirements.lock > /app/said.txt && cat /app/from-stage >> /app/said.txt
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test -x /app/python-copy
+COPY server.py .
+CMD ["python3", "-u", "server.py"]
+"""
+# writes a marker into the pip cache, or says what it finds there
+MARKER = (
+    "FROM python:3.11-slim\nRUN --mount=type=cache,target=/root/.cache/pip touch /root/.cache/pip/{marker}\n"
+)
+PEEK = (
+    "FROM python:3.11-slim\n"
+    "RUN --mount=type=cache,target=/root/.cache/pip ls -a /root/.cache/pip > /seen.txt; cat /seen.txt\n"
+    'CMD ["cat", "/seen.txt"]\n'
+)
+HOG = (
+    "FROM python:3.11-slim\n"
+    'RUN python3 -c "data = bytearray(1024 * 1024 * 1024); data[::4096] = bytes(len(data[::4096]))"\n'
+)
+BOMB_PY = """\
+import os, time
+n = 0
+try:
+    while n < 5000:
+        if os.fork() == 0:
+            time.sleep(10)
+            os._exit(0)
+        n += 1
+except OSError as exc:
+    print("forked", n, "then", exc, flush=True)
+    raise SystemExit(3)
+"""
+BUILD_PIDS = 128
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[Stack]:
+    paas = Stack(
+        tmp_path_factory.mktemp("paas-buildkit"),
+        nginx,
+        PAAS_BUILDER="buildkit",
+        PAAS_BUILD_MEMORY="256m",
+        PAAS_BUILD_PIDS=str(BUILD_PIDS),
+    )
+    paas.start()
+    yield paas
+    paas.stop()
+    paas.remove_everything()
+
+
+def _app(stack: Stack, name: str) -> tuple[GitRemote, str]:
+    repo = GitRemote(Path(tempfile.mkdtemp(prefix=f"paas-{name}-", dir=stack.root)))
+    r = stack.api("POST", "/apps", json={"name": name, "repo_url": str(repo.bare), "health_interval": 0.3})
+    assert r.status_code == 201, r.text
+    return repo, str(r.json()["webhook_secret"])
+
+
+def _push(
+    stack: Stack, name: str, secret: str, repo: GitRemote, files: dict[str, str], version: int
+) -> dict[str, Any]:
+    assert stack.webhook(name, secret, repo.commit(files, f"v{version}")).status_code == 202
+    return stack.wait_release(name, version)
+
+
+def _served(stack: Stack, name: str) -> str:
+    r = httpx.get(
+        f"http://{LOOPBACK}:{stack.nginx.port}/", headers={"Host": f"{name}.{stack.domain}"}, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def test_a_modern_dockerfile_builds_and_serves(kit: Stack) -> None:
+    name = f"modern{TAG}"
+    repo, secret = _app(kit, name)
+    files = {"Dockerfile": MODERN, "server.py": SERVER, "requirements.lock": "fastapi==0.115.0\n"}
+    release = _push(kit, name, secret, repo, files, 1)
+    log = kit.release_log(name, 1)
+    assert release["status"] == "succeeded", log
+    assert _served(kit, name) == "fastapi==0.115.0\nfrom the tools stage\n"
+    assert "requires BuildKit" not in log and "[internal] load build definition" in log, log
+    # the cache mount was given the app's own id, and the release log does not carry step digests
+    assert f"id=paas/{name}//root/.cache/pip" in log, log
+    assert "sha256:" not in "\n".join(line for line in log.splitlines() if line.startswith("#")), log
+    labels = docker.from_env().images.get(f"paas/{name}:v1").labels
+    assert labels["paas.app"] == name and labels["paas.version"] == "1", labels
+
+    # a change of the lock file only: the tools stage is cached, the app's step runs again
+    release = _push(kit, name, secret, repo, {**files, "requirements.lock": "fastapi==0.115.1\n"}, 2)
+    log = kit.release_log(name, 2)
+    assert release["status"] == "succeeded", log
+    assert "CACHED" in log, log
+    assert _served(kit, name).startswith("fastapi==0.115.1\n")
+
+
+def test_one_apps_build_never_sees_what_anothers_wrote_in_its_pip_cache(kit: Stack) -> None:
+    """The attack: app A's build writes into /root/.cache/pip, the cache app B
+    installs from. Without per-app ids BuildKit hands B the same cache."""
+    writer, reader = f"poisoner{TAG}", f"victim{TAG}"
+    repo_w, secret_w = _app(kit, writer)
+    marker = f"planted-by-{writer}"
+    release = _push(kit, writer, secret_w, repo_w, {"Dockerfile": MARKER.format(marker=marker)}, 1)
+    # it builds (the image has no command to serve: the start step fails, which does not matter)
+    assert "planted" not in str(release.get("error", "")), release
+    assert f"touch /root/.cache/pip/{marker}" in kit.release_log(writer, 1)
+    repo_r, secret_r = _app(kit, reader)
+    _push(kit, reader, secret_r, repo_r, {"Dockerfile": PEEK, "server.py": SERVER}, 1)
+    log = kit.release_log(reader, 1)
+    assert "ls -a /root/.cache/pip" in log, log
+    assert marker not in log, log
+    # the writer's own next build does see its marker: the cache itself works
+    _push(
+        kit,
+        writer,
+        secret_w,
+        repo_w,
+        {
+            "Dockerfile": PEEK.replace(
+                "/seen.txt;", f"/seen.txt; test -e /root/.cache/pip/{marker} && echo found-{marker};"
+            )
+        },
+        2,
+    )
+    assert f"found-{marker}" in kit.release_log(writer, 2), kit.release_log(writer, 2)
+
+
+def test_a_hog_and_a_fork_bomb_in_run_stop_at_the_builds_limits(kit: Stack) -> None:
+    calm = f"calmbk{TAG}"
+    repo_c, secret_c = _app(kit, calm)
+    assert (
+        _push(
+            kit,
+            calm,
+            secret_c,
+            repo_c,
+            {
+                "Dockerfile": "FROM python:3.11-slim\nCOPY server.py /\nCMD python3 -u /server.py\n",
+                "server.py": SERVER,
+            },
+            1,
+        )["status"]
+        == "succeeded"
+    )
+    rough = f"roughbk{TAG}"
+    repo, secret = _app(kit, rough)
+    with LoadClient(kit.nginx.port, f"{calm}.{kit.domain}") as load:
+        hogged = _push(kit, rough, secret, repo, {"Dockerfile": HOG}, 1)
+        bombed = _push(
+            kit,
+            rough,
+            secret,
+            repo,
+            {
+                "Dockerfile": "FROM python:3.11-slim\nCOPY bomb.py /\nRUN python3 /bomb.py\n",
+                "bomb.py": BOMB_PY,
+            },
+            2,
+        )
+        assert httpx.get(f"http://{LOOPBACK}:{kit.web_port}/readyz", timeout=5).status_code == 200
+        time.sleep(1)
+    assert hogged["status"] == "failed" and hogged["step"] == "build", hogged
+    assert "exit code: 137" in hogged["error"], hogged["error"]  # the kernel's OOM kill
+    assert bombed["status"] == "failed" and bombed["step"] == "build", bombed
+    forked = [line for line in kit.release_log(rough, 2).splitlines() if "forked" in line]
+    assert forked, kit.release_log(rough, 2)
+    count = int(forked[0].split("forked", 1)[1].split()[0])
+    assert 0 < count < BUILD_PIDS, forked  # the PID cap stopped it, not the loop's 5000
+    assert load.report.total > 20 and load.report.failures == [], load.report.failures[:5]
+
+
+def test_a_cancel_stops_a_build_step_at_once(kit: Stack) -> None:
+    name = f"sleepy{TAG}"
+    repo, secret = _app(kit, name)
+    sleeper = f"sleep 31{TAG % 10}7"
+    files = {"Dockerfile": f"FROM python:3.11-slim\nRUN echo start-{TAG} && {sleeper}\n"}
+    assert kit.webhook(name, secret, repo.commit(files, "slow")).status_code == 202
+    deadline = time.monotonic() + 60
+    while f"start-{TAG}" not in (kit.release_log(name, 1) or ""):
+        assert time.monotonic() < deadline, kit.release_log(name, 1)
+        time.sleep(0.2)
+    started = time.monotonic()
+    kit.paas("cancel", name)
+    release = kit.wait_release(name, 1)
+    assert release["status"] == "cancelled", release
+    assert time.monotonic() - started < 15
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", sleeper], capture_output=True, text=True).stdout.split()
+    assert left == [], f"the build's step still runs: {left}"
