@@ -44,7 +44,7 @@ from paas.errors import PaasError
 from paas.instance import instance_id
 from paas.models import App, Deployment, DeploymentStatus, Job, JobState, utcnow
 from paas.services import live_release
-from paas.settings import Settings
+from paas.settings import Settings, memory_bytes
 from paas.trust import UntrustedRow, check_app, check_app_name, check_job, check_release
 
 __all__ = ["Agent"]
@@ -178,7 +178,8 @@ class Agent:
         """Scheduled: remove images beyond the last N successful releases of
         every app (their build layers go with them), release logs beyond
         PAAS_KEEP_RELEASE_LOGS, GitHub reports and notifications older than
-        30 days, and stale build directories; skips an app
+        30 days, stale build directories, and BuildKit's cache beyond
+        PAAS_BUILD_CACHE_MAX (least recently used first); skips an app
         while a job of it runs. Touches only what carries this installation's
         labels, but for dangling images (untagged: the layers a failed build
         left), which go after an hour, whoever's they were."""
@@ -213,6 +214,14 @@ class Agent:
                 log.info("removed %d dangling image(s) (%d MiB)", count, reclaimed // 2**20)
         except EngineError as exc:
             log.error("could not remove dangling images: %s", exc)
+        try:
+            reclaimed = self.docker.prune_build_cache(keep=memory_bytes(self.settings.build_cache_max))
+            if reclaimed:
+                log.info(
+                    "trimmed BuildKit's cache to PAAS_BUILD_CACHE_MAX (%d MiB freed)", reclaimed // 2**20
+                )
+        except EngineError as exc:
+            log.error("could not trim BuildKit's cache: %s", exc)
         builds = self.settings.builds_dir
         if builds.is_dir():
             with self._lock:

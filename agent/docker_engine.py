@@ -265,10 +265,7 @@ class DockerEngine:
     ) -> str:
         from agent import buildkit
 
-        try:
-            driver = str(self._client.info().get("CgroupDriver", ""))
-        except DockerException as exc:
-            raise _failed(exc) from exc
+        driver = self.cgroup_driver()
         if driver != "cgroupfs":
             raise EngineError(
                 f"the engine uses the {driver or 'unknown'} cgroup driver: BuildKit's build steps could not "
@@ -424,6 +421,30 @@ class DockerEngine:
         except DockerException as exc:
             raise _failed(exc) from exc
         return len(done.get("ImagesDeleted") or []), int(done.get("SpaceReclaimed") or 0)
+
+    def build_cache_bytes(self) -> int:
+        """The disk BuildKit's cache takes (``docker system df``), shared or not."""
+        try:
+            usage = self._client.df()
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        return sum(int(entry.get("Size") or 0) for entry in usage.get("BuildCache") or [])
+
+    def prune_build_cache(self, *, keep: int) -> int:
+        """``docker builder prune --keep-storage``: BuildKit's cache down to
+        ``keep`` bytes, least recently used first; returns the bytes freed."""
+        try:
+            done = self._client.api.prune_builds(keep_storage=keep)
+        except DockerException as exc:
+            raise _failed(exc) from exc
+        return int(done.get("SpaceReclaimed") or 0)
+
+    def cgroup_driver(self) -> str:
+        """How the engine makes its containers' cgroups: cgroupfs or systemd."""
+        try:
+            return str(self._client.info().get("CgroupDriver", ""))
+        except DockerException as exc:
+            raise _failed(exc) from exc
 
     def save_image(self, ref: str, into: BinaryIO) -> None:
         """Write ``ref`` as ``docker save`` does (tagged), streamed into ``into``."""

@@ -33,7 +33,7 @@ from paas import layout
 from paas.crypto import FERNET_FILE, PRIVATE_FILE, PUBLIC_FILE
 from paas.db import make_engine, session_scope
 from paas.models import App, CertState, Database, Domain
-from paas.settings import Settings
+from paas.settings import Settings, memory_bytes
 from paas.trust import UntrustedRow, check_database
 
 __all__ = ["Check", "run_checks"]
@@ -81,6 +81,35 @@ def _engine(settings: Settings, docker: DockerEngine | None) -> list[Check]:
             )
         ]
     return [Check("docker engine", OK, f"Docker {version}, data in {root or '?'}")]
+
+
+def _builds(settings: Settings, docker: DockerEngine | None) -> list[Check]:
+    """The builder: BuildKit's cache against its bound, and what
+    PAAS_BUILDER=buildkit needs (the CLI, the cgroupfs driver)."""
+    docker = docker or DockerEngine()
+    used, most = docker.build_cache_bytes(), memory_bytes(settings.build_cache_max)
+    said = f"BuildKit's cache takes {used / 2**20:.0f} MiB (PAAS_BUILD_CACHE_MAX={settings.build_cache_max})"
+    if used > 2 * most:
+        found = [Check("build cache", WARN, said, "the hourly clean-up trims it; `docker builder prune` now")]
+    else:
+        found = [Check("build cache", OK, said)]
+    if settings.builder != "buildkit":
+        return [*found, Check("builder", OK, "the classic builder (PAAS_BUILDER=classic)")]
+    driver = docker.cgroup_driver()
+    if driver != "cgroupfs":
+        fix = 'dockerd\'s "exec-opts": ["native.cgroupdriver=cgroupfs"], or PAAS_BUILDER=classic'
+        return [
+            *found,
+            Check("builder", FAIL, f"BuildKit's steps cannot be capped under the {driver} driver", fix),
+        ]
+    version = commands.run([settings.docker_cli, "version", "--format", "{{.Client.Version}}"], timeout=30)
+    if not version.ok:
+        fix = "install docker.io (its /usr/bin/docker has BuildKit built in), or set PAAS_DOCKER_CLI"
+        return [*found, Check("builder", FAIL, f"{settings.docker_cli}: {version.output.strip()[:200]}", fix)]
+    detail = f"BuildKit through {settings.docker_cli} {version.output.strip()}, steps capped at " + (
+        f"{settings.build_memory} and {settings.build_pids} processes together"
+    )
+    return [*found, Check("builder", OK, detail)]
 
 
 def _nginx(settings: Settings, docker: DockerEngine | None) -> list[Check]:
@@ -447,6 +476,7 @@ def _aware(at: datetime) -> datetime:
 
 _CHECKS: tuple[Callable[[Settings, DockerEngine | None], list[Check]], ...] = (
     _engine,
+    _builds,
     _nginx,
     _control_plane,
     _dns,

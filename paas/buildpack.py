@@ -241,7 +241,14 @@ def detect(
     )
 
 
-def render_dockerfile(plan: BuildPlan, *, app: str, port: int, data_path: str | None) -> str:
+PIP_CACHE = "--mount=type=cache,target=/root/.cache/pip "  # BuildKit: one of this app's caches
+
+
+def render_dockerfile(
+    plan: BuildPlan, *, app: str, port: int, data_path: str | None, pip_cache: bool = False
+) -> str:
+    """The Dockerfile for ``plan``; with ``pip_cache`` (BuildKit builds),
+    every pip install keeps its downloads in a cache mount."""
     env = Environment(
         loader=PackageLoader("templates", "build"),
         undefined=StrictUndefined,
@@ -261,6 +268,7 @@ def render_dockerfile(plan: BuildPlan, *, app: str, port: int, data_path: str | 
         data_path=data_path,
         port=port,
         command=plan.command,
+        pip_cache=PIP_CACHE if pip_cache else "",
     )
 
 
@@ -322,4 +330,7 @@ def for_app(root: Path, *, app: App, settings: Settings, procfile: dict[str, str
         workers=settings.web_workers or default_workers(os.cpu_count()),
     )
     port = app.port or DEFAULT_PORT
-    return GeneratedBuild(plan, render_dockerfile(plan, app=app.name, port=port, data_path=app.data_path))
+    rendered = render_dockerfile(
+        plan, app=app.name, port=port, data_path=app.data_path, pip_cache=settings.builder == "buildkit"
+    )
+    return GeneratedBuild(plan, rendered)

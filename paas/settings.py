@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     app_pids: int = Field(default=512, ge=16, le=1_000_000)
     build_memory: str = "1g"  # a build's steps (compilers need more than a running app)
     build_pids: int = Field(default=2048, ge=16, le=1_000_000)  # BuildKit's steps, all together
+    build_cache_max: str = "2g"  # BuildKit's cache after the hourly clean-up (least recently used go)
     # databases (`paas databases create`): the official images, an exact version of each (never
     # latest), the Debian release their tags name, and what one database container may take
     postgres_image: str = Field(default="postgres", min_length=1, max_length=200)
@@ -299,7 +300,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an email address")
         return value
 
-    @field_validator("app_memory", "build_memory", "database_memory")
+    @field_validator("app_memory", "build_memory", "database_memory", "build_cache_max")
     @classmethod
     def _check_memory(cls, value: str) -> str:
         return check_memory_size(value)

@@ -242,3 +242,43 @@ def test_a_cancel_stops_a_build_step_at_once(kit: Stack) -> None:
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", sleeper], capture_output=True, text=True).stdout.split()
     assert left == [], f"the build's step still runs: {left}"
+
+
+FASTAPI_MAIN = """\
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+def root():
+    return {"version": "generated"}
+"""
+
+
+def test_a_generated_dockerfile_keeps_pips_downloads_for_the_next_build(kit: Stack) -> None:
+    """An app without a Dockerfile: one package added to requirements.txt is
+    the only download of the next build; the rest comes from the app's cache."""
+    name = f"gen{TAG}"
+    repo, secret = _app(kit, name)
+    files = {"requirements.txt": "fastapi>=0.110,<1\n", "main.py": FASTAPI_MAIN}
+    first = _push(kit, name, secret, repo, files, 1)
+    assert first["status"] == "succeeded", kit.release_log(name, 1)
+    assert f"id=paas/{name}//root/.cache/pip" in kit.release_log(name, 1)
+    second = _push(kit, name, secret, repo, {**files, "requirements.txt": "fastapi>=0.110,<1\nsix\n"}, 2)
+    log = kit.release_log(name, 2)
+    assert second["status"] == "succeeded", log
+    assert "Using cached fastapi" in log and "Downloading six" in log, log
+    assert '"generated"' in _served(kit, name)
+
+
+def test_buildkits_cache_is_measured_and_trimmed_to_its_bound(kit: Stack) -> None:
+    """What the hourly clean-up does with PAAS_BUILD_CACHE_MAX, and `paas doctor` shows."""
+    from agent.docker_engine import DockerEngine
+
+    engine = DockerEngine()
+    before = engine.build_cache_bytes()
+    assert before > 0  # the builds above left layers and caches
+    freed = engine.prune_build_cache(keep=1 << 20)
+    after = engine.build_cache_bytes()
+    assert freed > 0 and after < before, (before, freed, after)

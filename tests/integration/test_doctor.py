@@ -58,6 +58,7 @@ def test_doctor_finds_a_healthy_installation_healthy_then_names_each_fault_and_i
     code, checks = doctor(doctor_stack)
     healthy = {
         "docker engine": "ok",
+        "builder": "ok",
         "nginx configuration": "ok",
         "nginx answers": "ok",
         "web": "ok",
@@ -75,6 +76,7 @@ def test_doctor_finds_a_healthy_installation_healthy_then_names_each_fault_and_i
     # the disk's figure depends on the machine; failures elsewhere would show in the exit code
     disk = [c for name, c in checks.items() if name.startswith("disk of")]
     assert disk and all("GiB free of" in c["detail"] for c in disk), disk
+    assert "MiB (PAAS_BUILD_CACHE_MAX=2g)" in checks["build cache"]["detail"], checks["build cache"]
     assert code == (1 if any(c["status"] == "fail" for c in checks.values()) else 0)
     assert "certificate of paas.apps.test (the control plane)" in checks
     print("\n" + "\n".join(f"{c['status']:4}  {name}: {c['detail']}" for name, c in checks.items()))

@@ -16,6 +16,7 @@ from paas.buildpack import (
     render_dockerfile,
     server_command,
 )
+from paas.dockerfile import Mounts, cache_namespace, images_read, namespace_cache_mounts
 from paas.errors import InvalidInput
 
 FASTAPI_MAIN = "from fastapi import FastAPI\n\napp = FastAPI(title='x')\n"
@@ -215,3 +216,33 @@ def test_unreadable_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project\n")
     with pytest.raises(InvalidInput, match="pyproject.toml is not valid TOML"):
         detect(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"requirements.txt": "fastapi\n"},
+        {"pyproject.toml": "[project]\nname='a'\n", "uv.lock": ""},
+        {"pyproject.toml": "[tool.poetry]\n", "poetry.lock": ""},
+        {"Pipfile": "", "Pipfile.lock": "{}"},
+        {"pyproject.toml": "[build-system]\nrequires=['hatchling']\n[project]\nname='a'\n"},
+    ],
+)
+def test_with_buildkit_every_pip_install_keeps_its_downloads_in_the_apps_cache(
+    tmp_path: Path, files: dict[str, str]
+) -> None:
+    """Issue 31: a changed requirement downloads only what changed. The cache
+    is a mount (in no layer), so pip's own cache is no longer turned off; the
+    build step moves it into the app's namespace like any cache mount."""
+    plan = detect(tree(tmp_path, {**files, "main.py": FASTAPI_MAIN}))
+    text = render_dockerfile(plan, app="shop", port=8000, data_path=None, pip_cache=True)
+    instructions = text.replace("\\\n", " ").splitlines()
+    runs = [line for line in instructions if line.startswith("RUN") and "pip install" in line]
+    assert runs and all(r.startswith("RUN --mount=type=cache,target=/root/.cache/pip ") for r in runs), runs
+    assert "PIP_NO_CACHE_DIR" not in text
+    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    images_read(rewritten, mounts=Mounts(namespace=cache_namespace("shop")))
+    assert rewritten.count("id=paas/shop//root/.cache/pip") == len(runs)
+    # the classic builder has no mounts: its Dockerfile is as it was
+    classic = render_dockerfile(plan, app="shop", port=8000, data_path=None)
+    assert "--mount" not in classic and "PIP_NO_CACHE_DIR=1" in classic
