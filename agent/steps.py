@@ -473,7 +473,8 @@ def trouble(doors: Doors, app: App, name: str) -> str | None:
     if info.oom_killed:
         return f"was killed: out of memory ({memory_note(doors.settings, app)})"
     if info.status in ("exited", "dead") or info.restarts > 0:
-        return f"exited with status {info.exit_code}"
+        said = "exited" if info.exit_code is None else f"exited with status {info.exit_code}"
+        return f"{said} (restarted {info.restarts} times)" if info.restarts > 0 else said
     return None
 
 

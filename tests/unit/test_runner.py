@@ -526,3 +526,24 @@ def test_an_env_release_queued_behind_a_deploy_runs_only_if_it_has_work(rig: Rig
     newer = rig.run(queue.RELEASE, trigger="env")
     assert newer.ok and newer.version == (first.version or 0) + 1, rig.log(newer)
     assert rig.release_row(newer).env_version == rig.release_row(first).env_version + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "restarts", "said"),
+    [
+        ("exited", 3, 0, "exited with status 3"),
+        ("restarting", None, 2, "exited (restarted 2 times)"),  # between two runs: no status to tell
+        ("running", 0, 1, "exited with status 0 (restarted 1 times)"),
+        ("running", None, 0, None),
+    ],
+)
+def test_why_a_container_is_not_running_well_never_says_none(
+    status: str, code: int | None, restarts: int, said: str | None
+) -> None:
+    from types import SimpleNamespace
+
+    from agent.steps import trouble
+
+    info = ContainerInfo("paas-shop-web-v1-1", status, {}, exit_code=code, restarts=restarts)
+    doors = SimpleNamespace(docker=SimpleNamespace(container=lambda _name: info))
+    assert trouble(doors, None, info.name) == said  # type: ignore[arg-type]
