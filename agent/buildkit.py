@@ -29,6 +29,7 @@ which the CLI speaks, has no Python client worth the name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
@@ -40,15 +41,26 @@ from agent.commands import stream
 from agent.docker_engine import EngineError
 from paas.errors import ErrorKind, InvalidInput
 
-__all__ = ["BuildKitBuild", "BuildKitError", "build", "build_args", "build_env", "cap_build_steps"]
+__all__ = [
+    "BuildKitBuild",
+    "BuildKitError",
+    "build",
+    "build_args",
+    "build_env",
+    "cap_build_steps",
+    "check_cgroup_parent",
+]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 BUILDKIT_CGROUP = "docker/buildkit"  # where the engine's BuildKit puts its steps (cgroupfs driver)
 
 # What the CLI process reads from its environment besides build args: a build
 # arg of one of these names would steer the CLI, not the build.
+# (a newer CLI's buildx plugin reads more: a source policy file, git's own variables
+# for the `git rev-parse` it runs in the context, tracing endpoints)
 _CLI_READS = re.compile(
-    r"(DOCKER_|BUILDKIT_|BUILDX_|LD_|MALLOC_|GLIBC_|GCONV_|XDG_).*"
+    r"(DOCKER_|BUILDKIT_|BUILDX_|EXPERIMENTAL_|GIT_|OTEL_|JAEGER_|SSH_|LD_|MALLOC_|GLIBC_|GCONV_|XDG_).*"
+    r"|ZONEINFO"
     r"|GO(DEBUG|GC|MAXPROCS|TRACEBACK|MEMLIMIT)"
     r"|PATH|HOME|TMPDIR|TZ|TZDIR|LOCPATH|LOCALDOMAIN|NLSPATH|NIS_PATH|HOSTALIASES|RES_OPTIONS"
     r"|RESOLV_HOST_CONF|GETCONF_DIR|SSL_CERT_(FILE|DIR)|NO_COLOR|TERM|LANG|LC_.*",
@@ -107,6 +119,9 @@ def build_env(b: BuildKitBuild, agent_env: Mapping[str, str] | None = None) -> d
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": agent_env.get("HOME", "/root"),
         "DOCKER_BUILDKIT": "1",
+        # buildx (a newer CLI) would run git in the context and label the image with what it says
+        "BUILDX_GIT_INFO": "0",
+        "BUILDX_GIT_LABELS": "0",
     }
     env.update({k: agent_env[k] for k in _ENGINE_ENV if agent_env.get(k)})
     env.update(b.buildargs)
@@ -123,6 +138,31 @@ def cap_build_steps(memory: int, pids: int, *, root: Path = CGROUP_ROOT) -> str:
         return _cap_v1(root, memory, pids)
     except OSError as exc:
         raise BuildKitError(f"could not cap BuildKit's build steps under {root}: {exc}") from exc
+
+
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+
+def check_cgroup_parent(config: Path = DAEMON_JSON) -> None:
+    """BuildKit's steps go under ``<dockerd's cgroup-parent>/buildkit``: with
+    a cgroup-parent of the operator's own, capping ``docker/buildkit`` would
+    cap nothing. Refused rather than built without limits."""
+    try:
+        said = json.loads(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise BuildKitError(f"cannot read {config}: {exc}") from exc
+    if isinstance(said, dict) and said.get("cgroup-parent"):
+        raise BuildKitError(
+            f"{config} sets cgroup-parent: BuildKit's build steps would run outside the cgroup paas caps "
+            "(remove it, or PAAS_BUILDER=classic)"
+        )
+
+
+def unlimited_memory() -> int:
+    """No memory cap given: the machine's memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _cap_v2(root: Path, memory: int, pids: int) -> str:

@@ -271,8 +271,8 @@ class DockerEngine:
                 f"the engine uses the {driver or 'unknown'} cgroup driver: BuildKit's build steps could not "
                 "be capped (set dockerd's native.cgroupdriver=cgroupfs, or PAAS_BUILDER=classic)"
             )
-        if memory:
-            buildkit.cap_build_steps(memory, options.pids)
+        buildkit.check_cgroup_parent()
+        buildkit.cap_build_steps(memory or buildkit.unlimited_memory(), options.pids)
         iidfile = buildkit.scratch_iidfile()
         try:
             return buildkit.build(

@@ -145,6 +145,17 @@ def cache_namespace(app: str) -> str:
 
 
 _MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+# the flags paas reads (and so checks) on each instruction: any other, of any
+# frontend version (RUN --device, ADD --keep-git-dir ...), is refused
+_FLAGS = {
+    "run": frozenset({"mount", "network", "security"}),
+    "copy": frozenset({"from", "chown", "chmod", "link", "parents", "exclude"}),
+    "add": frozenset({"from", "chown", "chmod", "link", "checksum", "exclude"}),
+}
+# what BuildKit's ADD takes for a git repository (dockerfile2llb isGitSource, with margin)
+_GIT_SOURCE = re.compile(
+    r"(git://|ssh://|git@|github\.com/|[a-z][a-z0-9+.-]*://[^#?\s]*\.git([#?/]|$))", re.IGNORECASE
+)
 
 
 def _no_triggers(read: ImageRead) -> Sequence[str]:
@@ -481,7 +492,7 @@ class _Walk:
                 f"the Dockerfile, {where}: FROM {words[0]} cannot be resolved: {exc}"
             ) from None
         if not base:
-            self.stopped = True  # Docker stops here: "base name should not be blank"
+            self.stop(f"the Dockerfile, {where}: FROM {words[0]} is blank once expanded")
             return
         bases = [stage for stage in self.stages if stage.name == base]
         self.stages.append(_Stage(words[2].lower() if len(words) == 3 else ""))
@@ -526,8 +537,15 @@ class _Walk:
         if escape != "\\":  # buildkit up to v0.12 escapes flags with a backslash, later ones with the token
             for reading in (builder_flags(first_line, "\\"), builder_flags(first_line, escape)):
                 flags += [flag for flag in reading if flag not in flags]
+        if kind == "add":
+            self.check_add_sources(command.value[:-1], where)
         for flag in flags:
             name, eq, value = flag.removeprefix("--").partition("=")
+            if name.lower() not in _FLAGS[kind]:
+                raise InvalidInput(
+                    f"the Dockerfile, {where}: {kind.upper()} --{name} is not a flag paas reads "
+                    f"({', '.join('--' + f for f in sorted(_FLAGS[kind]))} are): refused"
+                )
             if not eq or not value:
                 continue
             if kind in ("copy", "add") and name.lower() == "from":
@@ -546,6 +564,17 @@ class _Walk:
                     "sandbox: refused"
                 )
 
+    def check_add_sources(self, sources: Sequence[str], where: str) -> None:
+        """BuildKit's ADD clones a git URL with git and ssh run by the engine,
+        as root, with root's SSH keys: the ones paas fetches apps' private
+        repositories with. The classic builder has no such ADD."""
+        for source in sources:
+            if _GIT_SOURCE.match(source):
+                raise InvalidInput(
+                    f"the Dockerfile, {where}: ADD {source} would be cloned with the server's own git "
+                    "credentials: refused (clone it in a RUN step, or vendor it)"
+                )
+
     def check_mount(self, value: str, where: str) -> None:
         kind, options = _mount_options(value, where)
         target = _target(options)
@@ -554,11 +583,12 @@ class _Walk:
                 f"the Dockerfile, {where}: type=ssh would lend the build an SSH agent: refused"
             )
         if kind == "secret":
-            secret = options.get("id") or target.rstrip("/").rpartition("/")[2]
-            if secret not in self.mounts.secrets:
-                raise InvalidInput(
-                    f"the Dockerfile, {where}: the secret {secret!r} is not one of the app's build secrets"
-                )
+            # BuildKit takes source= (or src=) over id=, and the target's name without either
+            named = [options[k] for k in ("source", "src", "id") if options.get(k)]
+            for secret in named or [target.rstrip("/").rpartition("/")[2]]:
+                if secret not in self.mounts.secrets:
+                    said = f"the secret {secret!r} is not one of the app's build secrets"
+                    raise InvalidInput(f"the Dockerfile, {where}: {said}")
         if kind == "cache" and self.mounts.namespace is not None:
             cache = options.get("id") or target
             if not cache.startswith(self.mounts.namespace):
@@ -599,10 +629,21 @@ class _Walk:
             self.read(value, where)
 
     def read(self, ref: str, where: str) -> ImageRead | None:
-        """None when ``ref`` is no image reference: Docker stops there."""
+        """None when ``ref`` is no image reference the classic builder reads:
+        it stops there."""
         if "$" in ref:
             raise InvalidInput(f"the Dockerfile, {where}: {ref!r} still holds a $ once expanded")
         if not _REFERENCE.fullmatch(ref):
-            self.stopped = True
+            self.stop(f"the Dockerfile, {where}: {ref!r} is not an image reference paas reads")
             return None
         return self.reads.setdefault(ref, ImageRead(ref, where))
+
+    def stop(self, why: str) -> None:
+        """The classic builder fails the build where it meets ``why``, so
+        nothing after it runs. BuildKit goes on: a stage the target does not
+        need is never fetched, whatever it names, and newer frontends read
+        references paas does not (``[::1]:5000/x``). So in BuildKit's reading
+        it is refused, or what follows it would go unchecked."""
+        if isinstance(self.meta, _BuildKitMeta):
+            raise InvalidInput(f"{why}: refused (BuildKit would build on past it)")
+        self.stopped = True

@@ -87,12 +87,30 @@ def test_an_onbuild_cache_of_the_dockerfile_is_rewritten_and_a_base_images_is_re
         ('RUN --mount="type=cache,target=/x" ls', "not in this app's namespace"),
         ("RUN --network=host curl example.com", "sandbox"),
         ("RUN --security=insecure mount -t proc none /x", "sandbox"),
+        # BuildKit takes source= over id=: each name given must be the app's
+        ("RUN --mount=type=secret,source=OTHER,target=/run/secrets/PIP_INDEX_URL true", "'OTHER' is not one"),
+        ("RUN --mount=type=secret,src=OTHER,id=PIP_INDEX_URL true", "'OTHER' is not one"),
+        # cloned by the engine with root's SSH keys
+        ("ADD git@github.com:victim/blog.git#main /src", "server's own git credentials"),
+        ("ADD ssh://git@example.com/blog.git /src", "server's own git credentials"),
+        ("ADD https://github.com/victim/blog.git#main /src", "server's own git credentials"),
+        ('ADD ["git://example.com/blog", "/src"]', "server's own git credentials"),
+        ("ADD github.com/victim/blog /src", "server's own git credentials"),
+        # a flag paas does not read, of this frontend or a later one
+        ("RUN --device=/dev/kvm true", "RUN --device is not a flag paas reads"),
+        ("ADD --keep-git-dir=true https://example.com/a.tgz /a", "ADD --keep-git-dir is not a flag"),
+        ("COPY --whatever=1 a /a", "COPY --whatever is not a flag"),
     ],
 )
 def test_what_a_build_may_not_mount_is_refused_naming_the_line(line: str, said: str) -> None:
     with pytest.raises(InvalidInput, match=said) as refused:
         images_read(f"FROM python:3.12-slim\n{line}\n", mounts=SHOP)
     assert "line 2" in str(refused.value)
+
+
+def test_an_archive_or_file_from_a_plain_url_may_still_be_added() -> None:
+    text = "FROM python:3.12-slim\nADD --chmod=0644 https://example.com/a.tgz /a\nADD --link . /src\n"
+    assert [read.ref for read in images_read(text, mounts=SHOP)] == ["python:3.12-slim"]
 
 
 def test_what_a_build_may_mount() -> None:

@@ -46,6 +46,8 @@ def test_the_clis_environment_is_its_own_and_the_build_args() -> None:
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/root",
         "DOCKER_BUILDKIT": "1",
+        "BUILDX_GIT_INFO": "0",
+        "BUILDX_GIT_LABELS": "0",
         "DOCKER_HOST": "unix:///run/docker.sock",
         "PIP_INDEX_URL": "https://user:pw@pypi.example/simple",
         "VERSION": "3",
@@ -54,7 +56,9 @@ def test_the_clis_environment_is_its_own_and_the_build_args() -> None:
 
 @pytest.mark.parametrize(
     "name", ["LD_PRELOAD", "ld_library_path", "DOCKER_HOST", "DOCKER_CONFIG", "BUILDKIT_PROGRESS", "GODEBUG",
-             "PATH", "HOME", "GCONV_PATH", "MALLOC_ARENA_MAX", "SSL_CERT_FILE", "TMPDIR", "LC_ALL"],
+             "PATH", "HOME", "GCONV_PATH", "MALLOC_ARENA_MAX", "SSL_CERT_FILE", "TMPDIR", "LC_ALL",
+             "EXPERIMENTAL_BUILDKIT_SOURCE_POLICY", "GIT_TRACE", "GIT_CONFIG_COUNT",
+             "OTEL_EXPORTER_OTLP_ENDPOINT", "SSH_AUTH_SOCK", "ZONEINFO"],
 )  # fmt: skip
 def test_a_build_arg_the_cli_itself_would_read_is_refused(name: str) -> None:
     with pytest.raises(InvalidInput, match=f"the build arg {name} is read by the docker command line"):
@@ -91,6 +95,20 @@ def test_the_steps_are_capped_in_a_tree_per_controller(tmp_path: Path) -> None:
     assert (tmp_path / mem / "memory.limit_in_bytes").read_text() == str(256 << 20)
     assert (tmp_path / mem / "memory.memsw.limit_in_bytes").read_text() == str(256 << 20)
     assert (tmp_path / "pids/docker/buildkit/pids.max").read_text() == "128"
+
+
+def test_a_cgroup_parent_of_the_operators_own_refuses_buildkit(tmp_path: Path) -> None:
+    """BuildKit's steps would go under it, not under the cgroup paas caps."""
+    config = tmp_path / "daemon.json"
+    buildkit.check_cgroup_parent(config)  # no daemon.json: the default parent
+    config.write_text('{"log-driver": "json-file"}')
+    buildkit.check_cgroup_parent(config)
+    config.write_text('{"cgroup-parent": "mine.slice"}')
+    with pytest.raises(buildkit.BuildKitError, match="sets cgroup-parent"):
+        buildkit.check_cgroup_parent(config)
+    config.write_text("{not json")
+    with pytest.raises(buildkit.BuildKitError, match="cannot read"):
+        buildkit.check_cgroup_parent(config)
 
 
 def test_a_tree_paas_cannot_write_is_said(tmp_path: Path) -> None:
