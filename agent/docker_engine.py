@@ -431,10 +431,12 @@ class DockerEngine:
         return sum(int(entry.get("Size") or 0) for entry in usage.get("BuildCache") or [])
 
     def prune_build_cache(self, *, keep: int) -> int:
-        """``docker builder prune --keep-storage``: BuildKit's cache down to
-        ``keep`` bytes, least recently used first; returns the bytes freed."""
+        """``docker builder prune --all --keep-storage``: BuildKit's cache
+        down to ``keep`` bytes, least recently used first, whatever no build
+        is using (without --all, only what no image refers to); returns the
+        bytes freed."""
         try:
-            done = self._client.api.prune_builds(keep_storage=keep)
+            done = self._client.api.prune_builds(keep_storage=keep, all=True)
         except DockerException as exc:
             raise _failed(exc) from exc
         return int(done.get("SpaceReclaimed") or 0)
