@@ -15,7 +15,14 @@ from pathlib import Path
 from agent.commands import parse_dockerfile
 from agent.doors import ImageLookup
 from paas.buildpack import GENERATED_DOCKERFILE, GeneratedBuild, context_file, for_app
-from paas.dockerfile import ImageRead, Mounts, cache_namespace, images_read, namespace_cache_mounts
+from paas.dockerfile import (
+    ImageRead,
+    Mounts,
+    cache_namespace,
+    images_read,
+    namespace_cache_mounts,
+    remembering,
+)
 from paas.errors import InvalidInput
 from paas.models import App
 from paas.procfile import parse_procfile
@@ -130,10 +137,10 @@ def check_images_read(
             checked[read.ref] = list(docker.image_config(read.ref).get("OnBuild") or [])
         return checked[read.ref]
 
-    namespace = cache_namespace(app)
-    text = namespace_cache_mounts(text, namespace, parse=parse_dockerfile)
+    namespace, parse = cache_namespace(app), remembering(parse_dockerfile)
+    text = namespace_cache_mounts(text, namespace, parse=parse)
     mounts = Mounts(namespace=namespace, secrets=secrets)
-    for read in images_read(text, buildargs, onbuild=admit, parse=parse_dockerfile, mounts=mounts):
+    for read in images_read(text, buildargs, onbuild=admit, parse=parse, mounts=mounts):
         admit(read)
     return text
 

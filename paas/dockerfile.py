@@ -50,6 +50,7 @@ __all__ = [
     "images_read",
     "namespace_cache_mounts",
     "parse_here",
+    "remembering",
 ]
 
 
@@ -183,7 +184,7 @@ def images_read(
     ``parse`` runs Docker's parser (default: ``parse_here``; the agent runs
     it in a process of its own). ``mounts`` is what ``RUN --mount`` may use.
     Raises InvalidInput, naming the line, for what paas refuses to build."""
-    parse = _Remembered(parse or parse_here)
+    parse = remembering(parse or parse_here)
     args = dict(buildargs or {})
     for name in args:
         if name.upper().startswith("BUILDKIT_"):
@@ -199,13 +200,20 @@ def images_read(
     return list(reads.values())
 
 
+def remembering(parse: Parser) -> Parser:
+    """``parse``, reading each distinct text once however often it is asked
+    (the agent's parser is a process per text: the rewrite and the check of
+    one build share one)."""
+    return parse if isinstance(parse, _Remembered) else _Remembered(parse)
+
+
 def namespace_cache_mounts(text: str, namespace: str, *, parse: Parser | None = None) -> str:
     """``text`` with every cache mount of its own ``RUN`` and ``ONBUILD RUN``
     lines given an id in ``namespace``: ``id=X`` (or, without one, the
     target, BuildKit's default id) becomes ``id=<namespace>X``. The mount is
     rewritten where it is written, so it must be on one line as its flag;
     ``images_read`` with ``Mounts(namespace)`` then checks every reading."""
-    parse = _Remembered(parse or parse_here)
+    parse = remembering(parse or parse_here)
     _check_text(text)
     read_directives(text)  # what images_read refuses first is said first
     lines = text.split("\n")

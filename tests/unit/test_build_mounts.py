@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from paas.dockerfile import Mounts, cache_namespace, images_read, namespace_cache_mounts, parse_here
+from paas.dockerfile import (
+    Command,
+    Mounts,
+    cache_namespace,
+    images_read,
+    namespace_cache_mounts,
+    parse_here,
+    remembering,
+)
 from paas.errors import InvalidInput
 
 SHOP = Mounts(namespace=cache_namespace("shop"), secrets=frozenset({"PIP_INDEX_URL"}))
@@ -133,3 +141,18 @@ def test_a_cache_mount_written_across_lines_is_refused_rather_than_left_shared()
     quoted = 'FROM python:3.12-slim\nRUN --mount="type=cache,target=/x" ls\n'
     with pytest.raises(InvalidInput, match="line 2: write its cache --mount on one line"):
         namespace_cache_mounts(quoted, cache_namespace("shop"))
+
+
+def test_the_rewrite_and_the_check_of_one_build_parse_each_text_once() -> None:
+    """The agent's parser is a process per text (about 20 ms each)."""
+    seen: list[str] = []
+
+    def counting(text: str) -> tuple[Command, ...]:
+        seen.append(text)
+        return parse_here(text)
+
+    parse = remembering(counting)
+    assert remembering(parse) is parse
+    text = "FROM python:3.12-slim\nRUN pip install x\n"  # no cache mount: the rewrite changes nothing
+    images_read(namespace_cache_mounts(text, cache_namespace("shop"), parse=parse), mounts=SHOP, parse=parse)
+    assert seen == [text]
