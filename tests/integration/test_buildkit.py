@@ -102,6 +102,19 @@ def kit(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[Stac
     yield paas
     paas.stop()
     paas.remove_everything()
+    _lift_caps()
+
+
+def _lift_caps(root: Path = Path("/sys/fs/cgroup")) -> None:
+    """The caps this module's builds left on the engine's BuildKit cgroup:
+    other BuildKit builds on this machine run in it too."""
+    v1 = "memory/docker/buildkit/memory"  # memory and swap first: it may never be below memory
+    knobs = ["docker/buildkit/memory.max", "docker/buildkit/pids.max", "pids/docker/buildkit/pids.max",
+             f"{v1}.memsw.limit_in_bytes", f"{v1}.limit_in_bytes"]  # fmt: skip
+    for knob in knobs:
+        path = root / knob
+        if path.exists():
+            path.write_text("-1" if knob.endswith("_in_bytes") else "max")
 
 
 def _app(stack: Stack, name: str) -> tuple[GitRemote, str]:
