@@ -723,6 +723,11 @@ def self_signed(directory: Path, hostname: str, *, days: int = 30) -> Path:
     return directory
 
 
+def pebble_alive(proc: subprocess.Popen[bytes]) -> Any:
+    """Whether ``proc`` still runs (for ``_wait_for``)."""
+    return lambda: proc.poll() is None
+
+
 class Pebble:
     """Let's Encrypt's test CA (Debian's pebble) with pebble-challtestsrv as its
     DNS, all on loopback ports. challtestsrv answers 127.0.0.1 for every name
@@ -750,6 +755,34 @@ class Pebble:
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         cert, key = _pebble_listener_cert(self.root, self.ca_bundle)
+        self._start_challtestsrv()
+        for attempt in range(3):
+            pebble = self._start_pebble(cert, key)
+            try:
+                _wait_for(
+                    self._serves_directory,
+                    what="pebble",
+                    timeout=20,
+                    alive=pebble_alive(pebble),
+                    log=self.log_path,
+                )
+                return
+            except AssertionError:
+                # another process took a port between free_port() and Pebble's bind (its log says
+                # "address already in use"): new ports, and again
+                if pebble.poll() is None or attempt == 2:
+                    raise
+                self.acme_port, self.admin_port = free_port(), free_port()
+
+    def _serves_directory(self) -> bool:
+        """Pebble itself answers on its port: whatever else listens there would
+        not hold a certificate of our CA."""
+        try:
+            return httpx.get(self.directory, verify=str(self.ca_bundle), timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _start_pebble(self, cert: Path, key: Path) -> subprocess.Popen[bytes]:
         config = self.root / "pebble-config.json"
         config.write_text(
             json.dumps(
@@ -767,8 +800,19 @@ class Pebble:
                 }
             )
         )
-        log = self.log_path.open("ab")
         env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        pebble = subprocess.Popen(
+            ["pebble", "-config", str(config), "-dnsserver", self.dns, "-strict", "false"],
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        self._procs.append(pebble)
+        return pebble
+
+    def _start_challtestsrv(self) -> None:
+        log = self.log_path.open("ab")
         self._procs.append(
             subprocess.Popen(
                 [
@@ -789,16 +833,6 @@ class Pebble:
         _wait_for(
             lambda: _port_open(self.dns_admin_port), what="pebble-challtestsrv", timeout=20, log=self.log_path
         )
-        self._procs.append(
-            subprocess.Popen(
-                ["pebble", "-config", str(config), "-dnsserver", self.dns, "-strict", "false"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        )
-        _wait_for(lambda: _port_open(self.acme_port), what="pebble", timeout=20, log=self.log_path)
 
     def stop(self) -> None:
         for proc in self._procs:
