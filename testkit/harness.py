@@ -391,7 +391,7 @@ def remove_installation(data_dir: Path) -> None:
         return
     label = f"paas.instance={path.read_text().strip()}"
     client = docker.from_env()
-    for c in client.containers.list(all=True, filters={"label": label}):
+    for c in client.containers.list(ignore_removed=True, all=True, filters={"label": label}):
         c.remove(force=True)
     for image in client.images.list(filters={"label": label}):
         for tag in image.tags or [image.id]:

@@ -265,7 +265,7 @@ def test_procfile_types_release_once_worker_and_scaled_web_rotated_with_zero_fai
     assert logged.count("release phase ran for w2") == 1
     client = docker.from_env()
     stack.wait_drained(app)
-    live = client.containers.list(filters={"label": f"paas.app={app}"})
+    live = client.containers.list(ignore_removed=True, filters={"label": f"paas.app={app}"})
     assert sorted(c.labels["paas.process"] for c in live) == ["web", "web", "web", "worker"]
     assert {c.labels["paas.version"] for c in live} == {str(release["version"])}
 
@@ -279,7 +279,7 @@ def test_procfile_types_release_once_worker_and_scaled_web_rotated_with_zero_fai
         "no worker",
     )
     stack.wait_drained(app)
-    live = client.containers.list(filters={"label": f"paas.app={app}"})
+    live = client.containers.list(ignore_removed=True, filters={"label": f"paas.app={app}"})
     assert sorted(c.labels["paas.process"] for c in live) == ["web", "web", "web"]
     _report([f"3 web containers + a worker rotated by a deploy: {load.report.total} requests, 0 failed"])
 

@@ -110,7 +110,7 @@ def _settled(stack: Stack, app: str, since: float) -> tuple[dict[str, Any], list
         info = stack.api("GET", f"/apps/{app}").json()
         releases = stack.api("GET", f"/apps/{app}/releases").json()
         live = info["current_version"]
-        found = engine.containers.list(all=True, filters={"label": f"paas.app={app}"})
+        found = engine.containers.list(ignore_removed=True, all=True, filters={"label": f"paas.app={app}"})
         versions = {c.labels["paas.version"] for c in found}
         if _running_jobs(stack) or any(r["status"] == "running" for r in releases):
             last = [(r["version"], r["status"], r["step"]) for r in releases[:3]]
@@ -241,7 +241,7 @@ def test_dockerd_restarted_the_apps_come_back_by_themselves(fault_stack: Stack, 
     # nginx routes to where the containers are published, as before
     site = (stack.nginx.conf_dir / f"paas-app-{app}.conf").read_text()
     engine = docker.from_env()
-    for container in engine.containers.list(filters={"label": f"paas.app={app}"}):
+    for container in engine.containers.list(ignore_removed=True, filters={"label": f"paas.app={app}"}):
         for binding in (container.ports or {}).values():
             assert f"{binding[0]['HostIp']}:{binding[0]['HostPort']}" in site, (binding, site)
     repo.commit(_files(2), "v2, after the engine came back")

@@ -309,7 +309,7 @@ def test_a_reboot_brings_every_app_back_without_a_deploy(installed: Installed) -
     stop_paas_up(root / "run" / "paas-up.pid")
     client = docker.from_env()
     instance = (root / "data" / "instance-id").read_text().strip()
-    killed = client.containers.list(filters={"label": f"paas.instance={instance}"})
+    killed = client.containers.list(ignore_removed=True, filters={"label": f"paas.instance={instance}"})
     assert killed
     for container in killed:
         container.kill()
@@ -337,7 +337,10 @@ def test_a_reboot_brings_every_app_back_without_a_deploy(installed: Installed) -
     assert served.json()["hello"] == "from the installed paas"
     assert _releases(installed) == releases_before  # no deploy was needed
     assert {
-        c.status for c in client.containers.list(all=True, filters={"label": f"paas.instance={instance}"})
+        c.status
+        for c in client.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"paas.instance={instance}"}
+        )
     } == {"running"}
 
 

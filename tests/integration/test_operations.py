@@ -142,7 +142,10 @@ def test_an_agent_killed_mid_deploy_is_recovered(stack: Stack, tmp_path_factory:
     # nothing of v2 is left running (drained first: nginx may have seen it), and the app deploys again
     client = docker.from_env()
     of_v2 = {"label": [f"paas.app={name}", "paas.version=2"]}
-    wait_until(lambda: not client.containers.list(all=True, filters=of_v2), "v2's containers removed")
+    wait_until(
+        lambda: not client.containers.list(ignore_removed=True, all=True, filters=of_v2),
+        "v2's containers removed",
+    )
     assert wait_job(stack, push(stack, name, secret, repo, "v3"))["state"] == "done"
     assert stack.get_app(name).json() == {"version": "v3"}
 
@@ -177,6 +180,6 @@ def test_deleting_an_app_removes_its_parts_and_spares_the_others(stack: Stack, t
     assert stack.get_app(kept).json() == {"version": "d1"}
     client = docker.from_env()
     label = f"paas.app={doomed}"
-    assert client.containers.list(all=True, filters={"label": label}) == []
+    assert client.containers.list(ignore_removed=True, all=True, filters={"label": label}) == []
     assert client.images.list(filters={"label": label}) == []
     assert not (stack.root / "data" / "repos" / f"{doomed}.git").exists()

@@ -176,7 +176,9 @@ def test_cancel_stops_a_long_build_and_the_old_release_serves(stack: Stack, thre
     assert "cancelled" in log and "the previous release keeps serving" in log
     client = docker.from_env()
     instance = (stack.root / "data" / "instance-id").read_text().strip()
-    leftovers = client.containers.list(all=True, filters={"label": f"paas.version={version}"})
+    leftovers = client.containers.list(
+        ignore_removed=True, all=True, filters={"label": f"paas.version={version}"}
+    )
     images = [
         i
         for i in client.images.list(filters={"label": f"paas.instance={instance}"})
@@ -184,7 +186,9 @@ def test_cancel_stops_a_long_build_and_the_old_release_serves(stack: Stack, thre
     ]
     assert leftovers == [] and images == []
     assert not [
-        c for c in client.containers.list() if "sleep 300" in " ".join(c.attrs["Config"].get("Cmd") or [])
+        c
+        for c in client.containers.list(ignore_removed=True)
+        if "sleep 300" in " ".join(c.attrs["Config"].get("Cmd") or [])
     ]
     assert stack.api("GET", f"/jobs/{release['job_id']}").json()["state"] == "cancelled"
     _report([f"cancel during a build step that prints nothing → deployment cancelled: {took:.2f}s"])

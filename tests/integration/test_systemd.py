@@ -128,7 +128,9 @@ def booted_machine() -> Iterator[Machine]:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         if instance:
             client = docker.from_env()
-            for c in client.containers.list(all=True, filters={"label": f"paas.instance={instance}"}):
+            for c in client.containers.list(
+                ignore_removed=True, all=True, filters={"label": f"paas.instance={instance}"}
+            ):
                 c.remove(force=True)
             for image in client.images.list(filters={"label": f"paas.instance={instance}"}):
                 for tag in image.tags or [image.id]:
@@ -246,7 +248,7 @@ def test_install_sh_under_systemd_survives_restarts_and_a_reboot(machine: Machin
     # a reboot, the apps' containers down as after a power cut
     instance = box.run("cat", "/var/lib/paas/instance-id").stdout.strip()
     engine = docker.from_env()
-    for c in engine.containers.list(filters={"label": f"paas.instance={instance}"}):
+    for c in engine.containers.list(ignore_removed=True, filters={"label": f"paas.instance={instance}"}):
         c.kill()
     rebooted = time.monotonic()
     subprocess.run(["docker", "restart", box.name], check=True, capture_output=True, timeout=120)
