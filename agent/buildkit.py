@@ -49,6 +49,7 @@ __all__ = [
     "build_env",
     "cap_build_steps",
     "check_cgroup_parent",
+    "check_engine",
 ]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -141,6 +142,18 @@ def cap_build_steps(memory: int, pids: int, *, root: Path = CGROUP_ROOT) -> str:
 
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+
+def check_engine(driver: str, config: Path = DAEMON_JSON) -> None:
+    """Whether paas can cap BuildKit's steps on this engine (its cgroup
+    ``driver`` and configuration): BuildKitError saying why not, and the fix.
+    The build refuses on it; ``paas doctor`` says it."""
+    if driver != "cgroupfs":
+        raise BuildKitError(
+            f"the engine uses the {driver or 'unknown'} cgroup driver: BuildKit's build steps could not "
+            "be capped (set dockerd's native.cgroupdriver=cgroupfs, or PAAS_BUILDER=classic)"
+        )
+    check_cgroup_parent(config)
 
 
 def check_cgroup_parent(config: Path = DAEMON_JSON) -> None:

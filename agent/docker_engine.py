@@ -265,13 +265,7 @@ class DockerEngine:
     ) -> str:
         from agent import buildkit
 
-        driver = self.cgroup_driver()
-        if driver != "cgroupfs":
-            raise EngineError(
-                f"the engine uses the {driver or 'unknown'} cgroup driver: BuildKit's build steps could not "
-                "be capped (set dockerd's native.cgroupdriver=cgroupfs, or PAAS_BUILDER=classic)"
-            )
-        buildkit.check_cgroup_parent()
+        buildkit.check_engine(self.cgroup_driver())
         buildkit.cap_build_steps(memory or buildkit.unlimited_memory(), options.pids)
         iidfile = buildkit.scratch_iidfile()
         try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import select
 
-from agent import commands
+from agent import buildkit, commands
 from agent.backup import NAME_PREFIX, SUFFIX
 from agent.certs import Preflight
 from agent.databases import database_stats
@@ -95,13 +95,10 @@ def _builds(settings: Settings, docker: DockerEngine | None) -> list[Check]:
         found = [Check("build cache", OK, said)]
     if settings.builder != "buildkit":
         return [*found, Check("builder", OK, "the classic builder (PAAS_BUILDER=classic)")]
-    driver = docker.cgroup_driver()
-    if driver != "cgroupfs":
-        fix = 'dockerd\'s "exec-opts": ["native.cgroupdriver=cgroupfs"], or PAAS_BUILDER=classic'
-        return [
-            *found,
-            Check("builder", FAIL, f"BuildKit's steps cannot be capped under the {driver} driver", fix),
-        ]
+    try:
+        buildkit.check_engine(docker.cgroup_driver())
+    except buildkit.BuildKitError as exc:
+        return [*found, Check("builder", FAIL, str(exc))]
     version = commands.run([settings.docker_cli, "version", "--format", "{{.Client.Version}}"], timeout=30)
     if not version.ok:
         fix = "install docker.io (its /usr/bin/docker has BuildKit built in), or set PAAS_DOCKER_CLI"
