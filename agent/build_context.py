@@ -60,15 +60,22 @@ def read_procfile(context: Path) -> dict[str, str]:
 
 
 def choose_dockerfile(
-    settings: Settings, app: App, context: Path, procfile: dict[str, str], place: str
+    settings: Settings,
+    app: App,
+    context: Path,
+    procfile: dict[str, str],
+    place: str,
+    *,
+    secrets: frozenset[str] = frozenset(),
 ) -> GeneratedBuild | None:
     """None when the build context has the app's Dockerfile; the one
-    generated for a Python app when it names none of its own."""
+    generated for a Python app when it names none of its own (``secrets``:
+    the names of the app's build secrets, which it may read)."""
     if context_file(context, app.dockerfile) is not None:
         return None
     if app.dockerfile != DEFAULT_DOCKERFILE:
         raise InvalidInput(f"no {app.dockerfile} in {place}")
-    return for_app(context, app=app, settings=settings, procfile=procfile)
+    return for_app(context, app=app, settings=settings, procfile=procfile, secrets=secrets)
 
 
 def write_dockerfile(
@@ -78,11 +85,13 @@ def write_dockerfile(
     procfile: dict[str, str],
     sha: str,
     on_line: Callable[[str], None],
+    *,
+    secrets: frozenset[str] = frozenset(),
 ) -> str:
     """The Dockerfile to build with; a generated one is written into the
     build context and shown in the build log."""
     place = where(app, sha)
-    generated = choose_dockerfile(settings, app, context, procfile, place)
+    generated = choose_dockerfile(settings, app, context, procfile, place, secrets=secrets)
     if generated is None:
         return app.dockerfile
     path = context / GENERATED_DOCKERFILE

@@ -14,6 +14,7 @@ from agent.build_context import choose_dockerfile, read_procfile, where
 from agent.source import SourceCache
 from paas.buildpack import context_file
 from paas.db import session_scope
+from paas.env_snapshots import build_secret_keys, rows_of
 from paas.errors import InvalidInput
 from paas.models import App
 from paas.settings import Settings
@@ -35,6 +36,7 @@ class BuildPlanner:
             if app is None:
                 raise InvalidInput(f"no app named {app_name!r}")
             check_app(app)
+            secrets = build_secret_keys(rows_of(session, app))
             session.expunge(app)
         info = self.source.fetch(
             app=app.name, url=app.repo_url, ref=ref or app.branch, commit=commit, on_line=lambda _l: None
@@ -45,7 +47,9 @@ class BuildPlanner:
             self.source.export(app=app.name, commit=info.sha, dest=root)
             context = root / app.source_dir if app.source_dir else root
             procfile = read_procfile(context)
-            generated = choose_dockerfile(self.settings, app, context, procfile, where(app, info.sha))
+            generated = choose_dockerfile(
+                self.settings, app, context, procfile, where(app, info.sha), secrets=secrets
+            )
             if generated is None:
                 found = context_file(context, app.dockerfile)
                 assert found is not None  # choose_dockerfile saw it

@@ -10,6 +10,12 @@ which the CLI speaks, has no Python client worth the name.
   (paas/dockerfile.py: each cache mount in the app's own namespace), so the
   build reads exactly the text that was checked, and the context is left as
   the commit has it.
+- Build secrets (secret values of build or both scope) reach the CLI as
+  files (``--secret id=KEY,src=FILE``, 0600 in a 0700 directory, removed when
+  the build ends), so a build reads them only under ``/run/secrets`` of a
+  ``RUN --mount=type=secret`` step: never in a layer, a build arg or the
+  image's history. BuildKit caches a step that mounts a secret without the
+  secret's value, so the first build after a change runs without the cache.
 - Build args reach the CLI in its environment (``--build-arg NAME``), never in
   its arguments, which every user of the server can read in /proc. A build
   arg the CLI itself, its Go runtime or the dynamic loader would read
@@ -29,6 +35,7 @@ which the CLI speaks, has no Python client worth the name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -50,6 +57,8 @@ __all__ = [
     "cap_build_steps",
     "check_cgroup_parent",
     "check_engine",
+    "remember_secrets",
+    "secrets_changed",
 ]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -89,6 +98,15 @@ class BuildKitBuild:
     buildargs: Mapping[str, str] = field(default_factory=dict)
     network: str = ""
     target: str = ""
+    # the app's build secrets: each reaches the build as a file the CLI reads
+    # (`--secret id=KEY,src=...`), never an argument, a build arg or a layer
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    no_cache: bool = False
+
+    def secret_file(self, name: str) -> Path:
+        """Where the value of build secret ``name`` is kept while the CLI
+        runs: beside the image id file, in a directory only root reads."""
+        return self.iidfile.parent / f"secret-{name}"
 
 
 def build_args(b: BuildKitBuild) -> list[str]:
@@ -102,7 +120,57 @@ def build_args(b: BuildKitBuild) -> list[str]:
         args += ["--network", b.network]
     if b.target:
         args += ["--target", b.target]
+    for name in sorted(b.secrets):
+        args += ["--secret", f"id={name},src={b.secret_file(name)}"]
+    if b.no_cache:
+        args.append("--no-cache")
     return [*args, str(b.context)]
+
+
+SECRETS_SEEN = ".build-secrets"  # in the builds directory: what each app's last build was given
+
+
+def secrets_changed(builds_dir: Path, app: str, secrets: Mapping[str, str]) -> bool:
+    """Whether ``app``'s build secrets differ from those its last good build
+    was given. BuildKit caches a step that mounts a secret without its value,
+    so after a change every step must run again (``--no-cache``). Only a
+    digest is kept, in the agent's own directory; none kept (a new server, a
+    wiped cache) counts as changed."""
+    try:
+        seen = (builds_dir / SECRETS_SEEN / app).read_text(encoding="ascii")
+    except FileNotFoundError:
+        return bool(secrets)
+    return seen != _digest(secrets)
+
+
+def remember_secrets(builds_dir: Path, app: str, secrets: Mapping[str, str]) -> None:
+    """After a good build: the digest of the build secrets it was given."""
+    where = builds_dir / SECRETS_SEEN
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not secrets:
+        (where / app).unlink(missing_ok=True)
+        return
+    fd = os.open(where / f".{app}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(_digest(secrets))
+    os.replace(where / f".{app}.new", where / app)
+
+
+def _digest(secrets: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(secrets.items())).encode()).hexdigest()
+
+
+def _write_secrets(b: BuildKitBuild) -> None:
+    for name, value in b.secrets.items():
+        fd = os.open(b.secret_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value)
+
+
+def _forget_secrets(b: BuildKitBuild) -> None:
+    for name in b.secrets:
+        with contextlib.suppress(FileNotFoundError):
+            b.secret_file(name).unlink()
 
 
 def build_env(b: BuildKitBuild, agent_env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -222,6 +290,7 @@ def build(
             on_line(line)
 
     try:
+        _write_secrets(b)
         ran = stream(
             build_args(b),
             environ=env,
@@ -232,6 +301,8 @@ def build(
         )
     except FileNotFoundError:
         raise BuildKitError(f"{b.cli} is not there (PAAS_DOCKER_CLI): install docker.io") from None
+    finally:
+        _forget_secrets(b)
     if ran.stopped == "cancelled":
         raise BuildKitError("build cancelled", kind=ErrorKind.cancelled)
     if ran.stopped:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from agent.build_plan import BuildPlanner
+from agent.buildkit import SECRETS_SEEN
 from agent.certs import CertManager
 from agent.databases import Databases
 from agent.docker_engine import ContainerInfo, DockerEngine, EngineError
@@ -228,7 +229,8 @@ class Agent:
                 running = bool(self._running)
             if not running:
                 for leftover in builds.iterdir():
-                    shutil.rmtree(leftover, ignore_errors=True)
+                    if leftover.name != SECRETS_SEEN:  # not a build's: what the builds were given
+                        shutil.rmtree(leftover, ignore_errors=True)
         log.info("clean-up done for %d app(s)", len(apps))
 
     def watch_nginx(self) -> None:

@@ -16,7 +16,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,6 +60,8 @@ class BuildKitOptions:
     dockerfile_text: str
     pids: int
     target: str = ""
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # the app's build secrets
+    no_cache: bool = False  # every step runs again (the build secrets changed)
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,8 @@ class DockerEngine:
                     buildargs=buildargs or {},
                     network=network,
                     target=options.target,
+                    secrets=options.secrets,
+                    no_cache=options.no_cache,
                 ),
                 on_line=on_line,
                 should_stop=should_stop,

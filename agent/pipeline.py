@@ -233,10 +233,12 @@ class Pipeline:
 
 def _describe_env(env: OpenedEnv, dlog: DeployLog) -> None:
     """Names only, never values."""
-    if not env.run and not env.build_args:
+    if not env.run and not env.build_args and not env.build_secrets:
         dlog.line("env: none set")
         return
     shown = [f"{k} (secret)" if k in env.secret_keys else k for k in sorted(env.run)]
     dlog.line(f"env: {', '.join(shown) or 'none'}")
     if env.build_args:
         dlog.line(f"build args: {', '.join(sorted(env.build_args))}")
+    if env.build_secrets:
+        dlog.line(f"build secrets: {', '.join(sorted(env.build_secrets))}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from agent.build_context import check_images_read, read_procfile, write_dockerfile
+from agent.buildkit import remember_secrets, secrets_changed
 from agent.deploylog import DeployLog
 from agent.docker_engine import BuildKitOptions, EngineError, Limits
 from agent.doors import EngineDoor, HealthWait, SitesDoor, SourceDoor
@@ -176,14 +177,29 @@ def build(doors: Doors, a: Attempt) -> None:
     context = a.build_dir / app.source_dir if app.source_dir else a.build_dir
     tag = image_tag(app.name, a.version)
     procfile = read_procfile(context)
-    dockerfile = write_dockerfile(s, app, context, procfile, a.commit, a.dlog.line)
+    secrets = a.env.build_secrets
+    named = frozenset(secrets)
+    dockerfile = write_dockerfile(s, app, context, procfile, a.commit, a.dlog.line, secrets=named)
     labels = labels_for(instance=doors.instance, app=app.name, deployment_id=a.dep_id, version=a.version)
-    text = check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args)
+    text = check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args, secrets=named)
     a.image = tag
     a.on_undo(f"image {tag}", _remove_image(doors, tag))
     buildkit = None
     if s.builder == "buildkit":
-        buildkit = BuildKitOptions(cli=s.docker_cli, dockerfile_text=text, pids=s.build_pids)
+        fresh = secrets_changed(s.builds_dir, app.name, secrets)
+        if fresh:
+            a.dlog.line(
+                "the build secrets changed since the last build: every step runs again "
+                "(BuildKit caches a step that mounts a secret without its value)"
+            )
+        buildkit = BuildKitOptions(
+            cli=s.docker_cli, dockerfile_text=text, pids=s.build_pids, secrets=secrets, no_cache=fresh
+        )
+    elif secrets:
+        a.dlog.line(
+            f"build secrets {', '.join(sorted(secrets))} are not given to the classic builder "
+            "(PAAS_BUILDER=classic): only BuildKit builds read build secrets"
+        )
     doors.docker.build(
         context=context,
         dockerfile=dockerfile,
@@ -197,6 +213,8 @@ def build(doors: Doors, a: Attempt) -> None:
         memory=memory_bytes(s.build_memory),
         buildkit=buildkit,
     )
+    if buildkit is not None:
+        remember_secrets(s.builds_dir, app.name, secrets)
     a.procfile = procfile
     doors.releases.update(a.dep_id, image=tag, procfile=procfile)
     a.plan = _plan(doors, a, find_prestart=True)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,13 +243,31 @@ def detect(
 
 
 PIP_CACHE = "--mount=type=cache,target=/root/.cache/pip "  # BuildKit: one of this app's caches
+# what pip reads of a private index, which a build secret of that name gives every install
+PIP_SECRETS = frozenset({"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"})
+
+
+def pip_run_prefix(cache: bool, secrets: Sequence[str]) -> str:
+    """What goes between ``RUN`` and a step that installs with pip: the
+    cache mount, and each build secret mounted and exported for that step
+    only (a secret in ENV or ARG would be in the image's history)."""
+    mounts = (PIP_CACHE if cache else "") + "".join(f"--mount=type=secret,id={k} " for k in secrets)
+    exports = "".join(f'{k}="$(cat /run/secrets/{k})" && export {k} && ' for k in secrets)
+    return mounts + exports
 
 
 def render_dockerfile(
-    plan: BuildPlan, *, app: str, port: int, data_path: str | None, pip_cache: bool = False
+    plan: BuildPlan,
+    *,
+    app: str,
+    port: int,
+    data_path: str | None,
+    pip_cache: bool = False,
+    pip_secrets: Sequence[str] = (),
 ) -> str:
     """The Dockerfile for ``plan``; with ``pip_cache`` (BuildKit builds),
-    every pip install keeps its downloads in a cache mount."""
+    every pip install keeps its downloads in a cache mount, and reads the
+    build secrets ``pip_secrets`` (a private index) for that step."""
     env = Environment(
         loader=PackageLoader("templates", "build"),
         undefined=StrictUndefined,
@@ -268,7 +287,8 @@ def render_dockerfile(
         data_path=data_path,
         port=port,
         command=plan.command,
-        pip_cache=PIP_CACHE if pip_cache else "",
+        pip_cache=pip_run_prefix(pip_cache, pip_secrets),
+        cache_mounted=pip_cache,
     )
 
 
@@ -319,8 +339,16 @@ class GeneratedBuild:
     dockerfile: str
 
 
-def for_app(root: Path, *, app: App, settings: Settings, procfile: dict[str, str]) -> GeneratedBuild:
-    """Detect and render for ``app`` (the deploy's build step and `paas build-plan`)."""
+def for_app(
+    root: Path,
+    *,
+    app: App,
+    settings: Settings,
+    procfile: dict[str, str],
+    secrets: frozenset[str] = frozenset(),
+) -> GeneratedBuild:
+    """Detect and render for ``app`` (the deploy's build step and `paas
+    build-plan`); ``secrets``: the names of its build secrets."""
     plan = detect(
         root,
         run_command=app.run_command,
@@ -330,7 +358,13 @@ def for_app(root: Path, *, app: App, settings: Settings, procfile: dict[str, str
         workers=settings.web_workers or default_workers(os.cpu_count()),
     )
     port = app.port or DEFAULT_PORT
+    buildkit = settings.builder == "buildkit"
     rendered = render_dockerfile(
-        plan, app=app.name, port=port, data_path=app.data_path, pip_cache=settings.builder == "buildkit"
+        plan,
+        app=app.name,
+        port=port,
+        data_path=app.data_path,
+        pip_cache=buildkit,
+        pip_secrets=sorted(PIP_SECRETS & secrets) if buildkit else [],
     )
     return GeneratedBuild(plan, rendered)

@@ -22,6 +22,7 @@ from paas.models import App, EnvScope, EnvVar, utcnow
 __all__ = [
     "OpenedEnv",
     "bind_databases",
+    "build_secret_keys",
     "open_snapshot",
     "put_row",
     "restore_snapshot",
@@ -97,6 +98,9 @@ class OpenedEnv:
 
     run: dict[str, str] = field(default_factory=dict)
     build_args: dict[str, str] = field(default_factory=dict)
+    # secret values of build or both scope: BuildKit secrets (`RUN --mount=type=secret,id=KEY`),
+    # never build args, so that no layer and no `docker history` holds them
+    build_secrets: dict[str, str] = field(default_factory=dict)
     secret_keys: frozenset[str] = frozenset()
     networks: tuple[str, ...] = ()  # the bound databases' networks, which every container joins
 
@@ -127,6 +131,7 @@ def open_snapshot(snapshot: list[dict[str, Any]], keyring: Keyring, *, app: str)
     ``app`` it was sealed for (a :class:`DecryptError` naming it otherwise)."""
     run: dict[str, str] = {}
     build: dict[str, str] = {}
+    build_secrets: dict[str, str] = {}
     for item in snapshot:
         purpose = env_purpose(app, item["key"])
         if not isinstance(item["value"], str):
@@ -134,7 +139,13 @@ def open_snapshot(snapshot: list[dict[str, Any]], keyring: Keyring, *, app: str)
         value = keyring.decrypt(item["value"], purpose=purpose)
         if item["scope"] in (EnvScope.run, EnvScope.both):
             run[item["key"]] = value
-        if item["scope"] in (EnvScope.build, EnvScope.both) and not item["secret"]:
-            build[item["key"]] = value  # secrets never become build args, whatever the row says
+        if item["scope"] in (EnvScope.build, EnvScope.both):
+            # secrets never become build args: a build reads them from /run/secrets only
+            (build_secrets if item["secret"] else build)[item["key"]] = value
     secret_keys = frozenset(i["key"] for i in snapshot if i["secret"])
-    return OpenedEnv(run=run, build_args=build, secret_keys=secret_keys)
+    return OpenedEnv(run=run, build_args=build, build_secrets=build_secrets, secret_keys=secret_keys)
+
+
+def build_secret_keys(rows: Mapping[str, EnvVar]) -> frozenset[str]:
+    """The names of an app's build secrets (no value is opened)."""
+    return frozenset(k for k, r in rows.items() if r.secret and r.scope in (EnvScope.build, EnvScope.both))

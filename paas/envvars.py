@@ -26,7 +26,8 @@ from paas.crypto import Keyring, env_purpose
 from paas.db import hold_key_lock
 from paas.env_snapshots import put_row, rows_of
 from paas.errors import InvalidInput, NotFound
-from paas.models import Database, DatabaseState, EnvScope, EnvVar, utcnow
+from paas.models import App, Database, DatabaseState, EnvScope, EnvVar, Job, utcnow
+from paas.payloads import MAX_TEXT
 from paas.schemas import (
     MAX_VARS,
     EnvChange,
@@ -40,6 +41,7 @@ from paas.schemas import (
 
 __all__ = [
     "BUILD_ARG_WARNING",
+    "BUILD_MOUNT_NOTE",
     "change_env",
     "export_env",
     "import_env",
@@ -52,7 +54,11 @@ log = logging.getLogger("paas.env")
 MASK = "********"
 BUILD_ARG_WARNING = (
     "{key} is passed to builds as a build arg: build args are visible to anyone who can "
-    "read the image's history (docker history); keep credentials in run scope"
+    "read the image's history (docker history); keep credentials secret (--secret)"
+)
+BUILD_MOUNT_NOTE = (
+    "{key} is a build secret: a Dockerfile reads it with `RUN --mount=type=secret,id={key}` "
+    "(at /run/secrets/{key}); it is in no layer and no build arg"
 )
 
 
@@ -103,11 +109,6 @@ def change_env(
         existing = rows.get(item.key)
         secret = item.secret if item.secret is not None else (existing.secret if existing else False)
         chosen = item.scope or (EnvScope(existing.scope) if existing else EnvScope.run)
-        if secret and chosen != EnvScope.run:
-            raise InvalidInput(
-                f"{item.key} is secret, and secret values never go to builds (build args are "
-                "visible in the image's history): use scope run"
-            )
         bound = references(item.value)
         if bound and chosen != EnvScope.run:
             raise InvalidInput(
@@ -120,6 +121,11 @@ def change_env(
                     f"{item.key} binds database {db_name!r}, which does not exist (paas databases list)"
                 )
         planned.append((item, secret, str(chosen), bound))
+    # a change that a build reads (set in build or both scope, or was) needs a build, not a
+    # release of the image built with the old value
+    rebuild = any(scope != EnvScope.run for _i, _s, scope, _b in planned) or any(
+        rows[k].scope != EnvScope.run for k in [*change.unset, *(i.key for i in change.set if i.key in rows)]
+    )
     new_keys = {i.key for i in change.set} - rows.keys()
     total = len(rows) - len(change.unset) + len(new_keys)
     if total > MAX_VARS:
@@ -156,16 +162,22 @@ def change_env(
         for p in (
             f"set {', '.join(parts)}" if parts else "",
             f"unset {', '.join(change.unset)}" if change.unset else "",
-            "applied by a new release" if restart else "staged for the next deploy",
+            ("applied by a new build" if rebuild else "applied by a new release")
+            if restart
+            else "staged for the next deploy",
         )
         if p
     )
     services.record_event(session, actor=actor, action="env.change", app_name=name, detail=detail)
     job = None
-    if restart:
+    if restart and rebuild:
+        job = _rebuild(session, app, actor)
+    elif restart:
         job = services.request_release(session, app=app, actor=actor, trigger="env", live=live)
     warnings = [
-        BUILD_ARG_WARNING.format(key=item.key) for item, _s, scope, _b in planned if scope != EnvScope.run
+        (BUILD_MOUNT_NOTE if secret else BUILD_ARG_WARNING).format(key=item.key)
+        for item, secret, scope, _b in planned
+        if scope != EnvScope.run
     ]
     return EnvChangeResult(
         app=name,
@@ -176,6 +188,22 @@ def change_env(
         warnings=warnings,
         env=[_public(r, keyring) for r in rows_of(session, app).values()],
     )
+
+
+def _rebuild(session: Session, app: App, actor: str) -> Job:
+    """A deploy that builds again what is live (its commit, pinned or not),
+    or, with nothing live yet, the branch a deploy in progress is building."""
+    live = services.live_release(session, app)
+    if live is not None and live.commit:
+        return services.request_deploy(
+            session,
+            app=app,
+            actor=actor,
+            trigger="env",
+            commit=live.commit,
+            message=live.commit_message[:MAX_TEXT],
+        )
+    return services.request_deploy(session, app=app, actor=actor, trigger="env")
 
 
 # the .env format -----------------------------------------------------------------------

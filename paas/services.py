@@ -195,7 +195,9 @@ def request_deploy(
     message: str = "",
 ) -> Job:
     check_active(app)
-    if trigger != "push" and app.pinned:  # a deploy by hand is the way back from a rollback
+    # a deploy by hand is the way back from a rollback; a rebuild for a build-scoped env change
+    # ("env") builds the commit that is live, pinned or not
+    if trigger not in ("push", "env") and app.pinned:
         unpin(session, app=app, actor=actor)
     payload = DeployPayload(
         ref=ref or f"refs/heads/{app.branch}", commit=commit, message=message, trigger=trigger, actor=actor

@@ -1,6 +1,7 @@
 """Builds through BuildKit (issue 31), for real, with PAAS_BUILDER=buildkit:
 a Dockerfile with a cache mount, a bind mount of a lock file, COPY --from an
-image and --chmod, multi-stage, builds and serves; one app's build never sees
+image and --chmod, multi-stage and a build secret builds and serves, and the
+secret is in no layer, history or log; one app's build never sees
 what another's wrote into its pip cache (BuildKit shares a cache by id across
 builds: paas gives each app its own); a memory hog and a fork bomb in RUN
 stop at the build's limits while another app serves; a cancel stops a RUN
@@ -8,10 +9,12 @@ that would sleep for minutes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,7 @@ RUN --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
     --mount=type=cache,target=/root/.cache/pip \
     cat /tmp/requirements.lock > /app/said.txt && cat /app/from-stage >> /app/said.txt
 RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test -x /app/python-copy
+RUN --mount=type=secret,id=BUILD_TOKEN sha256sum /run/secrets/BUILD_TOKEN | cut -c1-64 >> /app/said.txt
 COPY server.py .
 CMD ["python3", "-u", "server.py"]
 """
@@ -139,14 +143,43 @@ def _served(stack: Stack, name: str) -> str:
     return r.text
 
 
+def _set_token(stack: Stack, name: str, value: str) -> dict[str, Any]:
+    change = {"set": [{"key": "BUILD_TOKEN", "value": value, "secret": True, "scope": "build"}]}
+    r = stack.api("PATCH", f"/apps/{name}/env", json=change)
+    assert r.status_code == 200 and value not in r.text, r.text
+    return dict(r.json())
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _image_holds(ref: str, needle: bytes) -> bool:
+    """Whether ``needle`` is anywhere in ``docker save`` of the image (its
+    config, history and every layer: 20.10 saves layers uncompressed)."""
+    tail = b""
+    for chunk in docker.from_env().images.get(ref).save(chunk_size=1 << 20):
+        if needle in tail + chunk:
+            return True
+        tail = chunk[-len(needle) :]
+    return False
+
+
 def test_a_modern_dockerfile_builds_and_serves(kit: Stack) -> None:
+    """Done means of issue 31: a cache mount, a bind mount of a lock file,
+    COPY --from an image and a build secret, built through paas; the app
+    serves. The secret is in no layer, no history and no release log, and a
+    change of it builds the live commit again."""
     name = f"modern{TAG}"
     repo, secret = _app(kit, name)
+    token = f"tok-{uuid.uuid4().hex}-private-index"
+    assert _set_token(kit, name, token)["staged"] is True  # nothing live yet
     files = {"Dockerfile": MODERN, "server.py": SERVER, "requirements.lock": "fastapi==0.115.0\n"}
     release = _push(kit, name, secret, repo, files, 1)
     log = kit.release_log(name, 1)
     assert release["status"] == "succeeded", log
-    assert _served(kit, name) == "fastapi==0.115.0\nfrom the tools stage\n"
+    assert _served(kit, name) == f"fastapi==0.115.0\nfrom the tools stage\n{_sha(token)}\n"
+    assert "build secrets: BUILD_TOKEN" in log and token not in log, log
     assert "requires BuildKit" not in log and "[internal] load build definition" in log, log
     # the cache mount was given the app's own id, and the release log does not carry step digests
     assert f"id=paas/{name}//root/.cache/pip" in log, log
@@ -160,6 +193,30 @@ def test_a_modern_dockerfile_builds_and_serves(kit: Stack) -> None:
     assert release["status"] == "succeeded", log
     assert "CACHED" in log, log
     assert _served(kit, name).startswith("fastapi==0.115.1\n")
+
+    # a new value: the live commit is built again (a release of the old image would keep the old one)
+    token2 = token.replace("tok-", "tok2-")
+    job = _set_token(kit, name, token2)["job"]
+    assert job["kind"] == "deploy", job
+    release = kit.wait_release(name, 3)
+    log = kit.release_log(name, 3)
+    assert release["status"] == "succeeded" and release["commit"] == kit.wait_release(name, 2)["commit"], log
+    assert _served(kit, name).endswith(f"{_sha(token2)}\n")
+    client = docker.from_env()
+    for version in (1, 2, 3):
+        tag = f"paas/{name}:v{version}"
+        assert not any(t in kit.release_log(name, version) for t in (token, token2))
+        history = subprocess.run(
+            ["/usr/bin/docker", "history", "--no-trunc", tag], capture_output=True, text=True, check=True
+        ).stdout
+        assert "BUILD_TOKEN" in history or "secret" in history, history  # the step is there...
+        assert token not in history and token2 not in history  # ...its value is not
+        assert client.images.get(tag).attrs["Config"]["Env"] is not None
+        for value in (token, token2):
+            assert not _image_holds(tag, value.encode()), (tag, "holds the build secret")
+    assert not list(Path(tempfile.gettempdir()).glob("paas-build-*/secret-*"))  # the CLI's files are gone
+    # the check itself can fail: the served hash is in the image, as the Dockerfile wrote it
+    assert _image_holds(f"paas/{name}:v3", _sha(token2).encode())
 
 
 def test_one_apps_build_never_sees_what_anothers_wrote_in_its_pip_cache(kit: Stack) -> None:

@@ -172,3 +172,69 @@ def test_a_streamed_command_that_runs_too_long_is_stopped() -> None:
         grace=5,
     )
     assert ran.stopped == "timed out after 0.5s" and ran.tail[-1] == "interrupted"
+
+
+# a stand-in for the CLI, run as a real process: says how it was given each build secret
+FAKE_CLI = """#!{python}
+import os, stat, sys
+args = sys.argv[1:]
+iid = args[args.index("--iidfile") + 1]
+for i, a in enumerate(args):
+    if a == "--secret":
+        src = dict(p.split("=", 1) for p in args[i + 1].split(","))["src"]
+        mode = stat.S_IMODE(os.stat(src).st_mode)
+        folder = stat.S_IMODE(os.stat(os.path.dirname(src)).st_mode)
+        print(f"secret {{oct(mode)}} in {{oct(folder)}} holds {{len(open(src).read())}} chars", flush=True)
+        print(src, flush=True)
+open(iid, "w").write("sha256:" + "0" * 64)
+print(sys.stdin.read(), flush=True)
+"""
+
+
+def test_a_build_secret_reaches_the_cli_as_a_file_only_root_reads_and_is_gone_after(tmp_path: Path) -> None:
+    cli = tmp_path / "docker"
+    cli.write_text(FAKE_CLI.format(python=sys.executable))
+    cli.chmod(0o755)
+    value = "https://user:s3cr3t-token@pypi.example/simple"
+    b = BuildKitBuild(
+        **{
+            **BUILD.__dict__,
+            "cli": str(cli),
+            "iidfile": buildkit.scratch_iidfile(),
+            "secrets": {"PIP_INDEX_URL": value},
+        }
+    )
+    args = build_args(b)
+    assert args[args.index("--secret") + 1] == f"id=PIP_INDEX_URL,src={b.iidfile.parent}/secret-PIP_INDEX_URL"
+    assert value not in " ".join(args) and value not in build_env(b).values() and value not in repr(b)
+    lines: list[str] = []
+    try:
+        image = buildkit.build(b, on_line=lines.append, should_stop=lambda: False, timeout=30)
+        assert image == "sha256:" + "0" * 64
+        assert lines[0] == f"secret 0o600 in 0o700 holds {len(value)} chars"
+        assert not Path(lines[1]).exists()  # removed as soon as the CLI ended
+        assert all(value not in line for line in lines)
+    finally:
+        import shutil
+
+        shutil.rmtree(b.iidfile.parent)
+
+
+def test_a_change_of_build_secrets_builds_without_the_cache_once(tmp_path: Path) -> None:
+    """BuildKit caches a step that mounts a secret without its value: after a
+    change the first build must run every step again, then the cache is used."""
+    assert not buildkit.secrets_changed(tmp_path, "shop", {})
+    assert buildkit.secrets_changed(tmp_path, "shop", {"TOKEN": "a"})  # nothing remembered: changed
+    buildkit.remember_secrets(tmp_path, "shop", {"TOKEN": "a"})
+    kept = tmp_path / buildkit.SECRETS_SEEN / "shop"
+    assert oct(kept.stat().st_mode & 0o777) == "0o600" and len(kept.read_text()) == 64  # a digest only
+    assert not buildkit.secrets_changed(tmp_path, "shop", {"TOKEN": "a"})
+    assert buildkit.secrets_changed(tmp_path, "shop", {"TOKEN": "b"})
+    assert buildkit.secrets_changed(tmp_path, "shop", {})  # one removed: its steps run again too
+    assert buildkit.secrets_changed(tmp_path, "other", {"TOKEN": "a"})
+    buildkit.remember_secrets(tmp_path, "shop", {})
+    assert not kept.exists() and not buildkit.secrets_changed(tmp_path, "shop", {})
+    assert build_args(BuildKitBuild(**{**BUILD.__dict__, "no_cache": True}))[-2:] == [
+        "--no-cache",
+        str(BUILD.context),
+    ]

@@ -246,3 +246,26 @@ def test_with_buildkit_every_pip_install_keeps_its_downloads_in_the_apps_cache(
     # the classic builder has no mounts: its Dockerfile is as it was
     classic = render_dockerfile(plan, app="shop", port=8000, data_path=None)
     assert "--mount" not in classic and "PIP_NO_CACHE_DIR=1" in classic
+
+
+def test_a_private_index_given_as_build_secrets_is_read_by_every_pip_install_for_its_step(
+    tmp_path: Path,
+) -> None:
+    """Issue 31: PIP_INDEX_URL as a build secret reaches pip through
+    /run/secrets for each install step only: never ENV or ARG, which the
+    image's history keeps. A build without that secret is refused the mount."""
+    plan = detect(tree(tmp_path, {"requirements.txt": "fastapi\n", "main.py": FASTAPI_MAIN}))
+    secrets = ["PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL"]
+    text = render_dockerfile(plan, app="shop", port=8000, data_path=None, pip_cache=True, pip_secrets=secrets)
+    runs = [r for r in text.replace("\\\n", " ").splitlines() if r.startswith("RUN") and "pip install" in r]
+    for run in runs:
+        assert "--mount=type=secret,id=PIP_INDEX_URL --mount=type=secret,id=PIP_EXTRA_INDEX_URL" not in run
+        assert "--mount=type=secret,id=PIP_EXTRA_INDEX_URL --mount=type=secret,id=PIP_INDEX_URL " in run
+        assert 'PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)" && export PIP_INDEX_URL && ' in run
+    assert "ARG" not in text and "ENV PIP_INDEX_URL" not in text
+    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    images_read(rewritten, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(secrets)))
+    with pytest.raises(InvalidInput, match="PIP_INDEX_URL"):
+        images_read(
+            rewritten, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(secrets[:1]))
+        )

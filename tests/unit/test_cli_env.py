@@ -70,7 +70,6 @@ def test_import_a_file(env: dict[str, str], shop: str, tmp_path: Path) -> None:
         (("env", "set", "shop", "PORT=80"), "PORT is reserved"),
         (("env", "set", "shop", "PAAS_X=1"), "PAAS_X is reserved"),
         (("env", "set", "shop", "=value"), "argument 1 has no name"),
-        (("env", "set", "shop", "T=x", "--secret", "--scope", "both"), "never go to builds"),
         (("env", "set", "nope", "A=1"), "no app named 'nope'"),
         (("env", "unset", "shop", "MISSING"), "shop has no env var MISSING"),
         (("env", "import", "shop", "/nonexistent/file.env"), "cannot read /nonexistent/file.env"),

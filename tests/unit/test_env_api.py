@@ -166,32 +166,48 @@ def test_a_queued_deploy_absorbs_an_env_change(
     assert release["id"] == deploy["id"]
 
 
-def test_build_scope_warns_and_secrets_never_become_build_args(
+def test_build_scope_warns_and_secrets_reach_builds_only_as_build_secrets(
     client: TestClient, auth: dict[str, str], engine: Engine, settings: Settings, shop: dict[str, Any]
 ) -> None:
     r = patch(client, auth, {"set": [{"key": "API_URL", "value": "https://api", "scope": "build"}]})
     assert r.status_code == 200 and "build arg" in r.json()["warnings"][0]
-    for scope in ("build", "both"):
-        r = patch(client, auth, {"set": [{"key": "TOKEN", "value": SECRET, "secret": True, "scope": scope}]})
-        assert r.status_code == 422 and "never go to builds" in r.json()["detail"]
+    r = patch(client, auth, {"set": [{"key": "TOKEN", "value": SECRET, "secret": True, "scope": "build"}]})
+    assert r.status_code == 200 and "--mount=type=secret,id=TOKEN" in r.json()["warnings"][0]
+    assert SECRET not in r.text
+    index = {"key": "PIP_INDEX_URL", "value": SECRET, "secret": True, "scope": "both"}
+    r = patch(client, auth, {"set": [index]})
+    assert r.status_code == 200
     with session_scope(engine) as s:
         app = s.exec(select(App)).one()
-        # even a row forced to build scope is not passed as a build arg
-        s.add(
-            EnvVar(
-                app_id=app.id,
-                key="FORCED",
-                value=Keyring(settings.keys_dir, private=False).encrypt(
-                    "x", secret=True, purpose=env_purpose("shop", "FORCED")
-                ),
-                secret=True,
-                scope="both",
-            )
-        )  # type: ignore[arg-type]
-        s.flush()
         opened = open_snapshot(snapshot_env(s, app), Keyring(settings.keys_dir, private=True), app="shop")
-    assert opened.build_args == {"API_URL": "https://api"}
-    assert opened.run == {"FORCED": "x"} and opened.secret_keys == {"FORCED"}
+    assert opened.build_args == {"API_URL": "https://api"}  # never a secret
+    assert opened.build_secrets == {"TOKEN": SECRET, "PIP_INDEX_URL": SECRET}
+    assert opened.run == {"PIP_INDEX_URL": SECRET} and opened.secret_keys == {"TOKEN", "PIP_INDEX_URL"}
+
+
+def test_a_change_a_build_reads_rebuilds_the_live_commit_and_a_run_change_only_releases(
+    client: TestClient, auth: dict[str, str], engine: Engine, shop: dict[str, Any]
+) -> None:
+    make_live(engine)
+    with session_scope(engine) as s:
+        dep = s.exec(select(Deployment)).one()
+        dep.commit = "ab" * 20
+        s.add(dep)
+    job = patch(client, auth, {"set": [{"key": "MODE", "value": "calm"}]}).json()["job"]
+    assert job["kind"] == "release"
+    for change in (
+        {"set": [{"key": "TOKEN", "value": SECRET, "secret": True, "scope": "build"}]},
+        {"set": [{"key": "TOKEN", "value": SECRET + "2"}]},  # stays in build scope
+        {"set": [{"key": "MODE", "value": "calm", "scope": "both"}]},
+        {"set": [{"key": "MODE", "value": "calm", "scope": "run"}]},  # a build read it until now
+        {"unset": ["TOKEN"]},
+    ):
+        body = patch(client, auth, change).json()
+        assert body["job"]["kind"] == "deploy", change
+    with session_scope(engine) as s:
+        deploys = [j for j in s.exec(select(Job)).all() if j.kind == "deploy"]
+        assert {(j.payload["commit"], j.payload["trigger"]) for j in deploys} == {("ab" * 20, "env")}
+        assert not s.exec(select(App)).one().pinned
 
 
 BAD_CHANGES = [
