@@ -67,15 +67,19 @@ def choose_dockerfile(
     place: str,
     *,
     secrets: frozenset[str] = frozenset(),
+    buildkit: bool | None = None,
 ) -> GeneratedBuild | None:
     """None when the build context has the app's Dockerfile; the one
     generated for a Python app when it names none of its own (``secrets``:
-    the names of the app's build secrets, which it may read)."""
+    the names of the app's build secrets, which it may read; ``buildkit``:
+    whether BuildKit builds it, by default as PAAS_BUILDER says)."""
     if context_file(context, app.dockerfile) is not None:
         return None
     if app.dockerfile != DEFAULT_DOCKERFILE:
         raise InvalidInput(f"no {app.dockerfile} in {place}")
-    return for_app(context, app=app, settings=settings, procfile=procfile, secrets=secrets)
+    if buildkit is None:
+        buildkit = settings.builder == "buildkit"
+    return for_app(context, app=app, settings=settings, procfile=procfile, secrets=secrets, buildkit=buildkit)
 
 
 def write_dockerfile(
@@ -87,11 +91,12 @@ def write_dockerfile(
     on_line: Callable[[str], None],
     *,
     secrets: frozenset[str] = frozenset(),
+    buildkit: bool | None = None,
 ) -> str:
     """The Dockerfile to build with; a generated one is written into the
     build context and shown in the build log."""
     place = where(app, sha)
-    generated = choose_dockerfile(settings, app, context, procfile, place, secrets=secrets)
+    generated = choose_dockerfile(settings, app, context, procfile, place, secrets=secrets, buildkit=buildkit)
     if generated is None:
         return app.dockerfile
     path = context / GENERATED_DOCKERFILE

@@ -439,6 +439,17 @@ class DockerEngine:
             raise _failed(exc) from exc
         return int(done.get("SpaceReclaimed") or 0)
 
+    def buildkit_problem(self) -> str | None:
+        """Why BuildKit's build steps could not be capped on this engine
+        (agent/buildkit.check_engine), or None when they can."""
+        from agent import buildkit
+
+        try:
+            buildkit.check_engine(self.cgroup_driver())
+        except buildkit.BuildKitError as exc:
+            return str(exc)
+        return None
+
     def cgroup_driver(self) -> str:
         """How the engine makes its containers' cgroups: cgroupfs or systemd."""
         try:

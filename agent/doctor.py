@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import select
 
-from agent import buildkit, commands
+from agent import commands
 from agent.backup import NAME_PREFIX, SUFFIX
 from agent.certs import Preflight
 from agent.databases import database_stats
@@ -95,10 +95,10 @@ def _builds(settings: Settings, docker: DockerEngine | None) -> list[Check]:
         found = [Check("build cache", OK, said)]
     if settings.builder != "buildkit":
         return [*found, Check("builder", OK, "the classic builder (PAAS_BUILDER=classic)")]
-    try:
-        buildkit.check_engine(docker.cgroup_driver())
-    except buildkit.BuildKitError as exc:
-        return [*found, Check("builder", FAIL, str(exc))]
+    problem = docker.buildkit_problem()
+    if problem:
+        said = f"builds fall back to the classic builder (no RUN --mount, no build secrets): {problem}"
+        return [*found, Check("builder", WARN, said)]
     version = commands.run([settings.docker_cli, "version", "--format", "{{.Client.Version}}"], timeout=30)
     if not version.ok:
         fix = "install docker.io (its /usr/bin/docker has BuildKit built in), or set PAAS_DOCKER_CLI"

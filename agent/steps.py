@@ -179,13 +179,19 @@ def build(doors: Doors, a: Attempt) -> None:
     procfile = read_procfile(context)
     secrets = a.env.build_secrets
     named = frozenset(secrets)
-    dockerfile = write_dockerfile(s, app, context, procfile, a.commit, a.dlog.line, secrets=named)
+    with_buildkit = s.builder == "buildkit"
+    if with_buildkit and (problem := doors.docker.buildkit_problem()):
+        a.dlog.line(f"building with the classic builder: {problem}")
+        with_buildkit = False
+    dockerfile = write_dockerfile(
+        s, app, context, procfile, a.commit, a.dlog.line, secrets=named, buildkit=with_buildkit
+    )
     labels = labels_for(instance=doors.instance, app=app.name, deployment_id=a.dep_id, version=a.version)
     text = check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args, secrets=named)
     a.image = tag
     a.on_undo(f"image {tag}", _remove_image(doors, tag))
     buildkit = None
-    if s.builder == "buildkit":
+    if with_buildkit:
         fresh = secrets_changed(s.builds_dir, app.name, secrets)
         if fresh:
             a.dlog.line(
@@ -197,8 +203,8 @@ def build(doors: Doors, a: Attempt) -> None:
         )
     elif secrets:
         a.dlog.line(
-            f"build secrets {', '.join(sorted(secrets))} are not given to the classic builder "
-            "(PAAS_BUILDER=classic): only BuildKit builds read build secrets"
+            f"build secrets {', '.join(sorted(secrets))} are not given to the classic builder: "
+            "only BuildKit builds read build secrets"
         )
     doors.docker.build(
         context=context,

@@ -346,9 +346,11 @@ def for_app(
     settings: Settings,
     procfile: dict[str, str],
     secrets: frozenset[str] = frozenset(),
+    buildkit: bool = False,
 ) -> GeneratedBuild:
     """Detect and render for ``app`` (the deploy's build step and `paas
-    build-plan`); ``secrets``: the names of its build secrets."""
+    build-plan`); ``secrets``: the names of its build secrets; ``buildkit``:
+    whether BuildKit builds it (its mounts)."""
     plan = detect(
         root,
         run_command=app.run_command,
@@ -358,7 +360,6 @@ def for_app(
         workers=settings.web_workers or default_workers(os.cpu_count()),
     )
     port = app.port or DEFAULT_PORT
-    buildkit = settings.builder == "buildkit"
     rendered = render_dockerfile(
         plan,
         app=app.name,

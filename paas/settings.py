@@ -134,9 +134,10 @@ class Settings(BaseSettings):
     release_timeout: int = Field(default=600, ge=1)
     build_timeout: int = Field(default=1800, ge=1)
     build_network: str = ""  # docker network for RUN steps; empty: engine default
-    # the classic builder (the engine's build API), or BuildKit through Docker's CLI (issue 31:
-    # agent/buildkit.py), which needs dockerd's cgroupfs driver to cap its steps
-    builder: Literal["classic", "buildkit"] = "classic"
+    # BuildKit through Docker's CLI (issue 31: agent/buildkit.py), or the classic builder (the
+    # engine's build API, deprecated by Docker). BuildKit needs dockerd's cgroupfs driver to cap its
+    # steps: on an engine where paas cannot cap them, each build says so and builds classic
+    builder: Literal["classic", "buildkit"] = "buildkit"
     docker_cli: str = Field(default="/usr/bin/docker", pattern=r"^/[^\x00]*$")  # Debian's, BuildKit built in
     # apps may name a repository on this server (a path or file://): root reads any repository,
     # so only for tests and single-user servers

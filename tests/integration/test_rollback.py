@@ -270,7 +270,8 @@ def test_ps_logs_and_a_deploy_that_shows_its_progress(stack: Stack, three: dict[
     # a deploy by hand (it also unpins) streams its steps and build output while it runs
     three["repo"].commit(files("c9"), "fast again")
     proc = stack.paas("deploy", APP, "--wait")
-    assert "==> fetch" in proc.stderr and "==> build" in proc.stderr and "Step 1/" in proc.stderr
+    assert "==> fetch" in proc.stderr and "==> build" in proc.stderr
+    assert "load build definition" in proc.stderr  # BuildKit's own lines, streamed as it prints them
     assert "is live" in proc.stdout and served(stack) == "c9/g2"
 
 

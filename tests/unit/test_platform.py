@@ -88,12 +88,22 @@ class RecordingEngine:
         self.onbuild = dict(onbuild or {})  # ONBUILD triggers of images in the store
         self.pulled: list[str] = []
 
+    problem: str | None = None  # why BuildKit could not be capped on this engine
+
+    def buildkit_problem(self) -> str | None:
+        return self.problem
+
     def build(self, *, context: Path, dockerfile: str, **kwargs: Any) -> None:
         files = {
             p.relative_to(context).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in context.rglob("*")
         }
         self.builds.append(
-            {"files": files, "dockerfile": (context / dockerfile).read_text(), "tag": kwargs["tag"]}
+            {
+                "files": files,
+                "dockerfile": (context / dockerfile).read_text(),
+                "tag": kwargs["tag"],
+                "buildkit": kwargs.get("buildkit"),
+            }
         )
         raise EngineError("the recording engine builds nothing")
 
@@ -200,3 +210,24 @@ def test_a_deploy_runs_every_step_before_the_engine(
     assert not any(settings.builds_dir.iterdir()), "the build directory is removed after the attempt"
     log = settings.release_log("shop", 1).read_text()
     assert "no Dockerfile in svc at" in log and "!!! deploy failed at build" in log
+
+
+@pytest.mark.parametrize("problem", [None, "the engine uses the systemd cgroup driver"])
+def test_an_engine_where_buildkit_cannot_be_capped_builds_classic_and_says_why(
+    settings: Settings, engine: Engine, tmp_path: Path, problem: str | None
+) -> None:
+    """BuildKit is the default (issue 31); on an engine whose build steps paas
+    cannot cap (the systemd cgroup driver) the build says so and falls back,
+    with a Dockerfile the classic builder reads (no mounts)."""
+    docker = RecordingEngine()
+    docker.problem = problem
+    result = deploy_once(settings, engine, _repository(tmp_path / "repo"), docker, source_dir="svc")
+    [build] = docker.builds
+    log = settings.release_log("shop", result.version).read_text()
+    if problem is None:
+        assert build["buildkit"] is not None and "--mount=type=cache" in build["dockerfile"]
+        assert "classic" not in log
+    else:
+        assert build["buildkit"] is None and "--mount" not in build["dockerfile"]
+        assert "PIP_NO_CACHE_DIR=1" in build["dockerfile"]
+        assert f"building with the classic builder: {problem}" in log

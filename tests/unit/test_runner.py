@@ -67,6 +67,9 @@ class FakeEngine:
         self.running: dict[str, ContainerInfo] = {}
         self.port = 20000
 
+    def buildkit_problem(self) -> str | None:
+        return None
+
     def build(self, *, tag: str, labels: dict[str, str], should_stop: Callable[[], bool], **_kw: Any) -> None:
         self.calls.append(f"build {tag}")
         self.store[tag] = labels
