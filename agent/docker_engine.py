@@ -54,12 +54,11 @@ _PORT_TAKEN_WORDS = ("port is already allocated", os.strerror(errno.EADDRINUSE).
 @dataclass(frozen=True)
 class BuildKitOptions:
     """How a build goes through BuildKit (agent/buildkit.py): the CLI, the
-    checked Dockerfile's text, the cap on processes of its steps, the stage."""
+    checked Dockerfile's text, the cap on processes of its steps."""
 
     cli: str
     dockerfile_text: str
     pids: int
-    target: str = ""
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # the app's build secrets
     no_cache: bool = False  # every step runs again (the build secrets changed)
 
@@ -171,9 +170,11 @@ class DockerEngine:
         should_stop: Callable[[], bool] = lambda: False,
         memory: int | None = None,
         buildkit: BuildKitOptions | None = None,
+        target: str = "",
     ) -> str:
         """Build ``context`` (honouring its .dockerignore); returns the image id.
-        ``memory`` caps each step's container (bytes, no swap beyond it).
+        ``memory`` caps each step's container (bytes, no swap beyond it);
+        ``target``: the Dockerfile stage to build (empty: the last).
         With ``buildkit``, BuildKit builds ``buildkit.dockerfile_text``
         instead of the classic builder building ``dockerfile`` (agent/buildkit.py).
 
@@ -183,7 +184,17 @@ class DockerEngine:
         """
         if buildkit is not None:
             return self._buildkit(
-                context, tag, labels, on_line, timeout, network, buildargs, should_stop, memory, buildkit
+                context,
+                tag,
+                labels,
+                on_line,
+                timeout,
+                network,
+                buildargs,
+                should_stop,
+                memory,
+                buildkit,
+                target,
             )
         api = docker.APIClient(version=self._client.api.api_version, timeout=timeout, **kwargs_from_env())
         responses: list[Any] = []
@@ -220,6 +231,7 @@ class DockerEngine:
                 timeout=timeout,
                 network_mode=network or None,
                 buildargs=buildargs or None,
+                target=target or None,
                 container_limits={"memory": memory, "memswap": memory} if memory else None,
             )
             for chunk in stream:
@@ -264,6 +276,7 @@ class DockerEngine:
         should_stop: Callable[[], bool],
         memory: int | None,
         options: BuildKitOptions,
+        target: str,
     ) -> str:
         from agent import buildkit
 
@@ -281,7 +294,7 @@ class DockerEngine:
                     labels=labels,
                     buildargs=buildargs or {},
                     network=network,
-                    target=options.target,
+                    target=target,
                     secrets=options.secrets,
                     no_cache=options.no_cache,
                 ),

@@ -59,6 +59,7 @@ class EngineDoor(ImageLookup, ImagePruning, Protocol):
         should_stop: Callable[[], bool],
         memory: int | None,
         buildkit: BuildKitOptions | None = None,
+        target: str = "",
     ) -> object: ...
 
     def buildkit_problem(self) -> str | None: ...

@@ -199,7 +199,11 @@ def build(doors: Doors, a: Attempt) -> None:
                 "(BuildKit caches a step that mounts a secret without its value)"
             )
         buildkit = BuildKitOptions(
-            cli=s.docker_cli, dockerfile_text=text, pids=s.build_pids, secrets=secrets, no_cache=fresh
+            cli=s.docker_cli,
+            dockerfile_text=text,
+            pids=s.build_pids,
+            secrets=secrets,
+            no_cache=fresh,
         )
     elif secrets:
         a.dlog.line(
@@ -218,6 +222,7 @@ def build(doors: Doors, a: Attempt) -> None:
         should_stop=a.should_stop,
         memory=memory_bytes(s.build_memory),
         buildkit=buildkit,
+        target=app.build_target,
     )
     if buildkit is not None:
         remember_secrets(s.builds_dir, app.name, secrets)

@@ -79,12 +79,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/soak.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--deploys", type=int, default=100)
     parser.add_argument("--every", type=int, default=10)
+    # the hourly clean-up, sooner, with BuildKit's cache bound low enough that a soak reaches it
+    parser.add_argument("--cleanup-seconds", type=int, default=60)
+    parser.add_argument("--build-cache-max", default="64m")
     options = parser.parse_args()
     root = traversable_dir("paas-soak-")
     nginx = Nginx(root / "nginx")
     nginx.start()
     (root / "stack").mkdir()
-    stack = Stack(root / "stack", nginx, PAAS_LOG_LEVEL="WARNING")
+    stack = Stack(
+        root / "stack",
+        nginx,
+        PAAS_LOG_LEVEL="WARNING",
+        PAAS_CLEANUP_INTERVAL_SECONDS=str(options.cleanup_seconds),
+        PAAS_BUILD_CACHE_MAX=options.build_cache_max,
+    )
     rows: list[dict[str, object]] = []
     try:
         stack.start()
@@ -106,7 +115,9 @@ def main() -> None:
         print(
             f"\nfrom deploy {first['deploys']} to {last['deploys']}: our images {first['our images']} -> "
             f"{last['our images']}, release logs {first['release logs']} -> {last['release logs']}, "
-            f"data dir {first['data dir MiB']:.1f} -> {last['data dir MiB']:.1f} MiB"
+            f"data dir {first['data dir MiB']:.1f} -> {last['data dir MiB']:.1f} MiB, "
+            f"build cache {first['build cache']} -> {last['build cache']} "
+            f"(PAAS_BUILD_CACHE_MAX={options.build_cache_max}, trimmed every {options.cleanup_seconds} s)"
         )
     finally:
         stack.stop()

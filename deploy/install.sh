@@ -245,6 +245,24 @@ if ! docker info >/dev/null 2>&1; then
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || die "dockerd did not start (see /var/log/dockerd.log)"
 fi
+# paas caps BuildKit's build steps (memory, processes) in the cgroup dockerd's cgroupfs driver
+# gives them; under the systemd driver (dockerd's default on a cgroup v2 host) it cannot, and
+# builds fall back to the classic builder (docs/apps.md, "Builds"). An engine with nothing on it
+# yet is switched; one that runs containers is the operator's to restart, when it suits them.
+if [ "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null)" = systemd ]; then
+    daemon_json=/etc/docker/daemon.json
+    if systemd_is_init && [ ! -s "$daemon_json" ] && [ -z "$(docker ps -aq)" ]; then
+        say "setting dockerd's cgroup driver to cgroupfs (nothing runs on this engine yet)"
+        mkdir -p /etc/docker
+        printf '{\n  "exec-opts": ["native.cgroupdriver=cgroupfs"]\n}\n' >"$daemon_json"
+        systemctl restart docker
+        for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+        docker info >/dev/null 2>&1 || die "dockerd did not start again with $daemon_json (journalctl -u docker)"
+    else
+        say "note: dockerd uses the systemd cgroup driver, so builds use the classic builder (no RUN --mount);" \
+            "add \"exec-opts\": [\"native.cgroupdriver=cgroupfs\"] to $daemon_json and restart dockerd to build with BuildKit"
+    fi
+fi
 # Debian's packaged site claims default_server on port 80; paas has its own, which answers
 # unknown hostnames with nothing at all, so the packaged one is switched off (it stays in
 # /etc/nginx/sites-available)

@@ -56,6 +56,8 @@ class App(SQLModel, table=True):
     # the release command (sh -c) in the one-off container before a release starts; "": the
     # Procfile's release:, else a prestart.sh in the image (App Platform's pre-deploy job)
     release_command: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    # the Dockerfile stage to build (`docker build --target`); empty: the last one
+    build_target: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     base_image: str = Field(default="", max_length=300)  # for builds without a Dockerfile; "": the default
     # containers per process type, kept across deploys; a type not named runs 1
     scale: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -179,6 +179,8 @@ Memory = Annotated[
 Cpus = Annotated[float, Field(gt=0, le=256, description="CPUs per container; null: PAAS_APP_CPUS")]
 Pids = Annotated[int, Field(ge=16, le=1_000_000, description="Processes per container; null: PAAS_APP_PIDS")]
 RunCommand = Annotated[str, Field(max_length=2000), AfterValidator(check_run_command)]
+# a Dockerfile stage (`FROM ... AS name`), as BuildKit names them; empty: the last stage
+BuildTarget = Annotated[str, Field(max_length=64, pattern=r"^([A-Za-z][A-Za-z0-9_.-]*)?$")]
 BaseImage = Annotated[str, Field(max_length=300), AfterValidator(check_base_image)]
 RepoUrl = Annotated[str, AfterValidator(check_repo_url)]
 Branch = Annotated[str, AfterValidator(check_branch)]
@@ -208,6 +210,7 @@ class AppCreate(BaseModel):
     data_path: DataPath = None
     run_command: RunCommand = ""
     release_command: RunCommand = ""
+    build_target: BuildTarget = ""
     base_image: BaseImage = ""
     hsts: bool = False
     memory: Memory = ""
@@ -233,6 +236,7 @@ class AppUpdate(BaseModel):
     data_path: DataPath = None
     run_command: RunCommand | None = None
     release_command: RunCommand | None = None
+    build_target: BuildTarget | None = None  # "" builds the last stage
     base_image: BaseImage | None = None
     hsts: bool | None = Field(default=None, description="Send Strict-Transport-Security on HTTPS (opt-in)")
     memory: Memory | None = None  # "" clears it
@@ -243,6 +247,7 @@ class AppUpdate(BaseModel):
         "hsts",
         "run_command",
         "release_command",
+        "build_target",
         "base_image",
         "memory",
         "repo_url",
@@ -275,6 +280,7 @@ class AppPublic(BaseModel):
     data_path: str | None
     run_command: str
     release_command: str = ""
+    build_target: str = ""
     base_image: str
     scale: dict[str, int]
     hsts: bool

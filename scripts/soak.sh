@@ -4,7 +4,10 @@
 # the engine's use, container logs, the data directory). Each must level off.
 # Not part of the tests or of CI.
 #
-#   scripts/soak.sh [--deploys N] [--every N]
+#   scripts/soak.sh [--deploys N] [--every N] [--cleanup-seconds S] [--build-cache-max SIZE]
+#
+# BuildKit's cache is one of the columns: the clean-up (every 60 s here, hourly in
+# production) trims it to --build-cache-max (64m here, PAAS_BUILD_CACHE_MAX).
 #
 # As root on Debian 12, like scripts/bench.sh, which it follows: scripts/test.sh
 # installs and starts what it needs (dockerd, nginx, the local base image, .venv).

@@ -71,6 +71,7 @@ HELP = {
         "default: the Procfile's release:, else a prestart.sh in the image."
     ),
     "base_image": "What a build without a Dockerfile starts FROM; default: the server's PAAS_BASE_IMAGE.",
+    "build_target": "The Dockerfile stage to build (docker build --target); default: the last.",
     "memory": "Memory per container, e.g. 256m; default: the server's PAAS_APP_MEMORY.",
     "cpus": "CPUs per container, e.g. 0.5; default: the server's PAAS_APP_CPUS.",
     "pids": "Processes per container; default: the server's PAAS_APP_PIDS.",
@@ -100,6 +101,7 @@ def apps_create(
     run_command: Annotated[str, typer.Option(help=HELP["run_command"])] = "",
     # None: not sent, so this client still creates apps on a server from before the setting
     release_command: Annotated[str | None, typer.Option(help=HELP["release_command"])] = None,
+    build_target: Annotated[str | None, typer.Option(help=HELP["build_target"])] = None,
     base_image: Annotated[str, typer.Option(help=HELP["base_image"])] = "",
     memory: Annotated[str, typer.Option(help=HELP["memory"])] = "",
     cpus: Annotated[float | None, typer.Option(help=HELP["cpus"])] = None,
@@ -153,6 +155,7 @@ def apps_set(
     release_command: Annotated[
         str | None, typer.Option(help=HELP["release_command"] + " '' clears it.")
     ] = None,
+    build_target: Annotated[str | None, typer.Option(help=HELP["build_target"] + " '' clears it.")] = None,
     base_image: Annotated[str | None, typer.Option(help=HELP["base_image"] + " '' clears it.")] = None,
     hsts: Annotated[
         bool | None,

@@ -249,6 +249,43 @@ REFUSED_DOCKERFILES = [
         "holds a variable",
     ),
     ("a custom frontend", "thief-syntax", "# syntax=@VICTIM@\nFROM python:3.11-slim\n", "custom frontend"),
+    # issue 31: what BuildKit reads besides FROM, each refused (the Dockerfiles build under BuildKit)
+    (
+        "COPY --from another app's image",
+        "thief-copy-from",
+        "FROM python:3.11-slim\nCOPY --from=@VICTIM@ /app /stolen\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "COPY --from another app's image by its id",
+        "thief-copy-id",
+        "FROM python:3.11-slim\nCOPY --from=@VICTIM_ID@ /app /stolen\nRUN touch @MARKER@\n",
+        ANOTHER_APP,
+    ),
+    (
+        "RUN --mount from= another app's image by its id",
+        "thief-mount-id",
+        "FROM python:3.11-slim\nRUN --mount=type=bind,from=@VICTIM_ID@,target=/v cp -r /v/app /stolen\n",
+        ANOTHER_APP,
+    ),
+    (
+        "RUN --mount=type=ssh (the server's SSH agent)",
+        "thief-ssh",
+        "FROM python:3.11-slim\nRUN --mount=type=ssh ls -l $SSH_AUTH_SOCK && touch @MARKER@\n",
+        "type=ssh would lend the build an SSH agent",
+    ),
+    (
+        "a secret mount the app did not define",
+        "thief-secret",
+        "FROM python:3.11-slim\nRUN --mount=type=secret,id=GITHUB_TOKEN cat /run/secrets/GITHUB_TOKEN\n",
+        "'GITHUB_TOKEN' is not one of the app's build secrets",
+    ),
+    (
+        "a secret mount by its target's name",
+        "thief-secret-target",
+        "FROM python:3.11-slim\nRUN --mount=type=secret,target=/run/secrets/DEPLOY_KEY true\n",
+        "'DEPLOY_KEY' is not one of the app's build secrets",
+    ),
     (
         "an unresolvable name",
         "thief-unresolvable",
@@ -270,7 +307,10 @@ def _thief_release(s: Scene, app: str, dockerfile: str) -> dict[str, Any]:
     r = s.stack.api("POST", "/apps", json={"name": app, "repo_url": str(repo.bare)})
     assert r.status_code == 201, r.text
     live = s.stack.api("GET", f"/apps/{VICTIM}").json()["current_version"]
-    text = dockerfile.replace("@VICTIM@", f"paas/{VICTIM}:v{live}").replace("@MARKER@", str(s.marker))
+    image = f"paas/{VICTIM}:v{live}"
+    text = dockerfile.replace("@VICTIM@", image).replace("@MARKER@", str(s.marker))
+    if "@VICTIM_ID@" in text:
+        text = text.replace("@VICTIM_ID@", docker.from_env().images.get(image).id)
     payload = repo.commit({"Dockerfile": text}, "steal")
     assert s.stack.webhook(app, r.json()["webhook_secret"], payload).status_code == 202
     return s.stack.wait_release(app, 1)
@@ -305,6 +345,51 @@ def dockerfile_from_a_base_whose_onbuild_reads_another_app(s: Scene) -> str:
         engine.images.remove(base, force=True)
 
 
+CACHE_WRITER = (
+    "FROM python:3.11-slim\nRUN --mount=type=cache,target=/root/.cache/pip touch /root/.cache/pip/{m}\n"
+)
+CACHE_READER = (
+    "FROM python:3.11-slim\n"
+    "RUN --mount=type=cache,{how}target=/root/.cache/pip ls -a /root/.cache/pip; "
+    # prints FOUND-42, which the command line itself does not hold
+    "test ! -e /root/.cache/pip/{m} || echo FOUND-$((40 + 2))\n"
+)
+
+
+def poison_another_apps_build_cache(s: Scene) -> str:
+    """Issue 31: BuildKit shares a cache mount by id (by default its target)
+    across every build on the engine: app A's build writes into the pip cache
+    app B installs from. paas gives each app its own; B never sees A's file,
+    by the default id or by naming A's."""
+    writer_name = "cache-writer"
+    marker = f"planted-{os.getpid()}"
+    writer = GitRemote(Path(tempfile.mkdtemp(dir=s.stack.root)))
+    r = s.stack.api("POST", "/apps", json={"name": writer_name, "repo_url": str(writer.bare)})
+    assert r.status_code == 201, r.text
+    hook = str(r.json()["webhook_secret"])
+    for version, text in enumerate([CACHE_WRITER, CACHE_READER.replace("{how}", "")], start=1):
+        payload = writer.commit({"Dockerfile": text.format(m=marker)}, f"cache {version}")
+        assert s.stack.webhook(writer_name, hook, payload).status_code == 202
+        s.stack.wait_release(writer_name, version)
+    log = s.stack.release_log(writer_name, 1)
+    assert f"touch /root/.cache/pip/{marker}" in log and f"id=paas/{writer_name}/" in log, log
+    # the check can see a marker: the writer's own next build finds its file
+    log = s.stack.release_log(writer_name, 2)
+    assert "FOUND-42" in log and any(line.endswith(f" {marker}") for line in log.splitlines()), log
+    seen = []
+    for app, how in [
+        ("cache-reader", ""),
+        ("cache-reader-by-id", f"id=paas/{writer_name}//root/.cache/pip,"),
+        ("cache-reader-by-path", "id=/root/.cache/pip,"),
+    ]:
+        _thief_release(s, app, CACHE_READER.format(m=marker, how=how))
+        log = s.stack.release_log(app, 1)
+        assert "ls -a /root/.cache/pip" in log and "FOUND-42" not in log, log
+        assert not any(line.endswith(f" {marker}") for line in log.splitlines()), log  # ls did not list it
+        seen.append(app)
+    return f"{', '.join(seen)} never saw {writer_name}'s file"
+
+
 ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
     ("write into the git caches", write_into_repos),
     ("plant a git hook in a clone", plant_a_hook),
@@ -327,6 +412,7 @@ ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
         "a Dockerfile FROM a base whose ONBUILD reads another app",
         dockerfile_from_a_base_whose_onbuild_reads_another_app,
     ),
+    ("poison another app's build cache", poison_another_apps_build_cache),
 ]
 
 

@@ -48,6 +48,9 @@ def test_create_list_info(client: TestClient, auth: dict[str, str]) -> None:
     assert "webhook_secret" not in info and info["branch"] == "main"
     assert [a["name"] for a in client.get("/api/v1/apps", headers=auth).json()] == ["shop"]
     assert created["webhook_secret"] not in client.get("/api/v1/apps", headers=auth).text
+    assert info["build_target"] == ""
+    r = client.patch("/api/v1/apps/shop", json={"build_target": "prod.v2"}, headers=auth)
+    assert r.status_code == 200 and r.json()["build_target"] == "prod.v2", r.text
 
 
 def test_bad_input_is_422_naming_the_field_and_changes_nothing(
@@ -67,6 +70,8 @@ def test_bad_input_is_422_naming_the_field_and_changes_nothing(
         ({"name": "shop", "repo_url": REPO, "health_path": "healthz"}, "health_path"),
         ({"name": "shop", "repo_url": REPO, "data_path": "relative"}, "data_path"),
         ({"name": "shop", "repo_url": REPO, "port": 0}, "port"),
+        ({"name": "shop", "repo_url": REPO, "build_target": "--target=x"}, "build_target"),
+        ({"name": "shop", "repo_url": REPO, "build_target": "a b"}, "build_target"),
         ({"name": "shop", "repo_url": REPO, "surprise": 1}, "surprise"),
     ]
     for body, field in cases:

@@ -56,6 +56,7 @@ def _settings_page(
         "build.branch": app.branch,
         "build.source_dir": app.source_dir,
         "build.dockerfile": app.dockerfile,
+        "build.build_target": app.build_target,
         "run.run_command": app.run_command,
         "run.release_command": app.release_command,
         "run.port": str(app.port or ""),
@@ -250,7 +251,7 @@ def domain_remove(ed: EditingDep) -> RedirectResponse:
     return act(ed.name, ed.session, "/settings#domains", ed.request, go)
 
 
-BUILD_FIELDS = ("branch", "source_dir", "dockerfile")
+BUILD_FIELDS = ("branch", "source_dir", "dockerfile", "build_target")
 RUN_FIELDS = (
     "run_command",
     "release_command",
