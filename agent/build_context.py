@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agent.commands import parse_dockerfile
@@ -20,7 +20,7 @@ from paas.dockerfile import (
     Mounts,
     cache_namespace,
     images_read,
-    namespace_cache_mounts,
+    namespace_mounts,
     remembering,
 )
 from paas.errors import InvalidInput
@@ -122,7 +122,7 @@ def check_images_read(
     dockerfile: str,
     buildargs: dict[str, str],
     *,
-    secrets: frozenset[str] = frozenset(),
+    secrets: Mapping[str, str] | None = None,
     pull_timeout: float = PULL_TIMEOUT,
 ) -> str:
     """A build may read its own app's images and tagged images of no other
@@ -134,8 +134,9 @@ def check_images_read(
     is never pulled, as an app's next release would take its tag.
 
     Returns the text to build: the Dockerfile with its cache mounts in the
-    app's own namespace, checked with what it may mount (``secrets``: the
-    app's build secrets) as BuildKit would run it (paas/dockerfile.py)."""
+    app's own namespace and its secret mounts given their ids (``secrets``:
+    each build secret's name and id, agent/buildkit.secret_ids), checked
+    with what it may mount as BuildKit would run it (paas/dockerfile.py)."""
     path = context_file(context, dockerfile)
     if path is None:
         raise InvalidInput(f"{dockerfile} is not a file inside the build context")
@@ -152,8 +153,8 @@ def check_images_read(
         return checked[read.ref]
 
     namespace, parse = cache_namespace(app), remembering(parse_dockerfile)
-    text = namespace_cache_mounts(text, namespace, parse=parse)
-    mounts = Mounts(namespace=namespace, secrets=secrets)
+    text = namespace_mounts(text, namespace, parse=parse, secrets=secrets)
+    mounts = Mounts(namespace=namespace, secrets=frozenset((secrets or {}).values()))
     for read in images_read(text, buildargs, onbuild=admit, parse=parse, mounts=mounts):
         admit(read)
     return text

@@ -14,8 +14,8 @@ which the CLI speaks, has no Python client worth the name.
   files (``--secret id=KEY,src=FILE``, 0600 in a 0700 directory, removed when
   the build ends), so a build reads them only under ``/run/secrets`` of a
   ``RUN --mount=type=secret`` step: never in a layer, a build arg or the
-  image's history. BuildKit caches a step that mounts a secret without the
-  secret's value, so the first build after a change runs without the cache.
+  image's history. Each is mounted by an id of the app's own that changes
+  with its value (``secret_ids``): BuildKit keys its shared cache by the id.
 - Build args reach the CLI in its environment (``--build-arg NAME``), never in
   its arguments, which every user of the server can read in /proc. A build
   arg the CLI itself, its Go runtime or the dynamic loader would read
@@ -36,16 +36,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets as secrets_module
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from agent.commands import stream
 from agent.docker_engine import EngineError
+from paas.dockerfile import cache_namespace
 from paas.errors import ErrorKind, InvalidInput
 
 __all__ = [
@@ -57,8 +61,8 @@ __all__ = [
     "cap_build_steps",
     "check_cgroup_parent",
     "check_engine",
-    "remember_secrets",
-    "secrets_changed",
+    "masked",
+    "secret_ids",
 ]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -100,13 +104,12 @@ class BuildKitBuild:
     target: str = ""
     # the app's build secrets: each reaches the build as a file the CLI reads
     # (`--secret id=KEY,src=...`), never an argument, a build arg or a layer
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-    no_cache: bool = False
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # id -> value
 
-    def secret_file(self, name: str) -> Path:
-        """Where the value of build secret ``name`` is kept while the CLI
-        runs: beside the image id file, in a directory only root reads."""
-        return self.iidfile.parent / f"secret-{name}"
+    def secret_file(self, secret_id: str) -> Path:
+        """Where the value of build secret ``secret_id`` is kept while the
+        CLI runs: beside the image id file, in a directory only root reads."""
+        return self.iidfile.parent / f"secret-{sorted(self.secrets).index(secret_id)}"
 
 
 def build_args(b: BuildKitBuild) -> list[str]:
@@ -120,44 +123,57 @@ def build_args(b: BuildKitBuild) -> list[str]:
         args += ["--network", b.network]
     if b.target:
         args += ["--target", b.target]
-    for name in sorted(b.secrets):
-        args += ["--secret", f"id={name},src={b.secret_file(name)}"]
-    if b.no_cache:
-        args.append("--no-cache")
+    for secret_id in sorted(b.secrets):
+        args += ["--secret", f"id={secret_id},src={b.secret_file(secret_id)}"]
     return [*args, str(b.context)]
 
 
-SECRETS_SEEN = ".build-secrets"  # in the builds directory: what each app's last build was given
+ID_KEY_FILE = ".build-secret-key"  # in the builds directory: what each secret's id is keyed with
 
 
-def secrets_changed(builds_dir: Path, app: str, secrets: Mapping[str, str]) -> bool:
-    """Whether ``app``'s build secrets differ from those its last good build
-    was given. BuildKit caches a step that mounts a secret without its value,
-    so after a change every step must run again (``--no-cache``). Only a
-    digest is kept, in the agent's own directory; none kept (a new server, a
-    wiped cache) counts as changed."""
-    try:
-        seen = (builds_dir / SECRETS_SEEN / app).read_text(encoding="ascii")
-    except FileNotFoundError:
-        return bool(secrets)
-    return seen != _digest(secrets)
+def secret_ids(builds_dir: Path, app: str, secrets: Mapping[str, str]) -> dict[str, str]:
+    """Each build secret's id in ``app``'s builds: ``paas/<app>/<NAME>-<mac>``,
+    the mac keyed with a key only the agent reads and taken over the value.
 
-
-def remember_secrets(builds_dir: Path, app: str, secrets: Mapping[str, str]) -> None:
-    """After a good build: the digest of the build secrets it was given."""
-    where = builds_dir / SECRETS_SEEN
-    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    BuildKit keys a step's cache by its secret mount's id, never by the
+    value, and shares its cache across every build on the engine: with an
+    id of the app's own that changes with the value, no other app's build
+    (which cannot make the id) and no build after a change takes a layer
+    built with it. The key is made on first use; a new one (a wiped builds
+    directory) only costs one build without those layers."""
     if not secrets:
-        (where / app).unlink(missing_ok=True)
-        return
-    fd = os.open(where / f".{app}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(_digest(secrets))
-    os.replace(where / f".{app}.new", where / app)
+        return {}
+    key = _secret_key(builds_dir)
+    ids = {}
+    for name, value in secrets.items():
+        mac = hmac.new(key, f"{app}\0{name}\0{value}".encode(), hashlib.sha256).hexdigest()[:24]
+        ids[name] = f"{cache_namespace(app)}{name}-{mac}"
+    return ids
 
 
-def _digest(secrets: Mapping[str, str]) -> str:
-    return hashlib.sha256(json.dumps(sorted(secrets.items())).encode()).hexdigest()
+def _secret_key(builds_dir: Path) -> bytes:
+    path = builds_dir / ID_KEY_FILE
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    builds_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fresh = builds_dir / f".{ID_KEY_FILE}.{os.getpid()}"
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets_module.token_bytes(32))
+    os.replace(fresh, path)
+    return path.read_bytes()
+
+
+def masked(line: str, values: Iterable[str]) -> str:
+    """``line`` with each secret value (as written, or URL-quoted) as ****:
+    a tool in the build may print one (pip names its index in errors)."""
+    for value in values:
+        if len(value) >= 4:
+            for form in {value, quote(value, safe=""), quote(value)}:
+                line = line.replace(form, "****")
+    return line
 
 
 def _write_secrets(b: BuildKitBuild) -> None:
@@ -287,10 +303,14 @@ def build(
 
     def said(line: str) -> None:
         if not _DIGEST_LINE.fullmatch(line):  # each step's id: noise in a release log
-            on_line(line)
+            on_line(masked(line, b.secrets.values()) if b.secrets else line)
 
     try:
         _write_secrets(b)
+    except OSError as exc:
+        _forget_secrets(b)
+        raise BuildKitError(f"could not hand the build its secrets: {exc.strerror}") from None
+    try:
         ran = stream(
             build_args(b),
             environ=env,
@@ -325,6 +345,10 @@ def _why(tail: tuple[str, ...], code: int) -> str:
     return tail[-1] if tail else f"docker build exited with status {code}"
 
 
-def scratch_iidfile() -> Path:
-    """A path for the CLI to write the image id to, in a directory of its own."""
-    return Path(tempfile.mkdtemp(prefix="paas-build-")) / "iid"
+def scratch_iidfile(where: Path | None = None) -> Path:
+    """A path for the CLI to write the image id to, in a directory of its
+    own (0700) in ``where``: the builds directory, which the agent empties
+    when it starts and when idle, so that no secret file outlives a crash."""
+    if where is not None:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="paas-build-", dir=where)) / "iid"

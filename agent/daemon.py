@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from agent.build_plan import BuildPlanner
-from agent.buildkit import SECRETS_SEEN
+from agent.buildkit import ID_KEY_FILE
 from agent.certs import CertManager
 from agent.databases import Databases
 from agent.docker_engine import ContainerInfo, DockerEngine, EngineError
@@ -229,7 +229,7 @@ class Agent:
                 running = bool(self._running)
             if not running:
                 for leftover in builds.iterdir():
-                    if leftover.name != SECRETS_SEEN:  # not a build's: what the builds were given
+                    if leftover.name != ID_KEY_FILE:  # not a build's: what build secrets' ids are keyed with
                         shutil.rmtree(leftover, ignore_errors=True)
         log.info("clean-up done for %d app(s)", len(apps))
 

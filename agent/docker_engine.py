@@ -59,8 +59,8 @@ class BuildKitOptions:
     cli: str
     dockerfile_text: str
     pids: int
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # the app's build secrets
-    no_cache: bool = False  # every step runs again (the build secrets changed)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # the app's, by their ids
+    scratch: Path | None = None  # where the CLI's files go (the image id, the secrets); None: /tmp
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class DockerEngine:
 
         buildkit.check_engine(self.cgroup_driver())
         buildkit.cap_build_steps(memory or buildkit.unlimited_memory(), options.pids)
-        iidfile = buildkit.scratch_iidfile()
+        iidfile = buildkit.scratch_iidfile(options.scratch)
         try:
             return buildkit.build(
                 buildkit.BuildKitBuild(
@@ -296,7 +296,6 @@ class DockerEngine:
                     network=network,
                     target=target,
                     secrets=options.secrets,
-                    no_cache=options.no_cache,
                 ),
                 on_line=on_line,
                 should_stop=should_stop,

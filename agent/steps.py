@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from agent.build_context import check_images_read, read_procfile, write_dockerfile
-from agent.buildkit import remember_secrets, secrets_changed
+from agent.buildkit import secret_ids
 from agent.deploylog import DeployLog
 from agent.docker_engine import BuildKitOptions, EngineError, Limits
 from agent.doors import EngineDoor, HealthWait, SitesDoor, SourceDoor
@@ -180,35 +180,34 @@ def build(doors: Doors, a: Attempt) -> None:
     secrets = a.env.build_secrets
     named = frozenset(secrets)
     with_buildkit = s.builder == "buildkit"
-    if with_buildkit and (problem := doors.docker.buildkit_problem()):
+    problem = doors.docker.buildkit_problem() if with_buildkit else "PAAS_BUILDER=classic"
+    if problem and secrets:
+        # a build without them would install from the public index what it meant to take from a
+        # private one (dependency confusion): refused, not built
+        raise StepFailed(
+            "build",
+            f"build secrets ({', '.join(sorted(secrets))}) need a BuildKit build, and this one would be "
+            f"classic: {problem}",
+        )
+    if with_buildkit and problem:
         a.dlog.line(f"building with the classic builder: {problem}")
         with_buildkit = False
     dockerfile = write_dockerfile(
         s, app, context, procfile, a.commit, a.dlog.line, secrets=named, buildkit=with_buildkit
     )
     labels = labels_for(instance=doors.instance, app=app.name, deployment_id=a.dep_id, version=a.version)
-    text = check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args, secrets=named)
+    ids = secret_ids(s.builds_dir, app.name, secrets)
+    text = check_images_read(doors.docker, app.name, context, dockerfile, a.env.build_args, secrets=ids)
     a.image = tag
     a.on_undo(f"image {tag}", _remove_image(doors, tag))
     buildkit = None
     if with_buildkit:
-        fresh = secrets_changed(s.builds_dir, app.name, secrets)
-        if fresh:
-            a.dlog.line(
-                "the build secrets changed since the last build: every step runs again "
-                "(BuildKit caches a step that mounts a secret without its value)"
-            )
         buildkit = BuildKitOptions(
             cli=s.docker_cli,
             dockerfile_text=text,
             pids=s.build_pids,
-            secrets=secrets,
-            no_cache=fresh,
-        )
-    elif secrets:
-        a.dlog.line(
-            f"build secrets {', '.join(sorted(secrets))} are not given to the classic builder: "
-            "only BuildKit builds read build secrets"
+            secrets={ids[name]: value for name, value in secrets.items()},
+            scratch=s.builds_dir,
         )
     doors.docker.build(
         context=context,
@@ -224,8 +223,6 @@ def build(doors: Doors, a: Attempt) -> None:
         buildkit=buildkit,
         target=app.build_target,
     )
-    if buildkit is not None:
-        remember_secrets(s.builds_dir, app.name, secrets)
     a.procfile = procfile
     doors.releases.update(a.dep_id, image=tag, procfile=procfile)
     a.plan = _plan(doors, a, find_prestart=True)

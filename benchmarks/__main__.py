@@ -4,8 +4,13 @@ Every figure is measured several times on this machine, beside its floor
 measured in the same run:
 
 - a cached redeploy (only the source changed): signed webhook → nginx serves
-  the new version; floor: raw ``docker build`` (cached) + ``docker run`` +
-  the first good answer;
+  the new version; floor: raw ``docker build`` (cached, BuildKit, as paas
+  builds) + ``docker run`` + the first good answer;
+- builds (issue 31): the same redeploy with ``PAAS_BUILDER=classic`` (the
+  builder before BuildKit) beside its own floor, and one package added to
+  ``requirements.txt`` of an app without a Dockerfile → live; floor: a plain
+  ``docker build`` of the same generated Dockerfile, with the same pip cache
+  mount (warmed as paas's is) + ``docker run`` + the first answer;
 - the first line of the build log visible through the API after the webhook;
 - a rollback: ``paas rollback`` → the old version served, and → the CLI
   returns; floor: ``docker start`` of a kept container + the first answer;
@@ -116,6 +121,14 @@ def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def raw_build(context: Path, tag: str, *, buildkit: bool = True) -> None:
+    """``docker build -q`` as a user would type it on Debian 12: its own CLI
+    (/usr/bin/docker), with BuildKit or the classic builder."""
+    env = {**os.environ, "DOCKER_BUILDKIT": "1" if buildkit else "0"}
+    subprocess.run(["/usr/bin/docker", "build", "-q", "-t", tag, str(context)], capture_output=True,
+                   text=True, check=True, env=env)  # fmt: skip
+
+
 # deploys and their floor -----------------------------------------------------------------------
 
 
@@ -163,15 +176,15 @@ def redeploys(
     return served, first_line, timings
 
 
-def docker_floor(runs: int, work: Path) -> tuple[Samples, Samples]:
+def docker_floor(runs: int, work: Path, *, buildkit: bool = True) -> tuple[Samples, Samples]:
     """The same change by hand: docker build (cached) + docker run + first
     answer; then docker start of a kept, stopped container + first answer."""
-    context = work / "floor"
+    context = work / ("floor" if buildkit else "floor-classic")
     context.mkdir()
     deploy, start = Samples(), Samples()
     for name, text in app_files("f0").items():
         (context / name).write_text(text)
-    docker("build", "-q", "-t", "paas-bench-floor:f0", str(context))  # fill the cache, as paas's first deploy
+    raw_build(context, "paas-bench-floor:f0", buildkit=buildkit)  # fill the cache, as paas's first deploy
     containers = []
     try:
         for run in range(1, runs + 1):
@@ -182,7 +195,7 @@ def docker_floor(runs: int, work: Path) -> tuple[Samples, Samples]:
             containers.append(name)
             url = f"http://{LOOPBACK}:{port}/"
             started = time.monotonic()
-            docker("build", "-q", "-t", f"paas-bench-floor:{version}", str(context))
+            raw_build(context, f"paas-bench-floor:{version}", buildkit=buildkit)
             docker("run", "-d", "--name", name, "-e", "PORT=8000", "-p", f"{LOOPBACK}:{port}:8000",
                    f"paas-bench-floor:{version}")  # fmt: skip
             wait_for(shows(url, version), what=f"{version} (floor)")
@@ -468,7 +481,7 @@ def machine() -> str:
     )
 
 
-PARTS = ("deploys", "memory", "webhooks", "databases")
+PARTS = ("deploys", "memory", "webhooks", "databases", "builds")
 
 
 # databases and their floors ---------------------------------------------------------------------
@@ -596,6 +609,118 @@ def deploy_figures(
     ]  # fmt: skip
 
 
+# builds (issue 31) ----------------------------------------------------------------------------
+
+GEN = "benchgen"  # an app without a Dockerfile
+GEN_BASE = "fastapi>=0.110,<1\n"
+# one small package per run, none of them a dependency of the base or of the server packages
+ADDED = ["six", "attrs", "pyparsing", "toml", "wrapt", "decorator", "itsdangerous", "iniconfig", "tomli"]
+
+
+def gen_files(version: str, added: str = "") -> dict[str, str]:
+    return {
+        "requirements.txt": GEN_BASE + (f"{added}\n" if added else ""),
+        "main.py": MAIN.format(version=version),
+    }
+
+
+def one_package_added(stack: Stack, runs: int) -> tuple[Samples, str]:
+    """An app without a Dockerfile, deployed once; then each run adds one
+    package to requirements.txt: webhook → the new version served. Returns
+    the samples and the generated Dockerfile (for the floor)."""
+    repo = GitRemote(Path(tempfile.mkdtemp(prefix="bench-gen-", dir=stack.root)))
+    created = json.loads(
+        stack.paas(
+            "apps", "create", GEN, "--repo", str(repo.bare), "--health-path", "/healthz", "--json"
+        ).stdout
+    )
+    secret = created["webhook_secret"]
+    assert stack.webhook(GEN, secret, repo.commit(gen_files("g0"), "g0")).status_code == 202
+    if stack.wait_release(GEN, 1)["status"] != "succeeded":
+        raise SystemExit(f"benchmark: {GEN} v1 failed: {stack.release_log(GEN, 1)[-2000:]}")
+    dockerfile = stack.paas("build-plan", GEN).stdout
+    served = Samples()
+    for run in range(1, runs + 1):
+        version = f"g{run}"
+        payload = repo.commit(gen_files(version, ADDED[run - 1]), version)
+        started = time.monotonic()
+        assert stack.webhook(GEN, secret, payload).status_code == 202
+        wait_for(_gen_shows(stack, version), what=f"{GEN} {version}")
+        served.add(time.monotonic() - started)
+        stack.wait_release(GEN, run + 1)
+    return served, dockerfile
+
+
+def _gen_shows(stack: Stack, version: str) -> Callable[[], bool]:
+    return shows(f"http://{stack.address}:{stack.nginx.port}/", version, f"{GEN}.{stack.domain}")
+
+
+def one_package_floor(runs: int, work: Path, dockerfile: str) -> Samples:
+    """The same by hand: the generated Dockerfile, with its pip cache mount
+    (warmed by a first build, as paas's first deploy warms the app's),
+    built with BuildKit, run, and asked until it answers."""
+    context = work / "floor-gen"
+    context.mkdir()
+    (context / "Dockerfile").write_text(dockerfile)
+    for name, text in gen_files("h0").items():
+        (context / name).write_text(text)
+    raw_build(context, "paas-bench-gen:h0")
+    samples, containers = Samples(), []
+    try:
+        for run in range(1, runs + 1):
+            version = f"h{run}"
+            for name, text in gen_files(version, ADDED[run - 1]).items():
+                (context / name).write_text(text)
+            port, name = free_port(), f"paas-bench-gen-{version}"
+            containers.append(name)
+            started = time.monotonic()
+            raw_build(context, f"paas-bench-gen:{version}")
+            docker("run", "-d", "--name", name, "-e", "PORT=8000", "-p", f"{LOOPBACK}:{port}:8000",
+                   f"paas-bench-gen:{version}")  # fmt: skip
+            wait_for(shows(f"http://{LOOPBACK}:{port}/", version), what=f"{version} (floor)")
+            samples.add(time.monotonic() - started)
+            docker("stop", "-t", "1", name)
+    finally:
+        for name in containers:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "image", "rm", "-f", *(f"paas-bench-gen:h{i}" for i in range(runs + 1))],
+                       capture_output=True)  # fmt: skip
+    return samples
+
+
+def build_figures(stack: Stack, root: Path, runs: int) -> list[Figure]:
+    """Issue 31's figures. The classic builder's redeploy runs on a stack of
+    its own (PAAS_BUILDER=classic), after ``stack`` is done with the bench app."""
+    print("benchmark: one package added to an app without a Dockerfile", flush=True)
+    added, dockerfile = one_package_added(stack, runs)
+    print("benchmark: one package added, by hand (floor)", flush=True)
+    added_floor = one_package_floor(runs, root, dockerfile)
+    return [
+        Figure("one package added to requirements.txt (no Dockerfile) → live", added, "s", "",
+               added_floor, "docker build with the same pip cache mount + run + first answer"),
+    ]  # fmt: skip
+
+
+def classic_figures(nginx: Nginx, root: Path, runs: int, defaults: dict[str, str]) -> list[Figure]:
+    """The cached redeploy with the builder paas had before BuildKit, on a
+    stack of its own, beside the classic builder's own floor."""
+    print("benchmark: cached redeploys with PAAS_BUILDER=classic", flush=True)
+    (root / "classic").mkdir()
+    stack = Stack(root / "classic", nginx, **defaults, PAAS_BUILDER="classic")
+    try:
+        stack.start()
+        repo, secret = first_deploy(stack)
+        served, _first, _timings = redeploys(stack, runs, repo, secret)
+    finally:
+        stack.stop()
+        stack.remove_everything()
+    floor, _start = docker_floor(runs, root, buildkit=False)
+    return [
+        Figure("cached redeploy, PAAS_BUILDER=classic (before issue 31): → served", served, "s", "",
+               floor, "classic docker build + run + first answer"),
+    ]  # fmt: skip
+
+
 def webhook_figures(hooks: dict[str, Samples]) -> list[Figure]:
     return [
         Figure(f"signed webhooks, {SENDERS} concurrent senders: deliveries/s", hooks["rate"], "/s",
@@ -668,6 +793,8 @@ def main() -> None:
         if "databases" in parts:
             print("benchmark: databases", flush=True)
             figures += database_figures(stack, min(options.runs, 3), extra)
+        if "builds" in parts:
+            figures += build_figures(stack, root, min(options.runs, len(ADDED)))
         if "memory" in parts:
             print("benchmark: memory of paas web and paas agent apart (the systemd units)", flush=True)
             apart = services_memory(stack)
@@ -678,9 +805,16 @@ def main() -> None:
                 + f"; together {sum(apart.values()):.0f}.",
             )
             extra.insert(3, "")
+    except BaseException:
+        nginx.stop()
+        raise
     finally:
         stack.stop()
         stack.remove_everything()
+    try:
+        if "builds" in parts:  # a stack of its own, with the bench app's name: after the first is gone
+            figures += classic_figures(nginx, root, options.runs, defaults)
+    finally:
         nginx.stop()
 
     table = render(

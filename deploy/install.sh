@@ -255,9 +255,14 @@ if [ "$(docker info --format '{{.CgroupDriver}}' 2>/dev/null)" = systemd ]; then
         say "setting dockerd's cgroup driver to cgroupfs (nothing runs on this engine yet)"
         mkdir -p /etc/docker
         printf '{\n  "exec-opts": ["native.cgroupdriver=cgroupfs"]\n}\n' >"$daemon_json"
-        systemctl restart docker
+        systemctl restart docker || true
         for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-        docker info >/dev/null 2>&1 || die "dockerd did not start again with $daemon_json (journalctl -u docker)"
+        if ! docker info >/dev/null 2>&1; then
+            # dockerd's own flags may already name a driver: as it was, and say so
+            rm -f "$daemon_json"
+            systemctl restart docker || true
+            die "dockerd did not start with $daemon_json (journalctl -u docker); it was removed again"
+        fi
     else
         say "note: dockerd uses the systemd cgroup driver, so builds use the classic builder (no RUN --mount);" \
             "add \"exec-opts\": [\"native.cgroupdriver=cgroupfs\"] to $daemon_json and restart dockerd to build with BuildKit"

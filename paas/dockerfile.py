@@ -19,9 +19,10 @@ build-time values), whatever name, tag or id it uses.
 
 BuildKit reads more than images (``RUN --mount``), and ``Mounts`` says what a
 build may mount: a cache only in the app's own namespace (BuildKit shares a
-cache by its id across every build on one engine; ``namespace_cache_mounts``
+cache by its id across every build on one engine; ``namespace_mounts``
 rewrites the app's own ids into it, and a base image's ONBUILD trigger that
-mounts another cache is refused), a secret only of those the app defined,
+mounts another cache is refused), a secret only of those the app defined
+(by an id of the app's own, which ``namespace_mounts`` writes too),
 never the host's SSH agent, and no option that holds a variable (BuildKit
 expands it, paas reads it as written). ``RUN --network`` and ``--security``
 other than the defaults are refused too.
@@ -48,7 +49,7 @@ __all__ = [
     "command_of",
     "image_references",
     "images_read",
-    "namespace_cache_mounts",
+    "namespace_mounts",
     "parse_here",
     "remembering",
 ]
@@ -207,12 +208,23 @@ def remembering(parse: Parser) -> Parser:
     return parse if isinstance(parse, _Remembered) else _Remembered(parse)
 
 
-def namespace_cache_mounts(text: str, namespace: str, *, parse: Parser | None = None) -> str:
+def namespace_mounts(
+    text: str, namespace: str, *, parse: Parser | None = None, secrets: Mapping[str, str] | None = None
+) -> str:
     """``text`` with every cache mount of its own ``RUN`` and ``ONBUILD RUN``
     lines given an id in ``namespace``: ``id=X`` (or, without one, the
-    target, BuildKit's default id) becomes ``id=<namespace>X``. The mount is
-    rewritten where it is written, so it must be on one line as its flag;
-    ``images_read`` with ``Mounts(namespace)`` then checks every reading."""
+    target, BuildKit's default id) becomes ``id=<namespace>X``; and every
+    secret mount of a name in ``secrets`` (its ``id``, ``source`` or target's
+    name) given the id ``secrets[name]``, still at ``/run/secrets/<name>``.
+
+    BuildKit keys its cache of a step by its mounts' ids, never by a secret's
+    value, and shares that cache across every build on the engine: an id of
+    the app's own that changes with the value (agent/buildkit.secret_ids)
+    keeps another app, or a new value, from taking a step built with it.
+
+    The mount is rewritten where it is written, so it must be on one line as
+    its flag; ``images_read`` with ``Mounts(namespace, secrets=ids)`` then
+    checks every reading."""
     parse = remembering(parse or parse_here)
     _check_text(text)
     read_directives(text)  # what images_read refuses first is said first
@@ -224,24 +236,49 @@ def namespace_cache_mounts(text: str, namespace: str, *, parse: Parser | None = 
                 if name.lower() != "mount":
                     continue
                 kind, options = _mount_options(value, f"line {command.start_line}")
-                key = options.get("id") or _target(options)
-                if kind != "cache" or not key or key.startswith(namespace):
+                if kind == "cache":
+                    key = options.get("id") or _target(options)
+                    if not key or key.startswith(namespace):
+                        continue
+                    kept = _without(value, "id")
+                    rewritten = "--mount=" + ",".join([*kept, f"id={namespace}{key}"])
+                elif kind == "secret" and secrets:
+                    named = _secret_name(options)
+                    if named not in secrets:
+                        continue  # not the app's: the check refuses it
+                    kept = _without(value, "id", "source", "src")
+                    if not _target(options) and "env" not in options:
+                        kept.append(f"target=/run/secrets/{named}")
+                    rewritten = "--mount=" + ",".join([*kept, f"id={secrets[named]}"])
+                else:
                     continue
-                kept = [o for o in value.split(",") if o.partition("=")[0].strip().lower() != "id"]
-                rewritten = "--mount=" + ",".join([*kept, f"id={namespace}{key}"])
                 written = re.compile(rf"(?<!\S){re.escape(flag)}(?=\s|$)")
                 span = range(command.start_line - 1, min(command.end_line, len(lines)))
                 found = [n for n in span if written.search(lines[n])]
                 if not found:
                     raise InvalidInput(
-                        f"the Dockerfile, line {command.start_line}: write its cache --mount on one line, "
-                        "as one word (paas gives each app's caches ids of their own)"
+                        f"the Dockerfile, line {command.start_line}: write its {kind} --mount on one line, "
+                        "as one word (paas gives each app's caches and secrets ids of their own)"
                     )
                 for n in found:
                     lines[n] = written.sub(
                         rewritten.replace("\\", "\\\\"), lines[n]
                     )  # a template: its backslashes doubled
     return "\n".join(lines)
+
+
+def _without(value: str, *names: str) -> list[str]:
+    """A ``--mount`` value's options, but those named."""
+    return [o for o in value.split(",") if o.partition("=")[0].strip().lower() not in names]
+
+
+def _secret_name(options: Mapping[str, str]) -> str:
+    """The secret a mount asks for, as BuildKit reads it: source= (or src=)
+    over id=, else the target's last name."""
+    for key in ("source", "src", "id"):
+        if options.get(key):
+            return options[key]
+    return _target(options).rstrip("/").rpartition("/")[2]
 
 
 def _run_flags(command: Command, parse: Parser) -> tuple[str, ...]:

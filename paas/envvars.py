@@ -200,6 +200,7 @@ def _rebuild(session: Session, app: App, actor: str) -> Job:
             app=app,
             actor=actor,
             trigger="env",
+            ref=live.ref or None,
             commit=live.commit,
             message=live.commit_message[:MAX_TEXT],
         )

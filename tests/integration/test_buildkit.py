@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -203,7 +204,13 @@ def test_a_modern_dockerfile_builds_and_serves(kit: Stack) -> None:
         assert client.images.get(tag).attrs["Config"]["Env"] is not None
         for value in (token, token2):
             assert not _image_holds(tag, value.encode()), (tag, "holds the build secret")
-    assert not list(Path(tempfile.gettempdir()).glob("paas-build-*/secret-*"))  # the CLI's files are gone
+    builds = Path(kit.env["PAAS_DATA_DIR"]) / "builds"
+    assert not list(builds.glob("paas-build-*/secret-*"))  # the CLI's files are gone
+    # the app's own id, a new one for the new value: BuildKit keys the step's cache by it
+    ids = [
+        set(re.findall(rf"id=(paas/{name}/BUILD_TOKEN-[0-9a-f]+)", kit.release_log(name, v))) for v in (1, 3)
+    ]
+    assert len(ids[0]) == len(ids[1]) == 1 and ids[0] != ids[1], ids
     # the check itself can fail: the served hash is in the image, as the Dockerfile wrote it
     assert _image_holds(f"paas/{name}:v3", _sha(token2).encode())
 

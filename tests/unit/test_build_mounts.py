@@ -12,7 +12,7 @@ from paas.dockerfile import (
     Mounts,
     cache_namespace,
     images_read,
-    namespace_cache_mounts,
+    namespace_mounts,
     parse_here,
     remembering,
 )
@@ -39,7 +39,7 @@ def test_the_apps_own_caches_move_into_its_namespace_and_nothing_else_changes() 
         "RUN --mount=type=cache,target=/a --mount=type=cache,target=/ab echo /a /ab\n"
         "RUN --mount=type=tmpfs,target=/tmp echo hi\n"
     )
-    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    rewritten = namespace_mounts(text, cache_namespace("shop"))
     assert _cache_ids(rewritten) == [
         "paas/shop//root/.cache/pip",
         "paas/shop/uv",
@@ -49,16 +49,16 @@ def test_the_apps_own_caches_move_into_its_namespace_and_nothing_else_changes() 
     assert rewritten.splitlines()[3] == "    --mount=type=bind,source=uv.lock,target=uv.lock uv sync --frozen"
     assert rewritten.splitlines()[4].endswith(" echo /a /ab")
     assert len(rewritten.splitlines()) == len(text.splitlines())
-    assert namespace_cache_mounts(rewritten, cache_namespace("shop")) == rewritten  # once is enough
+    assert namespace_mounts(rewritten, cache_namespace("shop")) == rewritten  # once is enough
     assert images_read(rewritten, mounts=SHOP) == [images_read(text)[0]]
 
 
 def test_an_id_naming_another_apps_cache_stays_inside_this_apps_namespace() -> None:
     text = "FROM python:3.12-slim\nRUN --mount=type=cache,id=paas/blog//root/.cache/pip,target=/c ls /c\n"
-    assert _cache_ids(namespace_cache_mounts(text, cache_namespace("shop"))) == [
+    assert _cache_ids(namespace_mounts(text, cache_namespace("shop"))) == [
         "paas/shop/paas/blog//root/.cache/pip"
     ]
-    assert _cache_ids(namespace_cache_mounts(text, cache_namespace("blog"))) == ["paas/blog//root/.cache/pip"]
+    assert _cache_ids(namespace_mounts(text, cache_namespace("blog"))) == ["paas/blog//root/.cache/pip"]
     assert not cache_namespace("shop-2").startswith(cache_namespace("shop"))
 
 
@@ -68,7 +68,7 @@ def test_an_onbuild_cache_of_the_dockerfile_is_rewritten_and_a_base_images_is_re
         "ONBUILD RUN --mount=type=cache,target=/root/.cache/pip pip install x\n"
         "FROM base\n"
     )
-    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    rewritten = namespace_mounts(text, cache_namespace("shop"))
     assert "id=paas/shop//root/.cache/pip" in rewritten.splitlines()[1]
     images_read(rewritten, mounts=SHOP)
     with pytest.raises(InvalidInput, match="not in this app's namespace"):
@@ -137,10 +137,10 @@ def test_what_a_build_may_mount() -> None:
 def test_a_cache_mount_written_across_lines_is_refused_rather_than_left_shared() -> None:
     text = "FROM python:3.12-slim\nRUN --mount=type=cache,\\\ntarget=/root/.cache/pip pip install x\n"
     with pytest.raises(InvalidInput, match="line 2: write its cache --mount on one line"):
-        namespace_cache_mounts(text, cache_namespace("shop"))
+        namespace_mounts(text, cache_namespace("shop"))
     quoted = 'FROM python:3.12-slim\nRUN --mount="type=cache,target=/x" ls\n'
     with pytest.raises(InvalidInput, match="line 2: write its cache --mount on one line"):
-        namespace_cache_mounts(quoted, cache_namespace("shop"))
+        namespace_mounts(quoted, cache_namespace("shop"))
 
 
 def test_the_rewrite_and_the_check_of_one_build_parse_each_text_once() -> None:
@@ -154,5 +154,37 @@ def test_the_rewrite_and_the_check_of_one_build_parse_each_text_once() -> None:
     parse = remembering(counting)
     assert remembering(parse) is parse
     text = "FROM python:3.12-slim\nRUN pip install x\n"  # no cache mount: the rewrite changes nothing
-    images_read(namespace_cache_mounts(text, cache_namespace("shop"), parse=parse), mounts=SHOP, parse=parse)
+    images_read(namespace_mounts(text, cache_namespace("shop"), parse=parse), mounts=SHOP, parse=parse)
     assert seen == [text]
+
+
+@pytest.mark.parametrize(
+    ("mount", "rewritten"),
+    [
+        ("--mount=type=secret,id=TOKEN",
+         "--mount=type=secret,target=/run/secrets/TOKEN,id=paas/shop/TOKEN-ab"),
+        ("--mount=type=secret,source=TOKEN,target=/t", "--mount=type=secret,target=/t,id=paas/shop/TOKEN-ab"),
+        ("--mount=type=secret,src=TOKEN,mode=0400", "--mount=type=secret,mode=0400,target=/run/secrets/TOKEN,"
+         "id=paas/shop/TOKEN-ab"),
+        ("--mount=type=secret,target=/run/secrets/TOKEN,required=true",
+         "--mount=type=secret,target=/run/secrets/TOKEN,required=true,id=paas/shop/TOKEN-ab"),
+    ],
+)  # fmt: skip
+def test_the_apps_secret_mounts_take_its_ids_and_stay_where_the_dockerfile_reads_them(
+    mount: str, rewritten: str
+) -> None:
+    """BuildKit keys its shared cache by the secret mount's id, not its value:
+    each of the app's own secret mounts gets the id paas made for it (the
+    app's, changing with the value), at the path the Dockerfile reads."""
+    ids = {"TOKEN": "paas/shop/TOKEN-ab"}
+    text = f"FROM python:3.11-slim\nRUN {mount} cat /run/secrets/TOKEN\n"
+    done = namespace_mounts(text, cache_namespace("shop"), secrets=ids)
+    assert done == f"FROM python:3.11-slim\nRUN {rewritten} cat /run/secrets/TOKEN\n"
+    assert namespace_mounts(done, cache_namespace("shop"), secrets=ids) == done  # once is enough
+    images_read(done, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(ids.values())))
+    # the name alone, or another app's id, is not one of this build's secrets
+    for other in (text, done.replace("paas/shop/TOKEN-ab", "paas/blog/TOKEN-ab")):
+        with pytest.raises(InvalidInput, match="is not one of the app's build secrets"):
+            images_read(
+                other, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(ids.values()))
+            )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -186,6 +187,7 @@ for i, a in enumerate(args):
         folder = stat.S_IMODE(os.stat(os.path.dirname(src)).st_mode)
         print(f"secret {{oct(mode)}} in {{oct(folder)}} holds {{len(open(src).read())}} chars", flush=True)
         print(src, flush=True)
+        print("a tool printed: " + open(src).read(), flush=True)
 open(iid, "w").write("sha256:" + "0" * 64)
 print(sys.stdin.read(), flush=True)
 """
@@ -196,16 +198,18 @@ def test_a_build_secret_reaches_the_cli_as_a_file_only_root_reads_and_is_gone_af
     cli.write_text(FAKE_CLI.format(python=sys.executable))
     cli.chmod(0o755)
     value = "https://user:s3cr3t-token@pypi.example/simple"
+    secret_id = "paas/shop/PIP_INDEX_URL-0123456789abcdef01234567"
     b = BuildKitBuild(
         **{
             **BUILD.__dict__,
             "cli": str(cli),
-            "iidfile": buildkit.scratch_iidfile(),
-            "secrets": {"PIP_INDEX_URL": value},
+            "iidfile": buildkit.scratch_iidfile(tmp_path / "builds"),
+            "secrets": {secret_id: value},
         }
     )
     args = build_args(b)
-    assert args[args.index("--secret") + 1] == f"id=PIP_INDEX_URL,src={b.iidfile.parent}/secret-PIP_INDEX_URL"
+    assert args[args.index("--secret") + 1] == f"id={secret_id},src={b.iidfile.parent}/secret-0"
+    assert b.iidfile.parent.parent == tmp_path / "builds"
     assert value not in " ".join(args) and value not in build_env(b).values() and value not in repr(b)
     lines: list[str] = []
     try:
@@ -213,6 +217,7 @@ def test_a_build_secret_reaches_the_cli_as_a_file_only_root_reads_and_is_gone_af
         assert image == "sha256:" + "0" * 64
         assert lines[0] == f"secret 0o600 in 0o700 holds {len(value)} chars"
         assert not Path(lines[1]).exists()  # removed as soon as the CLI ended
+        assert lines[2] == "a tool printed: ****"  # masked on its way to the release log
         assert all(value not in line for line in lines)
     finally:
         import shutil
@@ -220,21 +225,24 @@ def test_a_build_secret_reaches_the_cli_as_a_file_only_root_reads_and_is_gone_af
         shutil.rmtree(b.iidfile.parent)
 
 
-def test_a_change_of_build_secrets_builds_without_the_cache_once(tmp_path: Path) -> None:
-    """BuildKit caches a step that mounts a secret without its value: after a
-    change the first build must run every step again, then the cache is used."""
-    assert not buildkit.secrets_changed(tmp_path, "shop", {})
-    assert buildkit.secrets_changed(tmp_path, "shop", {"TOKEN": "a"})  # nothing remembered: changed
-    buildkit.remember_secrets(tmp_path, "shop", {"TOKEN": "a"})
-    kept = tmp_path / buildkit.SECRETS_SEEN / "shop"
-    assert oct(kept.stat().st_mode & 0o777) == "0o600" and len(kept.read_text()) == 64  # a digest only
-    assert not buildkit.secrets_changed(tmp_path, "shop", {"TOKEN": "a"})
-    assert buildkit.secrets_changed(tmp_path, "shop", {"TOKEN": "b"})
-    assert buildkit.secrets_changed(tmp_path, "shop", {})  # one removed: its steps run again too
-    assert buildkit.secrets_changed(tmp_path, "other", {"TOKEN": "a"})
-    buildkit.remember_secrets(tmp_path, "shop", {})
-    assert not kept.exists() and not buildkit.secrets_changed(tmp_path, "shop", {})
-    assert build_args(BuildKitBuild(**{**BUILD.__dict__, "no_cache": True}))[-2:] == [
-        "--no-cache",
-        str(BUILD.context),
-    ]
+def test_a_build_secrets_id_is_the_apps_own_and_changes_with_its_value(tmp_path: Path) -> None:
+    """BuildKit keys its shared cache by a secret mount's id, never by the
+    value: the id is the app's own, keyed with a key only the agent reads,
+    so no other app can name it and a new value is a new id."""
+    ids = buildkit.secret_ids(tmp_path, "shop", {"TOKEN": "a-value", "PIP_INDEX_URL": "https://u:p@x/simple"})
+    assert ids["TOKEN"].startswith("paas/shop/TOKEN-") and len(ids["TOKEN"]) == len("paas/shop/TOKEN-") + 24
+    key = tmp_path / buildkit.ID_KEY_FILE
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and len(key.read_bytes()) == 32
+    assert buildkit.secret_ids(tmp_path, "shop", {"TOKEN": "a-value"}) == {"TOKEN": ids["TOKEN"]}  # stable
+    assert buildkit.secret_ids(tmp_path, "shop", {"TOKEN": "b-value"})["TOKEN"] != ids["TOKEN"]
+    assert buildkit.secret_ids(tmp_path, "blog", {"TOKEN": "a-value"})["TOKEN"].startswith("paas/blog/TOKEN-")
+    other = tmp_path / "elsewhere"
+    assert buildkit.secret_ids(other, "shop", {"TOKEN": "a-value"})["TOKEN"] != ids["TOKEN"]  # keyed
+    assert "a-value" not in " ".join(ids.values()) and buildkit.secret_ids(tmp_path, "shop", {}) == {}
+
+
+def test_a_secret_a_build_prints_is_masked_in_its_log() -> None:
+    value = "https://user:tok/en@pypi.example/simple"
+    said = f"Looking in indexes: {value} and {quote(value, safe='')} and {quote(value)}"
+    assert buildkit.masked(said, [value]) == "Looking in indexes: **** and **** and ****"
+    assert buildkit.masked("a 1 b", ["1"]) == "a 1 b"  # too short to be told apart from the rest

@@ -16,7 +16,7 @@ from paas.buildpack import (
     render_dockerfile,
     server_command,
 )
-from paas.dockerfile import Mounts, cache_namespace, images_read, namespace_cache_mounts
+from paas.dockerfile import Mounts, cache_namespace, images_read, namespace_mounts
 from paas.errors import InvalidInput
 
 FASTAPI_MAIN = "from fastapi import FastAPI\n\napp = FastAPI(title='x')\n"
@@ -240,7 +240,7 @@ def test_with_buildkit_every_pip_install_keeps_its_downloads_in_the_apps_cache(
     runs = [line for line in instructions if line.startswith("RUN") and "pip install" in line]
     assert runs and all(r.startswith("RUN --mount=type=cache,target=/root/.cache/pip ") for r in runs), runs
     assert "PIP_NO_CACHE_DIR" not in text
-    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
+    rewritten = namespace_mounts(text, cache_namespace("shop"))
     images_read(rewritten, mounts=Mounts(namespace=cache_namespace("shop")))
     assert rewritten.count("id=paas/shop//root/.cache/pip") == len(runs)
     # the classic builder has no mounts: its Dockerfile is as it was
@@ -263,9 +263,12 @@ def test_a_private_index_given_as_build_secrets_is_read_by_every_pip_install_for
         assert "--mount=type=secret,id=PIP_EXTRA_INDEX_URL --mount=type=secret,id=PIP_INDEX_URL " in run
         assert 'PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)" && export PIP_INDEX_URL && ' in run
     assert "ARG" not in text and "ENV PIP_INDEX_URL" not in text
-    rewritten = namespace_cache_mounts(text, cache_namespace("shop"))
-    images_read(rewritten, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(secrets)))
-    with pytest.raises(InvalidInput, match="PIP_INDEX_URL"):
+    ids = {name: f"paas/shop/{name}-0a1b" for name in secrets}
+    rewritten = namespace_mounts(text, cache_namespace("shop"), secrets=ids)
+    mount = "--mount=type=secret,target=/run/secrets/PIP_INDEX_URL,id=paas/shop/PIP_INDEX_URL-0a1b"
+    assert mount in rewritten
+    images_read(rewritten, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(ids.values())))
+    with pytest.raises(InvalidInput, match="PIP_INDEX_URL"):  # a build without that secret
         images_read(
-            rewritten, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset(secrets[:1]))
+            rewritten, mounts=Mounts(namespace=cache_namespace("shop"), secrets=frozenset([ids[secrets[0]]]))
         )

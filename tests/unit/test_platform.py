@@ -29,8 +29,9 @@ from agent.source import SourceCache
 from paas import services
 from paas.crypto import Keyring
 from paas.db import session_scope
-from paas.models import Deployment, DeploymentStatus, Job
-from paas.schemas import AppCreate
+from paas.envvars import change_env
+from paas.models import Deployment, DeploymentStatus, EnvScope, Job
+from paas.schemas import AppCreate, EnvChange, EnvSet
 from paas.settings import Settings
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -146,7 +147,13 @@ def _repository(root: Path) -> Path:
 
 
 def deploy_once(
-    settings: Settings, engine: Engine, repo: Path, docker: RecordingEngine, **app: Any
+    settings: Settings,
+    engine: Engine,
+    repo: Path,
+    docker: RecordingEngine,
+    *,
+    build_secrets: dict[str, str] | None = None,
+    **app: Any,
 ) -> DeployResult:
     """Create app ``shop`` from the local ``repo`` and run one deploy job
     through the real pipeline, up to ``docker`` (under a tight umask)."""
@@ -160,6 +167,11 @@ def deploy_once(
             keyring=keyring,
             settings=settings,
         )
+        if build_secrets:
+            sets = [
+                EnvSet(key=k, value=v, secret=True, scope=EnvScope.build) for k, v in build_secrets.items()
+            ]
+            change_env(session, name="shop", change=EnvChange(set=sets), actor="tests", keyring=keyring)
         job_id = services.request_deploy(session, app=created, actor="tests", trigger="manual").id
     with session_scope(engine) as session:
         job = session.get(Job, job_id)
@@ -231,3 +243,38 @@ def test_an_engine_where_buildkit_cannot_be_capped_builds_classic_and_says_why(
         assert build["buildkit"] is None and "--mount" not in build["dockerfile"]
         assert "PIP_NO_CACHE_DIR=1" in build["dockerfile"]
         assert f"building with the classic builder: {problem}" in log
+
+
+@pytest.mark.parametrize("problem", [None, "the engine uses the systemd cgroup driver"])
+def test_build_secrets_reach_a_buildkit_build_by_their_ids_and_are_never_built_without(
+    settings: Settings, engine: Engine, tmp_path: Path, problem: str | None
+) -> None:
+    """A build that could not be given its secrets (a classic build) would
+    install from the public index what it meant to take from a private one:
+    refused. With BuildKit, the generated Dockerfile mounts PIP_INDEX_URL by
+    the app's own id, and the engine is handed it by that id."""
+    docker = RecordingEngine()
+    docker.problem = problem
+    index = "https://user:s3cret@pypi.example/simple"
+    result = deploy_once(
+        settings, engine, _repository(tmp_path / "repo"), docker, source_dir="svc",
+        build_secrets={"PIP_INDEX_URL": index},
+    )  # fmt: skip
+    log = settings.release_log("shop", result.version).read_text()
+    assert index not in log and "s3cret" not in log
+    if problem:
+        assert docker.builds == [] and not result.ok
+        assert result.error == (
+            "build: build secrets (PIP_INDEX_URL) need a BuildKit build, and this one would be classic: "
+            f"{problem}"
+        )
+        return
+    [build] = docker.builds
+    [(secret_id, value)] = build["buildkit"].secrets.items()
+    assert value == index and secret_id.startswith("paas/shop/PIP_INDEX_URL-")
+    assert (
+        f"--mount=type=secret,target=/run/secrets/PIP_INDEX_URL,id={secret_id}"
+        in build["buildkit"].dockerfile_text
+    )
+    assert 'PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)"' in build["dockerfile"]
+    assert index not in build["dockerfile"]
