@@ -10,6 +10,7 @@ tries it and says what it saw).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -390,6 +391,33 @@ def poison_another_apps_build_cache(s: Scene) -> str:
     return f"{', '.join(seen)} never saw {writer_name}'s file"
 
 
+SECRET_STEP = "FROM python:3.11-slim\nRUN --mount=type=secret,id=TOKEN sha256sum /run/secrets/TOKEN\n"
+
+
+def take_a_layer_built_with_another_apps_secret(s: Scene) -> str:
+    """Issue 31: BuildKit keys a step's cache by its secret mount's id, never
+    by the value, across every build on the engine. App B writes app A's
+    Dockerfile (a public repository, its token private) and a secret of the
+    same name: with a shared id B's build would take A's layer, built with
+    A's token. paas gives each app, and each value, an id of its own."""
+    seen = {}
+    for app, value in (("secret-owner", f"owner-{os.getpid()}"), ("secret-taker", f"taker-{os.getpid()}")):
+        repo = GitRemote(Path(tempfile.mkdtemp(dir=s.stack.root)))
+        r = s.stack.api("POST", "/apps", json={"name": app, "repo_url": str(repo.bare)})
+        assert r.status_code == 201, r.text
+        token = {"key": "TOKEN", "value": value, "secret": True, "scope": "build"}
+        assert s.stack.api("PATCH", f"/apps/{app}/env", json={"set": [token]}).status_code == 200
+        payload = repo.commit({"Dockerfile": SECRET_STEP}, "secret step")
+        assert s.stack.webhook(app, r.json()["webhook_secret"], payload).status_code == 202
+        s.stack.wait_release(app, 1)
+        seen[app] = (s.stack.release_log(app, 1), hashlib.sha256(value.encode()).hexdigest())
+    owner_log, owner_sha = seen["secret-owner"]
+    taker_log, taker_sha = seen["secret-taker"]
+    assert owner_sha in owner_log, owner_log  # the owner's step ran with its own token
+    assert taker_sha in taker_log and owner_sha not in taker_log, taker_log  # ran again, with the taker's
+    return "the taker's step ran with its own secret, not from the owner's layer"
+
+
 ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
     ("write into the git caches", write_into_repos),
     ("plant a git hook in a clone", plant_a_hook),
@@ -413,6 +441,7 @@ ATTACKS: list[tuple[str, Callable[[Scene], str]]] = [
         dockerfile_from_a_base_whose_onbuild_reads_another_app,
     ),
     ("poison another app's build cache", poison_another_apps_build_cache),
+    ("take a layer built with another app's build secret", take_a_layer_built_with_another_apps_secret),
 ]
 
 
