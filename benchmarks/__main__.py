@@ -132,17 +132,19 @@ def raw_build(context: Path, tag: str, *, buildkit: bool = True) -> None:
 # deploys and their floor -----------------------------------------------------------------------
 
 
-def first_deploy(stack: Stack) -> tuple[GitRemote, str]:
+def first_deploy(stack: Stack, app: str = APP, files: dict[str, str] | None = None) -> tuple[GitRemote, str]:
     """Create the app and deploy it once (which fills Docker's cache)."""
-    repo = GitRemote(Path(tempfile.mkdtemp(prefix="bench-git-", dir=stack.root)))
+    repo = GitRemote(Path(tempfile.mkdtemp(prefix=f"bench-{app}-", dir=stack.root)))
     created = json.loads(
         stack.paas(
-            "apps", "create", APP, "--repo", str(repo.bare), "--health-path", "/healthz", "--json"
+            "apps", "create", app, "--repo", str(repo.bare), "--health-path", "/healthz", "--json"
         ).stdout
     )
     secret = created["webhook_secret"]
-    assert stack.webhook(APP, secret, repo.commit(app_files("r0"), "r0")).status_code == 202
-    stack.wait_release(APP, 1)
+    payload = repo.commit(files or app_files("r0"), "first")
+    assert stack.webhook(app, secret, payload).status_code == 202
+    if stack.wait_release(app, 1)["status"] != "succeeded":
+        raise SystemExit(f"benchmark: {app} v1 failed: {stack.release_log(app, 1)[-2000:]}")
     return repo, secret
 
 
@@ -628,16 +630,7 @@ def one_package_added(stack: Stack, runs: int) -> tuple[Samples, str]:
     """An app without a Dockerfile, deployed once; then each run adds one
     package to requirements.txt: webhook → the new version served. Returns
     the samples and the generated Dockerfile (for the floor)."""
-    repo = GitRemote(Path(tempfile.mkdtemp(prefix="bench-gen-", dir=stack.root)))
-    created = json.loads(
-        stack.paas(
-            "apps", "create", GEN, "--repo", str(repo.bare), "--health-path", "/healthz", "--json"
-        ).stdout
-    )
-    secret = created["webhook_secret"]
-    assert stack.webhook(GEN, secret, repo.commit(gen_files("g0"), "g0")).status_code == 202
-    if stack.wait_release(GEN, 1)["status"] != "succeeded":
-        raise SystemExit(f"benchmark: {GEN} v1 failed: {stack.release_log(GEN, 1)[-2000:]}")
+    repo, secret = first_deploy(stack, GEN, gen_files("g0"))
     dockerfile = stack.paas("build-plan", GEN).stdout
     served = Samples()
     for run in range(1, runs + 1):
