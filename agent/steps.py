@@ -209,20 +209,27 @@ def build(doors: Doors, a: Attempt) -> None:
             secrets={ids[name]: value for name, value in secrets.items()},
             scratch=s.builds_dir,
         )
-    doors.docker.build(
-        context=context,
-        dockerfile=dockerfile,
-        tag=tag,
-        labels=labels,
-        on_line=a.dlog.line,
-        timeout=s.build_timeout,
-        network=s.build_network,
-        buildargs=a.env.build_args,
-        should_stop=a.should_stop,
-        memory=memory_bytes(s.build_memory),
-        buildkit=buildkit,
-        target=app.build_target,
-    )
+    try:
+        doors.docker.build(
+            context=context,
+            dockerfile=dockerfile,
+            tag=tag,
+            labels=labels,
+            on_line=a.dlog.line,
+            timeout=s.build_timeout,
+            network=s.build_network,
+            buildargs=a.env.build_args,
+            should_stop=a.should_stop,
+            memory=memory_bytes(s.build_memory),
+            buildkit=buildkit,
+            target=app.build_target,
+        )
+    except EngineError as exc:
+        if buildkit is None and "requires BuildKit" in str(exc):  # the classic builder's words
+            raise StepFailed(
+                "build", f"the Dockerfile needs BuildKit, which this build could not use ({problem}): {exc}"
+            ) from exc
+        raise
     a.procfile = procfile
     doors.releases.update(a.dep_id, image=tag, procfile=procfile)
     a.plan = _plan(doors, a, find_prestart=True)

@@ -90,6 +90,7 @@ class RecordingEngine:
         self.pulled: list[str] = []
 
     problem: str | None = None  # why BuildKit could not be capped on this engine
+    said = "the recording engine builds nothing"  # what its build fails with
 
     def buildkit_problem(self) -> str | None:
         return self.problem
@@ -106,7 +107,7 @@ class RecordingEngine:
                 "buildkit": kwargs.get("buildkit"),
             }
         )
-        raise EngineError("the recording engine builds nothing")
+        raise EngineError(self.said)
 
     def remove_image(self, ref: str) -> bool:
         return False
@@ -278,3 +279,23 @@ def test_build_secrets_reach_a_buildkit_build_by_their_ids_and_are_never_built_w
     )
     assert 'PIP_INDEX_URL="$(cat /run/secrets/PIP_INDEX_URL)"' in build["dockerfile"]
     assert index not in build["dockerfile"]
+
+
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_the_classic_builders_buildkit_error_names_why_buildkit_was_off(
+    settings: Settings, engine: Engine, tmp_path: Path, builder: str
+) -> None:
+    repo = _repository(tmp_path / "repo")
+    (repo / "svc" / "Dockerfile").write_text("FROM python:3.11-slim\nRUN --mount=type=cache,target=/c true\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a Dockerfile of its own"], check=True)
+    docker = RecordingEngine()
+    docker.problem = "the engine uses the systemd cgroup driver"
+    docker.said = "the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/"
+    with_settings = settings.model_copy(update={"builder": builder})
+    result = deploy_once(with_settings, engine, repo, docker, source_dir="svc")
+    why = docker.problem if builder == "buildkit" else "PAAS_BUILDER=classic"
+    assert result.error == (
+        f"build: the Dockerfile needs BuildKit, which this build could not use ({why}): {docker.said}"
+    )
