@@ -619,9 +619,12 @@ GEN_BASE = "fastapi>=0.110,<1\n"
 ADDED = ["six", "attrs", "pyparsing", "toml", "wrapt", "decorator", "itsdangerous", "iniconfig", "tomli"]
 
 
+STAMP = f"# benchmark {os.getpid()}-{time.time_ns()}\n"  # no layer of an earlier run is ever reused
+
+
 def gen_files(version: str, added: str = "") -> dict[str, str]:
     return {
-        "requirements.txt": GEN_BASE + (f"{added}\n" if added else ""),
+        "requirements.txt": STAMP + GEN_BASE + (f"{added}\n" if added else ""),
         "main.py": MAIN.format(version=version),
     }
 

@@ -54,6 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[St
         yield paas
     finally:
         paas.stop()
+        paas.remove_everything()  # else its live containers (restart unless-stopped) outlive the run
 
 
 @pytest.fixture(scope="module")
