@@ -153,26 +153,37 @@ def secret_ids(builds_dir: Path, app: str, secrets: Mapping[str, str]) -> dict[s
 
 def _secret_key(builds_dir: Path) -> bytes:
     path = builds_dir / ID_KEY_FILE
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    builds_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fresh = builds_dir / f".{ID_KEY_FILE}.{os.getpid()}"
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets_module.token_bytes(32))
-    os.replace(fresh, path)
-    return path.read_bytes()
+    if not path.exists():
+        builds_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, fresh = tempfile.mkstemp(dir=builds_dir, prefix=".key-")  # 0600, a name of its own
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets_module.token_bytes(32))
+            with contextlib.suppress(FileExistsError):  # another build made it first: that one holds
+                os.link(fresh, path)
+        finally:
+            os.unlink(fresh)
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise BuildKitError(
+            f"{path} is not a key paas made (32 bytes): remove it, and the next build makes one"
+        )
+    return key
 
 
 def masked(line: str, values: Iterable[str]) -> str:
-    """``line`` with each secret value (as written, or URL-quoted) as ****:
-    a tool in the build may print one (pip names its index in errors)."""
+    """``line`` with each secret value (as written, or URL-quoted, and each
+    line of one of several lines) as ****: a tool in the build may print one
+    (pip names its index in errors). Longest first, so that no part of one
+    value is left beside another's mask; a value or line under 4 characters
+    is left as it is (it could not be told apart from the rest of the log)."""
+    forms = set()
     for value in values:
-        if len(value) >= 4:
-            for form in {value, quote(value, safe=""), quote(value)}:
-                line = line.replace(form, "****")
+        for part in {value, *value.splitlines()}:
+            if len(part.strip()) >= 4:
+                forms.update({part.strip(), quote(part.strip(), safe=""), quote(part.strip())})
+    for form in sorted(forms, key=len, reverse=True):
+        line = line.replace(form, "****")
     return line
 
 

@@ -275,7 +275,7 @@ def _without(value: str, *names: str) -> list[str]:
 def _secret_name(options: Mapping[str, str]) -> str:
     """The secret a mount asks for, as BuildKit reads it: source= (or src=)
     over id=, else the target's last name."""
-    for key in ("source", "src", "id"):
+    for key in ("source", "id"):
         if options.get(key):
             return options[key]
     return _target(options).rstrip("/").rpartition("/")[2]
@@ -296,8 +296,12 @@ def _run_flags(command: Command, parse: Parser) -> tuple[str, ...]:
     return ()
 
 
+# what BuildKit reads as one option (paas keeps the first name; given twice, the mount is refused)
+_MOUNT_ALIASES = {"dst": "target", "destination": "target", "src": "source"}
+
+
 def _target(options: Mapping[str, str]) -> str:
-    return options.get("target") or options.get("dst") or options.get("destination") or ""
+    return options.get("target", "")
 
 
 def _mount_options(value: str, where: str) -> tuple[str, dict[str, str]]:
@@ -310,13 +314,28 @@ def _mount_options(value: str, where: str) -> tuple[str, dict[str, str]]:
             f"the Dockerfile, {where}: the --mount option {value!r} holds a variable, which BuildKit "
             "expands and paas does not: write it out"
         )
+    if not value.isascii() or not value.isprintable() or value != value.strip():
+        # Go lowercases some non-ASCII letters into ASCII ones ("İd" is BuildKit's "id"), Python not
+        raise InvalidInput(
+            f"the Dockerfile, {where}: a --mount option holds a character other than printable ASCII"
+        )
     options: dict[str, str] = {}
     for option in value.split(","):
         key, _eq, setting = option.partition("=")
-        options[key.strip().lower()] = setting.strip()
+        key = key.strip().lower()
+        named = _MOUNT_ALIASES.get(key, key)
+        if named in options or (named != key and key in options):
+            # BuildKit takes the last of them, and paas would read another
+            raise InvalidInput(
+                f"the Dockerfile, {where}: the --mount option {key} (or its alias) is given twice"
+            )
+        options[named] = setting.strip()
     kind = options.get("type", "bind").lower()
     if kind not in _MOUNT_TYPES:
         raise InvalidInput(f"the Dockerfile, {where}: --mount type {kind!r} is not one BuildKit has")
+    if kind == "cache" and ".." in (options.get("id") or options.get("target", "")).split("/"):
+        # BuildKit cleans the target it takes as the id: `paas/me/../other/x` is another's cache
+        raise InvalidInput(f"the Dockerfile, {where}: a cache --mount's id or target climbs with '..'")
     return kind, options
 
 
@@ -629,7 +648,7 @@ class _Walk:
             )
         if kind == "secret":
             # BuildKit takes source= (or src=) over id=, and the target's name without either
-            named = [options[k] for k in ("source", "src", "id") if options.get(k)]
+            named = [options[k] for k in ("source", "id") if options.get(k)]
             for secret in named or [target.rstrip("/").rpartition("/")[2]]:
                 if secret not in self.mounts.secrets:
                     said = f"the secret {secret!r} is not one of the app's build secrets"

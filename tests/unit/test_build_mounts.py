@@ -108,6 +108,21 @@ def test_an_onbuild_cache_of_the_dockerfile_is_rewritten_and_a_base_images_is_re
         ("RUN --device=/dev/kvm true", "RUN --device is not a flag paas reads"),
         ("ADD --keep-git-dir=true https://example.com/a.tgz /a", "ADD --keep-git-dir is not a flag"),
         ("COPY --whatever=1 a /a", "COPY --whatever is not a flag"),
+        # read one way by paas and another by BuildKit, to reach another app's cache (attacker's review)
+        (
+            "RUN --mount=type=cache,target=paas/shop/x,dst=paas/blog/pip true",
+            "option dst .or its alias. is given twice",
+        ),
+        (
+            "RUN --mount=type=cache,id=paas/shop/x,id=paas/blog/pip,target=/c true",
+            "option id .or its alias. is given twice",
+        ),
+        ("RUN --mount=type=cache,target=paas/shop/../blog/pip true", "climbs with '..'"),
+        (
+            "RUN --mount=type=cache,id=paas/shop/x,\u0130d=paas/blog//root/.cache/pip,target=/c true",
+            "other than printable ASCII",
+        ),
+        ("RUN --mount=type=secret,id=PIP_INDEX_URL,src=PIP_INDEX_URL,source=X true", "given twice"),
     ],
 )
 def test_what_a_build_may_not_mount_is_refused_naming_the_line(line: str, said: str) -> None:

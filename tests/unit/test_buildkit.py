@@ -246,3 +246,19 @@ def test_a_secret_a_build_prints_is_masked_in_its_log() -> None:
     said = f"Looking in indexes: {value} and {quote(value, safe='')} and {quote(value)}"
     assert buildkit.masked(said, [value]) == "Looking in indexes: **** and **** and ****"
     assert buildkit.masked("a 1 b", ["1"]) == "a 1 b"  # too short to be told apart from the rest
+    # longest first: no part of one value beside another's mask; each line of a value of several
+    assert buildkit.masked("xxabcdyy and abcd", ["abcd", "xxabcdyy"]) == "**** and ****"
+    pem = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END KEY-----"
+    assert buildkit.masked("#7 0.1 MIIEvQIBADANBgkqhkiG9w0B", [pem]) == "#7 0.1 ****"
+
+
+def test_the_key_of_secret_ids_is_made_once_even_by_builds_at_once(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        made = set(pool.map(lambda _n: buildkit._secret_key(tmp_path), range(32)))
+    assert len(made) == 1 and len(made.pop()) == 32
+    assert [p.name for p in tmp_path.iterdir()] == [buildkit.ID_KEY_FILE]  # no scratch file left
+    (tmp_path / buildkit.ID_KEY_FILE).write_bytes(b"")
+    with pytest.raises(buildkit.BuildKitError, match="not a key paas made"):
+        buildkit.secret_ids(tmp_path, "shop", {"TOKEN": "v"})
