@@ -129,6 +129,28 @@ def raw_build(context: Path, tag: str, *, buildkit: bool = True) -> None:
                    text=True, check=True, env=env)  # fmt: skip
 
 
+def raw_deploy(
+    context: Path, image: str, version: str, containers: list[str], *, buildkit: bool = True
+) -> tuple[float, str, str]:
+    """By hand: ``docker build`` + ``docker run`` + the first answer that
+    shows ``version``. Its seconds, the container's name (added to
+    ``containers`` before it runs, for the clean-up) and its URL."""
+    port, name = free_port(), f"{image.replace(':', '-').replace('/', '-')}-run"
+    containers.append(name)
+    url = f"http://{LOOPBACK}:{port}/"
+    started = time.monotonic()
+    raw_build(context, image, buildkit=buildkit)
+    docker("run", "-d", "--name", name, "-e", "PORT=8000", "-p", f"{LOOPBACK}:{port}:8000", image)
+    wait_for(shows(url, version), what=f"{version} (floor)")
+    return time.monotonic() - started, name, url
+
+
+def remove_by_hand(containers: list[str], images: list[str]) -> None:
+    for name in containers:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "image", "rm", "-f", *images], capture_output=True)
+
+
 # deploys and their floor -----------------------------------------------------------------------
 
 
@@ -187,21 +209,14 @@ def docker_floor(runs: int, work: Path, *, buildkit: bool = True) -> tuple[Sampl
     for name, text in app_files("f0").items():
         (context / name).write_text(text)
     raw_build(context, "paas-bench-floor:f0", buildkit=buildkit)  # fill the cache, as paas's first deploy
-    containers = []
+    containers: list[str] = []
     try:
         for run in range(1, runs + 1):
             version = f"f{run}"
             (context / "main.py").write_text(MAIN.format(version=version))
-            port = free_port()
-            name = f"paas-bench-floor-{version}"
-            containers.append(name)
-            url = f"http://{LOOPBACK}:{port}/"
-            started = time.monotonic()
-            raw_build(context, f"paas-bench-floor:{version}", buildkit=buildkit)
-            docker("run", "-d", "--name", name, "-e", "PORT=8000", "-p", f"{LOOPBACK}:{port}:8000",
-                   f"paas-bench-floor:{version}")  # fmt: skip
-            wait_for(shows(url, version), what=f"{version} (floor)")
-            deploy.add(time.monotonic() - started)
+            image = f"paas-bench-floor:{version}"
+            took, name, url = raw_deploy(context, image, version, containers, buildkit=buildkit)
+            deploy.add(took)
             docker("stop", "-t", "1", name)
             started = time.monotonic()
             docker("start", name)
@@ -209,10 +224,7 @@ def docker_floor(runs: int, work: Path, *, buildkit: bool = True) -> tuple[Sampl
             start.add(time.monotonic() - started)
             docker("stop", "-t", "1", name)
     finally:
-        for name in containers:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        subprocess.run(["docker", "image", "rm", "-f", *(f"paas-bench-floor:f{i}" for i in range(runs + 1))],
-                       capture_output=True)  # fmt: skip
+        remove_by_hand(containers, [f"paas-bench-floor:f{i}" for i in range(runs + 1)])
     return deploy, start
 
 
@@ -661,26 +673,17 @@ def one_package_floor(runs: int, work: Path, dockerfile: str) -> Samples:
     for name, text in gen_files("h0").items():
         (context / name).write_text(text)
     raw_build(context, "paas-bench-gen:h0")
-    samples, containers = Samples(), []
+    samples, containers = Samples(), list[str]()
     try:
         for run in range(1, runs + 1):
             version = f"h{run}"
             for name, text in gen_files(version, ADDED[run - 1]).items():
                 (context / name).write_text(text)
-            port, name = free_port(), f"paas-bench-gen-{version}"
-            containers.append(name)
-            started = time.monotonic()
-            raw_build(context, f"paas-bench-gen:{version}")
-            docker("run", "-d", "--name", name, "-e", "PORT=8000", "-p", f"{LOOPBACK}:{port}:8000",
-                   f"paas-bench-gen:{version}")  # fmt: skip
-            wait_for(shows(f"http://{LOOPBACK}:{port}/", version), what=f"{version} (floor)")
-            samples.add(time.monotonic() - started)
+            took, name, _url = raw_deploy(context, f"paas-bench-gen:{version}", version, containers)
+            samples.add(took)
             docker("stop", "-t", "1", name)
     finally:
-        for name in containers:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        subprocess.run(["docker", "image", "rm", "-f", *(f"paas-bench-gen:h{i}" for i in range(runs + 1))],
-                       capture_output=True)  # fmt: skip
+        remove_by_hand(containers, [f"paas-bench-gen:h{i}" for i in range(runs + 1)])
     return samples
 
 
