@@ -179,9 +179,9 @@ def masked(line: str, values: Iterable[str]) -> str:
     is left as it is (it could not be told apart from the rest of the log)."""
     forms = set()
     for value in values:
-        for part in {value, *value.splitlines()}:
-            if len(part.strip()) >= 4:
-                forms.update({part.strip(), quote(part.strip(), safe=""), quote(part.strip())})
+        for part in {piece.strip() for piece in (value, *value.splitlines())}:
+            if len(part) >= 4:
+                forms.update({part, quote(part, safe=""), quote(part)})
     for form in sorted(forms, key=len, reverse=True):
         line = line.replace(form, "****")
     return line

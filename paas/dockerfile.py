@@ -237,7 +237,7 @@ def namespace_mounts(
                     continue
                 kind, options = _mount_options(value, f"line {command.start_line}")
                 if kind == "cache":
-                    key = options.get("id") or _target(options)
+                    key = _cache_id(options)
                     if not key or key.startswith(namespace):
                         continue
                     kept = _without(value, "id")
@@ -304,6 +304,11 @@ def _target(options: Mapping[str, str]) -> str:
     return options.get("target", "")
 
 
+def _cache_id(options: Mapping[str, str]) -> str:
+    """A cache mount's id as BuildKit takes it: ``id=``, else its target."""
+    return options.get("id") or _target(options)
+
+
 def _mount_options(value: str, where: str) -> tuple[str, dict[str, str]]:
     """A ``--mount`` value's type and options (keys lowercased), as BuildKit
     reads them; refused when it holds what paas does not read as BuildKit does."""
@@ -324,7 +329,7 @@ def _mount_options(value: str, where: str) -> tuple[str, dict[str, str]]:
         key, _eq, setting = option.partition("=")
         key = key.strip().lower()
         named = _MOUNT_ALIASES.get(key, key)
-        if named in options or (named != key and key in options):
+        if named in options:  # an alias is kept under the name it stands for
             # BuildKit takes the last of them, and paas would read another
             raise InvalidInput(
                 f"the Dockerfile, {where}: the --mount option {key} (or its alias) is given twice"
@@ -333,7 +338,7 @@ def _mount_options(value: str, where: str) -> tuple[str, dict[str, str]]:
     kind = options.get("type", "bind").lower()
     if kind not in _MOUNT_TYPES:
         raise InvalidInput(f"the Dockerfile, {where}: --mount type {kind!r} is not one BuildKit has")
-    if kind == "cache" and ".." in (options.get("id") or options.get("target", "")).split("/"):
+    if kind == "cache" and ".." in _cache_id(options).split("/"):
         # BuildKit cleans the target it takes as the id: `paas/me/../other/x` is another's cache
         raise InvalidInput(f"the Dockerfile, {where}: a cache --mount's id or target climbs with '..'")
     return kind, options
@@ -654,7 +659,7 @@ class _Walk:
                     said = f"the secret {secret!r} is not one of the app's build secrets"
                     raise InvalidInput(f"the Dockerfile, {where}: {said}")
         if kind == "cache" and self.mounts.namespace is not None:
-            cache = options.get("id") or target
+            cache = _cache_id(options)
             if not cache.startswith(self.mounts.namespace):
                 raise InvalidInput(
                     f"the Dockerfile, {where}: the cache {cache!r} is not in this app's namespace "
